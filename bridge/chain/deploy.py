@@ -1,0 +1,79 @@
+"""Connecting to a node and deploying the contracts from abi/.
+
+``connect`` returns a web3 client whose ``transact`` calls are signed locally by the given keys
+(web3's SignAndSendRawMiddleware): used by deploy, the CLI's user commands, the demo and the tests.
+The bridge's own operator writes go through ``bridge.tx`` instead, which persists them first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from web3 import Web3
+from web3.contract import Contract
+from web3.middleware import SignAndSendRawMiddlewareBuilder
+
+from bridge.chain.artifacts import load_artifact
+
+OPERATOR_ROLE = Web3.keccak(text="OPERATOR_ROLE")
+
+
+def connect(rpc_url: str, keys: Sequence[str] = (), timeout: float = 30.0) -> Web3:
+    """A web3 client for ``rpc_url`` that signs transactions from ``keys``' accounts locally."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    accounts: list[LocalAccount] = [Account.from_key(k) for k in keys]
+    if accounts:
+        w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(accounts), layer=0)
+    return w3
+
+
+def escrow(w3: Web3, address: str) -> Contract:
+    """The JobEscrow at ``address``."""
+    return w3.eth.contract(
+        address=Web3.to_checksum_address(address), abi=load_artifact("JobEscrow").abi
+    )
+
+
+def consumer(w3: Web3, address: str) -> Contract:
+    """The ExampleConsumer at ``address``."""
+    return w3.eth.contract(
+        address=Web3.to_checksum_address(address), abi=load_artifact("ExampleConsumer").abi
+    )
+
+
+def deploy(w3: Web3, name: str, sender: str, *args: Any) -> ChecksumAddress:
+    """Deploys artifact ``name`` from ``sender`` and returns its address once mined."""
+    artifact = load_artifact(name)
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    tx_hash = factory.constructor(*args).transact({"from": Web3.to_checksum_address(sender)})
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+    address = receipt["contractAddress"]
+    if receipt["status"] != 1 or address is None:
+        raise RuntimeError(f"deploying {name} reverted (tx {tx_hash.hex()})")
+    return Web3.to_checksum_address(address)
+
+
+def deploy_escrow(
+    w3: Web3,
+    admin: str,
+    operators: Sequence[str] = (),
+    treasury: str | None = None,
+) -> ChecksumAddress:
+    """Deploys JobEscrow with ``admin``, grants OPERATOR_ROLE to each of ``operators`` and sets
+    the treasury; all transactions are sent from ``admin`` and mined when this returns."""
+    address = deploy(w3, "JobEscrow", admin, Web3.to_checksum_address(admin))
+    contract = escrow(w3, address)
+    sender = {"from": Web3.to_checksum_address(admin)}
+    for operator in operators:
+        tx = contract.functions.grantRole(
+            OPERATOR_ROLE, Web3.to_checksum_address(operator)
+        ).transact(sender)
+        w3.eth.wait_for_transaction_receipt(tx, timeout=120)
+    if treasury is not None:
+        tx = contract.functions.setTreasury(Web3.to_checksum_address(treasury)).transact(sender)
+        w3.eth.wait_for_transaction_receipt(tx, timeout=120)
+    return address

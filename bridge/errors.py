@@ -1,0 +1,102 @@
+"""One error tree for the whole bridge.
+
+Third-party exceptions (web3, httpx, SQLAlchemy) are translated into these at each boundary with
+``raise ... from exc``, so callers handle one hierarchy and messages never carry secrets::
+
+    BridgeError
+    ├── ConfigError            bad or missing configuration; the message says what to fix
+    ├── ChainError             JSON-RPC / node problems
+    │   ├── RpcUnavailable     the node cannot be reached (transient)
+    │   ├── ReorgDetected      the chain under the scan cursor changed
+    │   └── ContractRevert     a call or transaction reverted; carries the decoded custom error
+    ├── TxError                the transaction manager could not get a write on-chain
+    │   └── InsufficientFunds  the operator account cannot pay for gas (alert, do not spin)
+    ├── RemoteError            Charity Engine API problems
+    │   ├── RemoteTransient    5xx, 429, timeouts, malformed bodies: retry with backoff
+    │   ├── RemoteRejected     a 4xx: the request is wrong; do not retry
+    │   │   └── RemoteAuthError  401: missing or unknown authenticator
+    │   └── DownloadRefused    an output URL off the CE host, or over the size cap
+    ├── SpecError              a job spec the bridge cannot run (fails the job on-chain)
+    └── StoreError             database problems
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid; the message is one line saying what to fix."""
+
+
+class ChainError(BridgeError):
+    """A JSON-RPC or node problem."""
+
+
+class RpcUnavailable(ChainError):
+    """The node could not be reached or answered with a server error; worth retrying."""
+
+
+class ReorgDetected(ChainError):
+    """A stored block hash no longer matches the chain: the scan must rewind."""
+
+    def __init__(self, block_number: int) -> None:
+        super().__init__(f"chain reorganised at or below block {block_number}")
+        self.block_number = block_number
+
+
+class ContractRevert(ChainError):
+    """A call or transaction reverted; ``name`` and ``args`` are the decoded custom error."""
+
+    def __init__(self, name: str, args: tuple[object, ...] = (), raw: bytes = b"") -> None:
+        shown = ", ".join(repr(a) for a in args)
+        super().__init__(f"contract reverted with {name}({shown})")
+        self.name = name
+        self.args_ = args
+        self.raw = raw
+
+
+class TxError(BridgeError):
+    """The transaction manager could not get a write on-chain."""
+
+
+class InsufficientFunds(TxError):
+    """The operator account cannot pay for gas; needs a human, not a retry loop."""
+
+
+class RemoteError(BridgeError):
+    """A Charity Engine API problem."""
+
+
+class RemoteTransient(RemoteError):
+    """5xx, 429, a timeout or a malformed body: the same request may succeed later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RemoteRejected(RemoteError):
+    """CE answered 4xx: the request itself is wrong and must not be retried."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RemoteAuthError(RemoteRejected):
+    """CE answered 401: the authenticator is missing or unknown."""
+
+
+class DownloadRefused(RemoteError):
+    """An output file URL is off the configured CE host, or the file is over the size cap."""
+
+
+class SpecError(BridgeError):
+    """A job spec the bridge cannot run; the job is failed on-chain with this message."""
+
+
+class StoreError(BridgeError):
+    """A database problem."""
