@@ -1,0 +1,204 @@
+"""``ce-bridge demo``: the whole path of a job, live, on a local chain.
+
+Starts Anvil (1-second blocks), the CE emulator and the bridge (2 confirmations), submits jobs of
+four kinds from a user account — a plain one, one through a consumer contract with a callback,
+one that CE fails, one cancelled before it runs — shows their on-chain status live, and ends with
+a table of each job's status, result hash and whether that hash matches the output files
+downloaded independently from CE. Everything it started is stopped on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bridge.chain.spec import InputFile, JobSpec, Resources, Status
+from bridge.devstack import LocalStack
+from bridge.remote.emulator import EmulatorConfig
+from bridge.results import result_hash
+
+FAIL_MARKER = "exit 1"
+_STYLE = {
+    Status.COMPLETED: "green",
+    Status.FAILED: "red",
+    Status.CANCELLED: "yellow",
+    Status.EXPIRED: "magenta",
+}
+
+
+@dataclass
+class DemoJob:
+    """One submitted demo job."""
+
+    job_id: int
+    kind: str
+    expected: Status
+    via_consumer: bool = False
+
+
+def demo_spec(command: str) -> JobSpec:
+    """The demo's job spec with ``command``."""
+    return JobSpec(
+        app="charityengine:wolframengine",
+        command_line=command,
+        specs=Resources(vcpus=2, ram=512, disk=512),
+        max_hours=1,
+        input_files=(InputFile("in.txt", "https://example.org/ce-bridge/demo/in.txt"),),
+    )
+
+
+def _submit(stack: LocalStack, spec: JobSpec, callback_gas: int = 0) -> int:
+    user = {"from": stack.roles.user}
+    price = stack.escrow.functions.quote(spec.to_abi(), callback_gas).call()
+    if callback_gas:
+        fn: Any = stack.consumer.functions.submit(spec.to_abi(), callback_gas)
+    else:
+        fn = stack.escrow.functions.submitJob(spec.to_abi(), 0)
+    job_id = int(fn.call({**user, "value": price}))
+    receipt = stack.w3.eth.wait_for_transaction_receipt(fn.transact({**user, "value": price}))
+    if receipt["status"] != 1:
+        raise RuntimeError(f"submitting job {job_id} reverted")
+    return job_id
+
+
+def submit_demo_jobs(stack: LocalStack, per_kind: int = 1) -> list[DemoJob]:
+    """Submits ``per_kind`` jobs of each of the four kinds; returns them."""
+    jobs: list[DemoJob] = []
+    for i in range(per_kind):
+        command = f'math -run "Print[{i}+2]" > output/out.txt'
+        jobs.append(DemoJob(_submit(stack, demo_spec(command)), "plain", Status.COMPLETED))
+        jobs.append(
+            DemoJob(
+                _submit(stack, demo_spec(command), callback_gas=100_000),
+                "callback",
+                Status.COMPLETED,
+                via_consumer=True,
+            )
+        )
+        fail_command = f"math -run 'Print[{i}]' && {FAIL_MARKER}"
+        jobs.append(DemoJob(_submit(stack, demo_spec(fail_command)), "CE fails", Status.FAILED))
+        cancel_id = _submit(stack, demo_spec(command))
+        tx = stack.escrow.functions.cancelJob(cancel_id).transact({"from": stack.roles.user})
+        stack.w3.eth.wait_for_transaction_receipt(tx)
+        jobs.append(DemoJob(cancel_id, "cancelled", Status.CANCELLED))
+    return jobs
+
+
+def onchain(stack: LocalStack, job_id: int) -> tuple[Status, bytes]:
+    """A job's on-chain status and result hash."""
+    job = stack.escrow.functions.getJob(job_id).call()
+    return Status(job[1]), bytes(job[6])
+
+
+def independent_hash(stack: LocalStack, remote_job_id: str) -> bytes | None:
+    """The result hash recomputed from the files as CE serves them (not the bridge's copy)."""
+    assert stack.emulator is not None
+    base = stack.emulator.base_url
+    body = {"authenticator": stack.settings.ce_authenticator.get_secret_value(), "jobId": remote_job_id}
+    with httpx.Client(timeout=10) as http:
+        status = http.post(base + "job-status", json=body).json()
+        files = {f["filename"]: http.get(f["url"]).content for f in status.get("outputFiles") or []}
+    return result_hash(files) if files else None
+
+
+def _remote_ids(stack: LocalStack) -> dict[int, str]:
+    from sqlmodel import Session, select
+
+    from bridge.store.models import Job
+
+    assert stack.bridge is not None
+    with Session(stack.bridge.db) as session:
+        rows = session.exec(select(Job.job_id, Job.remote_job_id)).all()
+    return {job_id: remote for job_id, remote in rows if remote}
+
+
+def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
+    table = Table(title="ce-bridge demo: jobs on-chain" + (" (final)" if final else ""))
+    for column in ("job", "kind", "status", "result hash", "hash matches files", "callback"):
+        table.add_column(column)
+    remote = _remote_ids(stack) if final else {}
+    for job in jobs:
+        status, digest = onchain(stack, job.job_id)
+        style = _STYLE.get(status, "cyan")
+        matches = ""
+        callback = ""
+        if final and status is Status.COMPLETED and job.job_id in remote:
+            ok = independent_hash(stack, remote[job.job_id]) == digest
+            matches = "[green]yes[/]" if ok else "[red]NO[/]"
+        if job.via_consumer:
+            got = bytes(stack.consumer.functions.results(job.job_id).call())
+            callback = "received" if got != b"\x00" * 32 else "-"
+        table.add_row(
+            str(job.job_id),
+            job.kind,
+            f"[{style}]{status.name.lower()}[/]",
+            "0x" + digest.hex()[:16] + "…" if digest != b"\x00" * 32 else "-",
+            matches,
+            callback,
+        )
+    return table
+
+
+def run_demo(console: Console, *, jobs_per_kind: int = 1, keep_running: bool = False,
+             timeout: float = 180.0) -> bool:
+    """Runs the demo; True when every job ended as expected and every hash matched."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    config = EmulatorConfig(
+        provisioning_seconds=0.5,
+        downloading_seconds=0.5,
+        running_seconds=2.0,
+        fail_commands=frozenset({FAIL_MARKER}),
+    )
+    with tempfile.TemporaryDirectory(prefix="ce-bridge-demo-") as tmp:
+        console.print("[bold]Starting Anvil, the CE emulator and the bridge…[/]")
+        with LocalStack(Path(tmp), block_time=1.0, confirmations=2, emulator_config=config) as stack:
+            assert stack.anvil is not None and stack.emulator is not None
+            console.print(f"  chain    {stack.anvil.url} (1 s blocks, 2 confirmations)")
+            console.print(f"  CE       {stack.emulator.base_url}")
+            console.print(f"  escrow   {stack.escrow.address}")
+            console.print(f"  consumer {stack.consumer.address}")
+            jobs = submit_demo_jobs(stack, jobs_per_kind)
+            console.print(f"Submitted {len(jobs)} jobs from {stack.roles.user}")
+            deadline = time.monotonic() + timeout
+            with Live(_table(stack, jobs, False), console=console, refresh_per_second=4) as live:
+                while time.monotonic() < deadline:
+                    if all(onchain(stack, j.job_id)[0].is_terminal for j in jobs):
+                        break
+                    time.sleep(0.5)
+                    live.update(_table(stack, jobs, False))
+            final = _table(stack, jobs, True)
+            console.print(final)
+            ok = _verdict(stack, jobs, console)
+            if keep_running:
+                console.print("Running until Ctrl-C…")
+                try:
+                    while True:
+                        time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+    return ok
+
+
+def _verdict(stack: LocalStack, jobs: list[DemoJob], console: Console) -> bool:
+    remote = _remote_ids(stack)
+    problems = []
+    for job in jobs:
+        status, digest = onchain(stack, job.job_id)
+        if status is not job.expected:
+            problems.append(f"job {job.job_id} ({job.kind}) is {status.name}, expected {job.expected.name}")
+        elif status is Status.COMPLETED and independent_hash(stack, remote[job.job_id]) != digest:
+            problems.append(f"job {job.job_id}: on-chain hash does not match the files")
+    for line in problems:
+        console.print(f"[red]✗[/] {line}")
+    if not problems:
+        console.print("[green]✓ every job ended as expected and every result hash matches its files[/]")
+    return not problems

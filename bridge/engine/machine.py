@@ -1,0 +1,331 @@
+"""The job state machine: pure transition functions, no I/O.
+
+``transition(job, event)`` takes the bridge's view of one job and something that happened to it,
+and returns either a ``Decision`` (the next state, the on-chain updates to queue, the remote
+actions to take, and why) or a ``Rejection`` (the event does not apply to this job, and why).
+Nothing here imports web3, SQL, HTTP or logging; ``bridge.engine.service`` does the I/O.
+
+States (``JobState``)::
+
+    NEW --RemoteCreated--> DISPATCHED --Running--> RUNNING --Completed--> FINISHING
+     |                        |  \\                  |                      |
+     |  RemoteRejected /      |   CancelRequested    |                      | OutputsHashed
+     |  CreateGaveUp /        v          |           v                      v
+     |  SpecInvalid        (Failed/Aborted)-----> SETTLING <------------- (Completed queued)
+     '----------------------------------------------> |  terminal update lands / settled by others
+                                                    SETTLED
+    Any open state --SubmissionReorged--> ORPHANED
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from bridge.chain.spec import Status
+from bridge.remote.convention import CEStatus
+from bridge.engine.states import JobState
+
+
+_REMOTE_VALUES = frozenset(s.value for s in CEStatus)
+_REMOTE_ORDER = {
+    CEStatus.PROVISIONING: 0,
+    CEStatus.DOWNLOADING: 1,
+    CEStatus.RUNNING: 2,
+}
+
+
+class RemoteAction(StrEnum):
+    """I/O the service must do after applying a decision."""
+
+    CANCEL_REMOTE = "cancel_remote"
+    DOWNLOAD_OUTPUTS = "download_outputs"
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the machine needs to know about a job."""
+
+    state: JobState
+    remote_job_id: str | None = None
+    remote_status: str | None = None
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class QueuedUpdate:
+    """An on-chain write to queue (an ``applyUpdates`` item)."""
+
+    status: Status
+    data: str = ""
+    result_hash: bytes = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of a valid event."""
+
+    state: JobState
+    reason: str
+    updates: tuple[QueuedUpdate, ...] = ()
+    actions: tuple[RemoteAction, ...] = ()
+    remote_job_id: str | None = None
+    remote_status: str | None = None
+    cancel_requested: bool | None = None
+    outcome: Status | None = None  # terminal status queued or observed
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An event that does not apply to the job in its state; nothing changes."""
+
+    reason: str
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class RemoteCreated:
+    """CE created the remote job."""
+
+    remote_job_id: str
+
+
+@dataclass(frozen=True)
+class CreateRejected:
+    """CE refused job-create with a 4xx: the job can never run."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class CreateGaveUp:
+    """job-create kept failing transiently past the retry budget."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class SpecInvalid:
+    """The bridge cannot turn the on-chain spec into a CE job."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class RemoteStatusSeen:
+    """A job-status answer."""
+
+    status: CEStatus
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputsHashed:
+    """The outputs were downloaded, stored and hashed."""
+
+    result_hash: bytes
+    result_uri: str
+
+
+@dataclass(frozen=True)
+class OutputsUnavailable:
+    """The outputs of a completed remote job cannot be fetched (refused, too large, gone)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class CancelRequestedSeen:
+    """The requester called ``cancelJob`` on an accepted job (``CancelRequested`` event)."""
+
+
+@dataclass(frozen=True)
+class SettledOnChain:
+    """The job is terminal on-chain: our terminal update landed, or someone else settled it."""
+
+    status: Status
+
+
+@dataclass(frozen=True)
+class DeadlineNear:
+    """The on-chain deadline is close and the job is not finished: fail it while we still can."""
+
+
+@dataclass(frozen=True)
+class SubmissionReorged:
+    """The ``JobSubmitted`` event vanished in a reorg deeper than the confirmations."""
+
+
+@dataclass(frozen=True)
+class TerminalUpdateSkipped:
+    """Our terminal update was skipped on-chain (``UpdateSkipped``) with this error name."""
+
+    error: str
+
+
+Event = (
+    RemoteCreated
+    | CreateRejected
+    | CreateGaveUp
+    | SpecInvalid
+    | RemoteStatusSeen
+    | OutputsHashed
+    | OutputsUnavailable
+    | CancelRequestedSeen
+    | SettledOnChain
+    | DeadlineNear
+    | SubmissionReorged
+    | TerminalUpdateSkipped
+)
+Outcome = Decision | Rejection
+
+_WORKING = (JobState.DISPATCHED, JobState.RUNNING)
+_REMOTE_LIVE = (JobState.DISPATCHED, JobState.RUNNING, JobState.CANCELLING, JobState.FINISHING)
+
+
+def _fail(reason: str, *, cancel_remote: bool = False) -> Decision:
+    return Decision(
+        state=JobState.SETTLING,
+        reason=reason,
+        updates=(QueuedUpdate(Status.FAILED, data=reason),),
+        actions=(RemoteAction.CANCEL_REMOTE,) if cancel_remote else (),
+        outcome=Status.FAILED,
+    )
+
+
+def _not_in(job: JobView, event: Event) -> Rejection:
+    return Rejection(f"{type(event).__name__} does not apply to a job in state {job.state}")
+
+
+def transition(job: JobView, event: Event) -> Outcome:
+    """The next step of ``job`` after ``event``; pure and total (every pair has an answer)."""
+    if not job.state.is_open:
+        return Rejection(f"job is {job.state}: nothing follows")
+    match event:
+        case RemoteCreated(remote_job_id=remote_id):
+            if job.state is not JobState.NEW:
+                return _not_in(job, event)
+            if not remote_id:
+                return Rejection("CE returned an empty remote job id")
+            return Decision(
+                state=JobState.DISPATCHED,
+                reason=f"remote job {remote_id} created",
+                updates=(QueuedUpdate(Status.ACCEPTED, data=remote_id),),
+                remote_job_id=remote_id,
+            )
+        case CreateRejected(message=message):
+            if job.state is not JobState.NEW:
+                return _not_in(job, event)
+            return _fail(f"CE rejected the job: {message}")
+        case CreateGaveUp(message=message):
+            if job.state is not JobState.NEW:
+                return _not_in(job, event)
+            return _fail(f"CE unavailable, job not created: {message}")
+        case SpecInvalid(message=message):
+            if job.state is not JobState.NEW:
+                return _not_in(job, event)
+            return _fail(f"invalid job spec: {message}")
+        case RemoteStatusSeen():
+            return _remote_status(job, event)
+        case OutputsHashed(result_hash=result_hash, result_uri=uri):
+            if job.state is not JobState.FINISHING:
+                return _not_in(job, event)
+            if len(result_hash) != 32 or result_hash == b"\x00" * 32:
+                return Rejection("a result hash must be 32 non-zero bytes")
+            return Decision(
+                state=JobState.SETTLING,
+                reason="outputs hashed",
+                updates=(QueuedUpdate(Status.COMPLETED, data=uri, result_hash=result_hash),),
+                outcome=Status.COMPLETED,
+            )
+        case OutputsUnavailable(message=message):
+            if job.state is not JobState.FINISHING:
+                return _not_in(job, event)
+            return _fail(f"outputs unavailable: {message}")
+        case CancelRequestedSeen():
+            if job.cancel_requested:
+                return Rejection("cancellation was already requested")
+            if job.state in _WORKING:
+                return Decision(
+                    state=JobState.CANCELLING,
+                    reason="requester asked to cancel",
+                    actions=(RemoteAction.CANCEL_REMOTE,),
+                    cancel_requested=True,
+                )
+            # NEW: the accept is not on-chain yet, so this cannot be; FINISHING/SETTLING: the
+            # job ends as it is ending (DESIGN.md: a finished remote job ends Completed).
+            return Decision(state=job.state, reason="cancel noted", cancel_requested=True)
+        case SettledOnChain(status=status):
+            if not status.is_terminal:
+                return Rejection(f"{status.name} is not a terminal status")
+            live = job.state in _REMOTE_LIVE and job.remote_job_id is not None
+            return Decision(
+                state=JobState.SETTLED,
+                reason=f"{status.name.lower()} on-chain",
+                actions=(RemoteAction.CANCEL_REMOTE,) if live and job.state != JobState.FINISHING
+                else (),
+                outcome=status,
+            )
+        case DeadlineNear():
+            if job.state in (JobState.SETTLING,):
+                return Rejection("a terminal update is already queued")
+            return _fail(
+                "deadline reached before the remote job finished",
+                cancel_remote=job.remote_job_id is not None,
+            )
+        case SubmissionReorged():
+            return Decision(
+                state=JobState.ORPHANED,
+                reason="submission removed by a chain reorganisation",
+                actions=(RemoteAction.CANCEL_REMOTE,)
+                if job.remote_job_id and job.state in _REMOTE_LIVE
+                else (),
+            )
+        case TerminalUpdateSkipped(error=error):
+            if job.state is not JobState.SETTLING:
+                return _not_in(job, event)
+            return Decision(state=JobState.SETTLED, reason=f"terminal update skipped: {error}")
+    return Rejection(f"unknown event {event!r}")
+
+
+def _remote_status(job: JobView, event: RemoteStatusSeen) -> Outcome:
+    status = event.status
+    state = job.state
+    if state not in (*_WORKING, JobState.CANCELLING):
+        return _not_in(job, event)
+    if status is CEStatus.COMPLETED:
+        return Decision(
+            state=JobState.FINISHING,
+            reason="remote job completed",
+            actions=(RemoteAction.DOWNLOAD_OUTPUTS,),
+            remote_status=status,
+        )
+    if status is CEStatus.FAILED:
+        failed = _fail(f"remote job failed: {event.error or 'no reason given'}")
+        return replace(failed, remote_status=status)
+    if status is CEStatus.ABORTED:
+        if state is JobState.CANCELLING:
+            return Decision(
+                state=JobState.SETTLING,
+                reason="cancelled at the requester's request",
+                updates=(QueuedUpdate(Status.CANCELLED, data="cancelled by requester"),),
+                remote_status=status,
+                outcome=Status.CANCELLED,
+            )
+        aborted = _fail(f"remote job aborted: {event.error or 'no reason given'}")
+        return replace(aborted, remote_status=status)
+    previous = CEStatus(job.remote_status) if job.remote_status in _REMOTE_VALUES else None
+    if previous in _REMOTE_ORDER and _REMOTE_ORDER[status] < _REMOTE_ORDER[previous]:
+        return Rejection(f"remote status went back from {previous} to {status}")
+    if status is CEStatus.RUNNING and state is JobState.DISPATCHED:
+        return Decision(
+            state=JobState.RUNNING,
+            reason="remote job running",
+            updates=(QueuedUpdate(Status.RUNNING),),
+            remote_status=status,
+        )
+    return Decision(state=state, reason=f"remote job {status.lower()}", remote_status=status)
+
+

@@ -1,0 +1,668 @@
+"""The bridge service: the loops that drive the job state machine (the imperative shell).
+
+Three loops, each a ``*_once`` method that a thread calls repeatedly:
+
+1. ``scan_once``: reads the escrow's logs up to ``head - confirmations``, checks the stored block
+   hash under the cursor (a mismatch rewinds and re-scans), and stores new jobs, cancellation
+   requests and on-chain settlements together with the new cursor in ONE database transaction.
+2. ``work_once``: for each open job that is due: create its remote job (``Idempotency-Key``
+   makes a repeat return the same one), poll it, cancel it, or fetch and hash its outputs; fail
+   it before its deadline.
+3. ``tx_once``: the transaction manager batches queued updates into ``applyUpdates``.
+
+Every change of a job goes through ``_commit_event``: under a lock it reloads the job, checks
+that it is still in the state the I/O was based on, asks ``machine.transition`` what follows,
+and stores the new state with the updates to queue in one transaction. Remote side effects
+(cancel) run only after that commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from eth_account import Account
+from sqlalchemy import Engine, delete
+from sqlmodel import Session, col, select
+from web3 import Web3
+
+from bridge.chain.artifacts import load_artifact
+from bridge.chain.deploy import connect
+from bridge.chain.reader import (
+    CancelRequestedLog,
+    ChainLog,
+    LogReader,
+    RangeSizer,
+    StatusLog,
+    SubmittedLog,
+    find_deployment_block,
+    is_range_error,
+)
+from bridge.chain.spec import JobSpec, Status, spec_hash
+from bridge.config import Settings
+from bridge.engine import machine as m
+from bridge.errors import (
+    BridgeError,
+    DownloadRefused,
+    InsufficientFunds,
+    RemoteError,
+    RemoteRejected,
+    RpcUnavailable,
+    SpecError,
+)
+from bridge.remote.client import CEClient
+from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
+from bridge.results import result_hash, safe_relative_path
+from bridge.store.db import open_database
+from bridge.store.models import (
+    Job,
+    JobState,
+    OutputFile,
+    RemoteCall,
+    ScanCursor,
+    SeenBlock,
+    Update,
+    utcnow,
+)
+from bridge.tx.manager import TxManager
+
+log = logging.getLogger("bridge.engine")
+
+_WORK_STATES = (
+    JobState.NEW,
+    JobState.DISPATCHED,
+    JobState.RUNNING,
+    JobState.CANCELLING,
+    JobState.FINISHING,
+)
+
+
+def spec_to_request(spec: JobSpec) -> CEJobRequest:
+    """The CE job-create request for an on-chain spec.
+
+    Raises:
+        SpecError: the spec cannot run on CE (e.g. an input filename that escapes the job's
+            directory); the job is failed on-chain with this message.
+    """
+    for f in spec.input_files:
+        safe_relative_path(f.filename)
+        if not f.url.startswith(("http://", "https://")):
+            raise SpecError(f"input file {f.filename!r} has a URL that is not http(s)")
+    s = spec.specs
+    return CEJobRequest(
+        app=spec.app,
+        command_line=spec.command_line,
+        vcpus=s.vcpus,
+        ram=s.ram,
+        disk=s.disk,
+        network_download=s.network_download,
+        network_upload=s.network_upload,
+        hours=spec.max_hours,
+        input_files=tuple((f.filename, f.url) for f in spec.input_files),
+    )
+
+
+def spec_to_json(spec: JobSpec) -> str:
+    """The spec as stored in the database (CE's field names)."""
+    s = spec.specs
+    return json.dumps(
+        {
+            "app": spec.app,
+            "commandLine": spec.command_line,
+            "specs": {
+                "vcpus": s.vcpus,
+                "ram": s.ram,
+                "disk": s.disk,
+                "networkDownload": s.network_download,
+                "networkUpload": s.network_upload,
+            },
+            "hours": spec.max_hours,
+            "inputFiles": [{"filename": f.filename, "url": f.url} for f in spec.input_files],
+        }
+    )
+
+
+def spec_from_json(text: str) -> JobSpec:
+    """Inverse of ``spec_to_json``."""
+    d = json.loads(text)
+    return JobSpec.from_abi(
+        {
+            "app": d["app"],
+            "commandLine": d["commandLine"],
+            "specs": d["specs"],
+            "maxHours": d["hours"],
+            "inputFiles": d["inputFiles"],
+        }
+    )
+
+
+def _view(job: Job) -> m.JobView:
+    return m.JobView(
+        state=JobState(job.state),
+        remote_job_id=job.remote_job_id,
+        remote_status=job.remote_status,
+        cancel_requested=job.cancel_requested,
+    )
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """What one ``scan_once`` did."""
+
+    from_block: int
+    to_block: int
+    logs: int
+    rewound_to: int | None = None
+
+
+class Bridge:
+    """One bridge process: scanner, worker and transaction manager over one database."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Engine,
+        w3: Web3,
+        ce: CEClient,
+        tx: TxManager,
+        reader: LogReader,
+        chain_id: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.w3 = w3
+        self.ce = ce
+        self.tx = tx
+        self.reader = reader
+        self.chain_id = chain_id
+        self.contract = settings.contract_address
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._sizer = RangeSizer(max_range=settings.max_block_range)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ce-work")
+        self.dispatch_paused = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Bridge:
+        """Builds a bridge from its settings: opens (and migrates) the database, connects."""
+        db = open_database(settings.database_url)
+        w3 = connect(settings.rpc_url)
+        try:
+            chain_id = int(w3.eth.chain_id)
+        except Exception as exc:
+            raise RpcUnavailable(f"cannot reach the RPC node at {settings.rpc_url}") from exc
+        abi = load_artifact("JobEscrow").abi
+        escrow = w3.eth.contract(address=Web3.to_checksum_address(settings.contract_address), abi=abi)
+        account = Account.from_key(settings.operator_key.get_secret_value())
+        ce = CEClient(
+            settings.ce_url,
+            settings.ce_authenticator.get_secret_value(),
+            timeout=settings.ce_timeout,
+            max_attempts=settings.ce_max_attempts,
+            max_download_bytes=settings.max_output_bytes,
+        )
+        bridge: Bridge
+        tx = TxManager(
+            w3,
+            db,
+            account,
+            escrow,
+            confirmations=settings.confirmations,
+            batch_size=settings.batch_size,
+            batch_wait=settings.batch_wait,
+            stuck_after=settings.tx_stuck_after,
+            fee_bump_percent=settings.fee_bump_percent,
+            max_fee_wei=int(settings.max_fee_gwei * 10**9),
+            on_skipped=lambda job_id, status, error: bridge.on_update_skipped(job_id, status, error),
+        )
+        reader = LogReader(w3, escrow.address, abi)
+        bridge = cls(settings, db=db, w3=w3, ce=ce, tx=tx, reader=reader, chain_id=chain_id)
+        return bridge
+
+    # ------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        """Starts the scanner, worker and transaction threads."""
+        loops: list[tuple[str, Callable[[], object], float]] = [
+            ("ce-scan", self.scan_once, self.settings.scan_interval),
+            ("ce-work", self.work_once, self.settings.poll_interval / 4),
+            ("ce-tx", self.tx_once, self.settings.tx_interval),
+        ]
+        for name, step, interval in loops:
+            thread = threading.Thread(target=self._loop, args=(name, step, interval), name=name)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the loops (each finishes its current step) and waits for them."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.ce.close()
+
+    def _loop(self, name: str, step: Callable[[], object], interval: float) -> None:
+        backoff = interval
+        while not self._stop.is_set():
+            try:
+                step()
+                backoff = interval
+            except InsufficientFunds as exc:
+                log.error("ALERT %s: %s", name, exc)
+                backoff = min(60.0, max(backoff * 2, 5.0))
+            except BridgeError as exc:
+                log.warning("%s: %s", name, exc)
+                backoff = min(30.0, backoff * 2)
+            except Exception:  # the outermost loop: record and go on
+                log.exception("%s: unexpected error", name)
+                backoff = min(30.0, backoff * 2)
+            self._stop.wait(backoff)
+
+    # ------------------------------------------------------------------ scanning
+
+    def _start_block(self) -> int:
+        if self.settings.start_block is not None:
+            return self.settings.start_block
+        return find_deployment_block(self.w3, self.reader_address)
+
+    @property
+    def reader_address(self) -> str:
+        """The escrow's checksum address."""
+        return Web3.to_checksum_address(self.contract)
+
+    def scan_once(self) -> ScanReport | None:
+        """Scans the next range of confirmed blocks. Returns None when there was nothing to do."""
+        head = self.reader.head()
+        safe = head - self.settings.confirmations
+        with Session(self.db) as session:
+            cursor = session.get(ScanCursor, self.contract)
+            last = cursor.block if cursor else self._start_block() - 1
+        rewound = self._check_reorg(last)
+        if rewound is not None:
+            last = rewound
+        if last >= safe:
+            return None if rewound is None else ScanReport(last, last, 0, rewound)
+        while True:
+            to_block = min(safe, last + self._sizer.size)
+            try:
+                logs = self.reader.fetch(last + 1, to_block)
+                break
+            except RpcUnavailable as exc:
+                if is_range_error(exc) and self._sizer.shrink():
+                    continue
+                raise
+        self._sizer.record(len(logs))
+        to_hash = self.reader.block_hash(to_block)
+        if to_hash is None:
+            return None  # the chain got shorter under us: try again next round
+        actions = self._store_scan(last, to_block, to_hash, logs)
+        self._run_actions(actions)
+        return ScanReport(last + 1, to_block, len(logs), rewound)
+
+    def _check_reorg(self, cursor_block: int) -> int | None:
+        """Returns the block to rewind the cursor to, or None when the chain under it is intact."""
+        with Session(self.db) as session:
+            seen = session.exec(
+                select(SeenBlock)
+                .where(SeenBlock.contract == self.contract)
+                .order_by(col(SeenBlock.number).desc())
+            ).all()
+        if not seen or seen[0].number != cursor_block:
+            return None
+        if self.reader.block_hash(seen[0].number) == seen[0].hash:
+            return None
+        fork = seen[-1].number - 1
+        for block in seen[1:]:
+            if self.reader.block_hash(block.number) == block.hash:
+                fork = block.number
+                break
+        log.warning("reorg below block %d: rewinding the scan to block %d", cursor_block, fork)
+        with self._lock, Session(self.db) as session:
+            session.exec(
+                delete(SeenBlock).where(
+                    col(SeenBlock.contract) == self.contract, col(SeenBlock.number) > fork
+                )
+            )
+            # Undispatched jobs above the fork are forgotten; a re-scan finds them again if
+            # they are still on the chain. Dispatched ones stay and are matched on re-scan.
+            session.exec(
+                delete(Job).where(col(Job.block_number) > fork, col(Job.state) == JobState.NEW)
+            )
+            cursor = session.get(ScanCursor, self.contract)
+            if cursor is not None:
+                cursor.block = fork
+                session.add(cursor)
+            session.commit()
+        return fork
+
+    def _store_scan(
+        self, last: int, to_block: int, to_hash: str, logs: list[ChainLog]
+    ) -> list[tuple[int, m.Decision]]:
+        actions: list[tuple[int, m.Decision]] = []
+        with self._lock, Session(self.db) as session:
+            for entry in logs:
+                if isinstance(entry, SubmittedLog):
+                    self._store_submission(session, entry)
+                    continue
+                job = session.get(Job, entry.job_id)
+                if job is None:
+                    continue  # a job from before our start block
+                if isinstance(entry, CancelRequestedLog):
+                    event: m.Event = m.CancelRequestedSeen()
+                elif isinstance(entry, StatusLog):
+                    job.onchain_status = max(job.onchain_status, int(entry.status))
+                    session.add(job)
+                    if not entry.status.is_terminal:
+                        continue
+                    event = m.SettledOnChain(entry.status)
+                decision = self._apply(session, job, event)
+                if decision is not None and decision.actions:
+                    actions.append((job.job_id, decision))
+            cursor = session.get(ScanCursor, self.contract) or ScanCursor(
+                contract=self.contract, block=to_block
+            )
+            cursor.block = to_block
+            cursor.updated_at = utcnow()
+            session.add(cursor)
+            session.merge(SeenBlock(contract=self.contract, number=to_block, hash=to_hash))
+            session.exec(
+                delete(SeenBlock).where(
+                    col(SeenBlock.contract) == self.contract,
+                    col(SeenBlock.number) < to_block - self.settings.reorg_depth,
+                )
+            )
+            session.commit()
+        if logs:
+            log.info("scanned blocks %d..%d: %d events", last + 1, to_block, len(logs))
+        return actions
+
+    def _store_submission(self, session: Session, entry: SubmittedLog) -> None:
+        existing = session.get(Job, entry.job_id)
+        at = entry.at
+        if existing is not None:
+            # Seen again after a rewind: keep the bridge's progress, refresh the position.
+            existing.block_number, existing.block_hash = at.block_number, at.block_hash
+            existing.tx_hash, existing.log_index = at.tx_hash, at.log_index
+            session.add(existing)
+            return
+        spec_error: str | None = None
+        if spec_hash(entry.spec) != entry.spec_hash:
+            spec_error = "the event's spec does not match its specHash"
+        else:
+            try:
+                spec_to_request(entry.spec)
+            except SpecError as exc:
+                spec_error = str(exc)
+        session.add(
+            Job(
+                job_id=entry.job_id,
+                requester=entry.requester,
+                spec_json=spec_to_json(entry.spec),
+                spec_hash="0x" + entry.spec_hash.hex(),
+                spec_error=spec_error,
+                payment_wei=str(entry.payment),
+                deadline=entry.deadline,
+                block_number=at.block_number,
+                block_hash=at.block_hash,
+                tx_hash=at.tx_hash,
+                log_index=at.log_index,
+                callback_gas_limit=0,
+            )
+        )
+
+    # ------------------------------------------------------------------ state changes
+
+    def _apply(self, session: Session, job: Job, event: m.Event) -> m.Decision | None:
+        """Applies ``event`` to ``job`` inside ``session`` (the caller commits)."""
+        outcome = m.transition(_view(job), event)
+        if isinstance(outcome, m.Rejection):
+            log.debug("job %d: %s ignored: %s", job.job_id, type(event).__name__, outcome.reason)
+            return None
+        previous = job.state
+        job.state = outcome.state
+        if outcome.remote_job_id is not None:
+            job.remote_job_id = outcome.remote_job_id
+        if outcome.remote_status is not None:
+            job.remote_status = outcome.remote_status
+        if outcome.cancel_requested is not None:
+            job.cancel_requested = outcome.cancel_requested
+        if outcome.outcome is not None and outcome.state is JobState.SETTLING:
+            job.outcome = int(outcome.outcome)
+        if outcome.state is JobState.SETTLED and outcome.outcome is not None:
+            job.onchain_status = max(job.onchain_status, int(outcome.outcome))
+        job.attempts = 0
+        job.next_attempt_at = 0.0
+        job.updated_at = utcnow()
+        for update in outcome.updates:
+            if update.status in (Status.FAILED, Status.CANCELLED):
+                job.reason = update.data
+            if update.status is Status.COMPLETED:
+                job.result_hash = "0x" + update.result_hash.hex()
+                job.result_uri = update.data
+            session.add(
+                Update(
+                    job_id=job.job_id,
+                    status=int(update.status),
+                    result_hash="0x" + update.result_hash.hex(),
+                    data=update.data,
+                )
+            )
+        session.add(job)
+        if previous != job.state:
+            log.info(
+                "job %d: %s -> %s (%s)",
+                job.job_id,
+                previous,
+                job.state,
+                outcome.reason,
+                extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
+            )
+        return outcome
+
+    def _commit_event(
+        self, job_id: int, event: m.Event, expect: JobState | None = None
+    ) -> m.Decision | None:
+        """Applies ``event`` if the job is still in state ``expect``; runs the remote actions."""
+        with self._lock, Session(self.db) as session:
+            job = session.get(Job, job_id)
+            if job is None or (expect is not None and job.state != expect):
+                return None
+            decision = self._apply(session, job, event)
+            session.commit()
+        if decision is not None and decision.actions:
+            self._run_actions([(job_id, decision)])
+        return decision
+
+    def _run_actions(self, actions: Iterable[tuple[int, m.Decision]]) -> None:
+        for job_id, decision in actions:
+            if m.RemoteAction.CANCEL_REMOTE in decision.actions:
+                with Session(self.db) as session:
+                    job = session.get(Job, job_id)
+                    remote_id = job.remote_job_id if job else None
+                if remote_id:
+                    try:
+                        self.ce.cancel_job(remote_id)
+                        self._record_call(job_id, "cancel", True, remote_id)
+                    except RemoteError as exc:
+                        self._record_call(job_id, "cancel", False, str(exc))
+                        log.warning("job %d: remote cancel failed: %s", job_id, exc)
+
+    def on_update_skipped(self, job_id: int, status: int, error: str) -> None:
+        """Called by the transaction manager for each update the contract skipped."""
+        log.warning("job %d: update to status %d skipped on-chain: %s", job_id, status, error)
+        if status >= int(Status.COMPLETED):
+            self._commit_event(job_id, m.TerminalUpdateSkipped(error), JobState.SETTLING)
+
+    # ------------------------------------------------------------------ work
+
+    def work_once(self) -> int:
+        """Works every open job that is due; returns how many were worked."""
+        now = self._clock()
+        chain_now = self.reader.block_timestamp()
+        states = [s for s in _WORK_STATES if not (s is JobState.NEW and self.dispatch_paused.is_set())]
+        with Session(self.db) as session:
+            due = session.exec(
+                select(Job.job_id)
+                .where(col(Job.state).in_(states), col(Job.next_attempt_at) <= now)
+                .order_by(col(Job.job_id))
+                .limit(256)
+            ).all()
+        futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
+        for future in futures:
+            future.result()
+        return len(due)
+
+    def _work_job(self, job_id: int, chain_now: int) -> None:
+        with Session(self.db) as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                return
+            session.expunge(job)
+        state = JobState(job.state)
+        try:
+            if chain_now >= job.deadline - self.settings.deadline_margin and state in (
+                JobState.NEW,
+                JobState.DISPATCHED,
+                JobState.RUNNING,
+                JobState.CANCELLING,
+            ):
+                self._commit_event(job_id, m.DeadlineNear(), state)
+            elif state is JobState.NEW:
+                self._dispatch(job)
+            elif state is JobState.FINISHING:
+                self._finish(job)
+            else:
+                self._poll(job)
+        except RemoteRejected as exc:
+            self._retry_later(job, f"CE refused: {exc}")
+        except (RemoteError, RpcUnavailable) as exc:
+            self._retry_later(job, str(exc))
+
+    def _retry_later(self, job: Job, message: str) -> None:
+        with self._lock, Session(self.db) as session:
+            fresh = session.get(Job, job.job_id)
+            if fresh is None or fresh.state != job.state:
+                return
+            fresh.attempts += 1
+            fresh.remote_error = message
+            fresh.next_attempt_at = self._clock() + min(60.0, 0.5 * 2 ** min(fresh.attempts, 7))
+            session.add(fresh)
+            session.commit()
+            attempts = fresh.attempts
+        log.warning("job %d: attempt %d failed: %s", job.job_id, attempts, message)
+        if job.state == JobState.NEW and attempts >= self.settings.create_retry_budget:
+            self._commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
+
+    def _dispatch(self, job: Job) -> None:
+        if job.spec_error:
+            self._commit_event(job.job_id, m.SpecInvalid(job.spec_error), JobState.NEW)
+            return
+        try:
+            request = spec_to_request(spec_from_json(job.spec_json))
+        except SpecError as exc:
+            self._commit_event(job.job_id, m.SpecInvalid(str(exc)), JobState.NEW)
+            return
+        key = idempotency_key(self.chain_id, self.contract, job.job_id)
+        try:
+            remote_id = self.ce.create_job(request, key)
+        except RemoteRejected as exc:
+            self._record_call(job.job_id, "create", False, str(exc))
+            self._commit_event(job.job_id, m.CreateRejected(str(exc)), JobState.NEW)
+            return
+        except RemoteError as exc:
+            self._record_call(job.job_id, "create", False, str(exc))
+            raise
+        self._record_call(job.job_id, "create", True, remote_id)
+        self._commit_event(job.job_id, m.RemoteCreated(remote_id), JobState.NEW)
+
+    def _status(self, job: Job) -> RemoteJobStatus:
+        assert job.remote_job_id is not None
+        try:
+            status = self.ce.job_status(job.remote_job_id)
+        except RemoteError as exc:
+            self._record_call(job.job_id, "status", False, str(exc))
+            raise
+        if status.status != job.remote_status:
+            self._record_call(job.job_id, "status", True, status.status)
+        return status
+
+    def _poll(self, job: Job) -> None:
+        state = JobState(job.state)
+        status = self._status(job)
+        if state is JobState.CANCELLING and not status.is_terminal:
+            self.ce.cancel_job(job.remote_job_id or "")
+            self._record_call(job.job_id, "cancel", True, job.remote_job_id)
+        decision = self._commit_event(
+            job.job_id, m.RemoteStatusSeen(status.status, status.error), state
+        )
+        if decision is None or decision.state == state:
+            self._schedule_poll(job.job_id, state)
+        if decision is not None and decision.state is JobState.FINISHING:
+            self._finish(job, status)
+
+    def _schedule_poll(self, job_id: int, state: JobState) -> None:
+        with self._lock, Session(self.db) as session:
+            job = session.get(Job, job_id)
+            if job is not None and job.state == state:
+                job.next_attempt_at = self._clock() + self.settings.poll_interval
+                session.add(job)
+                session.commit()
+
+    def _finish(self, job: Job, status: RemoteJobStatus | None = None) -> None:
+        status = status or self._status(job)
+        files: dict[str, bytes] = {}
+        try:
+            for output in status.output_files:
+                path = safe_relative_path(output.filename)
+                files[path] = self.ce.download(output.url)
+        except (DownloadRefused, SpecError) as exc:
+            self._record_call(job.job_id, "download", False, str(exc))
+            self._commit_event(job.job_id, m.OutputsUnavailable(str(exc)), JobState.FINISHING)
+            return
+        digest = result_hash(files)
+        uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
+        import hashlib
+
+        with self._lock, Session(self.db) as session:
+            fresh = session.get(Job, job.job_id)
+            if fresh is None or fresh.state != JobState.FINISHING:
+                return
+            session.exec(delete(OutputFile).where(col(OutputFile.job_id) == job.job_id))
+            for path, content in files.items():
+                session.add(
+                    OutputFile(
+                        job_id=job.job_id,
+                        path=path,
+                        sha256=hashlib.sha256(content).hexdigest(),
+                        size=len(content),
+                        content=content,
+                    )
+                )
+            self._apply(session, fresh, m.OutputsHashed(digest, uri))
+            session.commit()
+        self._record_call(job.job_id, "download", True, f"{len(files)} files")
+
+    def _public_url(self) -> str:
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def _record_call(self, job_id: int, kind: str, ok: bool, detail: str | None) -> None:
+        with Session(self.db) as session:
+            session.add(RemoteCall(job_id=job_id, kind=kind, ok=ok, detail=detail))
+            session.commit()
+
+    # ------------------------------------------------------------------ transactions
+
+    def tx_once(self) -> None:
+        """One round of the transaction manager."""
+        self.tx.tick()
