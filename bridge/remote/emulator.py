@@ -1,0 +1,577 @@
+"""A Charity Engine Remote API emulator (FastAPI), for the demo and the tests.
+
+It serves the convention of :mod:`bridge.remote.convention` under ``/remotejobs/v2/``:
+``job-create`` (validating the body as CE would, honouring ``Idempotency-Key``), ``job-status``,
+``job-cancel`` and ``files/{jobId}/{path}`` for output files. What it guarantees:
+
+- **It never executes a submitted command line.** A job's outputs are deterministic stand-ins:
+  ``out.txt`` holds the sha256 of ``app``, ``commandLine`` and the remote job id, and
+  ``meta/spec.json`` the job's request without the authenticator.
+- **Time, not threads, moves jobs.** A job's status is computed from its creation time and the
+  phase durations fixed when it was created: Provisioning -> Downloading -> Running ->
+  Completed (or Failed for ``fail_apps`` / ``fail_commands``; never past Running for
+  ``never_finish_apps``; Aborted once cancelled before the end).
+- **Faults are injected in front of the API, from a seeded RNG.** On ``/remotejobs/v2/`` only
+  (never ``/_emulator/``): 500/503 (``error_rate``, not processed), 429 with ``Retry-After``
+  (``rate_limit_rate``, not processed), a hang of ``timeout_seconds`` before processing
+  (``timeout_rate``), and a 200 with a broken JSON body after processing (``malformed_rate``;
+  not applied to file downloads, whose bodies are not JSON).
+- **Every count is kept** for ``GET /_emulator/stats``: ``{"create_calls", "jobs", "by_key":
+  {"<Idempotency-Key>": {"calls", "jobs", "remoteJobIds"}}}``, counting every authenticated
+  ``job-create`` that reached the API (creates without the header count in the totals only).
+- **Authenticators are never echoed**: not in responses, inspection endpoints, logs or the
+  config's ``repr``.
+- State sits behind one lock, so the app is safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import random
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, TypeGuard
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bridge.errors import SpecError
+from bridge.remote.convention import (
+    F_APP,
+    F_AUTHENTICATOR,
+    F_COMMAND_LINE,
+    F_ERROR,
+    F_FILENAME,
+    F_HOURS,
+    F_INPUT_FILES,
+    F_JOB_ID,
+    F_SPECS,
+    F_STATUS,
+    F_URL,
+    F_VCPUS,
+    IDEMPOTENCY_HEADER,
+    JOB_CANCEL_PATH,
+    JOB_CREATE_PATH,
+    JOB_STATUS_PATH,
+    SPEC_FIELDS,
+    CEStatus,
+    OutputFile,
+    RemoteJobStatus,
+    is_terminal,
+)
+from bridge.results import safe_relative_path
+
+log = logging.getLogger("bridge.remote.emulator")
+
+API_PREFIX: Final = "/remotejobs/v2/"
+FILES_PATH: Final = "files"
+"""Output file URLs are ``{base}files/{jobId}/{path relative to output/}`` (an emulator detail:
+CE's own URLs are whatever its ``job-status`` says)."""
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+Seconds = Annotated[float, Field(ge=0.0)]
+
+_FIXED_AT_START: Final = frozenset({"authenticators", "data_dir"})
+_MALFORMED_BODY: Final = b'{"jobId": "truncated'
+
+
+class EmulatorConfig(BaseModel):
+    """How the emulator behaves. All but ``authenticators`` and ``data_dir`` can be changed at
+    run time with ``POST /_emulator/config``; a job keeps the timings and outcome it was
+    created with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    authenticators: frozenset[str] = Field(default=frozenset(), repr=False)
+    """Accepted authenticators; empty accepts any non-empty one."""
+    provisioning_seconds: Seconds = 0.5
+    downloading_seconds: Seconds = 0.5
+    running_seconds: Seconds = 1.0
+    data_dir: Path | None = None
+    """Where output files are written (``<data_dir>/<jobId>/output/...``); None: a new
+    temporary directory."""
+    public_base_url: str | None = None
+    """The ``.../remotejobs/v2/`` URL put in output file URLs; None: the URL the request
+    came in on."""
+    error_rate: Rate = 0.0
+    rate_limit_rate: Rate = 0.0
+    retry_after: Seconds = 1.0
+    """``Retry-After`` of an injected 429, in seconds (fractions allowed, for tests)."""
+    timeout_rate: Rate = 0.0
+    timeout_seconds: Seconds = 30.0
+    malformed_rate: Rate = 0.0
+    fail_apps: frozenset[str] = frozenset()
+    fail_commands: frozenset[str] = frozenset()
+    reject_apps: frozenset[str] = frozenset()
+    never_finish_apps: frozenset[str] = frozenset()
+    honour_idempotency_key: bool = True
+    """False emulates a server that ignores ``Idempotency-Key`` (each create is a new job)."""
+    seed: int | None = None
+    """Seed of the fault RNG (None: unpredictable)."""
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> EmulatorConfig:
+        total = self.error_rate + self.rate_limit_rate + self.timeout_rate + self.malformed_rate
+        if total > 1.0 + 1e-9:
+            raise ValueError("error, rate-limit, timeout and malformed rates must sum to <= 1")
+        return self
+
+    def public_dump(self) -> dict[str, Any]:
+        """The settings as JSON, without the authenticators."""
+        return self.model_dump(mode="json", exclude={"authenticators"})
+
+
+class _ApiError(Exception):
+    """An error answer: ``status`` with ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+Outcome = Literal["complete", "fail", "never"]
+Fault = Literal["error", "rate_limit", "timeout", "malformed"]
+
+
+@dataclass
+class _Job:
+    remote_id: str
+    owner: str = field(repr=False)
+    request: dict[str, Any]
+    idempotency_key: str | None
+    created_at: float
+    phases: tuple[float, float, float]
+    outcome: Outcome
+    failure: str | None
+    cancelled: bool = False
+    outputs: tuple[str, ...] = ()
+
+    def status_at(self, now: float) -> CEStatus:
+        if self.cancelled:
+            return CEStatus.ABORTED
+        elapsed = now - self.created_at
+        provisioning, downloading, running = self.phases
+        if elapsed < provisioning:
+            return CEStatus.PROVISIONING
+        if elapsed < provisioning + downloading:
+            return CEStatus.DOWNLOADING
+        if self.outcome == "never" or elapsed < provisioning + downloading + running:
+            return CEStatus.RUNNING
+        return CEStatus.FAILED if self.outcome == "fail" else CEStatus.COMPLETED
+
+
+@dataclass
+class _KeyRecord:
+    fingerprint: str | None = None  # of the request that created the key's job
+    calls: int = 0
+    remote_ids: list[str] = field(default_factory=list)
+
+
+class Emulator:
+    """The emulator's state and operations, independent of HTTP (the app's routes call it)."""
+
+    def __init__(self, config: EmulatorConfig, clock: Callable[[], float]) -> None:
+        data_dir = config.data_dir or Path(tempfile.mkdtemp(prefix="ce-emulator-"))
+        self._config = config.model_copy(update={"data_dir": data_dir})
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rng = random.Random(config.seed)
+        self._jobs: dict[str, _Job] = {}
+        self._keys: dict[str, _KeyRecord] = {}
+        self._create_calls = 0
+
+    @property
+    def config(self) -> EmulatorConfig:
+        """The current settings."""
+        return self._config
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory holding every job's ``output/``."""
+        assert self._config.data_dir is not None
+        return self._config.data_dir
+
+    def reconfigure(self, update: Mapping[str, Any]) -> EmulatorConfig:
+        """Apply a partial settings update; reseed the fault RNG if ``seed`` is in it."""
+        fixed = _FIXED_AT_START & update.keys()
+        if fixed:
+            raise _ApiError(400, f"cannot change at run time: {', '.join(sorted(fixed))}")
+        with self._lock:
+            current = self._config.model_dump()
+            try:
+                new = EmulatorConfig.model_validate({**current, **update})
+            except ValidationError as exc:
+                raise _ApiError(400, _validation_message(exc)) from exc
+            self._config = new
+            if "seed" in update:
+                self._rng = random.Random(new.seed)
+        log.info("emulator settings changed: %s", ", ".join(sorted(update)))
+        return new
+
+    def draw_fault(self) -> Fault | None:
+        """Pick this request's injected fault, if any."""
+        with self._lock:
+            c = self._config
+            u = self._rng.random()
+        rates: tuple[tuple[Fault, float], ...] = (
+            ("error", c.error_rate),
+            ("rate_limit", c.rate_limit_rate),
+            ("timeout", c.timeout_rate),
+            ("malformed", c.malformed_rate),
+        )
+        for fault, rate in rates:
+            if u < rate:
+                return fault
+            u -= rate
+        return None
+
+    def error_status(self) -> int:
+        """500 or 503, at random, for an injected server error."""
+        with self._lock:
+            return self._rng.choice((500, 503))
+
+    # -- API operations ----------------------------------------------------------------------
+
+    def create(self, body: object, key: str | None) -> dict[str, Any]:
+        """``job-create``: replay by ``key``, or validate and create. Returns ``{"jobId"}``.
+
+        A repeated key answers the job it created, whatever the settings now say; the same key
+        with a different request (or account) is a 422.
+        """
+        owner, fields = self._authenticate(body)
+        request = {k: v for k, v in fields.items() if k != F_AUTHENTICATOR}
+        problem = _validate_create(request)
+        fingerprint = hashlib.sha256(
+            json.dumps([owner, request], sort_keys=True).encode()
+        ).hexdigest()
+        with self._lock:
+            config = self._config
+            self._create_calls += 1
+            record = None
+            if key is not None:
+                record = self._keys.setdefault(key, _KeyRecord())
+                record.calls += 1
+            if record is not None and config.honour_idempotency_key and record.remote_ids:
+                if record.fingerprint != fingerprint:
+                    raise _ApiError(422, f"{IDEMPOTENCY_HEADER} was used for a different job")
+                return {F_JOB_ID: record.remote_ids[0]}
+            if problem is not None:
+                raise _ApiError(400, problem)
+            app = request[F_APP]
+            if _matches(app, config.reject_apps):
+                raise _ApiError(400, f"app {app!r} is not available")
+            job = self._new_job(owner, request, key, config)
+            self._jobs[job.remote_id] = job
+            if record is not None:
+                record.fingerprint = fingerprint
+                record.remote_ids.append(job.remote_id)
+        log.info("emulator created job %s (app %s, key %s)", job.remote_id, app, key)
+        return {F_JOB_ID: job.remote_id}
+
+    def status(self, body: object, base_url: str) -> dict[str, Any]:
+        """``job-status``: ``{"jobId", "status", "outputFiles", "error"}``."""
+        with self._lock:
+            job = self._owned_job(body)
+            return self._status_of(job, base_url).to_body()
+
+    def cancel(self, body: object) -> dict[str, Any]:
+        """``job-cancel``: Aborted unless already terminal. ``{"jobId", "status"}``."""
+        with self._lock:
+            job = self._owned_job(body)
+            status = job.status_at(self._clock())
+            if not is_terminal(status):
+                job.cancelled = True
+                status = CEStatus.ABORTED
+                log.info("emulator aborted job %s", job.remote_id)
+            return {F_JOB_ID: job.remote_id, F_STATUS: status.value}
+
+    def output_file(self, remote_id: str, path: str) -> bytes:
+        """The content of a Completed job's output file ``path`` (relative to ``output/``)."""
+        try:
+            safe_relative_path(path)
+        except SpecError as exc:
+            raise _ApiError(404, "no such output file") from exc
+        with self._lock:
+            job = self._jobs.get(remote_id)
+            if job is None or job.status_at(self._clock()) != CEStatus.COMPLETED:
+                raise _ApiError(404, "no such output file")
+            self._materialise(job)
+            if path not in job.outputs:
+                raise _ApiError(404, "no such output file")
+            return (self._output_dir(job) / path).read_bytes()
+
+    def stats(self) -> dict[str, Any]:
+        """The ``GET /_emulator/stats`` document (see the module docstring)."""
+        with self._lock:
+            return {
+                "create_calls": self._create_calls,
+                "jobs": len(self._jobs),
+                "by_key": {
+                    key: {
+                        "calls": r.calls,
+                        "jobs": len(r.remote_ids),
+                        "remoteJobIds": list(r.remote_ids),
+                    }
+                    for key, r in self._keys.items()
+                },
+            }
+
+    def inspect(self, remote_id: str, base_url: str) -> dict[str, Any]:
+        """One job as the emulator sees it (no authenticator)."""
+        with self._lock:
+            job = self._jobs.get(remote_id)
+            if job is None:
+                raise _ApiError(404, "unknown job")
+            status = self._status_of(job, base_url)
+            return {
+                **status.to_body(),
+                "request": job.request,
+                "idempotencyKey": job.idempotency_key,
+                "cancelled": job.cancelled,
+                "outcome": job.outcome,
+                "phases": list(job.phases),
+            }
+
+    # -- internals (called with the lock held where they touch state) ------------------------
+
+    def _authenticate(self, body: object) -> tuple[str, dict[str, Any]]:
+        """The caller's authenticator and the body as an object, or a 400/401."""
+        if not isinstance(body, dict):
+            raise _ApiError(400, "the request body must be a JSON object")
+        authenticator = body.get(F_AUTHENTICATOR)
+        if not isinstance(authenticator, str) or not authenticator:
+            raise _ApiError(401, "missing authenticator")
+        accepted = self._config.authenticators
+        if accepted and authenticator not in accepted:
+            raise _ApiError(401, "unknown authenticator")
+        return authenticator, body
+
+    def _owned_job(self, body: object) -> _Job:
+        owner, fields = self._authenticate(body)
+        remote_id = fields.get(F_JOB_ID)
+        if not isinstance(remote_id, str) or not remote_id:
+            raise _ApiError(400, f"{F_JOB_ID} must be a non-empty string")
+        job = self._jobs.get(remote_id)
+        if job is None or job.owner != owner:
+            raise _ApiError(404, "unknown job")
+        return job
+
+    def _new_job(
+        self, owner: str, request: dict[str, Any], key: str | None, config: EmulatorConfig
+    ) -> _Job:
+        app, command = request[F_APP], request[F_COMMAND_LINE]
+        outcome: Outcome = "complete"
+        failure = None
+        if _matches(app, config.never_finish_apps):
+            outcome = "never"
+        elif _matches(app, config.fail_apps) or _matches(command, config.fail_commands):
+            outcome = "fail"
+            failure = "the job's command exited with status 1 (emulated failure)"
+        return _Job(
+            remote_id=uuid.uuid4().hex,
+            owner=owner,
+            request=request,
+            idempotency_key=key,
+            created_at=self._clock(),
+            phases=(
+                config.provisioning_seconds,
+                config.downloading_seconds,
+                config.running_seconds,
+            ),
+            outcome=outcome,
+            failure=failure,
+        )
+
+    def _status_of(self, job: _Job, base_url: str) -> RemoteJobStatus:
+        status = job.status_at(self._clock())
+        files: tuple[OutputFile, ...] = ()
+        error = None
+        if status == CEStatus.COMPLETED:
+            self._materialise(job)
+            public = self._config.public_base_url or base_url
+            if not public.endswith("/"):
+                public += "/"
+            files = tuple(
+                OutputFile(
+                    filename=path,
+                    url=f"{public}{FILES_PATH}/{job.remote_id}/{quote(path)}",
+                )
+                for path in job.outputs
+            )
+        elif status == CEStatus.FAILED:
+            error = job.failure
+        elif status == CEStatus.ABORTED:
+            error = "aborted at the submitter's request"
+        return RemoteJobStatus(job.remote_id, status, files, error)
+
+    def _output_dir(self, job: _Job) -> Path:
+        return self.data_dir / job.remote_id / "output"
+
+    def _materialise(self, job: _Job) -> None:
+        """Write a Completed job's deterministic outputs once."""
+        if job.outputs:
+            return
+        seed = f"{job.request[F_APP]}\n{job.request[F_COMMAND_LINE]}\n{job.remote_id}"
+        files = {
+            "out.txt": (hashlib.sha256(seed.encode()).hexdigest() + "\n").encode(),
+            "meta/spec.json": (json.dumps(job.request, sort_keys=True, indent=2) + "\n").encode(),
+        }
+        root = self._output_dir(job)
+        for path, content in files.items():
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        job.outputs = tuple(sorted(files, key=lambda p: p.encode()))
+
+
+def create_emulator_app(
+    config: EmulatorConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> FastAPI:
+    """Build the emulator's FastAPI app.
+
+    Args:
+        config: Its settings (defaults: any authenticator, 0.5/0.5/1.0 s phases, no faults).
+        clock: Monotonic seconds; tests may drive time by hand.
+
+    Returns:
+        The app; its :class:`Emulator` is ``app.state.emulator``.
+    """
+    emulator = Emulator(config or EmulatorConfig(), clock)
+    app = FastAPI(title="Charity Engine Remote API emulator", docs_url=None, redoc_url=None)
+    app.state.emulator = emulator
+
+    @app.exception_handler(_ApiError)
+    async def _api_error(_request: Request, exc: _ApiError) -> JSONResponse:
+        return JSONResponse({F_ERROR: exc.message}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def _faults(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if not request.url.path.startswith(API_PREFIX):
+            return await call_next(request)
+        fault = emulator.draw_fault()
+        if fault == "error":
+            return JSONResponse({F_ERROR: "emulated server error"}, emulator.error_status())
+        if fault == "rate_limit":
+            seconds = emulator.config.retry_after
+            return JSONResponse(
+                {F_ERROR: "rate limited"}, 429, headers={"Retry-After": f"{seconds:g}"}
+            )
+        if fault == "timeout":
+            await asyncio.sleep(emulator.config.timeout_seconds)
+        response = await call_next(request)
+        if fault == "malformed" and not request.url.path.startswith(API_PREFIX + FILES_PATH):
+            return Response(_MALFORMED_BODY, 200, media_type="application/json")
+        return response
+
+    def api_base(request: Request) -> str:
+        return str(request.base_url).rstrip("/") + API_PREFIX
+
+    @app.post(API_PREFIX + JOB_CREATE_PATH)
+    async def job_create(request: Request) -> JSONResponse:
+        body = await _json_body(request)
+        key = request.headers.get(IDEMPOTENCY_HEADER) or None
+        return JSONResponse(emulator.create(body, key))
+
+    @app.post(API_PREFIX + JOB_STATUS_PATH)
+    async def job_status(request: Request) -> JSONResponse:
+        return JSONResponse(emulator.status(await _json_body(request), api_base(request)))
+
+    @app.post(API_PREFIX + JOB_CANCEL_PATH)
+    async def job_cancel(request: Request) -> JSONResponse:
+        return JSONResponse(emulator.cancel(await _json_body(request)))
+
+    @app.get(API_PREFIX + FILES_PATH + "/{remote_id}/{path:path}")
+    async def output_file(remote_id: str, path: str) -> Response:
+        return Response(
+            emulator.output_file(remote_id, path), media_type="application/octet-stream"
+        )
+
+    @app.get("/_emulator/stats")
+    async def stats() -> JSONResponse:
+        return JSONResponse(emulator.stats())
+
+    @app.get("/_emulator/config")
+    async def get_config() -> JSONResponse:
+        return JSONResponse(emulator.config.public_dump())
+
+    @app.post("/_emulator/config")
+    async def set_config(request: Request) -> JSONResponse:
+        update = await _json_body(request)
+        if not isinstance(update, dict):
+            raise _ApiError(400, "the request body must be a JSON object")
+        return JSONResponse(emulator.reconfigure(update).public_dump())
+
+    @app.get("/_emulator/jobs/{remote_id}")
+    async def inspect_job(remote_id: str, request: Request) -> JSONResponse:
+        return JSONResponse(emulator.inspect(remote_id, api_base(request)))
+
+    return app
+
+
+async def _json_body(request: Request) -> object:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _ApiError(400, "the request body is not valid JSON") from exc
+
+
+def _matches(text: str, needles: frozenset[str]) -> bool:
+    return any(needle and needle in text for needle in needles)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_create(request: Mapping[str, Any]) -> str | None:
+    """CE-like validation of a ``job-create`` body (authenticator removed); the problem or None."""
+    for name in (F_APP, F_COMMAND_LINE):
+        value = request.get(name)
+        if not isinstance(value, str) or not value.strip():
+            return f"{name} is required and must be a non-empty string"
+    specs = request.get(F_SPECS)
+    if not isinstance(specs, dict):
+        return f"{F_SPECS} is required and must be an object"
+    for name in SPEC_FIELDS:
+        amount = specs.get(name)
+        if not _is_int(amount) or amount < 0:
+            return f"{F_SPECS}.{name} is required and must be a non-negative integer"
+    if specs[F_VCPUS] < 1:
+        return f"{F_SPECS}.{F_VCPUS} must be positive"
+    hours = request.get(F_HOURS)
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours < math.inf:
+        return f"{F_HOURS} is required and must be a positive number"
+    files = request.get(F_INPUT_FILES, [])
+    if not isinstance(files, list):
+        return f"{F_INPUT_FILES} must be a list"
+    for item in files:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get(F_FILENAME), str)
+            or not item[F_FILENAME]
+            or not isinstance(item.get(F_URL), str)
+            or not item[F_URL]
+        ):
+            return f"each of {F_INPUT_FILES} needs a non-empty string {F_FILENAME} and {F_URL}"
+    return None
+
+
+def _validation_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "settings"
+    return f"{where}: {first['msg']}"

@@ -1,0 +1,174 @@
+"""Running the CE emulator with uvicorn: in a background thread (tests, demo) or blocking (CLI).
+
+:class:`EmulatorServer` binds its socket before the server thread starts, so the port is known
+at once (``port=0`` picks a free one), and :meth:`EmulatorServer.start` returns only once the
+emulator answers HTTP. Unless the config names a ``data_dir``, output files live in a temporary
+directory removed by :meth:`EmulatorServer.stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import uvicorn
+
+from bridge.remote.emulator import API_PREFIX, Emulator, EmulatorConfig, create_emulator_app
+
+log = logging.getLogger("bridge.remote.server")
+
+_POLL_INTERVAL = 0.01
+
+
+class EmulatorServer:
+    """The emulator served over real HTTP from a daemon thread.
+
+    Args:
+        config: The emulator's settings (default :class:`EmulatorConfig`).
+        host: The interface to bind (default ``127.0.0.1``).
+        port: The port; 0 picks a free one.
+        startup_timeout: Seconds :meth:`start` waits for the first answer.
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        self._config = config or EmulatorConfig()
+        self._host = host
+        self._port = port
+        self._startup_timeout = startup_timeout
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._emulator: Emulator | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's root URL, ``http://HOST:PORT/`` (valid once started)."""
+        if self._socket is None:
+            raise RuntimeError("the emulator server is not started")
+        return f"http://{self._host}:{self._port}/"
+
+    @property
+    def base_url(self) -> str:
+        """The CE API base URL, ``http://HOST:PORT/remotejobs/v2/`` (valid once started)."""
+        return self.url.rstrip("/") + API_PREFIX
+
+    @property
+    def emulator(self) -> Emulator:
+        """The running emulator's state (valid once started)."""
+        if self._emulator is None:
+            raise RuntimeError("the emulator server is not started")
+        return self._emulator
+
+    def start(self) -> EmulatorServer:
+        """Start serving and return once the emulator answers HTTP.
+
+        Raises:
+            RuntimeError: Already started, or the server did not answer within
+                ``startup_timeout`` (it is stopped again).
+        """
+        if self._thread is not None:
+            raise RuntimeError("the emulator server is already started")
+        config = self._config
+        if config.data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="ce-emulator-")
+            config = config.model_copy(update={"data_dir": Path(self._tmp.name)})
+        app = create_emulator_app(config)
+        self._emulator = app.state.emulator
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self._socket = sock
+        self._port = sock.getsockname()[1]
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=1,
+            )
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="ce-emulator", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._wait_until_answering()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("CE emulator serving at %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, wait for the thread, and remove the temporary data directory.
+
+        Safe to call more than once, or on a server that failed to start.
+        """
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+        self._server = self._thread = self._tmp = None
+        self._socket = None
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _wait_until_answering(self) -> None:
+        probe = self.url + "_emulator/stats"
+        deadline = time.monotonic() + self._startup_timeout
+        with httpx.Client(timeout=1.0) as http:
+            while True:
+                assert self._thread is not None
+                if not self._thread.is_alive():
+                    raise RuntimeError("the emulator server thread exited during startup")
+                try:
+                    if http.get(probe).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the emulator did not answer within {self._startup_timeout}s"
+                    )
+                time.sleep(_POLL_INTERVAL)
+
+
+def serve_emulator(host: str, port: int, config: EmulatorConfig | None = None) -> None:
+    """Serve the emulator in the foreground until interrupted (``ce-bridge emulator``).
+
+    Output files go to ``config.data_dir``, or to a temporary directory removed on exit.
+    """
+    config = config or EmulatorConfig()
+    with tempfile.TemporaryDirectory(prefix="ce-emulator-") as tmp:
+        if config.data_dir is None:
+            config = config.model_copy(update={"data_dir": Path(tmp)})
+        log.info("CE emulator base URL: http://%s:%d%s", host, port, API_PREFIX)
+        uvicorn.run(create_emulator_app(config), host=host, port=port, log_level="info")

@@ -1,0 +1,301 @@
+"""The CE emulator in-process (Starlette TestClient) with a hand-driven clock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bridge.remote.emulator import EmulatorConfig, create_emulator_app
+
+AUTH = "emulator-unit-secret-6f1d"
+BASE = "/remotejobs/v2/"
+BODY: dict[str, Any] = {
+    "authenticator": AUTH,
+    "app": "charityengine:wolframengine",
+    "commandLine": "math 2+2 > output/out.txt",
+    "specs": {"vcpus": 2, "ram": 512, "disk": 512, "networkDownload": 0, "networkUpload": 0},
+    "hours": 1,
+    "inputFiles": [{"filename": "in.txt", "url": "http://work.charityengine.com/m.m"}],
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make(tmp_path: Path, clock: Clock) -> Iterator[Any]:
+    clients: list[TestClient] = []
+
+    def factory(**settings: Any) -> TestClient:
+        settings = {"authenticators": frozenset({AUTH}), "data_dir": tmp_path, **settings}
+        config = EmulatorConfig(**settings)
+        client = TestClient(create_emulator_app(config, clock=clock))
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+def create(client: TestClient, body: dict[str, Any] | None = None, key: str | None = None) -> str:
+    headers = {"Idempotency-Key": key} if key else {}
+    response = client.post(BASE + "job-create", json=body or BODY, headers=headers)
+    assert response.status_code == 200, response.text
+    job_id: str = response.json()["jobId"]
+    return job_id
+
+
+def status(client: TestClient, job_id: str) -> dict[str, Any]:
+    response = client.post(BASE + "job-status", json={"authenticator": AUTH, "jobId": job_id})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_states_advance_with_time_and_outputs_appear_when_completed(
+    make: Any, clock: Clock, tmp_path: Path
+) -> None:
+    client = make()
+    job_id = create(client)
+    timeline = [
+        (0.0, "Provisioning"),
+        (0.49, "Provisioning"),
+        (0.5, "Downloading"),
+        (1.0, "Running"),
+        (1.99, "Running"),
+        (2.0, "Completed"),
+    ]
+    start = clock.now
+    for offset, expected in timeline:
+        clock.now = start + offset
+        answer = status(client, job_id)
+        assert answer["status"] == expected
+        if expected != "Completed":
+            assert answer["outputFiles"] == [] and answer["error"] is None
+    assert [f["filename"] for f in answer["outputFiles"]] == ["meta/spec.json", "out.txt"]
+    for item in answer["outputFiles"]:
+        assert item["url"] == f"http://testserver{BASE}files/{job_id}/{item['filename']}"
+        served = client.get(item["url"])
+        assert served.status_code == 200
+        assert served.content == (tmp_path / job_id / "output" / item["filename"]).read_bytes()
+    out = client.get(f"{BASE}files/{job_id}/out.txt").content
+    seed = f"{BODY['app']}\n{BODY['commandLine']}\n{job_id}".encode()
+    assert out == (hashlib.sha256(seed).hexdigest() + "\n").encode()
+    spec = json.loads(client.get(f"{BASE}files/{job_id}/meta/spec.json").content)
+    assert spec == {k: v for k, v in BODY.items() if k != "authenticator"}
+
+
+def test_zero_durations_complete_at_once(make: Any) -> None:
+    client = make(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
+    assert status(client, create(client))["status"] == "Completed"
+
+
+def test_fail_and_never_finish_and_cancel(make: Any, clock: Clock) -> None:
+    client = make(fail_commands=frozenset({"exit 1"}), never_finish_apps=frozenset({"forever"}))
+    failing = create(client, {**BODY, "commandLine": "run; exit 1"})
+    forever = create(client, {**BODY, "app": "docker:forever"})
+    done = create(client)
+    clock.now += 3600
+    failed = status(client, failing)
+    assert failed["status"] == "Failed" and failed["error"] and failed["outputFiles"] == []
+    assert status(client, forever)["status"] == "Running"
+    cancel = client.post(BASE + "job-cancel", json={"authenticator": AUTH, "jobId": forever})
+    assert cancel.json() == {"jobId": forever, "status": "Aborted"}
+    aborted = status(client, forever)
+    assert aborted["status"] == "Aborted" and aborted["error"]
+    again = client.post(BASE + "job-cancel", json={"authenticator": AUTH, "jobId": done})
+    assert again.json() == {"jobId": done, "status": "Completed"}
+    assert client.get(f"{BASE}files/{failing}/out.txt").status_code == 404
+
+
+def test_outputs_are_only_served_for_completed_jobs_and_safe_paths(make: Any, clock: Clock) -> None:
+    client = make()
+    job_id = create(client)
+    assert client.get(f"{BASE}files/{job_id}/out.txt").status_code == 404
+    clock.now += 10
+    for path in ("nope.txt", "../../etc/passwd", "meta//spec.json", "meta\\spec.json"):
+        response = client.get(f"{BASE}files/{job_id}/{path}")
+        assert response.status_code == 404, path
+    assert client.get(f"{BASE}files/unknown/out.txt").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"app": ""}, "app"),
+        ({"app": None}, "app"),
+        ({"commandLine": 5}, "commandLine"),
+        ({"specs": None}, "specs"),
+        ({"specs": {**BODY["specs"], "vcpus": 0}}, "vcpus"),
+        ({"specs": {**BODY["specs"], "ram": -1}}, "ram"),
+        ({"specs": {**BODY["specs"], "disk": "512"}}, "disk"),
+        ({"specs": {"vcpus": 1}}, "ram"),
+        ({"hours": 0}, "hours"),
+        ({"hours": True}, "hours"),
+        ({"hours": "1"}, "hours"),
+        ({"inputFiles": {}}, "inputFiles"),
+        ({"inputFiles": [{"filename": "a"}]}, "inputFiles"),
+    ],
+)
+def test_job_create_validates_like_ce(make: Any, change: dict[str, Any], message: str) -> None:
+    response = make().post(BASE + "job-create", json={**BODY, **change})
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_fractional_hours_and_missing_input_files_are_accepted(make: Any) -> None:
+    body = {k: v for k, v in BODY.items() if k != "inputFiles"}
+    create(make(), {**body, "hours": 0.5})
+
+
+def test_bad_json_and_authentication(make: Any) -> None:
+    client = make()
+    assert client.post(BASE + "job-create", content=b"{nope").status_code == 400
+    assert client.post(BASE + "job-create", json=[1]).status_code == 400
+    missing = client.post(BASE + "job-create", json={**BODY, "authenticator": ""})
+    unknown = client.post(BASE + "job-create", json={**BODY, "authenticator": "other"})
+    assert missing.status_code == unknown.status_code == 401
+    assert "other" not in unknown.text
+    any_auth = make(authenticators=frozenset())
+    create(any_auth, {**BODY, "authenticator": "anyone"})
+
+
+def test_jobs_belong_to_their_authenticator(make: Any) -> None:
+    client = make(authenticators=frozenset())
+    job_id = create(client)
+    response = client.post(BASE + "job-status", json={"authenticator": "someone", "jobId": job_id})
+    assert response.status_code == 404 and response.json() == {"error": "unknown job"}
+    assert client.post(BASE + "job-status", json={"authenticator": AUTH}).status_code == 400
+
+
+def test_reject_apps_answers_400_with_a_message(make: Any) -> None:
+    client = make(reject_apps=frozenset({"forbidden"}))
+    response = client.post(BASE + "job-create", json={**BODY, "app": "docker:forbidden"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "app 'docker:forbidden' is not available"}
+
+
+def test_idempotency_key_and_stats(make: Any) -> None:
+    client = make()
+    first = create(client, key="1:0xA:1")
+    assert create(client, key="1:0xA:1") == first
+    second = create(client, key="1:0xA:2")
+    create(client)
+    conflict = client.post(
+        BASE + "job-create", json={**BODY, "hours": 2}, headers={"Idempotency-Key": "1:0xA:1"}
+    )
+    assert conflict.status_code == 422
+    assert client.get("/_emulator/stats").json() == {
+        "create_calls": 5,
+        "jobs": 3,
+        "by_key": {
+            "1:0xA:1": {"calls": 3, "jobs": 1, "remoteJobIds": [first]},
+            "1:0xA:2": {"calls": 1, "jobs": 1, "remoteJobIds": [second]},
+        },
+    }
+
+
+def test_a_key_first_used_by_an_invalid_request_still_dedupes(make: Any) -> None:
+    client = make()
+    invalid = client.post(
+        BASE + "job-create", json={**BODY, "hours": 0}, headers={"Idempotency-Key": "k"}
+    )
+    assert invalid.status_code == 400
+    first = create(client, key="k")
+    assert create(client, key="k") == first
+    assert client.get("/_emulator/stats").json()["by_key"]["k"] == {
+        "calls": 3,
+        "jobs": 1,
+        "remoteJobIds": [first],
+    }
+
+
+def test_a_server_ignoring_idempotency_keys_shows_in_the_stats(make: Any) -> None:
+    client = make(honour_idempotency_key=False)
+    one, two = create(client, key="k"), create(client, key="k")
+    assert one != two
+    assert client.get("/_emulator/stats").json()["by_key"]["k"] == {
+        "calls": 2,
+        "jobs": 2,
+        "remoteJobIds": [one, two],
+    }
+
+
+def test_faults_are_injected_on_the_api_only(make: Any) -> None:
+    client = make(error_rate=1.0, seed=1)
+    codes = {client.post(BASE + "job-create", json=BODY).status_code for _ in range(20)}
+    assert codes == {500, 503}
+    assert client.get("/_emulator/stats").json()["create_calls"] == 0
+    limited = make(rate_limit_rate=1.0, retry_after=0.1)
+    response = limited.post(BASE + "job-status", json={"authenticator": AUTH, "jobId": "x"})
+    assert response.status_code == 429 and response.headers["Retry-After"] == "0.1"
+    assert limited.get("/_emulator/stats").status_code == 200
+
+
+def test_malformed_answers_are_processed_but_unparsable(make: Any, clock: Clock) -> None:
+    client = make(
+        malformed_rate=1.0, provisioning_seconds=0, downloading_seconds=0, running_seconds=0
+    )
+    response = client.post(BASE + "job-create", json=BODY, headers={"Idempotency-Key": "k"})
+    assert response.status_code == 200
+    with pytest.raises(ValueError):
+        response.json()
+    stats = client.get("/_emulator/stats").json()
+    assert stats["jobs"] == 1
+    (job_id,) = stats["by_key"]["k"]["remoteJobIds"]
+    file = client.get(f"{BASE}files/{job_id}/out.txt")  # downloads are never corrupted
+    assert file.status_code == 200 and len(file.content) == 65
+
+
+def test_runtime_config_changes_and_their_limits(make: Any) -> None:
+    client = make()
+    changed = client.post("/_emulator/config", json={"error_rate": 0.5, "fail_apps": ["x"]})
+    assert changed.status_code == 200
+    assert changed.json()["error_rate"] == 0.5 and changed.json()["fail_apps"] == ["x"]
+    assert "authenticators" not in changed.json()
+    for bad in (
+        {"error_rate": 2},
+        {"error_rate": 0.6, "rate_limit_rate": 0.6},
+        {"no_such_setting": 1},
+        {"authenticators": ["x"]},
+        {"data_dir": "/tmp"},
+    ):
+        response = client.post("/_emulator/config", json=bad)
+        assert response.status_code == 400, bad
+        assert "error" in response.json()
+    assert client.get("/_emulator/config").json()["error_rate"] == 0.5
+
+
+def test_inspection_never_shows_the_authenticator(make: Any, clock: Clock) -> None:
+    client = make()
+    job_id = create(client, key="1:0xA:9")
+    clock.now += 10
+    status(client, job_id)
+    texts = [
+        client.get(f"/_emulator/jobs/{job_id}").text,
+        client.get("/_emulator/stats").text,
+        client.get("/_emulator/config").text,
+        client.get(f"{BASE}files/{job_id}/meta/spec.json").text,
+    ]
+    assert all(AUTH not in text for text in texts)
+    assert json.loads(texts[0])["request"]["app"] == BODY["app"]
+    assert client.get("/_emulator/jobs/nope").status_code == 404
+    config = EmulatorConfig(authenticators=frozenset({AUTH}))
+    assert AUTH not in repr(config) and AUTH not in str(config)
