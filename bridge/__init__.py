@@ -1,3 +1,3 @@
-"""ce-bridge: runs compute jobs paid for on Ethereum on Charity Engine's grid and writes results back."""
+"""ce-bridge: runs compute jobs paid for on Ethereum on Charity Engine's grid, results on-chain."""
 
 __version__ = "0.1.0"

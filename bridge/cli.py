@@ -36,7 +36,9 @@ ContractOpt = Annotated[
 KeyOpt = Annotated[
     str,
     typer.Option(
-        envvar="BRIDGE_USER_KEY", help="private key that signs (env BRIDGE_USER_KEY)", show_default=False
+        envvar="BRIDGE_USER_KEY",
+        help="private key that signs (env BRIDGE_USER_KEY)",
+        show_default=False,
     ),
 ]
 
@@ -134,7 +136,9 @@ def submit(
     contract: ContractOpt,
     key: KeyOpt,
     app_name: Annotated[str, typer.Option("--app", help="CE app")] = "charityengine:wolframengine",
-    command: Annotated[str, typer.Option(help="command line")] = 'math -run "Print[2+2]" > output/out.txt',
+    command: Annotated[
+        str, typer.Option(help="command line")
+    ] = 'math -run "Print[2+2]" > output/out.txt',
     vcpus: int = 1,
     ram: int = 512,
     disk: int = 512,
@@ -263,7 +267,7 @@ def _check_rpc(w3: Web3, url: str) -> None:
         _fail(f"cannot reach the JSON-RPC node at {url}")
 
 
-def _call(fn: Any, abi: list[dict[str, Any]]) -> Any:
+def _call(fn: Any, abi: Any) -> Any:
     """Runs a contract call; a revert ends the command with the decoded custom error."""
     from web3.exceptions import ContractCustomError, ContractLogicError
 

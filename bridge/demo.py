@@ -103,7 +103,10 @@ def independent_hash(stack: LocalStack, remote_job_id: str) -> bytes | None:
     """The result hash recomputed from the files as CE serves them (not the bridge's copy)."""
     assert stack.emulator is not None
     base = stack.emulator.base_url
-    body = {"authenticator": stack.settings.ce_authenticator.get_secret_value(), "jobId": remote_job_id}
+    body = {
+        "authenticator": stack.settings.ce_authenticator.get_secret_value(),
+        "jobId": remote_job_id,
+    }
     with httpx.Client(timeout=10) as http:
         status = http.post(base + "job-status", json=body).json()
         files = {f["filename"]: http.get(f["url"]).content for f in status.get("outputFiles") or []}
@@ -148,8 +151,9 @@ def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
     return table
 
 
-def run_demo(console: Console, *, jobs_per_kind: int = 1, keep_running: bool = False,
-             timeout: float = 180.0) -> bool:
+def run_demo(
+    console: Console, *, jobs_per_kind: int = 1, keep_running: bool = False, timeout: float = 180.0
+) -> bool:
     """Runs the demo; True when every job ended as expected and every hash matched."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     config = EmulatorConfig(
@@ -160,7 +164,9 @@ def run_demo(console: Console, *, jobs_per_kind: int = 1, keep_running: bool = F
     )
     with tempfile.TemporaryDirectory(prefix="ce-bridge-demo-") as tmp:
         console.print("[bold]Starting Anvil, the CE emulator and the bridge…[/]")
-        with LocalStack(Path(tmp), block_time=1.0, confirmations=2, emulator_config=config) as stack:
+        with LocalStack(
+            Path(tmp), block_time=1.0, confirmations=2, emulator_config=config
+        ) as stack:
             assert stack.anvil is not None and stack.emulator is not None
             console.print(f"  chain    {stack.anvil.url} (1 s blocks, 2 confirmations)")
             console.print(f"  CE       {stack.emulator.base_url}")
@@ -194,11 +200,15 @@ def _verdict(stack: LocalStack, jobs: list[DemoJob], console: Console) -> bool:
     for job in jobs:
         status, digest = onchain(stack, job.job_id)
         if status is not job.expected:
-            problems.append(f"job {job.job_id} ({job.kind}) is {status.name}, expected {job.expected.name}")
+            problems.append(
+                f"job {job.job_id} ({job.kind}) is {status.name}, expected {job.expected.name}"
+            )
         elif status is Status.COMPLETED and independent_hash(stack, remote[job.job_id]) != digest:
             problems.append(f"job {job.job_id}: on-chain hash does not match the files")
     for line in problems:
         console.print(f"[red]✗[/] {line}")
     if not problems:
-        console.print("[green]✓ every job ended as expected and every result hash matches its files[/]")
+        console.print(
+            "[green]✓ every job ended as expected and every result hash matches its files[/]"
+        )
     return not problems

@@ -1,8 +1,8 @@
 """A local Anvil node for the demo, the tests and the benchmarks.
 
-``Anvil`` starts the npm-packaged binary (``@foundry-rs/anvil``) on a free loopback port, waits until
-it answers JSON-RPC, and guarantees the process is gone after ``stop()`` or leaving the ``with``
-block. It also deploys the escrow and the example consumer from ``abi/``.
+``Anvil`` starts the npm-packaged binary (``@foundry-rs/anvil``) on a free loopback port, waits
+until it answers JSON-RPC, and guarantees the process is gone after ``stop()`` or leaving the
+``with`` block.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ def anvil_key(index: int) -> str:
     Account.enable_unaudited_hdwallet_features()
     account = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
     return "0x" + bytes(account.key).hex()
-
 
 
 def anvil_binary() -> str:

@@ -101,9 +101,7 @@ class LocalStack:
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.anvil = Anvil(block_time=self._block_time).start()
-        config = self._emulator_config.model_copy(
-            update={"data_dir": self.workdir / "emulator"}
-        )
+        config = self._emulator_config.model_copy(update={"data_dir": self.workdir / "emulator"})
         self.emulator = EmulatorServer(config).start()
         r = self.roles
         self.w3 = connect(self.anvil.url, r.keys)
@@ -161,6 +159,3 @@ class LocalStack:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-

@@ -40,9 +40,7 @@ def configure_logging(*, json_logs: bool = False, level: int = logging.INFO) -> 
     if json_logs:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger("bridge")
     root.handlers[:] = [handler]
     root.setLevel(level)

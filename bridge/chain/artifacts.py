@@ -100,7 +100,7 @@ def build_artifacts(root: Path) -> dict[str, dict[str, Any]]:
 def write_artifacts(
     abi_dir: Path, built: dict[str, dict[str, Any]], *, dry_run: bool = False
 ) -> list[str]:
-    """Writes the artifacts that differ from abi/; returns their names (nothing written if dry_run)."""
+    """Writes the artifacts that differ from abi/; returns their names (dry_run: writes none)."""
     changed = []
     for name, artifact in built.items():
         path = abi_dir / f"{name}.json"

@@ -16,6 +16,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.middleware import SignAndSendRawMiddlewareBuilder
+from web3.types import TxParams
 
 from bridge.chain.artifacts import load_artifact
 
@@ -67,7 +68,7 @@ def deploy_escrow(
     the treasury; all transactions are sent from ``admin`` and mined when this returns."""
     address = deploy(w3, "JobEscrow", admin, Web3.to_checksum_address(admin))
     contract = escrow(w3, address)
-    sender = {"from": Web3.to_checksum_address(admin)}
+    sender: TxParams = {"from": Web3.to_checksum_address(admin)}
     for operator in operators:
         tx = contract.functions.grantRole(
             OPERATOR_ROLE, Web3.to_checksum_address(operator)

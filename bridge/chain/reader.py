@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_typing import ChecksumAddress
-from eth_utils import event_abi_to_log_topic
+from eth_utils.abi import event_abi_to_log_topic
 from web3 import Web3
 from web3.exceptions import Web3Exception
+from web3.types import BlockIdentifier
 
 from bridge.chain.spec import JobSpec, Status
 from bridge.errors import RpcUnavailable
@@ -121,7 +122,7 @@ class LogReader:
         self._events: dict[bytes, Any] = {}
         for entry in abi:
             if entry.get("type") == "event":
-                topic = event_abi_to_log_topic(entry)
+                topic = event_abi_to_log_topic(entry)  # type: ignore[arg-type]
                 self._events[bytes(topic)] = getattr(self._contract.events, entry["name"])()
 
     def head(self) -> int:
@@ -142,7 +143,7 @@ class LogReader:
         block_hash = block.get("hash")
         return None if block_hash is None else "0x" + bytes(block_hash).hex()
 
-    def block_timestamp(self, tag: int | str = "latest") -> int:
+    def block_timestamp(self, tag: BlockIdentifier = "latest") -> int:
         """The timestamp of a block (default: the latest), i.e. the chain's notion of now."""
         try:
             return int(self._w3.eth.get_block(tag)["timestamp"])

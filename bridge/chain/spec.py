@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from eth_abi import encode
-from eth_utils import keccak
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
 
 #: The ABI type of ``JobSpec`` as a single tuple (app, commandLine, specs, maxHours, inputFiles).
 JOB_SPEC_ABI_TYPE = "(string,string,(uint16,uint32,uint32,uint32,uint32),uint16,(string,string)[])"

@@ -23,9 +23,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from bridge.chain.spec import Status
-from bridge.remote.convention import CEStatus
 from bridge.engine.states import JobState
-
+from bridge.remote.convention import CEStatus
 
 _REMOTE_VALUES = frozenset(s.value for s in CEStatus)
 _REMOTE_ORDER = {
@@ -264,7 +263,8 @@ def transition(job: JobView, event: Event) -> Outcome:
             return Decision(
                 state=JobState.SETTLED,
                 reason=f"{status.name.lower()} on-chain",
-                actions=(RemoteAction.CANCEL_REMOTE,) if live and job.state != JobState.FINISHING
+                actions=(RemoteAction.CANCEL_REMOTE,)
+                if live and job.state != JobState.FINISHING
                 else (),
                 outcome=status,
             )
@@ -327,5 +327,3 @@ def _remote_status(job: JobView, event: RemoteStatusSeen) -> Outcome:
             remote_status=status,
         )
     return Decision(state=state, reason=f"remote job {status.lower()}", remote_status=status)
-
-

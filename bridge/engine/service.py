@@ -46,6 +46,7 @@ from bridge.chain.reader import (
 from bridge.chain.spec import JobSpec, Status, spec_hash
 from bridge.config import Settings
 from bridge.engine import machine as m
+from bridge.engine.states import JobState
 from bridge.errors import (
     BridgeError,
     DownloadRefused,
@@ -61,7 +62,6 @@ from bridge.results import result_hash, safe_relative_path
 from bridge.store.db import open_database
 from bridge.store.models import (
     Job,
-    JobState,
     OutputFile,
     RemoteCall,
     ScanCursor,
@@ -201,7 +201,9 @@ class Bridge:
         except Exception as exc:
             raise RpcUnavailable(f"cannot reach the RPC node at {settings.rpc_url}") from exc
         abi = load_artifact("JobEscrow").abi
-        escrow = w3.eth.contract(address=Web3.to_checksum_address(settings.contract_address), abi=abi)
+        escrow = w3.eth.contract(
+            address=Web3.to_checksum_address(settings.contract_address), abi=abi
+        )
         account = Account.from_key(settings.operator_key.get_secret_value())
         ce = CEClient(
             settings.ce_url,
@@ -222,7 +224,9 @@ class Bridge:
             stuck_after=settings.tx_stuck_after,
             fee_bump_percent=settings.fee_bump_percent,
             max_fee_wei=int(settings.max_fee_gwei * 10**9),
-            on_skipped=lambda job_id, status, error: bridge.on_update_skipped(job_id, status, error),
+            on_skipped=lambda job_id, status, error: bridge.on_update_skipped(
+                job_id, status, error
+            ),
         )
         reader = LogReader(w3, escrow.address, abi)
         bridge = cls(settings, db=db, w3=w3, ce=ce, tx=tx, reader=reader, chain_id=chain_id)
@@ -272,7 +276,7 @@ class Bridge:
     def _start_block(self) -> int:
         if self.settings.start_block is not None:
             return self.settings.start_block
-        return find_deployment_block(self.w3, self.reader_address)
+        return find_deployment_block(self.w3, Web3.to_checksum_address(self.contract))
 
     @property
     def reader_address(self) -> str:
@@ -508,7 +512,9 @@ class Bridge:
         """Works every open job that is due; returns how many were worked."""
         now = self._clock()
         chain_now = self.reader.block_timestamp()
-        states = [s for s in _WORK_STATES if not (s is JobState.NEW and self.dispatch_paused.is_set())]
+        states = [
+            s for s in _WORK_STATES if not (s is JobState.NEW and self.dispatch_paused.is_set())
+        ]
         with Session(self.db) as session:
             due = session.exec(
                 select(Job.job_id)

@@ -113,7 +113,10 @@ def test_twenty_mixed_jobs_end_to_end(tmp_path: Path, database_url: str) -> None
         never_finish_apps=frozenset({NEVER_FINISHES}),
     )
     with LocalStack(
-        tmp_path, block_time=1.0, confirmations=2, database_url=database_url,
+        tmp_path,
+        block_time=1.0,
+        confirmations=2,
+        database_url=database_url,
         emulator_config=config,
     ) as stack:
         jobs: list[Submitted] = []
@@ -121,7 +124,9 @@ def test_twenty_mixed_jobs_end_to_end(tmp_path: Path, database_url: str) -> None
             job_id, paid = _submit(stack, _spec(f"echo {i} > output/out.txt"))
             jobs.append(Submitted(job_id, "plain", Status.COMPLETED, paid))
         for i in range(4):
-            job_id, paid = _submit(stack, _spec(f"echo cb{i} > output/out.txt"), callback_gas=100_000)
+            job_id, paid = _submit(
+                stack, _spec(f"echo cb{i} > output/out.txt"), callback_gas=100_000
+            )
             jobs.append(Submitted(job_id, "callback", Status.COMPLETED, paid, via_consumer=True))
         for i in range(4):
             job_id, paid = _submit(stack, _spec(f"run {i} && {FAIL_MARKER}"))
@@ -141,7 +146,9 @@ def test_twenty_mixed_jobs_end_to_end(tmp_path: Path, database_url: str) -> None
         assert len(jobs) == 20
 
         for job_id in late:
-            _wait(lambda j=job_id: _status(stack, j) >= Status.ACCEPTED, 60, f"job {j} accepted")
+            _wait(
+                lambda j=job_id: _status(stack, j) >= Status.ACCEPTED, 60, f"job {job_id} accepted"
+            )
             tx = stack.escrow.functions.cancelJob(job_id).transact({"from": stack.roles.user})
             stack.w3.eth.wait_for_transaction_receipt(tx)
 
@@ -205,9 +212,7 @@ def _sha256sum_hash(stack: LocalStack, job_id: int, workdir: Path) -> bytes:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(httpx.get(item["url"]).content)
     assert shutil.which("sha256sum")
-    pipeline = (
-        "find . -type f | sed 's|^\\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum"
-    )
+    pipeline = "find . -type f | sed 's|^\\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum"
     out = subprocess.run(
         ["bash", "-c", pipeline], cwd=output, capture_output=True, text=True, check=True
     )
