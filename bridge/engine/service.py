@@ -30,6 +30,8 @@ from eth_account import Account
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import Web3Exception
 
 from bridge.chain.artifacts import load_artifact
 from bridge.chain.deploy import connect
@@ -172,6 +174,7 @@ class Bridge:
         ce: CEClient,
         tx: TxManager,
         reader: LogReader,
+        escrow: Contract,
         chain_id: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -181,6 +184,7 @@ class Bridge:
         self.ce = ce
         self.tx = tx
         self.reader = reader
+        self.escrow = escrow
         self.chain_id = chain_id
         self.contract = settings.contract_address
         self._clock = clock
@@ -229,7 +233,9 @@ class Bridge:
             ),
         )
         reader = LogReader(w3, escrow.address, abi)
-        bridge = cls(settings, db=db, w3=w3, ce=ce, tx=tx, reader=reader, chain_id=chain_id)
+        bridge = cls(
+            settings, db=db, w3=w3, ce=ce, tx=tx, reader=reader, escrow=escrow, chain_id=chain_id
+        )
         return bridge
 
     # ------------------------------------------------------------------ running
@@ -577,6 +583,12 @@ class Bridge:
         except SpecError as exc:
             self._commit_event(job.job_id, m.SpecInvalid(str(exc)), JobState.NEW)
             return
+        if self._settled_at_head(job.job_id):
+            # Cancelled (or expired) in a block not yet confirmed: creating a remote job now would
+            # only waste compute. The confirmed event will settle it; if a reorg removes that
+            # block, the job is dispatched then.
+            self._schedule_poll(job.job_id, JobState.NEW)
+            return
         key = idempotency_key(self.chain_id, self.contract, job.job_id)
         try:
             remote_id = self.ce.create_job(request, key)
@@ -589,6 +601,13 @@ class Bridge:
             raise
         self._record_call(job.job_id, "create", True, remote_id)
         self._commit_event(job.job_id, m.RemoteCreated(remote_id), JobState.NEW)
+
+    def _settled_at_head(self, job_id: int) -> bool:
+        try:
+            status = Status(int(self.escrow.functions.getJob(job_id).call()[1]))
+        except (Web3Exception, OSError) as exc:
+            raise RpcUnavailable(f"getJob({job_id}) failed: {exc.__class__.__name__}") from exc
+        return status.is_terminal
 
     def _status(self, job: Job) -> RemoteJobStatus:
         assert job.remote_job_id is not None
