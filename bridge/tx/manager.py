@@ -1,0 +1,871 @@
+"""The durable transaction manager of one operator key (after Chainlink's txmgr broadcaster).
+
+``TxManager.tick()`` turns queued ``applyUpdates`` items (``update_outbox`` rows with no
+``tx_id``) into transactions, and drives every transaction of its key to an end state:
+
+    update_outbox (tx_id NULL)
+        │ batch (≤ batch_size, oldest first) → simulate (eth_call, eth_estimateGas)
+        │   reverts → updates stay queued, error logged (an alert for a missing OPERATOR_ROLE)
+        ▼ nonce, fees, sign; ONE database transaction: chain_tx row + tx_id on its updates
+    unconfirmed ── broadcast the stored bytes ──► receipts ──► confirmed (updates applied / skipped)
+        │  stuck → replacement (same nonce, bumped fees), stored before it is sent
+        │  reorged out → the stored bytes are sent again
+        └► fatal_error (reverted on-chain, or the nonce was taken by another transaction):
+           its updates are released (tx_id NULL) and go into a new batch with a fresh nonce
+
+Persisted states (``bridge.store.models.TxState``): ``unconfirmed → confirmed | fatal_error``.
+There is no ``in_progress`` row: choosing the batch, the nonce and the fees and signing happen in
+memory, and the signed transaction and the assignment of its updates are committed together, so
+a crash before that commit leaves the updates queued and nothing signed, and a crash after it
+leaves a stored transaction that is sent (again) on the next tick.
+
+Guarantees:
+
+- Every transaction is signed and stored, with its updates assigned to it, before it is
+  broadcast; a replacement is stored (its hash appended to ``hashes``) before it is broadcast.
+- An update is in at most one non-fatal transaction. After a crash, restart or reorg the *same*
+  stored bytes are re-sent; a new nonce is used for an update only once its old transaction is
+  ``fatal_error`` (its nonce used by another transaction, or reverted with N confirmations).
+- Nonces come from the database (highest stored + 1), raised to the chain's count at ``latest``
+  when someone else used the key, so there are no gaps and no reuse of a live nonce.
+- Before signing, the batch is simulated with ``eth_call`` and ``eth_estimateGas``; a revert is
+  decoded to the contract's custom error and the batch is not sent.
+- Send errors are classified (``bridge.tx.policy.classify_send_error``): already known (fine),
+  nonce too low (mined by us, or taken by another transaction → fatal), underpriced (bump on the
+  next tick), insufficient funds (one error line, then ``InsufficientFunds`` is raised for the
+  caller to alert and back off), anything else retryable (the stored transaction is kept and
+  sent again on the next tick).
+- A transaction is ``confirmed`` once its block is ``confirmations`` deep and still canonical;
+  only then are its updates marked applied, or skipped with the name of the ``UpdateSkipped``
+  error.
+- The private key and the signed bytes are never logged; messages carry the tx hash, the nonce
+  and the job ids.
+
+One ``TxManager`` per key and process: ``tick`` takes a lock, so threads may share an instance,
+but two processes must not drive the same key at once (the caller holds a lease for that; a
+second writer is detected by the ``(sender, nonce)`` unique constraint and backs off).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, cast
+
+from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from eth_typing import ChecksumAddress, HexStr
+from hexbytes import HexBytes
+from sqlalchemy import Engine, func
+from sqlalchemy import update as sql_update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, col, select
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import (
+    BlockNotFound,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3Exception,
+    Web3RPCError,
+)
+from web3.types import LogReceipt, TxParams, TxReceipt, Wei
+
+from bridge.chain.revert import decode_revert, error_name, revert_data
+from bridge.errors import (
+    BridgeError,
+    ContractRevert,
+    InsufficientFunds,
+    RpcUnavailable,
+    StoreError,
+)
+from bridge.store.models import ChainTx, TxState, Update
+from bridge.tx.policy import (
+    DEFAULT_PRIORITY_FEE,
+    Fees,
+    SendOutcome,
+    bumped_fees,
+    classify_send_error,
+    gas_limit_for,
+    initial_fees,
+)
+
+log = logging.getLogger("bridge.tx")
+
+#: ``ChainTx.error`` of a transaction whose nonce another transaction used.
+NONCE_TAKEN = "nonce taken by another transaction"
+#: ``ChainTx.error`` of a transaction mined with status 0.
+REVERTED = "reverted on-chain"
+_ACCESS_DENIED = "AccessControlUnauthorizedAccount"
+_MAX_NODE_MESSAGE = 200
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """What one ``TxManager.tick`` did, for metrics.
+
+    Attributes:
+        sent: transactions broadcast: new batches, and stored ones sent again after a restart,
+            a failed send or a reorg.
+        confirmed: transactions that reached the required confirmations.
+        replaced: fee-bumped replacements of stuck transactions.
+        failed: transactions marked ``fatal_error`` plus batches whose simulation reverted.
+        waiting: updates still without a transaction after this round.
+        inflight: transactions still unconfirmed after this round.
+    """
+
+    sent: int = 0
+    confirmed: int = 0
+    replaced: int = 0
+    failed: int = 0
+    waiting: int = 0
+    inflight: int = 0
+
+
+class _Sent(Enum):
+    """What became of one broadcast."""
+
+    OK = "ok"  # the node has the transaction (or it is already mined)
+    FATAL = "fatal"  # its nonce was taken: marked fatal, updates released
+    KEPT = "kept"  # not accepted now; the stored transaction is tried again later
+
+
+@dataclass
+class _Counts:
+    sent: int = 0
+    confirmed: int = 0
+    replaced: int = 0
+    failed: int = 0
+
+
+def _hashes(tx: ChainTx) -> list[str]:
+    return [h for h in tx.hashes.split(",") if h]
+
+
+def _job_ids(updates: Sequence[Update]) -> list[int]:
+    return [u.job_id for u in updates]
+
+
+def _node_message(exc: Web3RPCError) -> str:
+    response = exc.rpc_response
+    if isinstance(response, Mapping):
+        error = response.get("error")
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            return str(error["message"])[:_MAX_NODE_MESSAGE]
+    return str(exc.message or exc)[:_MAX_NODE_MESSAGE]
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+class TxManager:
+    """Sends the queued ``applyUpdates`` items of one operator key, durably (see the module).
+
+    Args:
+        w3: a web3 client for the chain (no signing middleware needed; the manager signs).
+        db: the bridge's database (``bridge.store.db.open_database``).
+        account: the operator key; used to sign, never logged.
+        escrow: the JobEscrow contract (its ABI decodes custom errors and ``UpdateSkipped``).
+        confirmations: blocks on top of a transaction's block before it counts as confirmed.
+        batch_size: most updates in one ``applyUpdates``.
+        batch_wait: seconds to let updates gather: a partial batch is sent once its oldest
+            update is this old (``Update.created_at`` against ``clock``); 0 sends at once.
+        stuck_after: seconds after its broadcast with no receipt before a transaction is
+            replaced with higher fees.
+        fee_bump_percent: fee raise of a replacement (at least the 10% nodes require).
+        max_fee_wei: cap of ``maxFeePerGas`` for any attempt.
+        max_inflight: most unconfirmed transactions at once; new batches wait beyond that.
+        clock: epoch seconds (injectable for tests).
+        on_skipped: called as ``on_skipped(job_id, status, error_name)`` for each update the
+            contract skipped, after the confirmation is committed.
+        revert_backoff: seconds before a batch whose simulation reverted is simulated again.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        db: Engine,
+        account: LocalAccount,
+        escrow: Contract,
+        *,
+        confirmations: int,
+        batch_size: int = 50,
+        batch_wait: float = 0.0,
+        stuck_after: float = 30.0,
+        fee_bump_percent: int = 25,
+        max_fee_wei: int = 500 * 10**9,
+        max_inflight: int = 4,
+        clock: Callable[[], float] = time.time,
+        on_skipped: Callable[[int, int, str], None] | None = None,
+        revert_backoff: float = 10.0,
+    ) -> None:
+        if batch_size < 1 or max_inflight < 1 or confirmations < 0:
+            raise ValueError("batch_size and max_inflight must be >= 1, confirmations >= 0")
+        self._w3 = w3
+        self._db = db
+        self._account = account
+        self._escrow = escrow
+        self._abi: list[dict[str, Any]] = list(cast(Sequence[dict[str, Any]], escrow.abi))
+        self._sender: ChecksumAddress = Web3.to_checksum_address(account.address)
+        self._confirmations = confirmations
+        self._batch_size = batch_size
+        self._batch_wait = batch_wait
+        self._stuck_after = stuck_after
+        self._bump_percent = fee_bump_percent
+        self._max_fee = max_fee_wei
+        self._max_inflight = max_inflight
+        self._clock = clock
+        self._on_skipped = on_skipped
+        self._revert_backoff = revert_backoff
+        self._skipped_topic = HexBytes(Web3.keccak(text="UpdateSkipped(uint256,uint8,bytes4)"))
+        self._lock = threading.Lock()
+        self._chain_id: int | None = None
+        # In memory only (lost on restart, which is what re-sends every stored transaction):
+        self._sent: set[int] = set()  # tx ids whose current bytes the node accepted this run
+        self._bump_now: set[int] = set()  # tx ids a node called underpriced
+        self._capped: set[int] = set()  # tx ids stuck at the fee cap (warned once)
+        self._simulate_after = 0.0  # clock time before which a reverting batch is not retried
+
+    @property
+    def sender(self) -> ChecksumAddress:
+        """The operator address this manager sends from."""
+        return self._sender
+
+    # ------------------------------------------------------------------ the round
+
+    def tick(self) -> TickReport:
+        """One round: track every unconfirmed transaction, then send new batches.
+
+        Steps: (1) for each unconfirmed transaction, oldest nonce first: record its receipt,
+        confirm it (or fail it, if it reverted) once deep enough, or detect a reorg; without a
+        receipt: detect a nonce taken by another transaction, else replace it if a node called
+        it underpriced, else send its stored bytes if this process has not had them accepted
+        yet, else replace it if stuck; (2) while fewer than ``max_inflight`` are unconfirmed,
+        batch queued updates into a new transaction.
+
+        Never sleeps; safe to call repeatedly from a loop.
+
+        Returns:
+            Counts of what happened, for metrics.
+
+        Raises:
+            InsufficientFunds: the operator account cannot pay for gas (logged once as an
+                error naming the address and balance); back off and alert.
+            RpcUnavailable: the node could not be reached or answered unexpectedly.
+            StoreError: the database failed.
+        """
+        with self._lock:
+            counts = _Counts()
+            try:
+                self._track(counts)
+                self._send_new(counts)
+                waiting, inflight = self._backlog()
+            except BridgeError:
+                raise
+            except SQLAlchemyError as exc:
+                raise StoreError(
+                    f"transaction manager database error: {exc.__class__.__name__}"
+                ) from exc
+            except (Web3Exception, OSError) as exc:
+                # The message may carry the RPC URL (with an API key): name the class only.
+                raise RpcUnavailable(
+                    f"node error in the transaction manager: {exc.__class__.__name__}"
+                ) from exc
+            return TickReport(
+                sent=counts.sent,
+                confirmed=counts.confirmed,
+                replaced=counts.replaced,
+                failed=counts.failed,
+                waiting=waiting,
+                inflight=inflight,
+            )
+
+    # ------------------------------------------------------------------ step 1: tracking
+
+    def _track(self, counts: _Counts) -> None:
+        txs = self._unconfirmed()
+        if not txs:
+            return
+        head = int(self._w3.eth.block_number)
+        chain_nonce = self._chain_nonce()
+        for tx in txs:
+            self._track_one(tx, head, chain_nonce, counts)
+
+    def _track_one(self, tx: ChainTx, head: int, chain_nonce: int, counts: _Counts) -> None:
+        assert tx.id is not None
+        receipt = self._find_receipt(tx)
+        if receipt is not None:
+            tx = self._record_mined(tx, receipt)
+            assert tx.mined_block is not None
+            if head - tx.mined_block < self._confirmations:
+                return
+            if not self._is_canonical(tx.mined_block, tx.mined_block_hash):
+                tx = self._unmine(tx, "its block is no longer canonical")
+                if self._broadcast(tx, counts) is _Sent.OK:
+                    counts.sent += 1
+                return
+            if int(receipt["status"]) == 1:
+                self._confirm(tx, receipt)
+                counts.confirmed += 1
+            else:
+                self._fail(tx, REVERTED)
+                counts.failed += 1
+            return
+        if tx.mined_block is not None:
+            tx = self._unmine(tx, "its receipt is gone")
+            if self._broadcast(tx, counts) is _Sent.OK:
+                counts.sent += 1
+            return
+        if tx.nonce < chain_nonce:
+            # The nonce is used. Not by one of our hashes (no receipt above), unless it was
+            # mined between the two queries: look once more before calling it foreign.
+            if self._find_receipt(tx) is None:
+                self._fail(tx, NONCE_TAKEN)
+                counts.failed += 1
+            return
+        if tx.id in self._bump_now:
+            self._replace(tx, counts)  # a node called it underpriced
+        elif tx.id not in self._sent:
+            # Never accepted by the node in this run (new process, failed send): same bytes.
+            if self._broadcast(tx, counts) is _Sent.OK:
+                counts.sent += 1
+        elif self._is_stuck(tx):
+            self._replace(tx, counts)
+
+    def _find_receipt(self, tx: ChainTx) -> TxReceipt | None:
+        """The receipt of whichever of the transaction's hashes was mined, newest first."""
+        for tx_hash in reversed(_hashes(tx)):
+            try:
+                return self._w3.eth.get_transaction_receipt(HexStr(tx_hash))
+            except TransactionNotFound:
+                continue
+        return None
+
+    def _record_mined(self, tx: ChainTx, receipt: TxReceipt) -> ChainTx:
+        block_hash = Web3.to_hex(receipt["blockHash"])
+        if tx.mined_block == int(receipt["blockNumber"]) and tx.mined_block_hash == block_hash:
+            return tx
+        tx_hash = Web3.to_hex(receipt["transactionHash"])
+        updated = self._set(
+            tx,
+            mined_block=int(receipt["blockNumber"]),
+            mined_block_hash=block_hash,
+            gas_used=int(receipt["gasUsed"]),
+            tx_hash=tx_hash,
+        )
+        log.info(
+            "tx %s nonce %d mined in block %d (status %d, gas used %d)",
+            tx_hash,
+            tx.nonce,
+            int(receipt["blockNumber"]),
+            int(receipt["status"]),
+            int(receipt["gasUsed"]),
+            extra={"tx_hash": tx_hash},
+        )
+        self._sent.add(cast(int, tx.id))
+        return updated
+
+    def _is_canonical(self, number: int, block_hash: str | None) -> bool:
+        try:
+            block = self._w3.eth.get_block(number)
+        except BlockNotFound:
+            return False
+        return Web3.to_hex(block["hash"]) == block_hash
+
+    def _unmine(self, tx: ChainTx, why: str) -> ChainTx:
+        """Forgets where ``tx`` was mined after a reorg so its stored bytes are sent again."""
+        assert tx.raw_tx is not None
+        log.warning(
+            "tx %s nonce %d was mined in block %s but %s (reorg); re-sending it",
+            tx.tx_hash,
+            tx.nonce,
+            tx.mined_block,
+            why,
+            extra={"tx_hash": tx.tx_hash},
+        )
+        self._sent.discard(cast(int, tx.id))
+        return self._set(
+            tx,
+            mined_block=None,
+            mined_block_hash=None,
+            gas_used=None,
+            tx_hash=Web3.to_hex(Web3.keccak(HexBytes(tx.raw_tx))),
+        )
+
+    def _is_stuck(self, tx: ChainTx) -> bool:
+        return tx.broadcast_at is not None and self._clock() - tx.broadcast_at >= self._stuck_after
+
+    def _replace(self, tx: ChainTx, counts: _Counts) -> None:
+        """Signs, stores, then sends a same-nonce replacement of ``tx`` with bumped fees."""
+        assert tx.id is not None and tx.raw_tx is not None
+        old = Fees(tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
+        fees = bumped_fees(old, self._market_fees(), self._bump_percent, self._max_fee)
+        if fees is None:
+            if tx.id not in self._capped:
+                self._capped.add(tx.id)
+                log.warning(
+                    "tx %s nonce %d is stuck but its max fee %d wei is at the cap %d wei; "
+                    "waiting for it to be mined",
+                    tx.tx_hash,
+                    tx.nonce,
+                    tx.max_fee_per_gas,
+                    self._max_fee,
+                    extra={"tx_hash": tx.tx_hash},
+                )
+            self._bump_now.discard(tx.id)
+            if tx.id not in self._sent and self._broadcast(tx, counts) is _Sent.OK:
+                counts.sent += 1
+            return
+        original = TypedTransaction.from_bytes(HexBytes(tx.raw_tx)).as_dict()
+        raw, tx_hash = self._sign(tx.nonce, HexBytes(original["data"]), tx.gas_limit, fees)
+        replaced = self._set(
+            tx,
+            raw_tx=raw,
+            tx_hash=tx_hash,
+            hashes=",".join([*_hashes(tx), tx_hash]),
+            attempt=tx.attempt + 1,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+            broadcast_at=None,
+        )
+        self._bump_now.discard(tx.id)
+        self._sent.discard(tx.id)
+        log.info(
+            "replacing stuck tx %s nonce %d with %s (attempt %d): max fee %d -> %d wei, "
+            "tip %d -> %d wei; jobs %s",
+            tx.tx_hash,
+            tx.nonce,
+            tx_hash,
+            replaced.attempt,
+            old.max_fee_per_gas,
+            fees.max_fee_per_gas,
+            old.max_priority_fee_per_gas,
+            fees.max_priority_fee_per_gas,
+            self._jobs_of(tx.id),
+            extra={"tx_hash": tx_hash},
+        )
+        counts.replaced += 1
+        self._broadcast(replaced, counts)
+
+    def _confirm(self, tx: ChainTx, receipt: TxReceipt) -> None:
+        """Marks ``tx`` confirmed and each of its updates applied or skipped, in one commit."""
+        skips: dict[tuple[int, int], list[str]] = {}
+        for entry in receipt["logs"]:
+            if not self._is_skipped_log(entry):
+                continue
+            event = self._escrow.events.UpdateSkipped().process_log(entry)
+            key = (int(event["args"]["jobId"]), int(event["args"]["status"]))
+            skips.setdefault(key, []).append(error_name(event["args"]["reason"], self._abi))
+        skipped: list[tuple[int, int, str]] = []
+        with self._session() as session:
+            row = session.get(ChainTx, tx.id)
+            assert row is not None
+            updates = self._updates_of(session, cast(int, tx.id))
+            for u in updates:
+                reasons = skips.get((u.job_id, u.status))
+                if reasons:
+                    u.applied, u.skip_reason = False, reasons.pop(0)
+                    skipped.append((u.job_id, u.status, u.skip_reason))
+                else:
+                    u.applied, u.skip_reason = True, None
+                session.add(u)
+            row.state = TxState.CONFIRMED
+            session.add(row)
+            session.commit()
+            jobs = _job_ids(updates)
+        self._forget(cast(int, tx.id))
+        log.info(
+            "tx %s nonce %d confirmed in block %s: %d updates applied, %d skipped; jobs %s",
+            tx.tx_hash,
+            tx.nonce,
+            tx.mined_block,
+            len(jobs) - len(skipped),
+            len(skipped),
+            jobs,
+            extra={"tx_hash": tx.tx_hash},
+        )
+        for job_id, status, reason in skipped:
+            log.warning(
+                "update of job %d to status %d was skipped by the contract: %s (tx %s)",
+                job_id,
+                status,
+                reason,
+                tx.tx_hash,
+                extra={"job_id": job_id, "tx_hash": tx.tx_hash},
+            )
+            if self._on_skipped is not None:
+                try:
+                    self._on_skipped(job_id, status, reason)
+                except Exception:  # the caller's code: its failure must not stop this round
+                    log.exception("on_skipped(%d, %d, %s) raised", job_id, status, reason)
+
+    def _is_skipped_log(self, entry: LogReceipt) -> bool:
+        topics = entry["topics"]
+        return (
+            Web3.to_checksum_address(entry["address"]) == self._escrow.address
+            and len(topics) > 0
+            and HexBytes(topics[0]) == self._skipped_topic
+        )
+
+    def _fail(self, tx: ChainTx, reason: str) -> None:
+        """Marks ``tx`` fatal and releases its updates for a new batch, in one commit."""
+        with self._session() as session:
+            row = session.get(ChainTx, tx.id)
+            assert row is not None
+            updates = self._updates_of(session, cast(int, tx.id))
+            for u in updates:
+                u.tx_id, u.applied, u.skip_reason = None, None, None
+                session.add(u)
+            row.state, row.error = TxState.FATAL, reason
+            session.add(row)
+            session.commit()
+            jobs = _job_ids(updates)
+        self._forget(cast(int, tx.id))
+        log.error(
+            "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
+            tx.tx_hash,
+            tx.nonce,
+            reason,
+            len(jobs),
+            jobs,
+            extra={"tx_hash": tx.tx_hash},
+        )
+
+    def _forget(self, tx_id: int) -> None:
+        self._sent.discard(tx_id)
+        self._bump_now.discard(tx_id)
+        self._capped.discard(tx_id)
+
+    # ------------------------------------------------------------------ step 2: new batches
+
+    def _send_new(self, counts: _Counts) -> None:
+        for _ in range(self._max_inflight):
+            if self._count_unconfirmed() >= self._max_inflight:
+                return
+            if self._clock() < self._simulate_after:
+                return
+            batch = self._next_batch()
+            if not batch:
+                return
+            tx = self._create(batch, counts)
+            if tx is None:
+                return
+            sent = self._broadcast(tx, counts)
+            if sent is _Sent.OK:
+                counts.sent += 1
+            elif sent is _Sent.KEPT:
+                return  # the node refuses for now: no more new transactions this round
+
+    def _next_batch(self) -> list[Update]:
+        with self._session() as session:
+            batch = list(
+                session.exec(
+                    select(Update)
+                    .where(col(Update.tx_id).is_(None))
+                    .order_by(col(Update.id))
+                    .limit(self._batch_size)
+                ).all()
+            )
+        if not batch or self._batch_wait <= 0 or len(batch) >= self._batch_size:
+            return batch
+        if self._clock() - _epoch(batch[0].created_at) < self._batch_wait:
+            return []
+        return batch
+
+    def _create(self, batch: list[Update], counts: _Counts) -> ChainTx | None:
+        """Simulates, signs and stores one ``applyUpdates`` for ``batch``; None if it cannot."""
+        items = [
+            (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
+            for u in batch
+        ]
+        data = HexBytes(self._escrow.encode_abi("applyUpdates", args=[items]))
+        jobs = _job_ids(batch)
+        gas = self._simulate(data, jobs, counts)
+        if gas is None:
+            return None
+        nonce = self._next_nonce()
+        fees = self._market_fees()
+        raw, tx_hash = self._sign(nonce, data, gas, fees)
+        ids = [cast(int, u.id) for u in batch]
+        with self._session() as session:
+            row = ChainTx(
+                sender=self._sender,
+                nonce=nonce,
+                attempt=0,
+                hashes=tx_hash,
+                state=TxState.UNCONFIRMED,
+                raw_tx=raw,
+                tx_hash=tx_hash,
+                max_fee_per_gas=fees.max_fee_per_gas,
+                max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+                gas_limit=gas,
+            )
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()
+                log.warning(
+                    "nonce %d of %s is already stored by another writer; backing off",
+                    nonce,
+                    self._sender,
+                )
+                return None
+            claimed = session.exec(
+                sql_update(Update)
+                .where(col(Update.id).in_(ids), col(Update.tx_id).is_(None))
+                .values(tx_id=row.id)
+            )
+            if claimed.rowcount != len(ids):
+                session.rollback()
+                log.warning("updates of jobs %s were claimed by another writer", jobs)
+                return None
+            session.commit()
+        log.info(
+            "stored tx %s nonce %d: applyUpdates of %d updates, gas limit %d, max fee %d wei, "
+            "tip %d wei; jobs %s",
+            tx_hash,
+            nonce,
+            len(batch),
+            gas,
+            fees.max_fee_per_gas,
+            fees.max_priority_fee_per_gas,
+            jobs,
+            extra={"tx_hash": tx_hash},
+        )
+        return row
+
+    def _simulate(self, data: HexBytes, jobs: list[int], counts: _Counts) -> int | None:
+        """Runs the batch with ``eth_call`` and ``eth_estimateGas``; its gas limit or None."""
+        params: TxParams = {"from": self._sender, "to": self._escrow.address, "data": data}
+        try:
+            self._w3.eth.call(params)
+            estimate = int(self._w3.eth.estimate_gas(params))
+        except ContractLogicError as exc:
+            self._simulation_reverted(decode_revert(revert_data(exc) or b"", self._abi), jobs)
+            counts.failed += 1
+            return None
+        except Web3RPCError as exc:
+            found = revert_data(exc)
+            if found:
+                self._simulation_reverted(decode_revert(found, self._abi), jobs)
+                counts.failed += 1
+                return None
+            message = _node_message(exc)
+            if classify_send_error(message) is SendOutcome.INSUFFICIENT_FUNDS:
+                raise self._insufficient_funds(None) from exc
+            log.warning(
+                "simulating applyUpdates for jobs %s failed: %s; retrying next round",
+                jobs,
+                message,
+            )
+            return None
+        return gas_limit_for(estimate)
+
+    def _simulation_reverted(self, revert: ContractRevert, jobs: list[int]) -> None:
+        self._simulate_after = self._clock() + self._revert_backoff
+        log.error(
+            "applyUpdates for jobs %s would revert with %s; not sent, the updates stay queued "
+            "and are tried again in %.0fs",
+            jobs,
+            revert.name,
+            self._revert_backoff,
+        )
+        if revert.name == _ACCESS_DENIED:
+            log.critical(
+                "ALERT: operator key %s lacks OPERATOR_ROLE on JobEscrow %s: no status can be "
+                "written on-chain until the admin calls grantRole(OPERATOR_ROLE, %s)",
+                self._sender,
+                self._escrow.address,
+                self._sender,
+            )
+
+    # ------------------------------------------------------------------ signing and sending
+
+    def _next_nonce(self) -> int:
+        """Highest nonce stored for this key + 1, or the chain's count if someone went further."""
+        with self._session() as session:
+            highest = session.exec(
+                select(func.max(col(ChainTx.nonce))).where(col(ChainTx.sender) == self._sender)
+            ).one()
+        stored = 0 if highest is None else int(highest) + 1
+        return max(stored, self._chain_nonce())
+
+    def _chain_nonce(self) -> int:
+        return int(self._w3.eth.get_transaction_count(self._sender, "latest"))
+
+    def _market_fees(self) -> Fees:
+        try:
+            priority = int(self._w3.eth.max_priority_fee)
+        except Web3Exception:
+            priority = DEFAULT_PRIORITY_FEE
+        block = self._w3.eth.get_block("latest")
+        base_fee = int(block.get("baseFeePerGas", 0) or 0)
+        return initial_fees(base_fee, priority, self._max_fee)
+
+    def _sign(self, nonce: int, data: HexBytes, gas: int, fees: Fees) -> tuple[str, str]:
+        """Signs locally; returns the raw transaction and its hash, both 0x-hex."""
+        if self._chain_id is None:
+            self._chain_id = int(self._w3.eth.chain_id)
+        signed = self._account.sign_transaction(
+            {
+                "type": 2,
+                "chainId": self._chain_id,
+                "nonce": nonce,
+                "to": self._escrow.address,
+                "data": data,
+                "gas": gas,
+                "value": Wei(0),
+                "maxFeePerGas": Wei(fees.max_fee_per_gas),
+                "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
+            }
+        )
+        return Web3.to_hex(signed.raw_transaction), Web3.to_hex(signed.hash)
+
+    def _send_raw(self, raw_tx: str) -> None:
+        """Hands the stored signed bytes to the node (the one place a transaction leaves)."""
+        self._w3.eth.send_raw_transaction(HexBytes(raw_tx))
+
+    def _broadcast(self, tx: ChainTx, counts: _Counts) -> _Sent:
+        """Sends the stored bytes of ``tx`` and acts on the node's answer.
+
+        Returns:
+            OK when the node has the transaction (accepted, already known, or already mined),
+            FATAL when its nonce was taken by another transaction, KEPT otherwise.
+
+        Raises:
+            InsufficientFunds: the account cannot pay for it.
+        """
+        assert tx.id is not None and tx.raw_tx is not None
+        try:
+            self._send_raw(tx.raw_tx)
+            outcome, message = SendOutcome.ACCEPTED, ""
+        except Web3RPCError as exc:
+            message = _node_message(exc)
+            outcome = classify_send_error(message)
+        except (Web3Exception, OSError) as exc:
+            outcome, message = SendOutcome.RETRYABLE, exc.__class__.__name__
+        if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
+            self._sent.add(tx.id)
+            if tx.broadcast_at is None:
+                self._set(tx, broadcast_at=self._clock())
+            log.info(
+                "sent tx %s nonce %d attempt %d%s",
+                tx.tx_hash,
+                tx.nonce,
+                tx.attempt,
+                " (node already had it)" if outcome is SendOutcome.ALREADY_KNOWN else "",
+                extra={"tx_hash": tx.tx_hash},
+            )
+            return _Sent.OK
+        if outcome is SendOutcome.NONCE_TOO_LOW:
+            if self._find_receipt(tx) is not None:
+                self._sent.add(tx.id)  # ours, already mined: tracked next round
+                return _Sent.OK
+            self._fail(tx, NONCE_TAKEN)
+            counts.failed += 1
+            return _Sent.FATAL
+        if outcome is SendOutcome.UNDERPRICED:
+            self._bump_now.add(tx.id)
+            log.warning(
+                "tx %s nonce %d is underpriced for the node (%s); bumping its fees next round",
+                tx.tx_hash,
+                tx.nonce,
+                message,
+                extra={"tx_hash": tx.tx_hash},
+            )
+            return _Sent.KEPT
+        if outcome is SendOutcome.INSUFFICIENT_FUNDS:
+            raise self._insufficient_funds(tx)
+        log.warning(
+            "sending tx %s nonce %d failed (%s); the stored tx is sent again next round",
+            tx.tx_hash,
+            tx.nonce,
+            message,
+            extra={"tx_hash": tx.tx_hash},
+        )
+        return _Sent.KEPT
+
+    def _insufficient_funds(self, tx: ChainTx | None) -> InsufficientFunds:
+        """Logs one error line naming the address and balance; returns the error to raise."""
+        balance = int(self._w3.eth.get_balance(self._sender))
+        if tx is None:
+            what = "simulating the next batch"
+        else:
+            need = tx.gas_limit * tx.max_fee_per_gas
+            what = f"tx {tx.tx_hash} nonce {tx.nonce} needs up to {need} wei"
+        message = (
+            f"operator account {self._sender} has insufficient funds for gas: balance "
+            f"{balance} wei ({Web3.from_wei(balance, 'ether')} ETH); {what}; fund the account"
+        )
+        log.error(message, extra={"tx_hash": tx.tx_hash if tx is not None else None})
+        return InsufficientFunds(message)
+
+    # ------------------------------------------------------------------ database
+
+    def _session(self) -> Session:
+        return Session(self._db, expire_on_commit=False)
+
+    def _unconfirmed(self) -> list[ChainTx]:
+        with self._session() as session:
+            return list(
+                session.exec(
+                    select(ChainTx)
+                    .where(
+                        col(ChainTx.sender) == self._sender,
+                        col(ChainTx.state) == TxState.UNCONFIRMED,
+                    )
+                    .order_by(col(ChainTx.nonce))
+                ).all()
+            )
+
+    def _count_unconfirmed(self) -> int:
+        with self._session() as session:
+            return int(
+                session.exec(
+                    select(func.count())
+                    .select_from(ChainTx)
+                    .where(
+                        col(ChainTx.sender) == self._sender,
+                        col(ChainTx.state) == TxState.UNCONFIRMED,
+                    )
+                ).one()
+            )
+
+    def _backlog(self) -> tuple[int, int]:
+        with self._session() as session:
+            waiting = session.exec(
+                select(func.count()).select_from(Update).where(col(Update.tx_id).is_(None))
+            ).one()
+        return int(waiting), self._count_unconfirmed()
+
+    @staticmethod
+    def _updates_of(session: Session, tx_id: int) -> list[Update]:
+        return list(
+            session.exec(
+                select(Update).where(col(Update.tx_id) == tx_id).order_by(col(Update.id))
+            ).all()
+        )
+
+    def _jobs_of(self, tx_id: int) -> list[int]:
+        with self._session() as session:
+            return _job_ids(self._updates_of(session, tx_id))
+
+    def _set(self, tx: ChainTx, **fields: Any) -> ChainTx:
+        """Commits ``fields`` on the stored row of ``tx``; returns the updated row."""
+        with self._session() as session:
+            row = session.get(ChainTx, tx.id)
+            assert row is not None
+            for name, value in fields.items():
+                setattr(row, name, value)
+            session.add(row)
+            session.commit()
+            return row
