@@ -1,17 +1,33 @@
-"""Configuration from ``BRIDGE_*`` environment variables (pydantic-settings).
+"""Configuration from ``BRIDGE_*`` environment variables and an optional TOML file.
 
-Secrets (the operator key and the CE authenticator) are ``SecretStr``: they print as ``**********``
-in reprs, logs and errors. ``load_settings`` turns every validation problem into one
-``ConfigError`` line per field, naming the variable to fix.
+Precedence, highest first: explicit overrides (tests, CLI) > ``BRIDGE_*`` environment variables >
+the TOML file named by ``BRIDGE_CONFIG`` (or ``--config``; keys are the field names without the
+prefix, e.g. ``rpc_url = "..."``) > defaults.
+
+The operator key comes from ``BRIDGE_OPERATOR_KEY`` or from an encrypted keystore file
+(``BRIDGE_OPERATOR_KEYSTORE`` with ``BRIDGE_OPERATOR_KEYSTORE_PASSWORD`` or
+``BRIDGE_OPERATOR_KEYSTORE_PASSWORD_FILE``). Secrets are ``SecretStr``: they print as
+``**********`` in reprs, logs and errors. ``load_settings`` turns every validation problem into
+one ``ConfigError`` line per field, naming the variable to fix.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
 
 from eth_account import Account
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from eth_account.signers.local import LocalAccount
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 from web3 import Web3
 
 from bridge.errors import ConfigError
@@ -23,9 +39,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore", frozen=True)
 
+    #: The TOML file ``load_settings`` reads (set per call; None: no file).
+    _toml_file: ClassVar[Path | None] = None
+
     rpc_url: str = Field(description="JSON-RPC URL of the Ethereum node")
     contract_address: str = Field(description="address of the JobEscrow contract")
-    operator_key: SecretStr = Field(description="private key of an account with OPERATOR_ROLE")
+    operator_key: SecretStr | None = Field(
+        default=None, description="private key of an account with OPERATOR_ROLE"
+    )
+    operator_keystore: Path | None = Field(default=None, description="encrypted keystore file")
+    operator_keystore_password: SecretStr | None = None
+    operator_keystore_password_file: Path | None = None
     ce_url: str = Field(default=DEFAULT_BASE_URL, description="CE Remote API base URL")
     ce_authenticator: SecretStr = Field(description="CE authenticator")
     database_url: str = Field(default="sqlite:///ce-bridge.db")
@@ -68,31 +92,102 @@ class Settings(BaseSettings):
 
     @field_validator("operator_key")
     @classmethod
-    def _key(cls, value: SecretStr) -> SecretStr:
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         try:
             Account.from_key(value.get_secret_value())
-        except Exception as exc:  # eth-account raises several types; none may echo the key
-            raise ValueError("not a valid private key (32 bytes of hex)") from exc
+        except Exception:  # eth-account raises several types; none may echo the key
+            raise ValueError("not a valid private key (32 bytes of hex)") from None
         return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Settings:
+        if (self.operator_key is None) == (self.operator_keystore is None):
+            raise ValueError("set exactly one of BRIDGE_OPERATOR_KEY and BRIDGE_OPERATOR_KEYSTORE")
+        if self.operator_keystore is not None:
+            if not self.operator_keystore.is_file():
+                raise ValueError(f"BRIDGE_OPERATOR_KEYSTORE: no such file {self.operator_keystore}")
+            if self.operator_keystore_password is None and (
+                self.operator_keystore_password_file is None
+            ):
+                raise ValueError(
+                    "BRIDGE_OPERATOR_KEYSTORE needs BRIDGE_OPERATOR_KEYSTORE_PASSWORD "
+                    "or BRIDGE_OPERATOR_KEYSTORE_PASSWORD_FILE"
+                )
+        return self
+
+    @cached_property
+    def operator_account(self) -> LocalAccount:
+        """The operator's account, decrypting the keystore if that is where the key is.
+
+        Raises:
+            ConfigError: the keystore cannot be read or the password is wrong.
+        """
+        if self.operator_key is not None:
+            account: LocalAccount = Account.from_key(self.operator_key.get_secret_value())
+            return account
+        assert self.operator_keystore is not None
+        if self.operator_keystore_password is not None:
+            password = self.operator_keystore_password.get_secret_value()
+        else:
+            assert self.operator_keystore_password_file is not None
+            password = self.operator_keystore_password_file.read_text().rstrip("\n")
+        try:
+            keystore = json.loads(self.operator_keystore.read_text())
+            key = Account.decrypt(keystore, password)
+        except ValueError:
+            raise ConfigError(
+                f"cannot decrypt {self.operator_keystore}: wrong password or not a keystore"
+            ) from None
+        account = Account.from_key(key)
+        return account
 
     @property
     def operator_address(self) -> str:
         """The checksum address of the operator key."""
-        return str(Account.from_key(self.operator_key.get_secret_value()).address)
+        return str(self.operator_account.address)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Overrides > environment > TOML file > defaults."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Reads the settings from the environment (``overrides`` win).
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Reads the settings: ``overrides`` > environment > TOML file > defaults.
+
+    Args:
+        config_file: the TOML file; default ``$BRIDGE_CONFIG``, or none.
 
     Raises:
         ConfigError: one line per invalid or missing setting, naming its ``BRIDGE_*`` variable.
     """
+    env_file = os.environ.get("BRIDGE_CONFIG")
+    path = config_file or (Path(env_file) if env_file else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"BRIDGE_CONFIG: no such file {path}")
+    cls = type("FileSettings", (Settings,), {"_toml_file": path}) if path else Settings
     try:
-        return Settings(**overrides)
+        settings: Settings = cls(**overrides)
+        return settings
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:
+                lines.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             message = "is required" if error["type"] == "missing" else error["msg"]
             lines.append(f"BRIDGE_{field.upper()} {message}")
         raise ConfigError("; ".join(lines)) from None

@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from eth_account import Account
 from web3 import Web3
@@ -67,7 +68,7 @@ class LocalStack:
         database_url: str | None = None,
         emulator_config: EmulatorConfig | None = None,
         start_bridge: bool = True,
-        settings: dict[str, object] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.roles = local_roles()

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from eth_account import Account
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 from web3 import Web3
@@ -208,7 +207,7 @@ class Bridge:
         escrow = w3.eth.contract(
             address=Web3.to_checksum_address(settings.contract_address), abi=abi
         )
-        account = Account.from_key(settings.operator_key.get_secret_value())
+        account = settings.operator_account
         ce = CEClient(
             settings.ce_url,
             settings.ce_authenticator.get_secret_value(),

@@ -1,0 +1,253 @@
+"""User and admin operations on a JobEscrow: the service behind the CLI's chain commands.
+
+``EscrowClient`` simulates every transaction with ``eth_call`` first, so a revert surfaces as a
+``ContractRevert`` naming the contract's custom error and its arguments before any gas is spent;
+"insufficient funds" becomes ``InsufficientFunds`` naming the account and its balance; a node
+that cannot be reached becomes ``RpcUnavailable``. No message ever contains the signing key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from eth_account import Account
+from eth_typing import ChecksumAddress
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+
+from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
+from bridge.chain.revert import decode_revert, revert_data
+from bridge.chain.spec import InputFile, JobSpec, Resources, Status
+from bridge.errors import BridgeError, ChainError, ConfigError, InsufficientFunds, RpcUnavailable
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class OnchainJob:
+    """A job as ``getJob`` returns it."""
+
+    job_id: int
+    requester: str
+    status: Status
+    cancel_requested: bool
+    deadline: int
+    callback_gas_limit: int
+    payment: int
+    result_hash: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (wei as a decimal string)."""
+        return {
+            "jobId": self.job_id,
+            "requester": self.requester,
+            "status": self.status.name.lower(),
+            "cancelRequested": self.cancel_requested,
+            "deadline": self.deadline,
+            "callbackGasLimit": self.callback_gas_limit,
+            "paymentWei": str(self.payment),
+            "resultHash": "0x" + self.result_hash.hex(),
+        }
+
+
+def spec_from_ce_json(data: Any) -> JobSpec:
+    """A spec from CE's job-create JSON (``authenticator`` ignored if present).
+
+    Raises:
+        ConfigError: a required field is missing or has the wrong type.
+    """
+    try:
+        specs = data["specs"]
+        return JobSpec(
+            app=str(data["app"]),
+            command_line=str(data["commandLine"]),
+            specs=Resources(
+                vcpus=int(specs["vcpus"]),
+                ram=int(specs["ram"]),
+                disk=int(specs["disk"]),
+                network_download=int(specs.get("networkDownload", 0)),
+                network_upload=int(specs.get("networkUpload", 0)),
+            ),
+            max_hours=int(data["hours"]),
+            input_files=tuple(
+                InputFile(str(f["filename"]), str(f["url"])) for f in data.get("inputFiles", [])
+            ),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"not a CE job-create document: missing or bad field {exc}") from None
+
+
+class EscrowClient:
+    """A JobEscrow at ``address`` on ``rpc_url``, signing with ``key`` (None: read-only)."""
+
+    def __init__(self, rpc_url: str, address: str, key: str | None = None) -> None:
+        if not Web3.is_address(address):
+            raise ConfigError(f"not an Ethereum address: {address}")
+        self.sender: ChecksumAddress | None = None
+        if key is not None:
+            try:
+                self.sender = Account.from_key(key).address
+            except Exception:  # eth-account raises several types; none may echo the key
+                raise ConfigError("the signing key is not a valid private key") from None
+        self.rpc_url = rpc_url
+        self.w3 = connect(rpc_url, [key] if key else [])
+        self.contract = escrow(self.w3, address)
+        self._guard(lambda: self.w3.eth.chain_id)
+
+    # ------------------------------------------------------------------ reading
+
+    def quote(self, spec: JobSpec, callback_gas: int = 0) -> int:
+        """The minimum payment for ``spec``; a bad spec raises its custom error."""
+        return int(
+            self._guard(lambda: self.contract.functions.quote(spec.to_abi(), callback_gas).call())
+        )
+
+    def job(self, job_id: int) -> OnchainJob:
+        """Job ``job_id``; raises ChainError if there is none."""
+        raw = self._guard(lambda: self.contract.functions.getJob(job_id).call())
+        job = OnchainJob(
+            job_id, raw[0], Status(raw[1]), raw[2], raw[3], raw[4], raw[5], bytes(raw[6])
+        )
+        if job.status is Status.NONE:
+            raise ChainError(f"job {job_id} does not exist")
+        return job
+
+    def jobs(self, requester: str | None = None, status: Status | None = None) -> list[OnchainJob]:
+        """Every job (newest first), optionally only ``requester``'s or in ``status``."""
+        last = int(self._guard(lambda: self.contract.functions.nextJobId().call())) - 1
+        found = []
+        for job_id in range(last, 0, -1):
+            job = self.job(job_id)
+            if requester and job.requester.lower() != requester.lower():
+                continue
+            if status is not None and job.status is not status:
+                continue
+            found.append(job)
+        return found
+
+    def credit(self, account: str) -> int:
+        """Wei withdrawable by ``account``."""
+        address = Web3.to_checksum_address(account)
+        return int(self._guard(lambda: self.contract.functions.creditOf(address).call()))
+
+    # ------------------------------------------------------------------ writing
+
+    def submit(
+        self, spec: JobSpec, callback_gas: int = 0, value: int | None = None
+    ) -> tuple[int, int]:
+        """Submits ``spec`` paying ``value`` (default: the quote); returns (job id, paid wei)."""
+        price = self.quote(spec, callback_gas) if value is None else value
+        fn = self.contract.functions.submitJob(spec.to_abi(), callback_gas)
+        job_id = int(self._simulate(fn, price))
+        self._send(fn, price)
+        return job_id, price
+
+    def cancel(self, job_id: int) -> None:
+        """``cancelJob(job_id)``."""
+        self._transact(self.contract.functions.cancelJob(job_id))
+
+    def withdraw(self) -> int:
+        """Withdraws the signer's credit; returns the amount."""
+        assert self.sender is not None
+        amount = self.credit(self.sender)
+        self._transact(self.contract.functions.withdraw())
+        return amount
+
+    def set_pricing(self, base_fee: int, per_vcpu_hour: int, per_callback_gas: int) -> None:
+        """Admin: ``setPricing``."""
+        self._transact(
+            self.contract.functions.setPricing((base_fee, per_vcpu_hour, per_callback_gas))
+        )
+
+    def limits(self) -> tuple[dict[str, int], int]:
+        """The current limits (by field name) and the deadline grace in seconds."""
+        values = self._guard(lambda: self.contract.functions.limits().call())
+        grace = int(self._guard(lambda: self.contract.functions.deadlineGrace().call()))
+        return dict(zip(LIMIT_FIELDS, (int(v) for v in values), strict=True)), grace
+
+    def set_limits(self, limits: dict[str, int], grace: int) -> None:
+        """Admin: ``setLimits`` with every field of ``LIMIT_FIELDS``."""
+        values = tuple(limits[name] for name in LIMIT_FIELDS)
+        self._transact(self.contract.functions.setLimits(values, grace))
+
+    def set_treasury(self, treasury: str) -> None:
+        """Admin: ``setTreasury``."""
+        self._transact(self.contract.functions.setTreasury(_checksum(treasury)))
+
+    def pause(self) -> None:
+        """Admin: stop ``submitJob``."""
+        self._transact(self.contract.functions.pause())
+
+    def unpause(self) -> None:
+        """Admin: allow ``submitJob`` again."""
+        self._transact(self.contract.functions.unpause())
+
+    def grant_operator(self, operator: str) -> None:
+        """Admin: grant OPERATOR_ROLE to ``operator``."""
+        self._transact(self.contract.functions.grantRole(OPERATOR_ROLE, _checksum(operator)))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _guard(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (ContractCustomError, ContractLogicError) as exc:
+            data = revert_data(exc)
+            if data:
+                raise decode_revert(data, self.contract.abi) from None
+            raise ChainError(f"the contract reverted: {exc}") from None
+        except BridgeError:
+            raise
+        except (Web3Exception, OSError, ValueError) as exc:
+            text = str(exc).lower()
+            if "insufficient funds" in text:
+                raise self._insufficient() from None
+            raise RpcUnavailable(
+                f"the JSON-RPC node at {self.rpc_url} failed: {exc.__class__.__name__}"
+            ) from None
+
+    def _insufficient(self) -> InsufficientFunds:
+        balance = self.w3.eth.get_balance(self.sender) if self.sender else 0
+        return InsufficientFunds(
+            f"account {self.sender} has {Web3.from_wei(balance, 'ether')} ETH: "
+            "not enough for the payment and gas"
+        )
+
+    def _simulate(self, fn: Any, value: int = 0) -> Any:
+        if self.sender is None:
+            raise ConfigError("a signing key is needed (--key or BRIDGE_USER_KEY)")
+        return self._guard(lambda: fn.call({"from": self.sender, "value": value}))
+
+    def _send(self, fn: Any, value: int = 0) -> str:
+        tx = self._guard(lambda: fn.transact({"from": self.sender, "value": value}))
+        receipt = self._guard(lambda: self.w3.eth.wait_for_transaction_receipt(tx, timeout=180))
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction 0x{bytes(tx).hex()} reverted")
+        return "0x" + bytes(tx).hex()
+
+    def _transact(self, fn: Any) -> str:
+        self._simulate(fn)
+        return self._send(fn)
+
+
+LIMIT_FIELDS = (
+    "maxVcpus",
+    "maxRam",
+    "maxDisk",
+    "maxNetworkDownload",
+    "maxNetworkUpload",
+    "maxHours",
+    "maxAppLength",
+    "maxCommandLineLength",
+    "maxInputFiles",
+    "maxInputFileLength",
+    "maxCallbackGasLimit",
+)
+
+
+def _checksum(address: str) -> ChecksumAddress:
+    if not Web3.is_address(address):
+        raise ConfigError(f"not an Ethereum address: {address}")
+    return Web3.to_checksum_address(address)
