@@ -1,0 +1,1 @@
+"""ce-bridge's test suite; a package so that tests import their helpers as ``tests.builders``."""

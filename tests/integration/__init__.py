@@ -1,0 +1,1 @@
+"""Integration tests against a real Anvil (see tests/conftest.py)."""
