@@ -55,12 +55,14 @@ def _setup_logging(json_logs: bool = False, level: int = logging.INFO) -> None:
 
 
 @app.command()
-def run() -> None:
+def run(
+    config: Annotated[Path | None, typer.Option(help="TOML config file (or BRIDGE_CONFIG)")] = None,
+) -> None:
     """Run the bridge: scan the chain, run jobs on CE, write results back (config: BRIDGE_*)."""
     from bridge.config import load_settings
     from bridge.engine.service import Bridge
 
-    settings = load_settings()
+    settings = load_settings(config)
     _setup_logging(settings.log_json)
     bridge = Bridge.from_settings(settings)
     stop = threading.Event()
@@ -107,27 +109,56 @@ def deploy(
     operator: Annotated[
         list[str] | None, typer.Option(help="address to grant OPERATOR_ROLE (repeatable)")
     ] = None,
+    admin: Annotated[
+        str | None, typer.Option(help="admin address to hand DEFAULT_ADMIN_ROLE to")
+    ] = None,
     treasury: Annotated[str | None, typer.Option(help="treasury address")] = None,
+    base_fee: Annotated[int | None, typer.Option(help="pricing: base fee, wei")] = None,
+    price_per_vcpu_hour: Annotated[int | None, typer.Option(help="pricing: wei")] = None,
+    price_per_callback_gas: Annotated[int | None, typer.Option(help="pricing: wei")] = None,
+    limit: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE of a limit, e.g. maxVcpus=16")
+    ] = None,
+    grace: Annotated[int | None, typer.Option(help="deadline grace, seconds")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Deploy JobEscrow with the signing account as admin."""
-    from eth_account import Account
-
+    """Deploy JobEscrow; the signer is the admin until --admin hands the role over."""
+    from bridge.chain.actions import EscrowClient
     from bridge.chain.deploy import connect, deploy_escrow
 
-    admin = _account(key)
+    signer = _account(key)
+    for address in [*(operator or []), *(a for a in (treasury, admin) if a)]:
+        _address(address)
     w3 = connect(rpc_url, [key])
     _check_rpc(w3, rpc_url)
-    for address in [*(operator or []), *([treasury] if treasury else [])]:
-        if not Web3.is_address(address):
-            _fail(f"not an Ethereum address: {address}")
-    address = deploy_escrow(w3, admin, operators=operator or [], treasury=treasury)
+    address = deploy_escrow(w3, signer, operators=operator or [], treasury=treasury)
+    client = EscrowClient(rpc_url, address, key)
+    if (
+        base_fee is not None
+        or price_per_vcpu_hour is not None
+        or price_per_callback_gas is not None
+    ):
+        current = client.contract.functions.pricing().call()
+        client.set_pricing(
+            current[0] if base_fee is None else base_fee,
+            current[1] if price_per_vcpu_hour is None else price_per_vcpu_hour,
+            current[2] if price_per_callback_gas is None else price_per_callback_gas,
+        )
+    if limit or grace is not None:
+        _apply_limits(client, limit or [], grace)
+    if admin is not None and _address(admin) != signer:
+        from bridge.chain.deploy import connect as _connect
+
+        role = b"\x00" * 32
+        tx = client.contract.functions.grantRole(role, _address(admin)).transact({"from": signer})
+        _connect(rpc_url).eth.wait_for_transaction_receipt(tx)
+        tx = client.contract.functions.renounceRole(role, signer).transact({"from": signer})
+        client.w3.eth.wait_for_transaction_receipt(tx)
     block = int(w3.eth.block_number)
     if as_json:
         print(json.dumps({"address": address, "chainId": int(w3.eth.chain_id), "block": block}))
     else:
         console.print(f"JobEscrow deployed at [bold]{address}[/] (block {block})")
-    del Account
 
 
 @app.command()
@@ -135,6 +166,9 @@ def submit(
     rpc_url: RpcOpt,
     contract: ContractOpt,
     key: KeyOpt,
+    job_file: Annotated[
+        Path | None, typer.Option(help="a JSON file in CE's job-create format")
+    ] = None,
     app_name: Annotated[str, typer.Option("--app", help="CE app")] = "charityengine:wolframengine",
     command: Annotated[
         str, typer.Option(help="command line")
@@ -148,84 +182,216 @@ def submit(
     ] = None,
     callback_gas: Annotated[int, typer.Option(help="callback gas limit (0: none)")] = 0,
     wait: Annotated[bool, typer.Option(help="wait until the job is terminal")] = True,
-    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 600.0,
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 3600.0,
 ) -> None:
-    """Submit a job, paying its quote; wait for it unless --no-wait."""
-    from bridge.chain.deploy import connect, escrow
+    """Submit a job (from flags or a CE job-create JSON file), paying its quote."""
+    from bridge.chain.actions import EscrowClient, spec_from_ce_json
     from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 
-    files = []
-    for item in input_file or []:
-        name, sep, url = item.partition("=")
-        if not sep:
-            _fail(f"--input-file must be NAME=URL, got {item!r}")
-        files.append(InputFile(name, url))
-    spec = JobSpec(app_name, command, Resources(vcpus, ram, disk), hours, tuple(files))
-    sender = _account(key)
-    w3 = connect(rpc_url, [key])
-    _check_rpc(w3, rpc_url)
-    c = escrow(w3, _address(contract))
-    price = _call(lambda: c.functions.quote(spec.to_abi(), callback_gas).call(), c.abi)
-    job_id = _call(
-        lambda: c.functions.submitJob(spec.to_abi(), callback_gas).call(
-            {"from": sender, "value": price}
-        ),
-        c.abi,
-    )
-    tx = c.functions.submitJob(spec.to_abi(), callback_gas).transact(
-        {"from": sender, "value": price}
-    )
-    receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=120)
-    if receipt["status"] != 1:
-        _fail(f"submitJob reverted (tx {tx.hex()})")
+    if job_file is not None:
+        try:
+            spec = spec_from_ce_json(json.loads(job_file.read_text()))
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read {job_file}: {exc}")
+    else:
+        files = []
+        for item in input_file or []:
+            name, sep, url = item.partition("=")
+            if not sep:
+                _fail(f"--input-file must be NAME=URL, got {item!r}")
+            files.append(InputFile(name, url))
+        spec = JobSpec(app_name, command, Resources(vcpus, ram, disk), hours, tuple(files))
+    client = EscrowClient(rpc_url, _address(contract), key)
+    job_id, price = client.submit(spec, callback_gas)
     console.print(f"job [bold]{job_id}[/] submitted, paid {Web3.from_wei(price, 'ether')} ETH")
     if not wait:
         return
     deadline = time.monotonic() + timeout
-    status = Status.SUBMITTED
-    with console.status("waiting") as spinner:
-        while time.monotonic() < deadline:
-            job = c.functions.getJob(job_id).call()
-            status = Status(job[1])
-            spinner.update(f"job {job_id}: {status.name.lower()}")
-            if status.is_terminal:
-                break
+    job = client.job(job_id)
+    with console.status(f"job {job_id}: submitted") as spinner:
+        while time.monotonic() < deadline and not job.status.is_terminal:
             time.sleep(1.0)
-    job = c.functions.getJob(job_id).call()
-    console.print(f"job {job_id}: [bold]{Status(job[1]).name.lower()}[/]")
-    if Status(job[1]) is Status.COMPLETED:
-        console.print(f"result hash 0x{bytes(job[6]).hex()}")
-    if not status.is_terminal:
+            job = client.job(job_id)
+            spinner.update(f"job {job_id}: {job.status.name.lower()}")
+    console.print(f"job {job_id}: [bold]{job.status.name.lower()}[/]")
+    if job.status is Status.COMPLETED:
+        console.print(f"result hash 0x{job.result_hash.hex()}")
+        uri = _result_uri(client, job_id)
+        if uri:
+            console.print(f"files at {uri}")
+    elif job.status in (Status.FAILED, Status.CANCELLED, Status.EXPIRED):
+        console.print(f"refund credited: withdraw with `ce-bridge withdraw` ({client.sender})")
+    if not job.status.is_terminal:
         _fail(f"job {job_id} not finished after {timeout:.0f}s")
 
 
 @app.command()
 def status(job_id: int, rpc_url: RpcOpt, contract: ContractOpt) -> None:
-    """Show a job's on-chain state."""
-    from bridge.chain.deploy import connect, escrow
+    """Show a job's on-chain state as JSON."""
+    from bridge.chain.actions import EscrowClient
+
+    client = EscrowClient(rpc_url, _address(contract))
+    data = client.job(job_id).to_json()
+    uri = _result_uri(client, job_id)
+    if uri:
+        data["resultURI"] = uri
+    print(json.dumps(data, indent=2))
+
+
+@app.command()
+def jobs(
+    rpc_url: RpcOpt,
+    contract: ContractOpt,
+    requester: Annotated[str | None, typer.Option(help="only this requester's jobs")] = None,
+    state: Annotated[str | None, typer.Option("--status", help="only jobs in this status")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List jobs on-chain, newest first."""
+    from rich.table import Table
+
+    from bridge.chain.actions import EscrowClient
     from bridge.chain.spec import Status
 
-    w3 = connect(rpc_url)
-    _check_rpc(w3, rpc_url)
-    c = escrow(w3, _address(contract))
-    job = c.functions.getJob(job_id).call()
-    if job[0] == "0x" + "00" * 20 or Status(job[1]) is Status.NONE:
-        _fail(f"job {job_id} does not exist")
-    print(
-        json.dumps(
-            {
-                "jobId": job_id,
-                "requester": job[0],
-                "status": Status(job[1]).name.lower(),
-                "cancelRequested": job[2],
-                "deadline": job[3],
-                "callbackGasLimit": job[4],
-                "paymentWei": str(job[5]),
-                "resultHash": "0x" + bytes(job[6]).hex(),
-            },
-            indent=2,
-        )
+    wanted = None
+    if state is not None:
+        try:
+            wanted = Status[state.upper()]
+        except KeyError:
+            _fail(f"unknown status {state!r}: one of " + ", ".join(s.name.lower() for s in Status))
+    client = EscrowClient(rpc_url, _address(contract))
+    found = client.jobs(requester=_address(requester) if requester else None, status=wanted)
+    if as_json:
+        print(json.dumps([j.to_json() for j in found], indent=2))
+        return
+    table = Table()
+    for column in ("job", "requester", "status", "payment (ETH)", "result hash"):
+        table.add_column(column)
+    for j in found:
+        digest = "0x" + j.result_hash.hex()[:16] + "…" if any(j.result_hash) else "-"
+        pay = str(Web3.from_wei(j.payment, "ether"))
+        table.add_row(str(j.job_id), j.requester, j.status.name.lower(), pay, digest)
+    console.print(table)
+
+
+@app.command()
+def cancel(job_id: int, rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
+    """Cancel your job: refunded at once while Submitted, else cancelled by the bridge."""
+    from bridge.chain.actions import EscrowClient
+    from bridge.chain.spec import Status
+
+    client = EscrowClient(rpc_url, _address(contract), key)
+    client.cancel(job_id)
+    job = client.job(job_id)
+    if job.status is Status.CANCELLED:
+        console.print(f"job {job_id} cancelled; the refund is credited (`ce-bridge withdraw`)")
+    else:
+        console.print(f"cancellation of job {job_id} requested; the bridge will cancel it")
+
+
+@app.command()
+def withdraw(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
+    """Withdraw your credited refunds or earnings."""
+    from bridge.chain.actions import EscrowClient
+
+    client = EscrowClient(rpc_url, _address(contract), key)
+    amount = client.withdraw()
+    console.print(f"withdrew {Web3.from_wei(amount, 'ether')} ETH to {client.sender}")
+
+
+admin_app = typer.Typer(
+    help="Admin functions of the escrow (DEFAULT_ADMIN_ROLE).", no_args_is_help=True
+)
+app.add_typer(admin_app, name="admin")
+
+
+@admin_app.command("set-pricing")
+def admin_set_pricing(
+    rpc_url: RpcOpt,
+    contract: ContractOpt,
+    key: KeyOpt,
+    base_fee: Annotated[int, typer.Option(help="wei")],
+    price_per_vcpu_hour: Annotated[int, typer.Option(help="wei")],
+    price_per_callback_gas: Annotated[int, typer.Option(help="wei")],
+) -> None:
+    """Set the price: base fee + per vCPU-hour + per unit of callback gas."""
+    from bridge.chain.actions import EscrowClient
+
+    EscrowClient(rpc_url, _address(contract), key).set_pricing(
+        base_fee, price_per_vcpu_hour, price_per_callback_gas
     )
+    console.print("pricing set")
+
+
+@admin_app.command("set-limits")
+def admin_set_limits(
+    rpc_url: RpcOpt,
+    contract: ContractOpt,
+    key: KeyOpt,
+    limit: Annotated[list[str] | None, typer.Option(help="NAME=VALUE, e.g. maxHours=24")] = None,
+    grace: Annotated[int | None, typer.Option(help="deadline grace, seconds")] = None,
+) -> None:
+    """Change spec limits (unnamed ones keep their value)."""
+    from bridge.chain.actions import EscrowClient
+
+    _apply_limits(EscrowClient(rpc_url, _address(contract), key), limit or [], grace)
+    console.print("limits set")
+
+
+@admin_app.command("set-treasury")
+def admin_set_treasury(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, treasury: str) -> None:
+    """Set the address credited with the earnings of completed jobs."""
+    from bridge.chain.actions import EscrowClient
+
+    EscrowClient(rpc_url, _address(contract), key).set_treasury(_address(treasury))
+    console.print(f"treasury set to {treasury}")
+
+
+@admin_app.command("pause")
+def admin_pause(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
+    """Stop new submissions (everything else keeps working)."""
+    from bridge.chain.actions import EscrowClient
+
+    EscrowClient(rpc_url, _address(contract), key).pause()
+    console.print("submissions paused")
+
+
+@admin_app.command("unpause")
+def admin_unpause(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
+    """Allow submissions again."""
+    from bridge.chain.actions import EscrowClient
+
+    EscrowClient(rpc_url, _address(contract), key).unpause()
+    console.print("submissions resumed")
+
+
+@admin_app.command("grant-operator")
+def admin_grant_operator(
+    rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, operator: str
+) -> None:
+    """Grant OPERATOR_ROLE to a bridge's operator address."""
+    from bridge.chain.actions import EscrowClient
+
+    EscrowClient(rpc_url, _address(contract), key).grant_operator(_address(operator))
+    console.print(f"OPERATOR_ROLE granted to {operator}")
+
+
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    config: Annotated[Path | None, typer.Option(help="TOML config file (or BRIDGE_CONFIG)")] = None,
+) -> None:
+    """Validate the configuration and reach the RPC node, the database and CE: one line each."""
+    from bridge.checks import run_checks
+
+    problems = run_checks(config)
+    for line in problems:
+        err_console.print(f"[red]✗[/] {line}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print("[green]✓[/] configuration valid; RPC, database and CE reachable")
 
 
 @app.command()
@@ -260,26 +426,34 @@ def _address(value: str) -> str:
     return Web3.to_checksum_address(value)
 
 
+def _apply_limits(client: Any, items: list[str], grace: int | None) -> None:
+    from bridge.chain.actions import LIMIT_FIELDS
+
+    limits, current_grace = client.limits()
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in LIMIT_FIELDS or not value.isdigit():
+            _fail(f"--limit must be NAME=NUMBER with NAME one of {', '.join(LIMIT_FIELDS)}")
+        limits[name] = int(value)
+    client.set_limits(limits, current_grace if grace is None else grace)
+
+
+def _result_uri(client: Any, job_id: int) -> str | None:
+    """The resultURI of a completed job, from its JobCompleted event."""
+    try:
+        logs = client.contract.events.JobCompleted().get_logs(
+            from_block=0, argument_filters={"jobId": job_id}
+        )
+    except Exception:
+        return None
+    return str(logs[-1]["args"]["resultURI"]) if logs else None
+
+
 def _check_rpc(w3: Web3, url: str) -> None:
     try:
         w3.eth.chain_id  # noqa: B018 - the call is the check
     except Exception:
         _fail(f"cannot reach the JSON-RPC node at {url}")
-
-
-def _call(fn: Any, abi: Any) -> Any:
-    """Runs a contract call; a revert ends the command with the decoded custom error."""
-    from web3.exceptions import ContractCustomError, ContractLogicError
-
-    try:
-        return fn()
-    except ContractCustomError as exc:
-        from bridge.chain.revert import decode_revert
-
-        data = exc.data if isinstance(exc.data, str) else str(exc.message)
-        _fail(str(decode_revert(bytes.fromhex(data.removeprefix("0x")), abi)))
-    except ContractLogicError as exc:
-        _fail(f"the contract reverted: {exc.message}")
 
 
 def main() -> None:
