@@ -17,7 +17,11 @@ Third-party exceptions (web3, httpx, SQLAlchemy) are translated into these at ea
     │   │   └── RemoteAuthError  401: missing or unknown authenticator
     │   └── DownloadRefused    an output URL off the CE host, or over the size cap
     ├── SpecError              a job spec the bridge cannot run (fails the job on-chain)
-    └── StoreError             database problems
+    ├── StoreError             database problems
+    └── OperatorError          an operator request (the HTTP API) the bridge refuses
+        ├── JobNotFound        no job with that id (HTTP 404)
+        ├── JobConflict        the job's state does not allow the action (HTTP 409)
+        └── BridgeNotRunning   the action needs a bridge running in this process (HTTP 503)
 """
 
 from __future__ import annotations
@@ -100,3 +104,23 @@ class SpecError(BridgeError):
 
 class StoreError(BridgeError):
     """A database problem."""
+
+
+class OperatorError(BridgeError):
+    """An operator request the bridge refuses; the message says why, for the operator."""
+
+
+class JobNotFound(OperatorError):
+    """No job with this id is known to the bridge."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
+
+
+class JobConflict(OperatorError):
+    """The job's state does not allow the requested action."""
+
+
+class BridgeNotRunning(OperatorError):
+    """The action needs a bridge (chain, CE, loops) running in this process, and there is none."""

@@ -15,6 +15,7 @@ States (``JobState``)::
      '----------------------------------------------> |  terminal update lands / settled by others
                                                     SETTLED
     Any open state --SubmissionReorged--> ORPHANED
+    Any open state but SETTLING --DeadlineNear / AdminFail--> SETTLING (Failed queued, refund)
 """
 
 from __future__ import annotations
@@ -153,6 +154,13 @@ class DeadlineNear:
 
 
 @dataclass(frozen=True)
+class AdminFail:
+    """The operator fails the job on purpose (``POST /admin/jobs/{id}/fail``): refund it."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class SubmissionReorged:
     """The ``JobSubmitted`` event vanished in a reorg deeper than the confirmations."""
 
@@ -175,6 +183,7 @@ Event = (
     | CancelRequestedSeen
     | SettledOnChain
     | DeadlineNear
+    | AdminFail
     | SubmissionReorged
     | TerminalUpdateSkipped
 )
@@ -273,6 +282,15 @@ def transition(job: JobView, event: Event) -> Outcome:
                 return Rejection("a terminal update is already queued")
             return _fail(
                 "deadline reached before the remote job finished",
+                cancel_remote=job.remote_job_id is not None,
+            )
+        case AdminFail(reason=reason):
+            if job.state is JobState.SETTLING:
+                return Rejection("a terminal update is already queued")
+            if not reason.strip():
+                return Rejection("an operator failure needs a reason")
+            return _fail(
+                f"failed by the operator: {reason.strip()}",
                 cancel_remote=job.remote_job_id is not None,
             )
         case SubmissionReorged():

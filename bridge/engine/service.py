@@ -52,6 +52,8 @@ from bridge.errors import (
     BridgeError,
     DownloadRefused,
     InsufficientFunds,
+    JobConflict,
+    JobNotFound,
     RemoteError,
     RemoteRejected,
     RpcUnavailable,
@@ -684,6 +686,54 @@ class Bridge:
         with Session(self.db) as session:
             session.add(RemoteCall(job_id=job_id, kind=kind, ok=ok, detail=detail))
             session.commit()
+
+    # ------------------------------------------------------------------ operator actions (api)
+
+    def retry_job(self, job_id: int) -> JobState:
+        """Makes an open job due at once: clears its failed attempts and backoff.
+
+        Returns:
+            The job's state (unchanged: the worker retries its current step).
+
+        Raises:
+            JobNotFound: no such job.
+            JobConflict: the job is not open (settled or orphaned).
+        """
+        with self._lock, Session(self.db) as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            state = JobState(job.state)
+            if not state.is_open:
+                raise JobConflict(f"job {job_id} is {state}: there is nothing to retry")
+            job.attempts, job.next_attempt_at, job.updated_at = 0, 0.0, utcnow()
+            session.add(job)
+            session.commit()
+        log.info("job %d: retry requested by the operator", job_id)
+        return state
+
+    def fail_job(self, job_id: int, reason: str) -> m.Decision:
+        """Fails an open job on-chain through the machine (``AdminFail``): a ``Failed`` update
+        with the reason is queued (the requester is refunded) and the remote job cancelled.
+
+        Raises:
+            JobNotFound: no such job.
+            JobConflict: the machine refuses: the job is not open, or a terminal update is
+                already queued.
+        """
+        event = m.AdminFail(reason)
+        with Session(self.db) as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            state = JobState(job.state)
+            outcome = m.transition(_view(job), event)
+        if isinstance(outcome, m.Rejection):
+            raise JobConflict(f"job {job_id} cannot be failed: {outcome.reason}")
+        decision = self._commit_event(job_id, event, state)
+        if decision is None:
+            raise JobConflict(f"job {job_id} changed state meanwhile; try again")
+        return decision
 
     # ------------------------------------------------------------------ transactions
 

@@ -22,6 +22,11 @@ What it guarantees:
 
 Every assumption about CE's paths and bodies comes from :mod:`bridge.remote.convention`.
 One :class:`CEClient` may be shared by several threads.
+
+**Observable.** :meth:`CEClient.add_observer` registers a :data:`CallObserver`, called after each
+API call (its retries included) with the call's name, its wall time and the error it raised; the
+bridge's ``/metrics`` uses it for CE latency and errors by kind. An observer that raises is
+logged and ignored: metrics never break a call.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from bridge.errors import (
     ConfigError,
     DownloadRefused,
     RemoteAuthError,
+    RemoteError,
     RemoteRejected,
     RemoteTransient,
 )
@@ -70,6 +76,11 @@ _ERROR_BODY_CAP: Final = 64 * 1024  # bytes of an error body read to find CE's m
 _MESSAGE_CAP: Final = 500  # characters of a server message kept in an exception
 _REDACTED: Final = "[REDACTED]"
 _PING_JOB_ID: Final = "ce-bridge-readiness-probe"
+
+#: ``observer(op, seconds, error)``, called after every API call: ``op`` is ``job-create``,
+#: ``job-status``, ``job-cancel``, ``download`` or ``ping``; ``seconds`` the call's wall time,
+#: retries and backoff included; ``error`` the error it raised, None when it succeeded.
+CallObserver = Callable[[str, float, RemoteError | None], None]
 
 
 class CEClient:
@@ -125,6 +136,7 @@ class CEClient:
         self._sleep = sleep
         self._max_download_bytes = max_download_bytes
         self._rng = random.Random()
+        self._observers: tuple[CallObserver, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -133,6 +145,19 @@ class CEClient:
 
     def __repr__(self) -> str:
         return f"CEClient(base_url={self._base_url!r}, authenticator={_REDACTED})"
+
+    def add_observer(self, observer: CallObserver) -> Callable[[], None]:
+        """Call ``observer`` after every API call from now on (see :data:`CallObserver`).
+
+        Returns:
+            A function that removes the observer again.
+        """
+        self._observers = (*self._observers, observer)
+
+        def remove() -> None:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+        return remove
 
     def close(self) -> None:
         """Close the underlying ``httpx.Client`` if this client created it."""
@@ -297,13 +322,17 @@ class CEClient:
             RemoteRejected: The answer is not CE's (a 4xx without an ``error`` body, or a 3xx):
                 the base URL is probably wrong.
         """
-        resp = self._post("ping", JOB_STATUS_PATH, job_ref_body(self._authenticator, _PING_JOB_ID))
-        code = resp.status_code
-        if code in (401, 429) or code >= 500:
-            self._raise_for_status("ping", code, resp.headers, resp.content)
-        if resp.is_success or (400 <= code < 500 and error_message(resp.content) is not None):
-            return
-        raise RemoteRejected(f"ping: HTTP {code} is not a CE API answer; check the base URL", code)
+        with self._observed("ping"):
+            body = job_ref_body(self._authenticator, _PING_JOB_ID)
+            resp = self._post("ping", JOB_STATUS_PATH, body)
+            code = resp.status_code
+            if code in (401, 429) or code >= 500:
+                self._raise_for_status("ping", code, resp.headers, resp.content)
+            if resp.is_success or (400 <= code < 500 and error_message(resp.content) is not None):
+                return
+            raise RemoteRejected(
+                f"ping: HTTP {code} is not a CE API answer; check the base URL", code
+            )
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -366,8 +395,30 @@ class CEClient:
             raise RemoteRejected(message or f"{op}: HTTP {code}", code)
         raise RemoteRejected(f"{op}: unexpected HTTP {code}", code)
 
+    @contextmanager
+    def _observed(self, op: str) -> Iterator[None]:
+        """Times the block and reports it to the observers (with the RemoteError it raised)."""
+        started = time.perf_counter()
+        error: RemoteError | None = None
+        try:
+            yield
+        except RemoteError as exc:
+            error = exc
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            for observer in self._observers:
+                try:
+                    observer(op, elapsed, error)
+                except Exception:  # an observer's bug must not break the call
+                    log.exception("CE call observer failed for %s", op)
+
     def _retrying(self, op: str, once: Callable[[], T], attempts: int) -> T:
         """Run ``once`` until it does not raise RemoteTransient, within ``attempts`` tries."""
+        with self._observed(op):
+            return self._retry_loop(op, once, attempts)
+
+    def _retry_loop(self, op: str, once: Callable[[], T], attempts: int) -> T:
         last: RemoteTransient | None = None
         for attempt in range(1, attempts + 1):
             try:

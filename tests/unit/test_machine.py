@@ -31,6 +31,7 @@ EVENTS: dict[str, m.Event] = {
     "settled_completed": m.SettledOnChain(Status.COMPLETED),
     "settled_expired": m.SettledOnChain(Status.EXPIRED),
     "deadline": m.DeadlineNear(),
+    "admin_fail": m.AdminFail("operator says no"),
     "reorged": m.SubmissionReorged(),
     "skipped": m.TerminalUpdateSkipped("DeadlinePassed"),
 }
@@ -117,6 +118,31 @@ VALID |= {
     (JobState.SETTLING, "reorged"): (JobState.ORPHANED, (), ()),
     (JobState.SETTLING, "skipped"): (JobState.SETTLED, (), ()),
 }
+# The operator fails an open job exactly as a near deadline does: Failed queued (refund), the
+# remote job cancelled once there is one; not once a terminal update is queued.
+VALID |= {
+    (JobState.NEW, "admin_fail"): (JobState.SETTLING, (Status.FAILED,), ()),
+    (JobState.DISPATCHED, "admin_fail"): (
+        JobState.SETTLING,
+        (Status.FAILED,),
+        (m.RemoteAction.CANCEL_REMOTE,),
+    ),
+    (JobState.RUNNING, "admin_fail"): (
+        JobState.SETTLING,
+        (Status.FAILED,),
+        (m.RemoteAction.CANCEL_REMOTE,),
+    ),
+    (JobState.CANCELLING, "admin_fail"): (
+        JobState.SETTLING,
+        (Status.FAILED,),
+        (m.RemoteAction.CANCEL_REMOTE,),
+    ),
+    (JobState.FINISHING, "admin_fail"): (
+        JobState.SETTLING,
+        (Status.FAILED,),
+        (m.RemoteAction.CANCEL_REMOTE,),
+    ),
+}
 
 
 def view(state: JobState) -> m.JobView:
@@ -169,12 +195,26 @@ def test_failure_reason_names_the_cause() -> None:
     assert failed.updates[0].data == "remote job failed: oom"
 
 
+def test_operator_failure_carries_the_reason() -> None:
+    outcome = m.transition(view(JobState.RUNNING), m.AdminFail("  stuck for a week "))
+    assert isinstance(outcome, m.Decision)
+    assert outcome.updates == (
+        m.QueuedUpdate(Status.FAILED, data="failed by the operator: stuck for a week"),
+    )
+    assert outcome.outcome is Status.FAILED
+
+
 @pytest.mark.parametrize(
     "event",
-    [m.RemoteCreated(""), m.OutputsHashed(b"\x00" * 32, "u"), m.OutputsHashed(b"\x01", "u")],
+    [
+        m.AdminFail(" "),
+        m.RemoteCreated(""),
+        m.OutputsHashed(b"\x00" * 32, "u"),
+        m.OutputsHashed(b"\x01", "u"),
+    ],
 )
 def test_malformed_values_are_rejected(event: m.Event) -> None:
-    state = JobState.NEW if isinstance(event, m.RemoteCreated) else JobState.FINISHING
+    state = JobState.NEW if isinstance(event, m.RemoteCreated | m.AdminFail) else JobState.FINISHING
     assert isinstance(m.transition(view(state), event), m.Rejection)
 
 

@@ -294,3 +294,40 @@ def test_a_passed_in_http_client_is_not_closed() -> None:
         client.job_status("r1")
     assert not http.is_closed
     http.close()
+
+
+
+def test_observers_see_each_call_with_its_time_and_error() -> None:
+    client, _ = make_client(
+        answers(
+            ok_status(),
+            httpx.Response(503, json={"error": "busy"}),
+            httpx.Response(503, json={"error": "busy"}),
+            httpx.Response(404, json={"error": "no such job"}),
+            ok_status(),
+        ),
+        max_attempts=2,
+    )
+    seen: list[tuple[str, float, type[BaseException] | None]] = []
+
+    def record(op: str, seconds: float, error: BaseException | None) -> None:
+        seen.append((op, seconds, type(error) if error is not None else None))
+
+    def broken(op: str, seconds: float, error: BaseException | None) -> None:
+        raise RuntimeError("an observer bug")
+
+    remove = client.add_observer(record)
+    client.add_observer(broken)  # logged, never breaks the call
+    client.job_status("r1")
+    with pytest.raises(RemoteTransient):
+        client.job_status("r1")  # two attempts, one observation
+    client.ping()
+    assert [(op, error) for op, _, error in seen] == [
+        ("job-status", None),
+        ("job-status", RemoteTransient),
+        ("ping", None),
+    ]
+    assert all(seconds >= 0 for _, seconds, _ in seen)
+    remove()
+    client.job_status("r1")
+    assert len(seen) == 3
