@@ -6,12 +6,14 @@ the problem and exit status 1, never a traceback. Secrets are never printed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,13 +23,33 @@ from web3 import Web3
 
 from bridge.errors import BridgeError, ConfigError
 
-app = typer.Typer(
+
+class _Typer(typer.Typer):
+    """A Typer whose commands end a ``BridgeError`` with one line and exit status 1."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: Callable[..., Any]) -> Any:
+            @functools.wraps(fn)
+            def friendly(*a: Any, **kw: Any) -> Any:
+                try:
+                    return fn(*a, **kw)
+                except BridgeError as exc:
+                    _fail(str(exc))
+
+            return register(friendly)
+
+        return decorator
+
+
+app = _Typer(
     help="Run Charity Engine compute jobs paid for on Ethereum.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 RpcOpt = Annotated[str, typer.Option(envvar="BRIDGE_RPC_URL", help="JSON-RPC URL of the node")]
 ContractOpt = Annotated[
@@ -298,7 +320,7 @@ def withdraw(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     console.print(f"withdrew {Web3.from_wei(amount, 'ether')} ETH to {client.sender}")
 
 
-admin_app = typer.Typer(
+admin_app = _Typer(
     help="Admin functions of the escrow (DEFAULT_ADMIN_ROLE).", no_args_is_help=True
 )
 app.add_typer(admin_app, name="admin")
@@ -375,7 +397,7 @@ def admin_grant_operator(
     console.print(f"OPERATOR_ROLE granted to {operator}")
 
 
-config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+config_app = _Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 

@@ -204,6 +204,8 @@ class EscrowClient:
             text = str(exc).lower()
             if "insufficient funds" in text:
                 raise self._insufficient() from None
+            if isinstance(exc, OSError) or "connection" in exc.__class__.__name__.lower():
+                raise RpcUnavailable(f"cannot reach the JSON-RPC node at {self.rpc_url}") from None
             raise RpcUnavailable(
                 f"the JSON-RPC node at {self.rpc_url} failed: {exc.__class__.__name__}"
             ) from None

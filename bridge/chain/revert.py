@@ -20,6 +20,7 @@ from typing import Any
 
 from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
@@ -109,7 +110,10 @@ def decode_revert(data: bytes, abi: Sequence[Mapping[str, Any]]) -> ContractReve
     if error is None:
         return ContractRevert(UNKNOWN_ERROR, ("0x" + raw[:4].hex(),), raw)
     try:
-        args = tuple(decode(list(error.types), raw[4:]))
+        args = tuple(
+            to_checksum_address(value) if kind == "address" else value
+            for kind, value in zip(error.types, decode(list(error.types), raw[4:]), strict=True)
+        )
     except (DecodingError, ValueError, OverflowError):
         args = ()
     return ContractRevert(error.name, args, raw)

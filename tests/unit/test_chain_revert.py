@@ -41,7 +41,7 @@ def test_decodes_access_control_even_without_it_in_the_abi() -> None:
     for abi in (ABI, []):
         revert = decode_revert(data, abi)
         assert revert.name == "AccessControlUnauthorizedAccount"
-        assert revert.args_ == (ACCOUNT.lower(), OPERATOR_ROLE)
+        assert revert.args_ == (ACCOUNT, OPERATOR_ROLE)
 
 
 def test_decodes_builtin_errors() -> None:
