@@ -320,9 +320,7 @@ def withdraw(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     console.print(f"withdrew {Web3.from_wei(amount, 'ether')} ETH to {client.sender}")
 
 
-admin_app = _Typer(
-    help="Admin functions of the escrow (DEFAULT_ADMIN_ROLE).", no_args_is_help=True
-)
+admin_app = _Typer(help="Admin functions of the escrow (DEFAULT_ADMIN_ROLE).", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 
 
@@ -424,7 +422,11 @@ def demo(
     """Start Anvil, the CE emulator and the bridge; submit jobs; show them finish on-chain."""
     from bridge.demo import run_demo
 
-    ok = run_demo(console, jobs_per_kind=jobs, keep_running=keep_running)
+    try:
+        ok = run_demo(console, jobs_per_kind=jobs, keep_running=keep_running)
+    except KeyboardInterrupt:
+        console.print("interrupted: everything the demo started has been stopped")
+        raise typer.Exit(130) from None
     if not ok:
         raise typer.Exit(1)
 

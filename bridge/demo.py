@@ -113,21 +113,28 @@ def independent_hash(stack: LocalStack, remote_job_id: str) -> bytes | None:
     return result_hash(files) if files else None
 
 
-def _remote_ids(stack: LocalStack) -> dict[int, str]:
+def _bridge_rows(stack: LocalStack) -> dict[int, tuple[str | None, str, str | None]]:
+    """Job id -> (remote job id, bridge state, failure reason), from the bridge's database."""
     from sqlmodel import Session, select
 
     from bridge.store.models import Job
 
     assert stack.bridge is not None
     with Session(stack.bridge.db) as session:
-        rows = session.exec(select(Job.job_id, Job.remote_job_id)).all()
-    return {job_id: remote for job_id, remote in rows if remote}
+        rows = session.exec(select(Job.job_id, Job.remote_job_id, Job.state, Job.reason)).all()
+    return {job_id: (remote, state, reason) for job_id, remote, state, reason in rows}
+
+
+def _remote_ids(stack: LocalStack) -> dict[int, str]:
+    return {job_id: row[0] for job_id, row in _bridge_rows(stack).items() if row[0]}
 
 
 def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
     table = Table(title="ce-bridge demo: jobs on-chain" + (" (final)" if final else ""))
-    for column in ("job", "kind", "status", "result hash", "hash matches files", "callback"):
-        table.add_column(column)
+    columns = ("job", "kind", "on-chain", "bridge", "result hash", "hash matches files", "callback")
+    for column in columns:
+        table.add_column(column, no_wrap=column != "bridge")
+    rows = _bridge_rows(stack)
     remote = _remote_ids(stack) if final else {}
     for job in jobs:
         status, digest = onchain(stack, job.job_id)
@@ -140,10 +147,15 @@ def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
         if job.via_consumer:
             got = bytes(stack.consumer.functions.results(job.job_id).call())
             callback = "received" if got != b"\x00" * 32 else "-"
+        _, bridge_state, reason = rows.get(job.job_id, (None, "not seen yet", None))
+        if reason:
+            short = reason if len(reason) <= 28 else reason[:27] + "…"
+            bridge_state = f"{bridge_state}: {short}"
         table.add_row(
             str(job.job_id),
             job.kind,
             f"[{style}]{status.name.lower()}[/]",
+            bridge_state,
             "0x" + digest.hex()[:16] + "…" if digest != b"\x00" * 32 else "-",
             matches,
             callback,
@@ -181,6 +193,12 @@ def run_demo(
                         break
                     time.sleep(0.5)
                     live.update(_table(stack, jobs, False))
+            # The bridge marks a job settled once its terminal event has 2 confirmations.
+            settle_by = time.monotonic() + 15
+            while time.monotonic() < settle_by and any(
+                row[1] != "settled" for row in _bridge_rows(stack).values()
+            ):
+                time.sleep(0.5)
             final = _table(stack, jobs, True)
             console.print(final)
             ok = _verdict(stack, jobs, console)
