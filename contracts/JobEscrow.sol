@@ -372,7 +372,8 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
             _credit(requester, payment);
         }
         if (callbackGasLimit != 0 && status != Status.Cancelled) {
-            _callback(jobId, requester, callbackGasLimit, status, resultHash);
+            // A Failed item of a batch may carry a stray hash: the consumer gets zero, as getJob shows.
+            _callback(jobId, requester, callbackGasLimit, status, status == Status.Completed ? resultHash : bytes32(0));
         }
     }
 

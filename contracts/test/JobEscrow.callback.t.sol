@@ -331,15 +331,11 @@ contract JobEscrowCallbackTest is EscrowTest {
         _assertJob(c, address(good), IJobEscrow.Status.Completed, 0, RESULT_HASH);
     }
 
-    // ------------------------------------------------------------------ contract bug
+    // ------------------------------------------------------------------ regression
 
-    /// @dev CONTRACT BUG (left failing on purpose; see the test-suite report). IJobConsumer documents
-    /// `resultHash` as "the result hash for Completed, else zero", and failJob passes zero. But
-    /// applyUpdates passes the item's `resultHash` through for a Failed item (JobEscrow._apply hands its
-    /// `resultHash` argument to _callback for every status), so a Failed job can be reported to its consumer
-    /// with a non-zero result hash. Fix: pass `status == Status.Completed ? resultHash : bytes32(0)` (or
-    /// reject/ignore a non-zero hash on non-Completed items).
-    function test_BUG_batchFailedItem_callbackGetsZeroResultHash() public {
+    /// @dev Regression: IJobConsumer documents `resultHash` as "the result hash for Completed, else zero".
+    /// applyUpdates once passed a Failed item's stray `resultHash` through to the consumer.
+    function test_batchFailedItem_callbackGetsZeroResultHash() public {
         RecordingConsumer consumer = new RecordingConsumer(escrow);
         uint256 jobId = _submitFrom(consumer, CALLBACK_GAS);
         IJobEscrow.Update[] memory u = new IJobEscrow.Update[](1);
