@@ -48,7 +48,12 @@ def _anvils_with(marker: str) -> list[int]:
 
 def test_demo_finishes_every_job() -> None:
     result = subprocess.run(
-        [CE_BRIDGE, "demo"], capture_output=True, text=True, timeout=300, check=False
+        [CE_BRIDGE, "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every job ended as expected and every result hash matches" in result.stdout
