@@ -16,7 +16,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.middleware import SignAndSendRawMiddlewareBuilder
-from web3.types import TxParams
+from web3.types import RPCEndpoint, TxParams
 
 from bridge.chain.artifacts import load_artifact
 
@@ -25,7 +25,17 @@ OPERATOR_ROLE = Web3.keccak(text="OPERATOR_ROLE")
 
 def connect(rpc_url: str, keys: Sequence[str] = (), timeout: float = 30.0) -> Web3:
     """A web3 client for ``rpc_url`` that signs transactions from ``keys``' accounts locally."""
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    # web3's validation middleware asks the node for eth_chainId before every eth_call,
+    # eth_estimateGas and transaction (two round trips per eth_call, measured); a node's chain id
+    # does not change, so that one answer is cached. Nothing else is (blocks, logs and receipts
+    # are always read fresh: reorg detection depends on it).
+    provider = Web3.HTTPProvider(
+        rpc_url,
+        request_kwargs={"timeout": timeout},
+        cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
+    )
+    w3 = Web3(provider)
     accounts: list[LocalAccount] = [Account.from_key(k) for k in keys]
     if accounts:
         w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(accounts), layer=0)
