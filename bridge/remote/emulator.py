@@ -11,6 +11,8 @@ It serves the convention of :mod:`bridge.remote.convention` under ``/remotejobs/
   phase durations fixed when it was created: Provisioning -> Downloading -> Running ->
   Completed (or Failed for ``fail_apps`` / ``fail_commands``; never past Running for
   ``never_finish_apps``; Aborted once cancelled before the end).
+- **An outage can be aimed at one app.** ``job-create`` for an app in ``error_apps`` answers 503
+  every time and creates nothing (a job whose creation keeps failing past any retry budget).
 - **Faults are injected in front of the API, from a seeded RNG.** On ``/remotejobs/v2/`` only
   (never ``/_emulator/``): 500/503 (``error_rate``, not processed), 429 with ``Retry-After``
   (``rate_limit_rate``, not processed), a hang of ``timeout_seconds`` before processing
@@ -115,6 +117,8 @@ class EmulatorConfig(BaseModel):
     fail_commands: frozenset[str] = frozenset()
     reject_apps: frozenset[str] = frozenset()
     never_finish_apps: frozenset[str] = frozenset()
+    error_apps: frozenset[str] = frozenset()
+    """``job-create`` for these apps always answers 503 and creates nothing."""
     honour_idempotency_key: bool = True
     """False emulates a server that ignores ``Idempotency-Key`` (each create is a new job)."""
     seed: int | None = None
@@ -270,6 +274,8 @@ class Emulator:
             if problem is not None:
                 raise _ApiError(400, problem)
             app = request[F_APP]
+            if _matches(app, config.error_apps):
+                raise _ApiError(503, f"app {app!r} is unavailable (emulated outage)")
             if _matches(app, config.reject_apps):
                 raise _ApiError(400, f"app {app!r} is not available")
             job = self._new_job(owner, request, key, config)
@@ -471,6 +477,10 @@ def create_emulator_app(
                 {F_ERROR: "rate limited"}, 429, headers={"Retry-After": f"{seconds:g}"}
             )
         if fault == "timeout":
+            # Read the body first: Starlette hands a body read here to the route even once the
+            # client has given up, so the request is still processed after the hang, as a
+            # server that is merely slow would (a job-create creates the job nobody heard of).
+            await request.body()
             await asyncio.sleep(emulator.config.timeout_seconds)
         response = await call_next(request)
         if fault == "malformed" and not request.url.path.startswith(API_PREFIX + FILES_PATH):

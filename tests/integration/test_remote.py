@@ -271,6 +271,33 @@ def test_timeouts_are_retried_and_still_create_one_job(
     assert record["jobs"] == 1 and record["remoteJobIds"] == [job_id]
 
 
+def test_a_create_the_client_gave_up_on_is_still_processed(
+    emulator: EmulatorServer, make_client: Callable[..., CEClient]
+) -> None:
+    # A slow server: the answer never reaches the client, but the job is created after the hang.
+    configure(emulator, timeout_rate=1.0, timeout_seconds=0.3)
+    key = new_key()
+    with pytest.raises(RemoteTransient):
+        make_client(timeout=0.05, max_attempts=1).create_job(request(command="late"), key)
+    record = wait_for(lambda: stats(emulator)["by_key"].get(key, {}).get("remoteJobIds") or None)
+    assert len(record) == 1
+    # The retry with the same key finds that job...
+    configure(emulator, timeout_rate=0)
+    assert make_client().create_job(request(command="late"), key) == record[0]
+    # ...unless the server ignores the key: then the retry is a second job (README, Guarantees).
+    configure(emulator, timeout_rate=1.0, honour_idempotency_key=False)
+    try:
+        other = new_key()
+        with pytest.raises(RemoteTransient):
+            make_client(timeout=0.05, max_attempts=1).create_job(request(command="late2"), other)
+        wait_for(lambda: stats(emulator)["by_key"].get(other, {}).get("remoteJobIds") or None)
+        configure(emulator, timeout_rate=0)
+        make_client().create_job(request(command="late2"), other)
+        assert stats(emulator)["by_key"][other]["jobs"] == 2
+    finally:
+        configure(emulator, honour_idempotency_key=True)
+
+
 def test_download_refuses_foreign_origins_and_oversize_files(
     emulator: EmulatorServer, make_client: Callable[..., CEClient]
 ) -> None:

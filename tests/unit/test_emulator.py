@@ -192,6 +192,24 @@ def test_reject_apps_answers_400_with_a_message(make: Any) -> None:
     assert response.json() == {"error": "app 'docker:forbidden' is not available"}
 
 
+def test_error_apps_answer_503_and_create_nothing(make: Any) -> None:
+    client = make(error_apps=frozenset({"outage"}))
+    for _ in range(3):
+        response = client.post(
+            BASE + "job-create",
+            json={**BODY, "app": "docker:outage"},
+            headers={"Idempotency-Key": "1:0xA:9"},
+        )
+        assert response.status_code == 503
+        assert response.json() == {"error": "app 'docker:outage' is unavailable (emulated outage)"}
+    stats = client.get("/_emulator/stats").json()
+    assert stats["jobs"] == 0 and stats["by_key"]["1:0xA:9"] == {
+        "calls": 3,
+        "jobs": 0,
+        "remoteJobIds": [],
+    }
+
+
 def test_idempotency_key_and_stats(make: Any) -> None:
     client = make()
     first = create(client, key="1:0xA:1")
