@@ -84,7 +84,7 @@ class SendOutcome(StrEnum):
     ACCEPTED = "accepted"  # no error
     ALREADY_KNOWN = "already_known"  # the node has it already: as good as accepted
     NONCE_TOO_LOW = "nonce_too_low"  # the nonce is used: by this tx (mined) or by another
-    UNDERPRICED = "underpriced"  # a tx with this nonce and higher fees is pending: bump
+    UNDERPRICED = "underpriced"  # outbid by a pending tx, or under the base fee: bump
     INSUFFICIENT_FUNDS = "insufficient_funds"  # the account cannot pay: alert, do not spin
     RETRYABLE = "retryable"  # anything else: keep the stored tx and send it again later
 
@@ -116,6 +116,14 @@ _PATTERNS: tuple[tuple[SendOutcome, tuple[str, ...]], ...] = (
             "replacement fee too low",
             "transaction underpriced",
             "underpriced",
+            # The max fee is under the pending block's base fee (anvil, reth; besu's
+            # GAS_PRICE_BELOW_CURRENT_BASE_FEE): the same bytes will be refused until the base
+            # fee falls, so bump to the market like any other underpriced transaction.
+            "less than block base fee",
+            "below current base fee",
+            "below_current_base_fee",
+            "fee cap too low",
+            "feecaptoolow",
         ),
     ),
     (

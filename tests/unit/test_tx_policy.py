@@ -68,6 +68,9 @@ def test_gas_limit_has_a_quarter_of_headroom_rounded_up() -> None:
         ("OldNonce, Current nonce: 5, nonce of rejected tx: 4", SendOutcome.NONCE_TOO_LOW),
         ("replacement transaction underpriced", SendOutcome.UNDERPRICED),
         ("transaction underpriced: tip needed 1, tip permitted 0", SendOutcome.UNDERPRICED),
+        ("max fee per gas less than block base fee", SendOutcome.UNDERPRICED),  # anvil
+        ("GAS_PRICE_BELOW_CURRENT_BASE_FEE", SendOutcome.UNDERPRICED),  # besu
+        ("FeeCapTooLow: max fee per gas below base fee", SendOutcome.UNDERPRICED),
         ("insufficient funds for gas * price + value", SendOutcome.INSUFFICIENT_FUNDS),
         ("Insufficient funds for gas * price + value", SendOutcome.INSUFFICIENT_FUNDS),
         ("exceeds block gas limit", SendOutcome.RETRYABLE),

@@ -1,0 +1,1 @@
+"""Fault-injection tests: crashes, reorgs, RPC and CE faults, stuck transactions, shutdown."""
