@@ -80,21 +80,31 @@ def _setup_logging(json_logs: bool = False, level: int = logging.INFO) -> None:
 def run(
     config: Annotated[Path | None, typer.Option(help="TOML config file (or BRIDGE_CONFIG)")] = None,
 ) -> None:
-    """Run the bridge: scan the chain, run jobs on CE, write results back (config: BRIDGE_*)."""
+    """Run the bridge: scan the chain, run jobs on CE, write results back (config: BRIDGE_*).
+
+    Serves the HTTP API (health, metrics, jobs, outputs, admin) on BRIDGE_API_HOST:BRIDGE_API_PORT
+    in the same process.
+    """
+    from bridge.api import create_app, serve_api_in_thread
     from bridge.config import load_settings
     from bridge.engine.service import Bridge
 
     settings = load_settings(config)
     _setup_logging(settings.log_json)
     bridge = Bridge.from_settings(settings)
+    api = serve_api_in_thread(create_app(settings, bridge), settings.api_host, settings.api_port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     bridge.start()
     logging.getLogger("bridge").info(
-        "bridge running for %s as operator %s", settings.contract_address, settings.operator_address
+        "bridge running for %s as operator %s; API at %s",
+        settings.contract_address,
+        settings.operator_address,
+        api.url,
     )
     stop.wait()
+    api.stop()
     bridge.stop()
 
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="base URL of this bridge's API, used in resultURI"
     )
+    max_scan_lag: int = Field(
+        default=50, ge=0, description="blocks the scanner may trail head - confirmations (readyz)"
+    )
 
     scan_interval: float = Field(default=1.0, gt=0, description="seconds between log scans")
     poll_interval: float = Field(default=1.0, gt=0, description="seconds between CE polls")

@@ -1,5 +1,5 @@
 """A whole local ce-bridge stack in one object: Anvil, the CE emulator, the deployed contracts and
-a running bridge. Used by the demo, the end-to-end tests and the benchmarks.
+a running bridge with its HTTP API. Used by the demo, the end-to-end tests and the benchmarks.
 
 ``LocalStack`` owns every process and thread it starts; ``close()`` (or leaving the ``with``
 block) stops them all, so nothing is left behind.
@@ -17,6 +17,7 @@ from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
 
+from bridge.api import ApiServer, create_app, serve_api_in_thread
 from bridge.chain.deploy import connect, consumer, deploy, deploy_escrow, escrow
 from bridge.config import Settings, load_settings
 from bridge.devchain import Anvil, anvil_key, free_port
@@ -57,6 +58,8 @@ class LocalStack:
         emulator_config: the emulator's settings (timings, faults).
         start_bridge: False to start everything but the bridge.
         settings: extra ``Settings`` fields for the bridge.
+        serve_api: serve the bridge's HTTP API (``bridge.api``) next to it, on
+            ``settings.api_host:settings.api_port`` (where the on-chain ``resultURI`` points).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class LocalStack:
         emulator_config: EmulatorConfig | None = None,
         start_bridge: bool = True,
         settings: dict[str, Any] | None = None,
+        serve_api: bool = True,
     ) -> None:
         self.workdir = workdir
         self.roles = local_roles()
@@ -82,6 +86,8 @@ class LocalStack:
         )
         self._start_bridge = start_bridge
         self._extra = settings or {}
+        self._serve_api = serve_api
+        self.api: ApiServer | None = None
         self.anvil: Anvil | None = None
         self.emulator: EmulatorServer | None = None
         self.bridge: Bridge | None = None
@@ -127,16 +133,27 @@ class LocalStack:
             self.start_bridge()
 
     def start_bridge(self) -> Bridge:
-        """Starts (or restarts) the in-process bridge on the stack's database."""
+        """Starts (or restarts) the in-process bridge on the stack's database, and its API."""
         self.bridge = Bridge.from_settings(self.settings)
+        if self._serve_api:
+            app = create_app(self.settings, self.bridge)
+            self.api = serve_api_in_thread(app, self.settings.api_host, self.settings.api_port)
         self.bridge.start()
         return self.bridge
 
     def stop_bridge(self) -> None:
-        """Stops the in-process bridge, if running."""
+        """Stops the in-process bridge and its API, if running."""
+        api, self.api = self.api, None
         bridge, self.bridge = self.bridge, None
+        if api is not None:
+            api.stop()
         if bridge is not None:
             bridge.stop()
+
+    @property
+    def api_url(self) -> str:
+        """The bridge API's base URL, ``http://HOST:PORT`` (served while the bridge runs)."""
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
     def close(self) -> None:
         """Stops the bridge, the emulator and Anvil (each even if another fails)."""

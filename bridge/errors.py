@@ -111,10 +111,10 @@ class OperatorError(BridgeError):
 
 
 class JobNotFound(OperatorError):
-    """No job with this id is known to the bridge."""
+    """No job with this id is known to the bridge (or it has no such thing as was asked for)."""
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(f"job {job_id} not found")
+    def __init__(self, job_id: int, message: str | None = None) -> None:
+        super().__init__(message or f"job {job_id} not found")
         self.job_id = job_id
 
 

@@ -23,7 +23,8 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 from web3.types import EventData, RPCEndpoint, TxParams, TxReceipt, Wei
 
-from bridge.chain.spec import InputFile, JobSpec, Resources, Status
+from bridge.chain.spec import InputFile, JobSpec, Resources, Status, spec_hash
+from bridge.store.models import Job
 
 TYPICAL_APP = "charityengine:wolframengine"
 TYPICAL_COMMAND_LINE = 'math -run "Print[2+2]" > output/out.txt'
@@ -70,6 +71,32 @@ def update(
 ) -> tuple[int, int, bytes, str]:
     """One ``IJobEscrow.Update`` item for ``applyUpdates``; ``status`` may be out of range."""
     return (job_id, int(status), result, data)
+
+
+def stored_job(job_id: int, **overrides: Any) -> Job:
+    """A ``Job`` row as the scanner stores it for a ``JobSubmitted`` of the typical spec (state
+    ``new``, on-chain ``Submitted``), with any column replaced, e.g. ``stored_job(3,
+    state="settled", onchain_status=Status.COMPLETED)``."""
+    from bridge.engine.service import spec_to_json
+
+    typical = spec()
+    columns: dict[str, Any] = {
+        "job_id": job_id,
+        "requester": Web3.to_checksum_address("0x" + "ab" * 20),
+        "spec_json": spec_to_json(typical),
+        "spec_hash": "0x" + spec_hash(typical).hex(),
+        "payment_wei": str(10**15),
+        "deadline": 2_000_000_000,
+        "block_number": 100 + job_id,
+        "block_hash": "0x" + f"{job_id:064x}",
+        "tx_hash": "0x" + f"{job_id + 1:064x}",
+        "log_index": 0,
+        **overrides,
+    }
+    columns["requester"] = Web3.to_checksum_address(columns["requester"])  # as the reader does
+    if isinstance(columns.get("onchain_status"), Status):
+        columns["onchain_status"] = int(columns["onchain_status"])
+    return Job(**columns)
 
 
 # ------------------------------------------------------------------ accounts

@@ -88,7 +88,8 @@ class EmulatorServer:
             config = config.model_copy(update={"data_dir": Path(self._tmp.name)})
         app = create_emulator_app(config)
         self._emulator = app.state.emulator
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly, or asyncio skips TCP_NODELAY and each answer waits ~40 ms.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._port))
         self._socket = sock

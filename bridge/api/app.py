@@ -1,0 +1,269 @@
+"""The bridge's HTTP API: ``create_app`` builds it, ``serve_api_in_thread`` serves it.
+
+``ce-bridge run`` and ``LocalStack`` serve it in the bridge's own process (uvicorn in a daemon
+thread) on ``BRIDGE_API_HOST:BRIDGE_API_PORT``, the address the ``resultURI`` written on-chain
+points to (unless ``BRIDGE_PUBLIC_URL`` says otherwise).
+
+Guarantees:
+
+- Every answer is JSON except ``/metrics`` (Prometheus text) and output files (their bytes).
+  Errors are ``{"detail": "<one line>"}`` with a 4xx status (404 unknown job or file, 409 a job
+  state that does not allow the action, 401 admin without the right token, 422 invalid input,
+  with FastAPI's list of field errors as ``detail``) or 503 (the database, the node or the
+  bridge is unavailable). An unexpected error is a 500 with a generic message; its details go
+  to the log only.
+- Secrets never appear in an answer: the settings are never serialised, no response model has
+  a field for the CE authenticator, the operator key or the admin token, and error messages are
+  the bridge's own (which never quote them).
+- Each app has its own services and metrics registry: nothing is module-global.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge import __version__
+from bridge.api import admin, health, jobs, metrics
+from bridge.api.deps import ApiServices
+from bridge.api.services import (
+    AdminActions,
+    CallbackFailureCounter,
+    MetricsSampler,
+    ReadinessProbe,
+)
+from bridge.api.telemetry import ApiMetrics
+from bridge.config import Settings
+from bridge.engine.service import Bridge
+from bridge.errors import (
+    BridgeError,
+    BridgeNotRunning,
+    ChainError,
+    ConfigError,
+    JobConflict,
+    JobNotFound,
+    StoreError,
+)
+from bridge.store.db import open_database
+
+log = logging.getLogger("bridge.api")
+
+_DESCRIPTION = """\
+The operator surface of a ce-bridge process: health and readiness, Prometheus metrics, the jobs
+the bridge knows with their timelines, the result files whose manifest hash is written on-chain,
+and admin actions behind `Authorization: Bearer <BRIDGE_ADMIN_TOKEN>`.
+"""
+
+
+def create_app(
+    settings: Settings, bridge: Bridge | None = None, *, db: Engine | None = None
+) -> FastAPI:
+    """The API of one bridge.
+
+    Args:
+        settings: the bridge's settings (admin token, scan lag limit, confirmations).
+        bridge: the running bridge; without one the jobs, outputs and database metrics work,
+            readiness reports the missing bridge and admin actions answer 503.
+        db: the database; default the bridge's, else ``settings.database_url`` (migrated).
+
+    Returns:
+        The FastAPI app; its services are on ``app.state.services``.
+    """
+    if db is None:
+        db = bridge.db if bridge is not None else open_database(settings.database_url)
+    callbacks = None
+    if bridge is not None:
+        callbacks = CallbackFailureCounter(
+            bridge.w3,
+            bridge.contract,
+            first_block=settings.start_block,
+            confirmations=settings.confirmations,
+            block_range=settings.max_block_range,
+        )
+    telemetry = ApiMetrics(MetricsSampler(db, bridge, callbacks))
+    services = ApiServices(
+        settings=settings,
+        db=db,
+        bridge=bridge,
+        readiness=ReadinessProbe(db, bridge, settings.max_scan_lag),
+        admin=AdminActions(bridge),
+        metrics=telemetry,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        remove = bridge.ce.add_observer(telemetry.observe_ce_call) if bridge else None
+        try:
+            yield
+        finally:
+            if remove is not None:
+                remove()
+
+    app = FastAPI(
+        title="ce-bridge",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    for router in (health.router, jobs.router, admin.router, metrics.router):
+        app.include_router(router)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Maps the bridge's errors to ``{"detail": ...}`` answers."""
+    codes: list[tuple[type[Exception], int]] = [
+        (JobNotFound, status.HTTP_404_NOT_FOUND),
+        (JobConflict, status.HTTP_409_CONFLICT),
+        (BridgeNotRunning, status.HTTP_503_SERVICE_UNAVAILABLE),
+        (ChainError, status.HTTP_503_SERVICE_UNAVAILABLE),
+        (StoreError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    ]
+    for error_type, code in codes:
+        app.add_exception_handler(error_type, _answer(code))
+
+    async def database_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("API: database error %s", type(exc).__name__)
+        return JSONResponse(
+            {"detail": f"database unavailable: {type(exc).__name__}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("API: unexpected %s", type(exc).__name__, exc_info=exc)
+        return JSONResponse(
+            {"detail": "internal error; see the bridge's log"},
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    app.add_exception_handler(SQLAlchemyError, database_error)
+    app.add_exception_handler(BridgeError, internal_error)
+    app.add_exception_handler(Exception, internal_error)
+
+
+def _answer(code: int) -> Callable[[Request, Exception], JSONResponse]:
+    def handler(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    return handler
+
+
+# ---------------------------------------------------------------------------- serving
+
+_POLL_INTERVAL = 0.01
+
+
+class ApiServer:
+    """An app served by uvicorn from a daemon thread; made by :func:`serve_api_in_thread`."""
+
+    def __init__(self, app: FastAPI, host: str, port: int, startup_timeout: float) -> None:
+        self._host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only for
+        # sockets whose proto says TCP; with proto 0 every answer waits ~40 ms (Nagle and
+        # delayed ACKs, as uvicorn writes headers and body separately).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"the API cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        self._socket = sock
+        self.port: int = sock.getsockname()[1]
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=1,
+            )
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="ce-api", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._wait_until_answering(startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` (no trailing slash)."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    def stop(self) -> None:
+        """Stops serving and waits for the thread (up to 10 s). Safe to call twice."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._socket.close()
+
+    def __enter__(self) -> ApiServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _wait_until_answering(self, timeout: float) -> None:
+        """Returns once ``GET /healthz`` answers 200 (polling; no fixed sleep)."""
+        probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
+        probe_host = f"[{probe_host}]" if ":" in probe_host else probe_host
+        probe = f"http://{probe_host}:{self.port}/healthz"
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0) as http:
+            while True:
+                if not self._thread.is_alive():
+                    raise BridgeError("the API server thread exited during startup")
+                try:
+                    if http.get(probe).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise BridgeError(f"the API did not answer within {timeout:g}s")
+                time.sleep(_POLL_INTERVAL)
+
+
+def serve_api_in_thread(
+    app: FastAPI, host: str, port: int, *, startup_timeout: float = 10.0
+) -> ApiServer:
+    """Serves ``app`` on ``host:port`` (0: a free port) from a daemon thread.
+
+    Returns once the app answers ``GET /healthz``.
+
+    Returns:
+        The handle: ``.url``, ``.port``, ``.stop()``.
+
+    Raises:
+        ConfigError: the address cannot be bound (in use, not local, no permission).
+        BridgeError: the server did not start answering within ``startup_timeout``.
+    """
+    server = ApiServer(app, host, port, startup_timeout)
+    log.info("API serving at %s", server.url)
+    return server

@@ -1,0 +1,626 @@
+"""The services behind the HTTP API: everything a route needs, so routes touch no web3 or SQL.
+
+- :class:`JobQueries` (one database session): pages of jobs, one job with its timeline, its
+  output manifest and files. Read-only.
+- :class:`ReadinessProbe`: the ``/readyz`` checks (RPC, database, scan lag, CE), each with a
+  message naming what failed. A check never raises; it fails.
+- :class:`AdminActions`: pause and resume dispatch, retry and fail a job, through the running
+  :class:`~bridge.engine.service.Bridge` (whose lock serialises every change of a job and whose
+  state machine decides what a change means).
+- :class:`MetricsSampler` and :class:`CallbackFailureCounter`: what ``/metrics`` reports that is
+  computed at scrape time, from the database and the chain.
+
+Nothing here imports FastAPI. Errors are the bridge's own (``JobNotFound``, ``JobConflict``,
+``BridgeNotRunning``, ``RpcUnavailable``, ``StoreError``); ``bridge.api.app`` maps them to HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from hexbytes import HexBytes
+from sqlalchemy import Engine, func, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from bridge.api.schemas import (
+    AdminJobResult,
+    Check,
+    DispatchState,
+    InputFilePublic,
+    JobPage,
+    JobPublic,
+    JobSummary,
+    OnchainStatus,
+    OutputFilePublic,
+    OutputsPublic,
+    Readiness,
+    ResourcesPublic,
+    SpecPublic,
+    TimelineEntry,
+    TimelineKind,
+)
+from bridge.chain.reader import find_deployment_block
+from bridge.engine.service import Bridge, spec_from_json
+from bridge.engine.states import JobState
+from bridge.errors import (
+    BridgeNotRunning,
+    JobNotFound,
+    RemoteError,
+    RpcUnavailable,
+    SpecError,
+    StoreError,
+)
+from bridge.results import manifest_from_digests, safe_relative_path
+from bridge.store.models import ChainTx, Job, OutputFile, RemoteCall, ScanCursor, TxState, Update
+
+log = logging.getLogger("bridge.api")
+
+#: The ``CallbackFailed(uint256)`` event's topic.
+CALLBACK_FAILED_TOPIC = HexBytes(Web3.keccak(text="CallbackFailed(uint256)"))
+
+_NO_BRIDGE = "no bridge runs in this process"
+
+
+def _utc(moment: datetime) -> datetime:
+    """Datetimes come back from SQLite without a zone; they are all UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One output file's bytes, as the bridge downloaded and hashed them."""
+
+    path: str
+    content: bytes
+    sha256: str
+    media_type: str
+
+
+class JobQueries:
+    """Read-only views of the bridge's jobs over one database session."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def page(
+        self,
+        *,
+        state: JobState | None = None,
+        status: OnchainStatus | None = None,
+        requester: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JobPage:
+        """Jobs matching every filter given, newest (highest id) first.
+
+        Args:
+            state: the bridge's state of the job.
+            status: the on-chain status the bridge last saw.
+            requester: the submitter's address (any case).
+            limit: page size.
+            offset: jobs to skip.
+        """
+        query = select(Job)
+        if state is not None:
+            query = query.where(col(Job.state) == state.value)
+        if status is not None:
+            query = query.where(col(Job.onchain_status) == status.value_int)
+        if requester is not None:
+            query = query.where(col(Job.requester) == Web3.to_checksum_address(requester.lower()))
+        total = self._session.exec(select(func.count()).select_from(query.subquery())).one()
+        rows = self._session.exec(
+            query.order_by(col(Job.job_id).desc()).offset(offset).limit(limit)
+        ).all()
+        return JobPage(
+            total=int(total), limit=limit, offset=offset, items=[_summary(j) for j in rows]
+        )
+
+    def job(self, job_id: int) -> JobPublic:
+        """One job with its timeline: the submission, every CE call, every update queued
+        (with its transaction and whether it was applied or skipped) and every transaction
+        that carried one, oldest first.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        job = self._get(job_id)
+        spec = spec_from_json(job.spec_json)
+        return JobPublic(
+            **_summary(job).model_dump(),
+            spec=SpecPublic(
+                app=spec.app,
+                command_line=spec.command_line,
+                specs=ResourcesPublic(
+                    vcpus=spec.specs.vcpus,
+                    ram=spec.specs.ram,
+                    disk=spec.specs.disk,
+                    network_download=spec.specs.network_download,
+                    network_upload=spec.specs.network_upload,
+                ),
+                max_hours=spec.max_hours,
+                input_files=[
+                    InputFilePublic(filename=f.filename, url=f.url) for f in spec.input_files
+                ],
+            ),
+            spec_hash=job.spec_hash,
+            spec_error=job.spec_error,
+            block_number=job.block_number,
+            tx_hash=job.tx_hash,
+            cancel_requested=job.cancel_requested,
+            remote_status=job.remote_status,
+            remote_error=job.remote_error,
+            attempts=job.attempts,
+            result_hash=job.result_hash,
+            result_uri=job.result_uri,
+            outcome=OnchainStatus.of(job.outcome) if job.outcome is not None else None,
+            reason=job.reason,
+            timeline=self._timeline(job),
+        )
+
+    def outputs(self, job_id: int, base_url: str) -> OutputsPublic:
+        """The job's output manifest (``sha256(manifest)`` is its result hash).
+
+        Args:
+            job_id: the job.
+            base_url: the URL the files are served under (ends with ``/``).
+
+        Raises:
+            JobNotFound: no such job, or it has no result yet.
+        """
+        job = self._get(job_id)
+        if job.result_hash is None:
+            raise JobNotFound(job_id, f"job {job_id} has no outputs (it is {job.state})")
+        files = self._session.exec(
+            select(OutputFile.path, OutputFile.sha256, OutputFile.size).where(
+                col(OutputFile.job_id) == job_id
+            )
+        ).all()
+        digests = {path: digest for path, digest, _ in files}
+        manifest = manifest_from_digests(digests).decode()
+        return OutputsPublic(
+            job_id=job_id,
+            result_hash=job.result_hash,
+            manifest=manifest.splitlines(),
+            files=[
+                OutputFilePublic(
+                    path=path, sha256=digest, size=size, url=base_url + quote(path, safe="/")
+                )
+                for path, digest, size in sorted(files, key=lambda f: f[0].encode())
+            ],
+        )
+
+    def output_file(self, job_id: int, path: str) -> StoredFile:
+        """One output file's stored bytes.
+
+        Raises:
+            JobNotFound: no such job, or no such file (including paths that could not be one).
+        """
+        try:
+            safe_relative_path(path)
+        except SpecError:
+            raise JobNotFound(job_id, f"job {job_id} has no output file {path!r}") from None
+        row = self._session.exec(
+            select(OutputFile).where(col(OutputFile.job_id) == job_id, col(OutputFile.path) == path)
+        ).first()
+        if row is None:
+            self._get(job_id)
+            raise JobNotFound(job_id, f"job {job_id} has no output file {path!r}")
+        media_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"
+        return StoredFile(
+            path=row.path, content=row.content, sha256=row.sha256, media_type=media_type
+        )
+
+    def _get(self, job_id: int) -> Job:
+        job = self._session.get(Job, job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def _timeline(self, job: Job) -> list[TimelineEntry]:
+        entries = [
+            TimelineEntry(
+                at=_utc(job.created_at),
+                kind=TimelineKind.SUBMITTED,
+                summary=f"JobSubmitted in block {job.block_number}, paying {job.payment_wei} wei",
+                block_number=job.block_number,
+                tx_hash=job.tx_hash,
+                status=OnchainStatus.SUBMITTED,
+            )
+        ]
+        calls = self._session.exec(
+            select(RemoteCall)
+            .where(col(RemoteCall.job_id) == job.job_id)
+            .order_by(col(RemoteCall.id))
+        ).all()
+        for call in calls:
+            entries.append(
+                TimelineEntry(
+                    at=_utc(call.at),
+                    kind=TimelineKind.REMOTE_CALL,
+                    summary=f"CE {call.kind} {'succeeded' if call.ok else 'failed'}",
+                    call=call.kind,
+                    ok=call.ok,
+                    detail=call.detail,
+                )
+            )
+        updates = self._session.exec(
+            select(Update).where(col(Update.job_id) == job.job_id).order_by(col(Update.id))
+        ).all()
+        tx_ids = {u.tx_id for u in updates if u.tx_id is not None}
+        txs = (
+            {
+                tx.id: tx
+                for tx in self._session.exec(
+                    select(ChainTx).where(col(ChainTx.id).in_(tx_ids))
+                ).all()
+            }
+            if tx_ids
+            else {}
+        )
+        for update in updates:
+            tx = txs.get(update.tx_id) if update.tx_id is not None else None
+            status = OnchainStatus.of(update.status) if 0 <= update.status <= 7 else None
+            outcome = {True: "applied", False: "skipped", None: "pending"}[update.applied]
+            entries.append(
+                TimelineEntry(
+                    at=_utc(update.created_at),
+                    kind=TimelineKind.UPDATE,
+                    summary=f"update to {status or update.status} queued: {outcome}",
+                    status=status,
+                    data=update.data,
+                    applied=update.applied,
+                    skip_reason=update.skip_reason,
+                    tx_hash=tx.tx_hash if tx is not None else None,
+                    block_number=tx.mined_block if tx is not None else None,
+                )
+            )
+        for tx in sorted(txs.values(), key=lambda t: t.nonce):
+            entries.append(
+                TimelineEntry(
+                    at=_utc(tx.created_at),
+                    kind=TimelineKind.TRANSACTION,
+                    summary=f"applyUpdates tx nonce {tx.nonce}: {tx.state}",
+                    tx_hash=tx.tx_hash,
+                    block_number=tx.mined_block,
+                    tx_state=tx.state,
+                    nonce=tx.nonce,
+                    attempt=tx.attempt,
+                    gas_used=tx.gas_used,
+                    detail=tx.error,
+                )
+            )
+        order = list(TimelineKind)
+        entries.sort(key=lambda e: (e.at, order.index(e.kind)))
+        return entries
+
+
+def _summary(job: Job) -> JobSummary:
+    return JobSummary(
+        job_id=job.job_id,
+        requester=job.requester,
+        state=JobState(job.state),
+        onchain_status=OnchainStatus.of(job.onchain_status),
+        remote_job_id=job.remote_job_id,
+        payment_wei=job.payment_wei,
+        deadline=job.deadline,
+        created_at=_utc(job.created_at),
+        updated_at=_utc(job.updated_at),
+    )
+
+
+# ---------------------------------------------------------------------------- readiness
+
+
+class ReadinessProbe:
+    """The ``/readyz`` checks.
+
+    Args:
+        db: the bridge's database.
+        bridge: the running bridge; without one the RPC, scan and CE checks fail.
+        max_scan_lag: most blocks the scanner may be behind ``head - confirmations``.
+    """
+
+    def __init__(self, db: Engine, bridge: Bridge | None, max_scan_lag: int) -> None:
+        self._db = db
+        self._bridge = bridge
+        self._max_scan_lag = max_scan_lag
+
+    def check(self) -> Readiness:
+        """Runs every check (each one, even after a failure) and never raises."""
+        database = self._database()
+        bridge = self._bridge
+        if bridge is None:
+            checks = [
+                Check(name="rpc", ok=False, message=_NO_BRIDGE),
+                database,
+                Check(name="scan_lag", ok=False, message=_NO_BRIDGE),
+                Check(name="ce", ok=False, message=_NO_BRIDGE),
+            ]
+        else:
+            head: int | None = None
+            try:
+                head = bridge.reader.head()
+                rpc = Check(name="rpc", ok=True, message=f"node answers; head block {head}")
+            except RpcUnavailable as exc:
+                rpc = Check(name="rpc", ok=False, message=f"node unreachable: {exc}")
+            checks = [rpc, database, self._scan_lag(bridge, head, database.ok), self._ce(bridge)]
+        return Readiness(ready=all(c.ok for c in checks), checks=checks)
+
+    def _database(self) -> Check:
+        try:
+            with self._db.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            return Check(
+                name="database", ok=False, message=f"database unreachable: {type(exc).__name__}"
+            )
+        return Check(name="database", ok=True, message="database answers")
+
+    def _scan_lag(self, bridge: Bridge, head: int | None, db_ok: bool) -> Check:
+        if head is None or not db_ok:
+            return Check(
+                name="scan_lag", ok=False, message="unknown: the node or the database is down"
+            )
+        try:
+            cursor = scan_cursor(self._db, bridge.contract)
+        except StoreError as exc:
+            return Check(name="scan_lag", ok=False, message=str(exc))
+        if cursor is None:
+            return Check(name="scan_lag", ok=False, message="the scanner has not scanned yet")
+        lag = max(0, head - bridge.settings.confirmations - cursor)
+        ok = lag <= self._max_scan_lag
+        return Check(
+            name="scan_lag",
+            ok=ok,
+            message=f"scanner is {lag} blocks behind head - confirmations "
+            f"(at most {self._max_scan_lag} allowed)",
+        )
+
+    @staticmethod
+    def _ce(bridge: Bridge) -> Check:
+        try:
+            bridge.ce.ping()
+        except RemoteError as exc:
+            return Check(name="ce", ok=False, message=f"CE API unreachable or refusing: {exc}")
+        return Check(name="ce", ok=True, message="CE API answers")
+
+
+def scan_cursor(db: Engine, contract: str) -> int | None:
+    """The last block the scanner finished for ``contract``, or None before its first scan.
+
+    Raises:
+        StoreError: the database failed.
+    """
+    try:
+        with Session(db) as session:
+            cursor = session.get(ScanCursor, contract)
+            return None if cursor is None else cursor.block
+    except SQLAlchemyError as exc:
+        raise StoreError(f"reading the scan cursor failed: {type(exc).__name__}") from exc
+
+
+# ---------------------------------------------------------------------------- admin
+
+
+class AdminActions:
+    """Operator actions on the running bridge. Every job change goes through the Bridge."""
+
+    def __init__(self, bridge: Bridge | None) -> None:
+        self._bridge = bridge
+
+    def _running(self) -> Bridge:
+        if self._bridge is None:
+            raise BridgeNotRunning(f"{_NO_BRIDGE}: admin actions need one")
+        return self._bridge
+
+    def pause(self) -> DispatchState:
+        """Stops dispatching new jobs to CE; jobs already on CE are still followed."""
+        bridge = self._running()
+        bridge.dispatch_paused.set()
+        log.warning("dispatch of new jobs paused by the operator")
+        return DispatchState(dispatch_paused=True)
+
+    def resume(self) -> DispatchState:
+        """Dispatches new jobs again (those that waited go first, oldest first)."""
+        bridge = self._running()
+        bridge.dispatch_paused.clear()
+        log.warning("dispatch of new jobs resumed by the operator")
+        return DispatchState(dispatch_paused=False)
+
+    def retry(self, job_id: int) -> AdminJobResult:
+        """Makes an open job's current step due now, with a fresh attempt count.
+
+        Raises:
+            JobNotFound, JobConflict (not open), BridgeNotRunning.
+        """
+        state = self._running().retry_job(job_id)
+        return AdminJobResult(job_id=job_id, state=state, message="retry scheduled")
+
+    def fail(self, job_id: int, reason: str) -> AdminJobResult:
+        """Fails an open job on-chain with ``reason``; the requester is refunded.
+
+        Raises:
+            JobNotFound, JobConflict (not open, or a terminal update already queued),
+            BridgeNotRunning.
+        """
+        decision = self._running().fail_job(job_id, reason)
+        written = decision.updates[0].data if decision.updates else reason
+        return AdminJobResult(
+            job_id=job_id, state=decision.state, message=f"Failed queued on-chain: {written}"
+        )
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+class CallbackFailureCounter:
+    """Counts the escrow's ``CallbackFailed`` events, cheaply: one topic-filtered
+    ``eth_getLogs`` per block range, only over blocks not counted before, at confirmation depth,
+    and at most ``max_ranges`` ranges per call (a new process catches up over a few scrapes).
+
+    The count lives in memory: after a restart it is recounted from ``first_block``.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        *,
+        first_block: int | None,
+        confirmations: int,
+        block_range: int,
+        max_ranges: int = 10,
+    ) -> None:
+        self._w3 = w3
+        self._address = Web3.to_checksum_address(address)
+        self._next: int | None = first_block
+        self._confirmations = confirmations
+        self._range = block_range
+        self._max_ranges = max_ranges
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def count(self, head: int) -> int:
+        """The failures seen up to ``head - confirmations`` (or less, while catching up).
+
+        Raises:
+            RpcUnavailable: the node failed; what was counted so far is kept.
+        """
+        with self._lock:
+            if self._next is None:
+                self._next = find_deployment_block(self._w3, self._address)
+            safe = head - self._confirmations
+            for _ in range(self._max_ranges):
+                if self._next > safe:
+                    break
+                to_block = min(safe, self._next + self._range - 1)
+                try:
+                    logs = self._w3.eth.get_logs(
+                        {
+                            "address": self._address,
+                            "fromBlock": self._next,
+                            "toBlock": to_block,
+                            "topics": [CALLBACK_FAILED_TOPIC],
+                        }
+                    )
+                except (Web3Exception, OSError, ValueError) as exc:
+                    raise RpcUnavailable(
+                        f"eth_getLogs for CallbackFailed failed: {type(exc).__name__}"
+                    ) from exc
+                self._count += len(logs)
+                self._next = to_block + 1
+            return self._count
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """What ``/metrics`` reports at one scrape; None where the source was unavailable."""
+
+    jobs_by_state: dict[str, int]
+    txs_by_state: dict[str, int]
+    tx_replacements: int
+    gas_used: int
+    updates_waiting: int
+    updates_skipped: int
+    dispatch_paused: bool | None = None
+    head: int | None = None
+    scan_cursor: int | None = None
+    scan_lag: int | None = None
+    operator_balance_wei: int | None = None
+    callback_failures: int | None = None
+
+
+class MetricsSampler:
+    """Computes a :class:`MetricsSnapshot` from the database and, with a bridge, the chain.
+
+    The chain part is best effort: an unreachable node leaves those values None (and is
+    logged), so a scrape never fails because of the node.
+    """
+
+    def __init__(
+        self,
+        db: Engine,
+        bridge: Bridge | None,
+        callbacks: CallbackFailureCounter | None = None,
+    ) -> None:
+        self._db = db
+        self._bridge = bridge
+        self._callbacks = callbacks
+
+    def sample(self) -> MetricsSnapshot:
+        """One snapshot.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        try:
+            snapshot = self._from_db()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"metrics: database error {type(exc).__name__}") from exc
+        bridge = self._bridge
+        if bridge is None:
+            return snapshot
+        head = cursor = lag = balance = failures = None
+        try:
+            head = bridge.reader.head()
+            cursor = scan_cursor(self._db, bridge.contract)
+            if cursor is not None:
+                lag = max(0, head - bridge.settings.confirmations - cursor)
+            balance = int(bridge.w3.eth.get_balance(bridge.tx.sender))
+            if self._callbacks is not None:
+                failures = self._callbacks.count(head)
+        except (RpcUnavailable, Web3Exception, OSError) as exc:
+            log.warning("metrics: chain values unavailable: %s", type(exc).__name__)
+        return replace(
+            snapshot,
+            dispatch_paused=bridge.dispatch_paused.is_set(),
+            head=head,
+            scan_cursor=cursor,
+            scan_lag=lag,
+            operator_balance_wei=balance,
+            callback_failures=failures,
+        )
+
+    def _from_db(self) -> MetricsSnapshot:
+        with Session(self._db) as session:
+            jobs = dict.fromkeys((s.value for s in JobState), 0)
+            for state, n in session.exec(
+                select(Job.state, func.count()).group_by(col(Job.state))
+            ).all():
+                jobs[state] = int(n)
+            txs = dict.fromkeys((s.value for s in TxState if s is not TxState.UNSTARTED), 0)
+            for state, n in session.exec(
+                select(ChainTx.state, func.count()).group_by(col(ChainTx.state))
+            ).all():
+                txs[state] = int(n)
+            replacements = session.exec(select(func.coalesce(func.sum(ChainTx.attempt), 0))).one()
+            gas = session.exec(
+                select(func.coalesce(func.sum(ChainTx.gas_used), 0)).where(
+                    col(ChainTx.state).in_([TxState.CONFIRMED, TxState.FATAL])
+                )
+            ).one()
+            waiting = session.exec(
+                select(func.count()).select_from(Update).where(col(Update.tx_id).is_(None))
+            ).one()
+            skipped = session.exec(
+                select(func.count()).select_from(Update).where(col(Update.applied).is_(False))
+            ).one()
+        return MetricsSnapshot(
+            jobs_by_state=jobs,
+            txs_by_state=txs,
+            tx_replacements=int(replacements or 0),
+            gas_used=int(gas or 0),
+            updates_waiting=int(waiting),
+            updates_skipped=int(skipped),
+        )
