@@ -254,8 +254,15 @@ class Bridge:
             self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stops the loops (each finishes its current step) and waits for them."""
+        """Stops the loops and waits for them.
+
+        Each loop finishes its current step, but nothing new starts: jobs still queued for the
+        worker pool are skipped, and CE calls are not retried (a request already on the wire
+        runs to its answer or ``BRIDGE_CE_TIMEOUT``). Everything left undone is in the database
+        and resumed by the next start.
+        """
         self._stop.set()
+        self.ce.interrupt()
         for thread in self._threads:
             thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -535,6 +542,8 @@ class Bridge:
         return len(due)
 
     def _work_job(self, job_id: int, chain_now: int) -> None:
+        if self._stop.is_set():
+            return  # stopping: the job stays due and the next start works it
         with Session(self.db) as session:
             job = session.get(Job, job_id)
             if job is None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -96,7 +97,8 @@ class CEClient:
         max_attempts: Attempts per call, the first included (at least 1).
         backoff_base: The first retry's maximum delay in seconds; it doubles per attempt.
         backoff_max: The longest delay slept between two attempts.
-        sleep: Called with each delay; tests inject a recorder.
+        sleep: Called with each delay; tests inject a recorder. By default the delay is an
+            interruptible wait that :meth:`interrupt` ends.
         max_download_bytes: The largest output file :meth:`download` accepts.
 
     Raises:
@@ -114,7 +116,7 @@ class CEClient:
         max_attempts: int = 5,
         backoff_base: float = 0.2,
         backoff_max: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         max_download_bytes: int = 64 * MIB,
     ) -> None:
         if not authenticator:
@@ -133,7 +135,8 @@ class CEClient:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._sleep = sleep
+        self._interrupted = threading.Event()
+        self._sleep = sleep if sleep is not None else self._interrupted.wait
         self._max_download_bytes = max_download_bytes
         self._rng = random.Random()
         self._observers: tuple[CallObserver, ...] = ()
@@ -158,6 +161,12 @@ class CEClient:
             self._observers = tuple(o for o in self._observers if o is not observer)
 
         return remove
+
+    def interrupt(self) -> None:
+        """Stop retrying, for a shutdown: a backoff wait ends now, and a call that would try
+        again raises :class:`~bridge.errors.RemoteTransient` instead (an attempt already on the
+        wire still runs to its answer or its timeout). Irreversible; safe from any thread."""
+        self._interrupted.set()
 
     def close(self) -> None:
         """Close the underlying ``httpx.Client`` if this client created it."""
@@ -427,6 +436,8 @@ class CEClient:
                 last = exc
             if attempt == attempts:
                 break
+            if self._interrupted.is_set():
+                raise RemoteTransient(f"{op}: not retried, the client is stopping") from last
             delay = self._rng.uniform(
                 0.0, min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
             )
@@ -452,6 +463,8 @@ class CEClient:
                 delay,
             )
             self._sleep(delay)
+            if self._interrupted.is_set():
+                raise RemoteTransient(f"{op}: not retried, the client is stopping") from last
         assert last is not None  # the loop ran at least once and only breaks after a failure
         log.warning("%s: giving up after %d attempts: %s", op, attempts, last)
         raise RemoteTransient(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -331,3 +333,43 @@ def test_observers_see_each_call_with_its_time_and_error() -> None:
     remove()
     client.job_status("r1")
     assert len(seen) == 3
+
+
+def test_interrupt_ends_a_backoff_wait_and_stops_retrying() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503, json={"error": "down"})
+
+    # The default sleep: an interruptible wait. A long backoff would hold a thread for minutes.
+    client = CEClient(
+        BASE,
+        SECRET,
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+        backoff_base=600.0,
+        backoff_max=600.0,
+        max_attempts=5,
+    )
+    client._rng.uniform = lambda _low, high: high  # type: ignore[method-assign]
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.create_job(REQUEST, "1:0xA:1")
+        except RemoteTransient as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.interrupt()
+    worker.join(timeout=5)
+    assert not worker.is_alive(), "interrupt() did not end the backoff wait"
+    assert len(calls) == 1 and "stopping" in str(outcome[0])
+    # Once interrupted, a failing call is not retried at all.
+    with pytest.raises(RemoteTransient, match="stopping"):
+        client.job_status("r1")
+    assert len(calls) == 2
