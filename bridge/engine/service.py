@@ -564,24 +564,31 @@ class Bridge:
                 self._finish(job)
             else:
                 self._poll(job)
-        except RemoteRejected as exc:
-            self._retry_later(job, f"CE refused: {exc}")
-        except (RemoteError, RpcUnavailable) as exc:
-            self._retry_later(job, str(exc))
+        except RemoteError as exc:
+            if self._stop.is_set():
+                return  # a call cut short by the shutdown is not a failed attempt
+            prefix = "CE refused: " if isinstance(exc, RemoteRejected) else ""
+            self._retry_later(job, f"{prefix}{exc}")
+        except RpcUnavailable as exc:
+            # The node's failure, not CE's: retried, but never counted against the job-create
+            # budget (a node outage must not fail jobs on-chain as "CE unavailable").
+            self._retry_later(job, str(exc), counted=False)
 
-    def _retry_later(self, job: Job, message: str) -> None:
+    def _retry_later(self, job: Job, message: str, *, counted: bool = True) -> None:
         with self._lock, Session(self.db) as session:
             fresh = session.get(Job, job.job_id)
             if fresh is None or fresh.state != job.state:
                 return
-            fresh.attempts += 1
+            if counted:
+                fresh.attempts += 1
             fresh.remote_error = message
-            fresh.next_attempt_at = self._clock() + min(60.0, 0.5 * 2 ** min(fresh.attempts, 7))
+            delay = min(60.0, 0.5 * 2 ** min(max(fresh.attempts, 1), 7))
+            fresh.next_attempt_at = self._clock() + delay
             session.add(fresh)
             session.commit()
             attempts = fresh.attempts
         log.warning("job %d: attempt %d failed: %s", job.job_id, attempts, message)
-        if job.state == JobState.NEW and attempts >= self.settings.create_retry_budget:
+        if counted and job.state == JobState.NEW and attempts >= self.settings.create_retry_budget:
             self._commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
 
     def _dispatch(self, job: Job) -> None:
