@@ -1,0 +1,185 @@
+"""Every benchmark in one command: ``.venv/bin/python -m bench`` (``--quick`` for a smoke run).
+
+Runs, in order: gas against Chainlink and API3 (``bench.peers``), throughput of a burst through
+the bridge against the naive baseline (``bench.throughput``), latency at 0 and 2 confirmations,
+ingest of pre-filled ``JobSubmitted`` events and the bridge's peak memory (``bench.ingest``).
+Prints one table and writes ``bench/results.json``. Benchmarks never fail on their figures: the
+exit status is non-zero only when a benchmark could not run (``--only`` picks some).
+
+Every run is bounded (timeouts) and stops every process it started. The figures depend on the
+machine and its load; ``results.json`` records both (``machine``, and the load with each run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import ingest, peers, throughput
+from bench.common import machine
+from bridge.chain.artifacts import REPO_ROOT
+
+RESULTS = REPO_ROOT / "bench" / "results.json"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each benchmark is."""
+
+    burst_jobs: int
+    latency_jobs: int
+    latency_pace: float
+    ingest_jobs: int
+    memory_seconds: float
+
+
+FULL = Sizes(
+    burst_jobs=500, latency_jobs=60, latency_pace=0.25, ingest_jobs=10_000, memory_seconds=120.0
+)
+QUICK = Sizes(
+    burst_jobs=100, latency_jobs=20, latency_pace=0.25, ingest_jobs=1_000, memory_seconds=30.0
+)
+
+#: The issue's targets: (label, how to read the figure from the results, comparison, limit).
+TARGETS: list[tuple[str, Callable[[dict[str, Any]], float], str, float]] = [
+    ("throughput: bridge / naive time", lambda r: r["throughput"]["ratio"], "<=", 0.5),
+    (
+        "throughput: jobs/s end to end",
+        lambda r: r["throughput"]["bridge"]["jobs_per_second"],
+        ">=",
+        100,
+    ),
+    ("ingest: events/s", lambda r: r["ingest"]["ingest"]["events_per_second"], ">=", 5000),
+    ("ingest: reader / raw eth_getLogs", lambda r: r["ingest"]["ingest"]["ratio"], "<=", 1.5),
+    ("memory: peak RSS (MiB)", lambda r: r["ingest"]["memory"]["peak_rss_mb"], "<=", 200),
+]
+
+
+def _run_all(sizes: Sizes, only: set[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine(), "sizes": sizes.__dict__, "errors": {}}
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("gas", peers.peers),
+        ("throughput", lambda: throughput.throughput(sizes.burst_jobs)),
+        ("latency", lambda: throughput.latency(sizes.latency_jobs, sizes.latency_pace)),
+        ("ingest", lambda: ingest.run(sizes.ingest_jobs, time_limit=sizes.memory_seconds)),
+    ]
+    for name, step in steps:
+        if only and name not in only:
+            continue
+        print(f"== {name}", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        try:
+            results[name] = step()
+        except Exception as exc:  # a benchmark that cannot run is reported, the others go on
+            traceback.print_exc()
+            results["errors"][name] = f"{exc.__class__.__name__}: {exc}"
+        print(f"   {time.monotonic() - start:.0f}s", file=sys.stderr, flush=True)
+    return results
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    """The one table of every figure (Markdown), then the targets."""
+    rows: list[tuple[str, str]] = []
+    if "gas" in results:
+        for row in results["gas"]["rows"]:
+            rows.append(
+                (
+                    f"gas: {row['system']}",
+                    f"{_fmt(row['total'])} gas ({_fmt(row['request'])} + {_fmt(row['fulfill'])})",
+                )
+            )
+    if "throughput" in results:
+        t = results["throughput"]
+        for who in ("bridge", "naive"):
+            r = t[who]
+            rows.append(
+                (
+                    f"throughput: {r['jobs']} jobs in a burst, {who}",
+                    f"{r['seconds']} s, {r['jobs_per_second']} jobs/s, {r['blocks']} blocks, "
+                    f"{r['operator_txs']} operator txs, CPU {r['cpu_seconds']} s",
+                )
+            )
+        rows.append(("throughput: bridge / naive time", _fmt(t["ratio"])))
+    if "latency" in results:
+        for key, r in results["latency"].items():
+            lat = r["latency"]
+            rows.append(
+                (
+                    f"latency: {r['jobs']} jobs, one every {r['pace']} s, {key}",
+                    f"accept p50 {lat['accept.p50.s']} s / p95 {lat['accept.p95.s']} s; "
+                    f"complete p50 {lat['complete.p50.s']} s / p95 {lat['complete.p95.s']} s",
+                )
+            )
+    if "ingest" in results:
+        i = results["ingest"]["ingest"]
+        rows.append(
+            (
+                f"ingest: {i['events']:,} JobSubmitted in {i['blocks']} blocks",
+                f"{_fmt(i['events_per_second'])} events/s; reader {i['reader_seconds']} s, raw "
+                f"eth_getLogs {i['raw_seconds']} s (x{i['ratio']}), web3 get_logs "
+                f"{i['web3_get_logs_seconds']} s",
+            )
+        )
+        m = results["ingest"]["memory"]
+        rows.append(
+            (
+                f"memory: ce-bridge run tracking {m['jobs']:,} jobs",
+                f"peak RSS {m['peak_rss_mb']} MiB ({m['stored']:,} stored, {m['dispatched']:,} "
+                f"dispatched after {m['seconds']} s)",
+            )
+        )
+    lines = ["| benchmark | figure |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    lines += ["", "| target | measured | limit | verdict |", "|---|---:|---|---|"]
+    for label, read, op, limit in TARGETS:
+        try:
+            value = read(results)
+        except KeyError:
+            continue
+        met = value <= limit if op == "<=" else value >= limit
+        lines.append(
+            f"| {label} | {_fmt(value)} | {op} {_fmt(limit)} | {'met' if met else 'missed'} |"
+        )
+    for name, error in results.get("errors", {}).items():
+        lines.append(f"\n{name} did not run: {error}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the benchmarks, prints the table and writes ``bench/results.json``."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, a smoke run")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["gas", "throughput", "latency", "ingest"],
+        help="run only these (repeatable)",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="results file")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    results = _run_all(sizes, set(args.only or ()))
+    results["quick"] = args.quick
+    tmp = args.output.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(args.output)
+    print(render(results))
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The CE emulator in its own process for the benchmarks: every phase at zero seconds, no access
+log, so that neither the benchmark's own work nor logging slows the CE side down.
+
+Run: ``python -m bench.emulator --port P --data-dir DIR``. ``EmulatorProcess`` starts it, waits
+until it answers, and always stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+
+from bridge.devchain import free_port
+from bridge.remote.emulator import API_PREFIX, EmulatorConfig, create_emulator_app
+
+#: The CE emulator with every phase at zero: a job is Completed as soon as it is created.
+ZERO_DELAYS = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
+
+
+class EmulatorProcess:
+    """``python -m bench.emulator`` on a free loopback port.
+
+    Args:
+        data_dir: where the emulator writes the jobs' output files.
+        running_seconds: how long each job runs (0: it completes when created).
+    """
+
+    def __init__(self, data_dir: Path, running_seconds: float = 0.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.base_url = self.url + API_PREFIX
+        self._args = [
+            sys.executable,
+            "-m",
+            "bench.emulator",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            "--running-seconds",
+            str(running_seconds),
+        ]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> EmulatorProcess:
+        """Starts the emulator; returns once ``/_emulator/stats`` answers."""
+        self._process = subprocess.Popen(
+            self._args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the emulator exited with {self._process.returncode}")
+            try:
+                with urllib.request.urlopen(self.url + "/_emulator/stats", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the emulator did not answer within {timeout}s")
+
+    def stop(self) -> None:
+        """Stops the emulator; it is gone when this returns."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serves the zero-delay emulator until terminated."""
+    parser = argparse.ArgumentParser(prog="python -m bench.emulator", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--running-seconds", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    config = ZERO_DELAYS.model_copy(
+        update={"data_dir": args.data_dir, "running_seconds": args.running_seconds}
+    )
+    app = create_emulator_app(config)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
