@@ -12,8 +12,9 @@ Three loops, each a ``*_once`` method that a thread calls repeatedly:
 
 Every change of a job goes through ``_commit_event``: under a lock it reloads the job, checks
 that it is still in the state the I/O was based on, asks ``machine.transition`` what follows,
-and stores the new state with the updates to queue in one transaction. Remote side effects
-(cancel) run only after that commit.
+and stores the new state with the updates to queue in one transaction. A remote job to cancel
+is queued in that same transaction (``remote_cancel``), sent after the commit, and retried by
+the worker until CE answers: a crash between the two cannot leave a remote job running.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from bridge.errors import (
     InsufficientFunds,
     JobConflict,
     JobNotFound,
+    RemoteAuthError,
     RemoteError,
     RemoteRejected,
     RpcUnavailable,
@@ -67,6 +69,7 @@ from bridge.store.models import (
     Job,
     OutputFile,
     RemoteCall,
+    RemoteCancel,
     ScanCursor,
     SeenBlock,
     Update,
@@ -474,6 +477,13 @@ class Bridge:
                     data=update.data,
                 )
             )
+        if m.RemoteAction.CANCEL_REMOTE in outcome.actions and job.remote_job_id:
+            # Queued with the state change: a crash before the call cannot lose it.
+            session.add(
+                RemoteCancel(
+                    job_id=job.job_id, remote_job_id=job.remote_job_id, reason=outcome.reason
+                )
+            )
         session.add(job)
         if previous != job.state:
             log.info(
@@ -501,18 +511,56 @@ class Bridge:
         return decision
 
     def _run_actions(self, actions: Iterable[tuple[int, m.Decision]]) -> None:
-        for job_id, decision in actions:
-            if m.RemoteAction.CANCEL_REMOTE in decision.actions:
-                with Session(self.db) as session:
-                    job = session.get(Job, job_id)
-                    remote_id = job.remote_job_id if job else None
-                if remote_id:
-                    try:
-                        self.ce.cancel_job(remote_id)
-                        self._record_call(job_id, "cancel", True, remote_id)
-                    except RemoteError as exc:
-                        self._record_call(job_id, "cancel", False, str(exc))
-                        log.warning("job %d: remote cancel failed: %s", job_id, exc)
+        """Sends at once the remote cancellations the decisions queued (the worker retries any
+        that fail: see ``_due_cancels``)."""
+        jobs = [j for j, d in actions if m.RemoteAction.CANCEL_REMOTE in d.actions]
+        if jobs:
+            for row in self._due_cancels(jobs):
+                self._send_cancel(row)
+
+    def _due_cancels(self, job_ids: list[int] | None = None) -> list[RemoteCancel]:
+        """Queued remote cancellations not yet answered and due (of ``job_ids``, if given)."""
+        query = select(RemoteCancel).where(
+            col(RemoteCancel.done_at).is_(None), col(RemoteCancel.next_attempt_at) <= self._clock()
+        )
+        if job_ids is not None:
+            query = query.where(col(RemoteCancel.job_id).in_(job_ids))
+        with Session(self.db, expire_on_commit=False) as session:
+            return list(session.exec(query.order_by(col(RemoteCancel.id)).limit(64)).all())
+
+    def _send_cancel(self, row: RemoteCancel) -> None:
+        """Asks CE to cancel one queued remote job; records the answer or schedules a retry."""
+        if self._stop.is_set():
+            return
+        done, error, status = True, None, None
+        try:
+            status = self.ce.cancel_job(row.remote_job_id)
+        except RemoteAuthError as exc:
+            done, error = False, str(exc)  # the account, not the job: try again later
+        except RemoteRejected as exc:
+            error = str(exc)  # CE does not know the job or will not cancel it: nothing to redo
+        except RemoteError as exc:
+            done, error = False, str(exc)
+        if done:
+            detail = row.remote_job_id if error is None else f"{row.remote_job_id}: {error}"
+            self._record_call(row.job_id, "cancel", error is None, detail)
+        else:
+            self._record_call(row.job_id, "cancel", False, error)
+            log.warning("job %d: remote cancel failed, will retry: %s", row.job_id, error)
+        with self._lock, Session(self.db) as session:
+            fresh = session.get(RemoteCancel, row.id)
+            if fresh is None or fresh.done_at is not None:
+                return
+            if done:
+                fresh.done_at, fresh.last_error = utcnow(), error
+            else:
+                fresh.attempts += 1
+                fresh.last_error = error
+                fresh.next_attempt_at = self._clock() + min(300.0, 2.0 ** min(fresh.attempts, 9))
+            session.add(fresh)
+            session.commit()
+        if done and error is None:
+            log.info("job %d: remote job %s cancelled (%s)", row.job_id, row.remote_job_id, status)
 
     def on_update_skipped(self, job_id: int, status: int, error: str) -> None:
         """Called by the transaction manager for each update the contract skipped."""
@@ -537,6 +585,7 @@ class Bridge:
                 .limit(256)
             ).all()
         futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
+        futures += [self._pool.submit(self._send_cancel, row) for row in self._due_cancels()]
         for future in futures:
             future.result()
         return len(due)

@@ -8,6 +8,8 @@ continues from the database:
 - ``Job``: one row per on-chain job, with the spec from its ``JobSubmitted`` event and the
   bridge's own state (``JobState``) of the job.
 - ``RemoteCall``: every call to CE about a job (for the timeline and metrics).
+- ``RemoteCancel``: the outbox of remote jobs to cancel, written with the state change that
+  calls for it, so a crash right after that change cannot leave a remote job running.
 - ``OutputFile``: the downloaded result files, whose manifest hash went on-chain.
 - ``Update``: the outbox of on-chain writes (``applyUpdates`` items), each assigned to a
   ``ChainTx`` once the transaction manager batches it.
@@ -106,6 +108,23 @@ class RemoteCall(SQLModel, table=True):
     ok: bool
     detail: str | None = None  # remote status, remote job id or error message
     at: datetime = Field(default_factory=utcnow)
+
+
+class RemoteCancel(SQLModel, table=True):
+    """A remote job to cancel: queued in the transaction of the state change that calls for it,
+    tried until CE answers (``done_at``), with a growing delay between attempts."""
+
+    __tablename__ = "remote_cancel"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    remote_job_id: str
+    reason: str
+    attempts: int = 0
+    next_attempt_at: float = 0.0  # epoch seconds
+    last_error: str | None = None
+    done_at: datetime | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class OutputFile(SQLModel, table=True):
