@@ -581,7 +581,9 @@ class Bridge:
             due = session.exec(
                 select(Job.job_id)
                 .where(col(Job.state).in_(states), col(Job.next_attempt_at) <= now)
-                .order_by(col(Job.job_id))
+                # Longest-waiting first: new jobs (0) before ones polled a moment ago, so a
+                # round's limit never starves the newest jobs behind the oldest open ones.
+                .order_by(col(Job.next_attempt_at), col(Job.job_id))
                 .limit(256)
             ).all()
         futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
