@@ -147,6 +147,23 @@ def spec_from_json(text: str) -> JobSpec:
     )
 
 
+def due_jobs(db: Engine, states: Iterable[JobState], now: float, limit: int = 256) -> list[int]:
+    """Ids of the jobs in ``states`` due at ``now``, longest-waiting first, at most ``limit``.
+
+    New jobs (never attempted, ``next_attempt_at`` 0) come before ones polled a moment ago, so a
+    round's limit never starves the newest jobs behind the oldest open ones.
+    """
+    with Session(db) as session:
+        return list(
+            session.exec(
+                select(Job.job_id)
+                .where(col(Job.state).in_(list(states)), col(Job.next_attempt_at) <= now)
+                .order_by(col(Job.next_attempt_at), col(Job.job_id))
+                .limit(limit)
+            ).all()
+        )
+
+
 def _view(job: Job) -> m.JobView:
     return m.JobView(
         state=JobState(job.state),
@@ -577,15 +594,7 @@ class Bridge:
         states = [
             s for s in _WORK_STATES if not (s is JobState.NEW and self.dispatch_paused.is_set())
         ]
-        with Session(self.db) as session:
-            due = session.exec(
-                select(Job.job_id)
-                .where(col(Job.state).in_(states), col(Job.next_attempt_at) <= now)
-                # Longest-waiting first: new jobs (0) before ones polled a moment ago, so a
-                # round's limit never starves the newest jobs behind the oldest open ones.
-                .order_by(col(Job.next_attempt_at), col(Job.job_id))
-                .limit(256)
-            ).all()
+        due = due_jobs(self.db, states, now)
         futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
         futures += [self._pool.submit(self._send_cancel, row) for row in self._due_cancels()]
         for future in futures:
