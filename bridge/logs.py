@@ -1,7 +1,9 @@
 """Logging setup: plain or JSON lines, with the job id, remote job id and tx hash as fields.
 
 Code logs with ``extra={"job_id": ..., "remote_job_id": ..., "tx_hash": ...}`` where it has
-them; the JSON formatter emits those as fields so one job can be followed across components.
+them (a batch transaction carries ``job_ids``, every job it writes); the JSON formatter emits those
+as fields, so one job can be followed across components: the scanner, the CE worker and the
+transaction manager.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-_FIELDS = ("job_id", "remote_job_id", "tx_hash")
+_FIELDS = ("job_id", "job_ids", "remote_job_id", "tx_hash")
 
 
 class JsonFormatter(logging.Formatter):

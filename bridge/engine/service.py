@@ -456,6 +456,15 @@ class Bridge:
                 callback_gas_limit=0,
             )
         )
+        log.info(
+            "job %d: submitted by %s in block %d, tx %s%s",
+            entry.job_id,
+            entry.requester,
+            at.block_number,
+            at.tx_hash,
+            f" (cannot run: {spec_error})" if spec_error else "",
+            extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
+        )
 
     # ------------------------------------------------------------------ state changes
 
@@ -563,7 +572,12 @@ class Bridge:
             self._record_call(row.job_id, "cancel", error is None, detail)
         else:
             self._record_call(row.job_id, "cancel", False, error)
-            log.warning("job %d: remote cancel failed, will retry: %s", row.job_id, error)
+            log.warning(
+                "job %d: remote cancel failed, will retry: %s",
+                row.job_id,
+                error,
+                extra={"job_id": row.job_id, "remote_job_id": row.remote_job_id},
+            )
         with self._lock, Session(self.db) as session:
             fresh = session.get(RemoteCancel, row.id)
             if fresh is None or fresh.done_at is not None:
@@ -577,11 +591,23 @@ class Bridge:
             session.add(fresh)
             session.commit()
         if done and error is None:
-            log.info("job %d: remote job %s cancelled (%s)", row.job_id, row.remote_job_id, status)
+            log.info(
+                "job %d: remote job %s cancelled (%s)",
+                row.job_id,
+                row.remote_job_id,
+                status,
+                extra={"job_id": row.job_id, "remote_job_id": row.remote_job_id},
+            )
 
     def on_update_skipped(self, job_id: int, status: int, error: str) -> None:
         """Called by the transaction manager for each update the contract skipped."""
-        log.warning("job %d: update to status %d skipped on-chain: %s", job_id, status, error)
+        log.warning(
+            "job %d: update to status %d skipped on-chain: %s",
+            job_id,
+            status,
+            error,
+            extra={"job_id": job_id},
+        )
         if status >= int(Status.COMPLETED):
             self._commit_event(job_id, m.TerminalUpdateSkipped(error), JobState.SETTLING)
 
@@ -647,7 +673,13 @@ class Bridge:
             session.add(fresh)
             session.commit()
             attempts = fresh.attempts
-        log.warning("job %d: attempt %d failed: %s", job.job_id, attempts, message)
+        log.warning(
+            "job %d: attempt %d failed: %s",
+            job.job_id,
+            attempts,
+            message,
+            extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
+        )
         if counted and job.state == JobState.NEW and attempts >= self.settings.create_retry_budget:
             self._commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
 
@@ -785,7 +817,7 @@ class Bridge:
             job.attempts, job.next_attempt_at, job.updated_at = 0, 0.0, utcnow()
             session.add(job)
             session.commit()
-        log.info("job %d: retry requested by the operator", job_id)
+        log.info("job %d: retry requested by the operator", job_id, extra={"job_id": job_id})
         return state
 
     def fail_job(self, job_id: int, reason: str) -> m.Decision:

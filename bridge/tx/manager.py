@@ -490,7 +490,7 @@ class TxManager:
             len(jobs) - len(skipped),
             len(skipped),
             jobs,
-            extra={"tx_hash": tx.tx_hash},
+            extra={"tx_hash": tx.tx_hash, "job_ids": jobs},
         )
         for job_id, status, reason in skipped:
             log.warning(
@@ -639,7 +639,7 @@ class TxManager:
             fees.max_fee_per_gas,
             fees.max_priority_fee_per_gas,
             jobs,
-            extra={"tx_hash": tx_hash},
+            extra={"tx_hash": tx_hash, "job_ids": jobs},
         )
         return row
 

@@ -160,3 +160,36 @@ def test_no_secret_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     # Logs of the whole run.
     _assert_clean("logs", "\n".join(r.getMessage() for r in caplog.records), needles)
     assert caplog.records, "the run should have logged something"
+
+
+def test_json_logs_follow_one_job_across_components(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job's log records carry its id, its remote job id and the hashes of its transactions,
+    and the JSON formatter emits them as fields."""
+    import json
+
+    from bridge.logs import JsonFormatter
+
+    caplog.set_level(logging.INFO)
+    config = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0.1)
+    with LocalStack(tmp_path, block_time=None, confirmations=0, emulator_config=config) as stack:
+        spec = _spec("echo ok > output/out.txt")
+        price = stack.escrow.functions.quote(spec.to_abi(), 0).call()
+        job_id = stack.escrow.functions.nextJobId().call()
+        tx = stack.escrow.functions.submitJob(spec.to_abi(), 0).transact(
+            {"from": stack.roles.user, "value": price}
+        )
+        stack.w3.eth.wait_for_transaction_receipt(tx)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if Status(stack.escrow.functions.getJob(job_id).call()[1]) is Status.COMPLETED:
+                break
+            time.sleep(0.2)
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+    mine = [x for x in lines if x.get("job_id") == job_id or job_id in x.get("job_ids", [])]
+    loggers = {x["logger"] for x in mine}
+    assert {"bridge.engine", "bridge.tx"} <= loggers, loggers
+    assert any(x.get("remote_job_id") for x in mine), "no record names the remote job"
+    assert any(x.get("tx_hash") == "0x" + bytes(tx).hex() for x in mine), "no submit tx"
+    assert len({x["tx_hash"] for x in mine if "tx_hash" in x}) >= 2, "no bridge tx for the job"
