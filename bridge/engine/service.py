@@ -709,7 +709,23 @@ class Bridge:
             self._record_call(job.job_id, "create", False, str(exc))
             raise
         self._record_call(job.job_id, "create", True, remote_id)
-        self._commit_event(job.job_id, m.RemoteCreated(remote_id), JobState.NEW)
+        if self._commit_event(job.job_id, m.RemoteCreated(remote_id), JobState.NEW) is None:
+            # The job moved on while job-create was in flight (cancelled or settled on-chain
+            # meanwhile): nobody will follow this remote job, so it must not keep running.
+            self._cancel_stray(job.job_id, remote_id)
+
+    def _cancel_stray(self, job_id: int, remote_id: str) -> None:
+        """Queues and sends the cancellation of a remote job its job did not take."""
+        with self._lock, Session(self.db) as session:
+            job = session.get(Job, job_id)
+            if job is not None and job.remote_job_id == remote_id:
+                return  # it did take it after all
+            reason = "remote job created after its job had ended"
+            session.add(RemoteCancel(job_id=job_id, remote_job_id=remote_id, reason=reason))
+            session.commit()
+        log.warning("job %d: %s: cancelling remote job %s", job_id, reason, remote_id)
+        for row in self._due_cancels([job_id]):
+            self._send_cancel(row)
 
     def _settled_at_head(self, job_id: int) -> bool:
         try:
