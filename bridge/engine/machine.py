@@ -14,7 +14,7 @@ States (``JobState``)::
      |  SpecInvalid        (Failed/Aborted)-----> SETTLING <------------- (Completed queued)
      '----------------------------------------------> |  terminal update lands / settled by others
                                                     SETTLED
-    Any open state --SubmissionReorged--> ORPHANED
+    Any open state, and SETTLED --SubmissionReorged--> ORPHANED
     Any open state but SETTLING --DeadlineNear / AdminFail--> SETTLING (Failed queued, refund)
 """
 
@@ -210,6 +210,12 @@ def _not_in(job: JobView, event: Event) -> Rejection:
 def transition(job: JobView, event: Event) -> Outcome:
     """The next step of ``job`` after ``event``; pure and total (every pair has an answer)."""
     if not job.state.is_open:
+        if isinstance(event, SubmissionReorged) and job.state is JobState.SETTLED:
+            # Settled on a chain that a deep reorg replaced: the job no longer exists there.
+            return Decision(
+                state=JobState.ORPHANED,
+                reason="submission of a settled job removed by a chain reorganisation",
+            )
         return Rejection(f"job is {job.state}: nothing follows")
     match event:
         case RemoteCreated(remote_job_id=remote_id):

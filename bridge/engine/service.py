@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete
+from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 from web3 import Web3
 from web3.contract import Contract
@@ -78,6 +79,9 @@ from bridge.store.models import (
 from bridge.tx.manager import TxManager
 
 log = logging.getLogger("bridge.engine")
+
+#: ``Update.skip_reason`` of a write the bridge dropped: its job's submission vanished in a reorg.
+DROPPED = "dropped: submission removed by a chain reorganisation"
 
 _WORK_STATES = (
     JobState.NEW,
@@ -370,11 +374,35 @@ class Bridge:
                     col(SeenBlock.contract) == self.contract, col(SeenBlock.number) > fork
                 )
             )
-            # Undispatched jobs above the fork are forgotten; a re-scan finds them again if
-            # they are still on the chain. Dispatched ones stay and are matched on re-scan.
-            session.exec(
-                delete(Job).where(col(Job.block_number) > fork, col(Job.state) == JobState.NEW)
+            # Our writes confirmed above the fork may be gone: tracked again, re-sent if so.
+            self.tx.reopen_after_reorg(session, fork)
+            session.flush()
+            # Every job submitted above the fork must be seen again, the same submission,
+            # before the re-scan passes the old cursor (_store_scan); meanwhile it is not
+            # dispatched and none of its writes is sent.
+            suspects = list(
+                session.exec(
+                    select(Job).where(
+                        col(Job.block_number) > fork, col(Job.state) != JobState.ORPHANED
+                    )
+                ).all()
             )
+            for job in suspects:
+                job.recheck_until = max(job.recheck_until or 0, cursor_block)
+                session.add(job)
+            if suspects:
+                session.exec(
+                    sql_update(Update)
+                    .where(
+                        col(Update.job_id).in_([j.job_id for j in suspects]),
+                        col(Update.applied).is_(None),
+                    )
+                    .values(held=True)
+                )
+                log.warning(
+                    "jobs %s were submitted above the fork: re-checking them",
+                    [j.job_id for j in suspects],
+                )
             cursor = session.get(ScanCursor, self.contract)
             if cursor is not None:
                 cursor.block = fork
@@ -389,7 +417,9 @@ class Bridge:
         with self._lock, Session(self.db) as session:
             for entry in logs:
                 if isinstance(entry, SubmittedLog):
-                    self._store_submission(session, entry)
+                    stored = self._store_submission(session, entry)
+                    if stored is not None and stored[1].actions:
+                        actions.append(stored)
                     continue
                 job = session.get(Job, entry.job_id)
                 if job is None:
@@ -403,6 +433,15 @@ class Bridge:
                         continue
                     event = m.SettledOnChain(entry.status)
                 decision = self._apply(session, job, event)
+                if decision is not None and decision.actions:
+                    actions.append((job.job_id, decision))
+            # The re-scan passed the old cursor: a job not seen again has no submission now.
+            for job in session.exec(
+                select(Job).where(
+                    col(Job.recheck_until).is_not(None), col(Job.recheck_until) <= to_block
+                )
+            ).all():
+                decision = self._orphan(session, job)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
             cursor = session.get(ScanCursor, self.contract) or ScanCursor(
@@ -423,15 +462,46 @@ class Bridge:
             log.info("scanned blocks %d..%d: %d events", last + 1, to_block, len(logs))
         return actions
 
-    def _store_submission(self, session: Session, entry: SubmittedLog) -> None:
+    def _store_submission(
+        self, session: Session, entry: SubmittedLog
+    ) -> tuple[int, m.Decision] | None:
+        """Stores a new job, or matches a known one; returns a decision whose actions to run."""
         existing = session.get(Job, entry.job_id)
         at = entry.at
+        generation = 0
+        decision = None
         if existing is not None:
-            # Seen again after a rewind: keep the bridge's progress, refresh the position.
-            existing.block_number, existing.block_hash = at.block_number, at.block_hash
-            existing.tx_hash, existing.log_index = at.tx_hash, at.log_index
-            session.add(existing)
-            return
+            same = (
+                existing.tx_hash.lower() == at.tx_hash.lower()
+                and existing.spec_hash == "0x" + entry.spec_hash.hex()
+                and existing.state != JobState.ORPHANED
+            )
+            if same:
+                # The same submission, seen again after a rewind (perhaps in another block):
+                # keep the bridge's progress, refresh the position, release held writes.
+                existing.block_number, existing.block_hash = at.block_number, at.block_hash
+                existing.tx_hash, existing.log_index = at.tx_hash, at.log_index
+                if existing.recheck_until is not None:
+                    existing.recheck_until = None
+                    self._hold_updates(session, existing.job_id, held=False)
+                    log.info("job %d: submission seen again after the reorg", existing.job_id)
+                session.add(existing)
+                return None
+            # A different submission got this job id after a reorg: the old one is orphaned
+            # (its remote job cancelled, its writes dropped) and the new one starts afresh
+            # under the next generation of the id, so it gets its own remote job.
+            decision = self._orphan(session, existing)
+            generation = existing.generation + 1
+            session.exec(delete(OutputFile).where(col(OutputFile.job_id) == existing.job_id))
+            session.delete(existing)
+            session.flush()
+            log.warning(
+                "job %d: id reused by another submission (tx %s) after a reorg: generation %d",
+                entry.job_id,
+                at.tx_hash,
+                generation,
+                extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
+            )
         spec_error: str | None = None
         if spec_hash(entry.spec) != entry.spec_hash:
             spec_error = "the event's spec does not match its specHash"
@@ -454,6 +524,7 @@ class Bridge:
                 tx_hash=at.tx_hash,
                 log_index=at.log_index,
                 callback_gas_limit=0,
+                generation=generation,
             )
         )
         log.info(
@@ -464,6 +535,38 @@ class Bridge:
             at.tx_hash,
             f" (cannot run: {spec_error})" if spec_error else "",
             extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
+        )
+        return None if decision is None else (entry.job_id, decision)
+
+    def _orphan(self, session: Session, job: Job) -> m.Decision | None:
+        """Records that ``job``'s submission is gone (a reorg deeper than the confirmations).
+
+        The machine moves it to ``orphaned`` (queueing the cancellation of a live remote job)
+        and every write of it not yet known to be on-chain is dropped, so that none can land
+        on a job that gets its id on the new chain. The caller commits.
+        """
+        decision = self._apply(session, job, m.SubmissionReorged())
+        job.recheck_until = None
+        session.add(job)
+        session.exec(
+            sql_update(Update)
+            .where(col(Update.job_id) == job.job_id, col(Update.applied).is_(None))
+            .values(applied=False, held=False, skip_reason=DROPPED)
+        )
+        log.warning(
+            "job %d: its submission (tx %s) is gone from the chain: orphaned",
+            job.job_id,
+            job.tx_hash,
+            extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
+        )
+        return decision
+
+    @staticmethod
+    def _hold_updates(session: Session, job_id: int, *, held: bool) -> None:
+        session.exec(
+            sql_update(Update)
+            .where(col(Update.job_id) == job_id, col(Update.applied).is_(None))
+            .values(held=held)
         )
 
     # ------------------------------------------------------------------ state changes
@@ -501,6 +604,7 @@ class Bridge:
                     status=int(update.status),
                     result_hash="0x" + update.result_hash.hex(),
                     data=update.data,
+                    held=job.recheck_until is not None,  # its submission is being re-checked
                 )
             )
         if m.RemoteAction.CANCEL_REMOTE in outcome.actions and job.remote_job_id:
@@ -523,12 +627,20 @@ class Bridge:
         return outcome
 
     def _commit_event(
-        self, job_id: int, event: m.Event, expect: JobState | None = None
+        self,
+        job_id: int,
+        event: m.Event,
+        expect: JobState | None = None,
+        generation: int | None = None,
     ) -> m.Decision | None:
-        """Applies ``event`` if the job is still in state ``expect``; runs the remote actions."""
+        """Applies ``event`` if the job is still in state ``expect`` (and, if given, still the
+        submission of that ``generation``: a reorg may have given its id to another one);
+        runs the remote actions."""
         with self._lock, Session(self.db) as session:
             job = session.get(Job, job_id)
             if job is None or (expect is not None and job.state != expect):
+                return None
+            if generation is not None and job.generation != generation:
                 return None
             decision = self._apply(session, job, event)
             session.commit()
@@ -692,24 +804,29 @@ class Bridge:
         except SpecError as exc:
             self._commit_event(job.job_id, m.SpecInvalid(str(exc)), JobState.NEW)
             return
+        if job.recheck_until is not None:
+            # A reorg went under its submission: not dispatched until it is seen again.
+            self._schedule_poll(job.job_id, JobState.NEW)
+            return
         if self._settled_at_head(job.job_id):
             # Cancelled (or expired) in a block not yet confirmed: creating a remote job now would
             # only waste compute. The confirmed event will settle it; if a reorg removes that
             # block, the job is dispatched then.
             self._schedule_poll(job.job_id, JobState.NEW)
             return
-        key = idempotency_key(self.chain_id, self.contract, job.job_id)
+        key = idempotency_key(self.chain_id, self.contract, job.job_id, job.generation)
         try:
             remote_id = self.ce.create_job(request, key)
         except RemoteRejected as exc:
             self._record_call(job.job_id, "create", False, str(exc))
-            self._commit_event(job.job_id, m.CreateRejected(str(exc)), JobState.NEW)
+            self._commit_event(job.job_id, m.CreateRejected(str(exc)), JobState.NEW, job.generation)
             return
         except RemoteError as exc:
             self._record_call(job.job_id, "create", False, str(exc))
             raise
         self._record_call(job.job_id, "create", True, remote_id)
-        if self._commit_event(job.job_id, m.RemoteCreated(remote_id), JobState.NEW) is None:
+        created = m.RemoteCreated(remote_id)
+        if self._commit_event(job.job_id, created, JobState.NEW, job.generation) is None:
             # The job moved on while job-create was in flight (cancelled or settled on-chain
             # meanwhile): nobody will follow this remote job, so it must not keep running.
             self._cancel_stray(job.job_id, remote_id)
@@ -752,7 +869,7 @@ class Bridge:
             self.ce.cancel_job(job.remote_job_id or "")
             self._record_call(job.job_id, "cancel", True, job.remote_job_id)
         decision = self._commit_event(
-            job.job_id, m.RemoteStatusSeen(status.status, status.error), state
+            job.job_id, m.RemoteStatusSeen(status.status, status.error), state, job.generation
         )
         if decision is None or decision.state == state:
             self._schedule_poll(job.job_id, state)
@@ -785,6 +902,8 @@ class Bridge:
         with self._lock, Session(self.db) as session:
             fresh = session.get(Job, job.job_id)
             if fresh is None or fresh.state != JobState.FINISHING:
+                return
+            if fresh.generation != job.generation:
                 return
             session.exec(delete(OutputFile).where(col(OutputFile.job_id) == job.job_id))
             for path, content in files.items():
@@ -862,5 +981,19 @@ class Bridge:
     # ------------------------------------------------------------------ transactions
 
     def tx_once(self) -> None:
-        """One round of the transaction manager."""
+        """One round of the transaction manager, unless a reorg the scanner has not handled yet
+        went under the scan cursor: then the writes wait for the re-check (a write re-sent
+        before it could land on a job that the new chain gave another submission)."""
+        if not self._scan_view_current():
+            log.info("the chain changed under the scan cursor: writes wait for the re-scan")
+            return
         self.tx.tick()
+
+    def _scan_view_current(self) -> bool:
+        """Whether the block at the scan cursor still has the hash the scanner stored."""
+        with Session(self.db) as session:
+            cursor = session.get(ScanCursor, self.contract)
+            seen = None if cursor is None else session.get(SeenBlock, (self.contract, cursor.block))
+        if seen is None:
+            return True
+        return self.reader.block_hash(seen.number) == seen.hash

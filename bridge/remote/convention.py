@@ -91,21 +91,29 @@ def is_success(status: str) -> bool:
     return status == CEStatus.COMPLETED
 
 
-def idempotency_key(chain_id: int, contract_address: str, job_id: int) -> str:
+def idempotency_key(
+    chain_id: int, contract_address: str, job_id: int, generation: int = 0
+) -> str:
     """Build the ``Idempotency-Key`` header value naming one on-chain job.
 
     Args:
         chain_id: The EIP-155 chain id (positive).
         contract_address: The JobEscrow address, in any case; it is written in EIP-55 form.
         job_id: The on-chain job id (non-negative).
+        generation: 0, except for a job id that a chain reorganisation gave to a different
+            submission after a remote job was created for the first one: 1 for the first such
+            reuse, and so on (the bridge's ``Job.generation``).
 
     Returns:
         ``"<chainId>:<EIP-55 address>:<jobId>"``, e.g. ``"1:0x5290...9EE7:42"``: the same job on
-        the same deployment always yields the same key, and no two deployments share one.
+        the same deployment always yields the same key, and no two deployments share one. A
+        reused id's key carries the generation as a fourth part, ``"1:0x5290...9EE7:42:1"``, so
+        the new submission gets its own remote job instead of the old one's.
 
     Raises:
-        ValueError: ``chain_id`` is not positive, ``job_id`` is negative, or the address is not
-            a ``0x``-prefixed 20-byte hex string (mixed case must be a valid EIP-55 checksum).
+        ValueError: ``chain_id`` is not positive, ``job_id`` or ``generation`` is negative, or
+            the address is not a ``0x``-prefixed 20-byte hex string (mixed case must be a valid
+            EIP-55 checksum).
     """
     if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
         raise ValueError(f"chain id must be a positive integer, got {chain_id!r}")
@@ -117,7 +125,10 @@ def idempotency_key(chain_id: int, contract_address: str, job_id: int) -> str:
     digits = contract_address[2:]
     if digits not in (digits.lower(), digits.upper()) and contract_address != checksummed:
         raise ValueError(f"address fails its EIP-55 checksum: {contract_address!r}")
-    return f"{chain_id}:{checksummed}:{job_id}"
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        raise ValueError(f"generation must be a non-negative integer, got {generation!r}")
+    key = f"{chain_id}:{checksummed}:{job_id}"
+    return key if generation == 0 else f"{key}:{generation}"
 
 
 def _is_int(value: object) -> bool:

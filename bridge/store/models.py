@@ -80,6 +80,10 @@ class Job(SQLModel, table=True):
     block_hash: str
     tx_hash: str
     log_index: int
+    generation: int = 0  # +1 each time a reorg hands this job id to a different submission
+    recheck_until: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # ^ set by a reorg under the job's submission: it must be scanned again (same transaction,
+    # same spec) before the scan passes this block, or the job is orphaned
 
     state: str = Field(default=JobState.NEW, index=True)
     onchain_status: int = 1  # last status known to be on-chain (Status enum value)
@@ -152,8 +156,9 @@ class Update(SQLModel, table=True):
     result_hash: str = "0x" + "00" * 32
     data: str = ""
     tx_id: int | None = Field(default=None, foreign_key="chain_tx.id", index=True)
-    applied: bool | None = None  # True applied, False skipped (UpdateSkipped), None unknown
-    skip_reason: str | None = None
+    applied: bool | None = None  # True applied, False skipped (UpdateSkipped) or dropped
+    skip_reason: str | None = None  # the contract's error name, or why the bridge dropped it
+    held: bool = False  # not to be sent while its job's submission is re-checked after a reorg
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -38,6 +38,12 @@ Guarantees:
 - A transaction is ``confirmed`` once its block is ``confirmations`` deep and still canonical;
   only then are its updates marked applied, or skipped with the name of the ``UpdateSkipped``
   error.
+- A reorg deeper than the confirmations, reported by the scanner (``reopen_after_reorg``),
+  reopens the transactions confirmed above the fork: each is confirmed again if the new chain
+  holds it, else its stored bytes are sent again. An update held by the engine (its job's
+  submission is being re-checked after a reorg) is neither batched nor sent; one it dropped
+  (the submission vanished) is taken out of its transaction by a same-nonce rebuild, so a
+  write meant for a vanished job never lands on a job that reuses its id.
 - The private key and the signed bytes are never logged; messages carry the tx hash, the nonce
   and the job ids.
 
@@ -308,8 +314,10 @@ class TxManager:
             if head - tx.mined_block < self._confirmations:
                 return
             if not self._is_canonical(tx.mined_block, tx.mined_block_hash):
-                tx = self._unmine(tx, "its block is no longer canonical")
-                if self._broadcast(tx, counts) is _Sent.OK:
+                sendable = self._sendable(
+                    self._unmine(tx, "its block is no longer canonical"), counts
+                )
+                if sendable is not None and self._broadcast(sendable, counts) is _Sent.OK:
                     counts.sent += 1
                 return
             if int(receipt["status"]) == 1:
@@ -320,8 +328,8 @@ class TxManager:
                 counts.failed += 1
             return
         if tx.mined_block is not None:
-            tx = self._unmine(tx, "its receipt is gone")
-            if self._broadcast(tx, counts) is _Sent.OK:
+            sendable = self._sendable(self._unmine(tx, "its receipt is gone"), counts)
+            if sendable is not None and self._broadcast(sendable, counts) is _Sent.OK:
                 counts.sent += 1
             return
         if tx.nonce < chain_nonce:
@@ -331,6 +339,10 @@ class TxManager:
                 self._fail(tx, NONCE_TAKEN)
                 counts.failed += 1
             return
+        sendable = self._sendable(tx, counts)
+        if sendable is None:
+            return
+        tx = sendable
         if tx.id in self._bump_now:
             self._replace(tx, counts)  # a node called it underpriced
         elif tx.id not in self._sent:
@@ -339,6 +351,104 @@ class TxManager:
                 counts.sent += 1
         elif self._is_stuck(tx):
             self._replace(tx, counts)
+
+    def _sendable(self, tx: ChainTx, counts: _Counts) -> ChainTx | None:
+        """``tx`` (not mined) as it may be (re)sent now, or None while it must wait.
+
+        If the engine dropped one of its updates (its job's submission vanished in a reorg),
+        the transaction is first rebuilt without it (same nonce, higher fees, so that it also
+        replaces the old bytes in any mempool). It waits while one of its updates is held:
+        its job's submission is being re-checked after a reorg.
+        """
+        assert tx.id is not None
+        with self._session() as session:
+            updates = self._updates_of(session, tx.id)
+        keep = [u for u in updates if u.applied is not False]
+        if len(keep) < len(updates):
+            tx = self._rebuild(tx, keep, counts)
+        return None if any(u.held for u in keep) else tx
+
+    def _rebuild(self, tx: ChainTx, keep: list[Update], counts: _Counts) -> ChainTx:
+        """Re-signs ``tx`` (same nonce) with only the updates ``keep``; the others leave it.
+
+        With nothing to keep, the transaction becomes an empty ``applyUpdates``: the nonce is
+        used up either way, so no later transaction waits on a gap.
+        """
+        assert tx.id is not None
+        items = [
+            (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
+            for u in keep
+        ]
+        data = HexBytes(self._escrow.encode_abi("applyUpdates", args=[items]))
+        old = Fees(tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
+        fees = bumped_fees(old, self._market_fees(), self._bump_percent, self._max_fee) or old
+        raw, tx_hash = self._sign(tx.nonce, data, tx.gas_limit, fees)
+        kept = {cast(int, u.id) for u in keep}
+        with self._session() as session:
+            row = session.get(ChainTx, tx.id)
+            assert row is not None
+            dropped = []
+            for u in self._updates_of(session, tx.id):
+                if u.id not in kept:
+                    u.tx_id = None
+                    session.add(u)
+                    dropped.append(u.job_id)
+            row.raw_tx, row.tx_hash = raw, tx_hash
+            row.hashes = ",".join([*_hashes(tx), tx_hash])
+            row.attempt = tx.attempt + 1
+            row.max_fee_per_gas = fees.max_fee_per_gas
+            row.max_priority_fee_per_gas = fees.max_priority_fee_per_gas
+            row.mined_block, row.mined_block_hash, row.broadcast_at = None, None, None
+            session.add(row)
+            session.commit()
+        self._sent.discard(tx.id)
+        counts.replaced += 1
+        log.warning(
+            "tx %s nonce %d rebuilt as %s without the dropped updates of jobs %s "
+            "(their submissions vanished in a reorg); %d updates kept",
+            tx.tx_hash,
+            tx.nonce,
+            tx_hash,
+            dropped,
+            len(keep),
+            extra={"tx_hash": tx_hash, "job_ids": dropped},
+        )
+        return row
+
+    def reopen_after_reorg(self, session: Session, fork_block: int) -> list[int]:
+        """Reopens this key's transactions confirmed in a block above ``fork_block``.
+
+        Called by the scanner, in the transaction that rewinds it, when a reorg deeper than the
+        confirmations replaced blocks above ``fork_block``: a confirmed write there may be gone.
+        Each reopened transaction is tracked again: confirmed anew if the new chain holds it,
+        otherwise its stored bytes are sent again. The caller commits.
+
+        Returns:
+            The ids of the reopened transactions.
+        """
+        rows = list(
+            session.exec(
+                select(ChainTx).where(
+                    col(ChainTx.sender) == self._sender,
+                    col(ChainTx.state) == TxState.CONFIRMED,
+                    col(ChainTx.mined_block) > fork_block,
+                )
+            ).all()
+        )
+        for row in rows:
+            row.state = TxState.UNCONFIRMED
+            session.add(row)
+            for u in self._updates_of(session, cast(int, row.id)):
+                u.applied, u.skip_reason = None, None
+                session.add(u)
+        if rows:
+            log.warning(
+                "reorg below block %d: %d confirmed txs reopened (nonces %s)",
+                fork_block + 1,
+                len(rows),
+                [r.nonce for r in rows],
+            )
+        return [cast(int, r.id) for r in rows]
 
     def _find_receipt(self, tx: ChainTx) -> TxReceipt | None:
         """The receipt of whichever of the transaction's hashes was mined, newest first."""
@@ -569,7 +679,11 @@ class TxManager:
             batch = list(
                 session.exec(
                     select(Update)
-                    .where(col(Update.tx_id).is_(None))
+                    .where(
+                        col(Update.tx_id).is_(None),
+                        col(Update.applied).is_(None),  # not dropped by the engine
+                        col(Update.held).is_(False),
+                    )
                     .order_by(col(Update.id))
                     .limit(self._batch_size)
                 ).all()
@@ -843,7 +957,9 @@ class TxManager:
     def _backlog(self) -> tuple[int, int]:
         with self._session() as session:
             waiting = session.exec(
-                select(func.count()).select_from(Update).where(col(Update.tx_id).is_(None))
+                select(func.count())
+                .select_from(Update)
+                .where(col(Update.tx_id).is_(None), col(Update.applied).is_(None))
             ).one()
         return int(waiting), self._count_unconfirmed()
 

@@ -146,6 +146,11 @@ def test_idempotency_key_format() -> None:
     upper = "0x" + "52908400098527886e0f7030069857d2e4169ee7".upper()
     assert idempotency_key(31337, upper, 42) == key
     assert idempotency_key(1, "0x52908400098527886E0F7030069857D2E4169EE7", 0).endswith(":0")
+    # A job id reused by another submission after a reorg: the generation is a fourth part.
+    assert idempotency_key(31337, upper, 42, generation=0) == key
+    assert idempotency_key(31337, upper, 42, generation=2) == key + ":2"
+    with pytest.raises(ValueError):
+        idempotency_key(31337, upper, 42, generation=-1)
 
 
 @pytest.mark.parametrize(

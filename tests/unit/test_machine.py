@@ -117,6 +117,8 @@ VALID |= {
     (JobState.SETTLING, "settled_expired"): (JobState.SETTLED, (), ()),
     (JobState.SETTLING, "reorged"): (JobState.ORPHANED, (), ()),
     (JobState.SETTLING, "skipped"): (JobState.SETTLED, (), ()),
+    # Settled on a chain a deep reorg replaced: the job is gone, nothing to cancel.
+    (JobState.SETTLED, "reorged"): (JobState.ORPHANED, (), ()),
 }
 # The operator fails an open job exactly as a near deadline does: Failed queued (refund), the
 # remote job cancelled once there is one; not once a terminal update is queued.

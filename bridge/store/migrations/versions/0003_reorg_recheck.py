@@ -1,0 +1,36 @@
+"""reorg re-check: job.generation, job.recheck_until, update_outbox.held
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-28 12:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("generation", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(sa.Column("recheck_until", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("update_outbox", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("update_outbox", schema=None) as batch_op:
+        batch_op.drop_column("held")
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.drop_column("recheck_until")
+        batch_op.drop_column("generation")
