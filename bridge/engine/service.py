@@ -335,6 +335,9 @@ class Bridge:
             return None if rewound is None else ScanReport(last, last, 0, rewound)
         while True:
             to_block = min(safe, last + self._sizer.size)
+            to_hash = self.reader.block_hash(to_block)
+            if to_hash is None:
+                return None  # the chain got shorter under us: try again next round
             try:
                 logs = self.reader.fetch(last + 1, to_block)
                 break
@@ -343,9 +346,14 @@ class Bridge:
                     continue
                 raise
         self._sizer.record(len(logs))
-        to_hash = self.reader.block_hash(to_block)
-        if to_hash is None:
-            return None  # the chain got shorter under us: try again next round
+        # The logs and the hash stored for to_block must come from the same chain: a reorg
+        # between the two reads would store old-chain jobs under a new-chain hash, and the
+        # next round's check could not see it. Read the hash again; on a change, start over.
+        if self.reader.block_hash(to_block) != to_hash or any(
+            e.at.block_number == to_block and e.at.block_hash != to_hash for e in logs
+        ):
+            log.warning("the chain changed while blocks %d..%d were read", last + 1, to_block)
+            return None
         actions = self._store_scan(last, to_block, to_hash, logs)
         self._run_actions(actions)
         return ScanReport(last + 1, to_block, len(logs), rewound)

@@ -13,7 +13,9 @@ Each POST is forwarded to the upstream node, unless the proxy's seeded RNG picks
 ``rate`` is the probability of a fault per request; ``weights`` share it among the kinds (a kind
 not applicable to the method, ``lag`` for anything but ``eth_blockNumber``, falls back to
 ``delay``). ``stats()`` counts requests by method and faults by kind. With ``methods`` set, only
-those methods are faulted.
+those methods are faulted. ``after``, when set, is called with the method of each request once
+the node has answered it and before the answer is passed on (a test can change the chain there,
+between two requests of the bridge).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -70,6 +73,7 @@ class RpcFaultProxy:
         self.max_lag = max_lag
         self.weights = dict.fromkeys(FAULTS, 1.0) if weights is None else dict(weights)
         self.methods = methods
+        self.after: Callable[[str], None] | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
@@ -175,6 +179,8 @@ class RpcFaultProxy:
                 except OSError:
                     self._answer(502, b"<html>upstream unreachable</html>", "text/html")
                     return
+                if proxy.after is not None:
+                    proxy.after(method)
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)

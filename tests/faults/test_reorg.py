@@ -386,3 +386,27 @@ def test_writes_removed_by_a_reorg_are_sent_again(driver: Driver, when: str) -> 
     for j in jobs:
         assert len(driver.events("JobCompleted", j)) == 1
 
+
+def test_a_reorg_while_a_range_is_being_read_is_not_missed(tmp_path: Path) -> None:
+    # The chain is reorganised right after the bridge's eth_getLogs was answered, before it
+    # reads the hash of the range's last block: the logs are the old chain's, the hash the new
+    # one's. Stored together, the old chain's submission would never be re-checked.
+    with _driver(tmp_path, proxy=True) as (driver, proxy):
+        assert proxy is not None
+        job_id, sent = driver.submit(job_spec("ok", 1))
+        block = driver.block_of(sent.tx_hash)
+        driver.mine(CONFIRMATIONS)
+        fired: list[int] = []
+
+        def reorg_after_the_logs(method: str) -> None:
+            if method == "eth_getLogs" and not fired:
+                fired.append(int(driver.w3.eth.block_number))
+                driver.reorg(fired[0] - block + 1)  # the submission's block and all after it
+
+        proxy.after = reorg_after_the_logs
+        driver.run_until(lambda: driver.cursor() > block + 2, "the scan to pass the old block")
+        assert fired
+        assert driver.status(job_id) is Status.NONE
+        row = driver.job(job_id)
+        assert row is None or row.state == JobState.ORPHANED
+        assert emulator_stats(driver.stack)["create_calls"] == 0
