@@ -226,7 +226,7 @@ def test_a_dispatched_submission_reorged_out_is_orphaned_and_cancelled(driver: D
     block = driver.block_of(sent.tx_hash)
     driver.run_until(
         lambda: (
-            driver.status(job_id) is Status.ACCEPTED
+            driver.status(job_id) >= Status.ACCEPTED
             and writes_settled(driver.stack.settings.database_url)
         ),
         "the accept to be confirmed",
@@ -266,7 +266,7 @@ def test_a_job_id_reused_by_another_submission_gets_its_own_run(driver: Driver) 
     nonce = int(driver.w3.eth.get_transaction(HexBytes(sent.tx_hash))["nonce"])
     driver.run_until(
         lambda: (
-            driver.status(job_id) is Status.ACCEPTED
+            driver.status(job_id) >= Status.ACCEPTED
             and writes_settled(driver.stack.settings.database_url)
         ),
         "the accept to be confirmed",
@@ -314,7 +314,7 @@ def test_the_same_submission_in_another_block_keeps_its_progress(driver: Driver)
     block = driver.block_of(sent.tx_hash)
     driver.run_until(
         lambda: (
-            driver.status(job_id) is Status.ACCEPTED
+            driver.status(job_id) >= Status.ACCEPTED
             and writes_settled(driver.stack.settings.database_url)
         ),
         "the accept to be confirmed",
@@ -327,7 +327,7 @@ def test_the_same_submission_in_another_block_keeps_its_progress(driver: Driver)
     driver.reorg(int(driver.w3.eth.block_number) - block + 1, [(sent.raw, 1)])
     assert driver.block_of(sent.tx_hash) == block + 1
     driver.run_until(
-        lambda: driver.status(job_id) is Status.ACCEPTED, "the accept to land on the new chain"
+        lambda: driver.status(job_id) >= Status.ACCEPTED, "the accept to land on the new chain"
     )
     row = driver.job(job_id)
     assert row is not None and row.remote_job_id == remote_id and row.state != JobState.ORPHANED

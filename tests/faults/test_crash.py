@@ -1,0 +1,105 @@
+"""Crashes: 200 mixed jobs while ``ce-bridge run`` is SIGKILLed at random moments, 15+ times.
+
+The bridge runs as a real subprocess (``BRIDGE_*`` from a ``LocalStack(start_bridge=False)``:
+its Anvil with 0.5 s blocks, its CE emulator, its contract, a SQLite file) and is killed with
+SIGKILL after a random uptime drawn from a seeded RNG, then restarted at once. Jobs are
+submitted in waves between kills, so kills land in every phase: startup, scanning, job-create,
+polling, downloads, batching, broadcasting. At the end ``harness.audit`` checks every guarantee
+(terminal states, exactly one remote job per on-chain job, no payout doubled, balance invariant,
+no nonce gap) and the test prints what it measured. Replay a failure with the printed
+``CE_FAULT_SEED``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from bridge.devstack import LocalStack
+from bridge.remote.emulator import EmulatorConfig
+from tests.faults.harness import (
+    FAIL_MARKER,
+    NEVER_FINISHES,
+    BridgeProcess,
+    Workload,
+    audit,
+    fault_seed,
+    mixed_kinds,
+    wait_for,
+    writes_settled,
+)
+
+JOBS = 200
+WAVES = 10
+MIN_KILLS = 15
+UPTIME = (0.3, 4.0)  # seconds the bridge runs before each kill, drawn at random
+
+
+def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    seed = fault_seed("crash")
+    rng = random.Random(seed)
+    db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    config = EmulatorConfig(
+        provisioning_seconds=0.1,
+        downloading_seconds=0.1,
+        running_seconds=0.3,
+        fail_commands=frozenset({FAIL_MARKER}),
+        never_finish_apps=frozenset({NEVER_FINISHES}),
+    )
+    with LocalStack(
+        tmp_path,
+        block_time=0.5,
+        confirmations=1,
+        database_url=db_url,
+        emulator_config=config,
+        start_bridge=False,
+        settings={"batch_size": 50, "tx_stuck_after": 10.0},
+    ) as stack:
+        from_block = int(stack.w3.eth.block_number)
+        nonce_before = int(stack.w3.eth.get_transaction_count(stack.roles.operator))
+        bridge = BridgeProcess(stack.settings, tmp_path / "bridge.log")
+        work = Workload(stack)
+        kinds = mixed_kinds(JOBS, rng)
+        waves = [kinds[i::WAVES] for i in range(WAVES)]
+        uptimes: list[float] = []
+        started = time.monotonic()
+        try:
+            bridge.start()
+            while waves or len(uptimes) < MIN_KILLS:
+                if waves:
+                    work.submit(waves.pop(0))
+                uptime = rng.uniform(*UPTIME)
+                up_since = time.monotonic()
+                while time.monotonic() - up_since < uptime:
+                    work.send_due_cancellations()
+                    time.sleep(0.05)
+                bridge.kill()
+                uptimes.append(round(uptime, 2))
+                bridge.start()
+            killing_took = time.monotonic() - started
+            converge = wait_for(
+                work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5
+            )
+            wait_for(lambda: writes_settled(db_url), 60, "the last writes to be confirmed")
+        except BaseException:
+            print(bridge.tail())
+            print("not terminal:", work.not_terminal()[:20])
+            raise
+        finally:
+            bridge.close()
+
+        report = audit(
+            stack,
+            work.jobs,
+            database_url=db_url,
+            from_block=from_block,
+            operator_nonce_before=nonce_before,
+        )
+        print(
+            f"crash: seed {seed}; {len(uptimes)} SIGKILLs after uptimes {uptimes} s "
+            f"({killing_took:.0f} s), then converged in {converge:.0f} s"
+        )
+        print(f"crash: {report.line()}")
+        assert len(uptimes) >= MIN_KILLS
+        assert report.jobs == JOBS
