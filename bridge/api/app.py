@@ -22,14 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 
-import httpx
-import uvicorn
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -51,11 +45,11 @@ from bridge.errors import (
     BridgeError,
     BridgeNotRunning,
     ChainError,
-    ConfigError,
     JobConflict,
     JobNotFound,
     StoreError,
 )
+from bridge.http_thread import ThreadedServer
 from bridge.store.db import open_database
 
 log = logging.getLogger("bridge.api")
@@ -164,90 +158,14 @@ def _answer(code: int) -> Callable[[Request, Exception], JSONResponse]:
 
 # ---------------------------------------------------------------------------- serving
 
-_POLL_INTERVAL = 0.01
 
-
-class ApiServer:
-    """An app served by uvicorn from a daemon thread; made by :func:`serve_api_in_thread`."""
+class ApiServer(ThreadedServer):
+    """The API served by uvicorn from a daemon thread; made by :func:`serve_api_in_thread`."""
 
     def __init__(self, app: FastAPI, host: str, port: int, startup_timeout: float) -> None:
-        self._host = host
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only for
-        # sockets whose proto says TCP; with proto 0 every answer waits ~40 ms (Nagle and
-        # delayed ACKs, as uvicorn writes headers and body separately).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(
-                f"the API cannot listen on {host}:{port}: {exc.strerror or exc}"
-            ) from exc
-        self._socket = sock
-        self.port: int = sock.getsockname()[1]
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=1,
-            )
+        super().__init__(
+            app, host, port, probe_path="/healthz", name="ce-api", startup_timeout=startup_timeout
         )
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="ce-api", daemon=True
-        )
-        self._thread.start()
-        try:
-            self._wait_until_answering(startup_timeout)
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def url(self) -> str:
-        """``http://HOST:PORT`` (no trailing slash)."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
-
-    def stop(self) -> None:
-        """Stops serving and waits for the thread (up to 10 s). Safe to call twice."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._socket.close()
-
-    def __enter__(self) -> ApiServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _wait_until_answering(self, timeout: float) -> None:
-        """Returns once ``GET /healthz`` answers 200 (polling; no fixed sleep)."""
-        probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self._host, self._host)
-        probe_host = f"[{probe_host}]" if ":" in probe_host else probe_host
-        probe = f"http://{probe_host}:{self.port}/healthz"
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as http:
-            while True:
-                if not self._thread.is_alive():
-                    raise BridgeError("the API server thread exited during startup")
-                try:
-                    if http.get(probe).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BridgeError(f"the API did not answer within {timeout:g}s")
-                time.sleep(_POLL_INTERVAL)
 
 
 def serve_api_in_thread(

@@ -9,21 +9,16 @@ directory removed by :meth:`EmulatorServer.stop`.
 from __future__ import annotations
 
 import logging
-import socket
 import tempfile
-import threading
-import time
 from pathlib import Path
 from types import TracebackType
 
-import httpx
 import uvicorn
 
+from bridge.http_thread import ThreadedServer
 from bridge.remote.emulator import API_PREFIX, Emulator, EmulatorConfig, create_emulator_app
 
 log = logging.getLogger("bridge.remote.server")
-
-_POLL_INTERVAL = 0.01
 
 
 class EmulatorServer:
@@ -49,17 +44,15 @@ class EmulatorServer:
         self._port = port
         self._startup_timeout = startup_timeout
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self._emulator: Emulator | None = None
 
     @property
     def url(self) -> str:
         """The server's root URL, ``http://HOST:PORT/`` (valid once started)."""
-        if self._socket is None:
+        if self._server is None:
             raise RuntimeError("the emulator server is not started")
-        return f"http://{self._host}:{self._port}/"
+        return self._server.url + "/"
 
     @property
     def base_url(self) -> str:
@@ -77,10 +70,12 @@ class EmulatorServer:
         """Start serving and return once the emulator answers HTTP.
 
         Raises:
-            RuntimeError: Already started, or the server did not answer within
-                ``startup_timeout`` (it is stopped again).
+            RuntimeError: Already started.
+            ConfigError: The address cannot be bound.
+            BridgeError: The server did not answer within ``startup_timeout`` (it is stopped
+                again).
         """
-        if self._thread is not None:
+        if self._server is not None:
             raise RuntimeError("the emulator server is already started")
         config = self._config
         if config.data_dir is None:
@@ -88,30 +83,20 @@ class EmulatorServer:
             config = config.model_copy(update={"data_dir": Path(self._tmp.name)})
         app = create_emulator_app(config)
         self._emulator = app.state.emulator
-        # IPPROTO_TCP explicitly, or asyncio skips TCP_NODELAY and each answer waits ~40 ms.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
-        self._socket = sock
-        self._port = sock.getsockname()[1]
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=1,
-            )
-        )
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="ce-emulator", daemon=True
-        )
-        self._thread.start()
         try:
-            self._wait_until_answering()
+            self._server = ThreadedServer(
+                app,
+                self._host,
+                self._port,
+                probe_path="/_emulator/stats",
+                name="ce-emulator",
+                lifespan="off",
+                startup_timeout=self._startup_timeout,
+            )
         except BaseException:
             self.stop()
             raise
+        self._port = self._server.port
         log.info("CE emulator serving at %s", self.base_url)
         return self
 
@@ -121,15 +106,11 @@ class EmulatorServer:
         Safe to call more than once, or on a server that failed to start.
         """
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            self._socket.close()
+            self._server.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
-        self._server = self._thread = self._tmp = None
-        self._socket = None
+        self._server = None
+        self._tmp = None
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
@@ -141,25 +122,6 @@ class EmulatorServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _wait_until_answering(self) -> None:
-        probe = self.url + "_emulator/stats"
-        deadline = time.monotonic() + self._startup_timeout
-        with httpx.Client(timeout=1.0) as http:
-            while True:
-                assert self._thread is not None
-                if not self._thread.is_alive():
-                    raise RuntimeError("the emulator server thread exited during startup")
-                try:
-                    if http.get(probe).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"the emulator did not answer within {self._startup_timeout}s"
-                    )
-                time.sleep(_POLL_INTERVAL)
 
 
 def serve_emulator(host: str, port: int, config: EmulatorConfig | None = None) -> None:
