@@ -225,6 +225,38 @@ class LogReader:
             raise RpcUnavailable(f"{where}: undecodable log: {exc}") from exc
         return [d for d in decoded if d is not None]
 
+    def terminal_job_ids(self, from_block: int, to_block: int) -> set[int]:
+        """Ids of the jobs with a terminal event (completed, failed, cancelled, expired) in the
+        blocks ``from_block..to_block``: one ``eth_getLogs`` filtered by topic, and
+        only the indexed job id read (nothing decoded).
+
+        Raises:
+            RpcUnavailable: the node failed.
+        """
+        topics = [
+            "0x" + topic.hex()
+            for topic, event in self._events.items()
+            if (status := STATUS_EVENTS.get(event.name)) is not None and status.is_terminal
+        ]
+        where = f"eth_getLogs {from_block}..{to_block} (terminal events)"
+        query = {
+            "address": self._address,
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+            "topics": [topics],
+        }
+        try:
+            reply = self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [query])
+        except (Web3Exception, OSError, ValueError) as exc:
+            raise RpcUnavailable(f"{where} failed: {exc}") from exc
+        raw = reply.get("result")
+        if reply.get("error") is not None or not isinstance(raw, list):
+            raise RpcUnavailable(f"{where} failed: {reply.get('error') or 'no result'}")
+        try:
+            return {int(entry["topics"][1], 16) for entry in raw}
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise RpcUnavailable(f"{where}: unreadable log: {exc}") from exc
+
     def _decode(self, entry: dict[str, Any]) -> ChainLog | None:
         """Decodes one raw JSON-RPC log (hex strings) of the escrow; None if not ours."""
         topics = [bytes.fromhex(t[2:]) for t in entry["topics"]]

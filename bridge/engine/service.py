@@ -32,7 +32,6 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import Web3Exception
 
 from bridge.chain.artifacts import load_artifact
 from bridge.chain.deploy import connect
@@ -79,6 +78,9 @@ from bridge.store.models import (
 from bridge.tx.manager import TxManager
 
 log = logging.getLogger("bridge.engine")
+
+#: A call to CE to record (``RemoteCall``): kind, whether it succeeded, detail.
+_Call = tuple[str, bool, str | None]
 
 #: ``Update.skip_reason`` of a write the bridge dropped: its job's submission vanished in a reorg.
 DROPPED = "dropped: submission removed by a chain reorganisation"
@@ -218,6 +220,8 @@ class Bridge:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ce-work")
         self.dispatch_paused = threading.Event()
         self._stop = threading.Event()
+        self._head_lock = threading.Lock()
+        self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
         self._threads: list[threading.Thread] = []
 
     @classmethod
@@ -640,17 +644,33 @@ class Bridge:
         event: m.Event,
         expect: JobState | None = None,
         generation: int | None = None,
+        *,
+        calls: Iterable[_Call] = (),
+        repoll: bool = False,
     ) -> m.Decision | None:
         """Applies ``event`` if the job is still in state ``expect`` (and, if given, still the
         submission of that ``generation``: a reorg may have given its id to another one);
-        runs the remote actions."""
+        runs the remote actions.
+
+        ``calls`` (the CE calls the event came from) are recorded in the same transaction,
+        whether or not the event applies. With ``repoll``, a job left in ``expect`` (the event
+        refused or not moving it) is polled again after ``poll_interval``, in that transaction.
+        """
         with self._lock, Session(self.db) as session:
+            for kind, ok, detail in calls:
+                session.add(RemoteCall(job_id=job_id, kind=kind, ok=ok, detail=detail))
             job = session.get(Job, job_id)
-            if job is None or (expect is not None and job.state != expect):
-                return None
-            if generation is not None and job.generation != generation:
+            if (
+                job is None
+                or (expect is not None and job.state != expect)
+                or (generation is not None and job.generation != generation)
+            ):
+                session.commit()
                 return None
             decision = self._apply(session, job, event)
+            if repoll and job.state == expect:
+                job.next_attempt_at = self._clock() + self.settings.poll_interval
+                session.add(job)
             session.commit()
         if decision is not None and decision.actions:
             self._run_actions([(job_id, decision)])
@@ -689,9 +709,9 @@ class Bridge:
             done, error = False, str(exc)
         if done:
             detail = row.remote_job_id if error is None else f"{row.remote_job_id}: {error}"
-            self._record_call(row.job_id, "cancel", error is None, detail)
+            call = RemoteCall(job_id=row.job_id, kind="cancel", ok=error is None, detail=detail)
         else:
-            self._record_call(row.job_id, "cancel", False, error)
+            call = RemoteCall(job_id=row.job_id, kind="cancel", ok=False, detail=error)
             log.warning(
                 "job %d: remote cancel failed, will retry: %s",
                 row.job_id,
@@ -699,8 +719,10 @@ class Bridge:
                 extra={"job_id": row.job_id, "remote_job_id": row.remote_job_id},
             )
         with self._lock, Session(self.db) as session:
+            session.add(call)  # recorded with the outcome: one commit
             fresh = session.get(RemoteCancel, row.id)
             if fresh is None or fresh.done_at is not None:
+                session.commit()
                 return
             if done:
                 fresh.done_at, fresh.last_error = utcnow(), error
@@ -816,7 +838,7 @@ class Bridge:
             # A reorg went under its submission: not dispatched until it is seen again.
             self._schedule_poll(job.job_id, JobState.NEW)
             return
-        if self._settled_at_head(job.job_id):
+        if self._settled_at_head(job):
             # Cancelled (or expired) in a block not yet confirmed: creating a remote job now would
             # only waste compute. The confirmed event will settle it; if a reorg removes that
             # block, the job is dispatched then.
@@ -826,15 +848,24 @@ class Bridge:
         try:
             remote_id = self.ce.create_job(request, key)
         except RemoteRejected as exc:
-            self._record_call(job.job_id, "create", False, str(exc))
-            self._commit_event(job.job_id, m.CreateRejected(str(exc)), JobState.NEW, job.generation)
+            self._commit_event(
+                job.job_id,
+                m.CreateRejected(str(exc)),
+                JobState.NEW,
+                job.generation,
+                calls=[("create", False, str(exc))],
+            )
             return
         except RemoteError as exc:
             self._record_call(job.job_id, "create", False, str(exc))
             raise
-        self._record_call(job.job_id, "create", True, remote_id)
         created = m.RemoteCreated(remote_id)
-        if self._commit_event(job.job_id, created, JobState.NEW, job.generation) is None:
+        # The call's record and the remote job id are stored together: one commit, not two.
+        call: _Call = ("create", True, remote_id)
+        if (
+            self._commit_event(job.job_id, created, JobState.NEW, job.generation, calls=[call])
+            is None
+        ):
             # The job moved on while job-create was in flight (cancelled or settled on-chain
             # meanwhile): nobody will follow this remote job, so it must not keep running.
             self._cancel_stray(job.job_id, remote_id)
@@ -852,14 +883,42 @@ class Bridge:
         for row in self._due_cancels([job_id]):
             self._send_cancel(row)
 
-    def _settled_at_head(self, job_id: int) -> bool:
-        try:
-            status = Status(int(self.escrow.functions.getJob(job_id).call()[1]))
-        except (Web3Exception, OSError) as exc:
-            raise RpcUnavailable(f"getJob({job_id}) failed: {exc.__class__.__name__}") from exc
-        return status.is_terminal
+    def _settled_at_head(self, job: Job) -> bool:
+        """Whether ``job`` (loaded as new) was settled on-chain meanwhile: a terminal event of it
+        in the blocks above the scan cursor, or one the scanner stored since it was loaded.
 
-    def _status(self, job: Job) -> RemoteJobStatus:
+        The blocks above the cursor are read once for every job (``_head_settled``), not with a
+        ``getJob`` call per job; the database is read again because the snapshot may come from
+        after the job was loaded, when the scanner may have settled it below its cursor.
+        """
+        if job.job_id in self._head_settled():
+            return True
+        with Session(self.db) as session:
+            state = session.exec(select(Job.state).where(col(Job.job_id) == job.job_id)).first()
+        return state != job.state
+
+    def _head_settled(self) -> set[int]:
+        """Ids of the jobs with a terminal event above the scan cursor, at most
+        ``poll_interval / 4`` (the worker's round) old."""
+        with self._head_lock:
+            now = time.monotonic()
+            if (
+                self._head_cache is None
+                or now - self._head_cache[0] > self.settings.poll_interval / 4
+            ):
+                # The cursor first: a settlement the scanner stores after this read is at a
+                # block above it, so in the logs read next if that block is already mined.
+                with Session(self.db) as session:
+                    cursor = session.get(ScanCursor, self.contract)
+                    last = cursor.block if cursor else self._start_block() - 1
+                head = self.reader.head()
+                settled = self.reader.terminal_job_ids(last + 1, head) if head > last else set()
+                self._head_cache = (now, settled)
+            return self._head_cache[1]
+
+    def _status(self, job: Job, calls: list[_Call] | None = None) -> RemoteJobStatus:
+        """CE's status of the job's remote job. A changed status is recorded as a call: into
+        ``calls`` if given (the caller stores it with the state change), else at once."""
         assert job.remote_job_id is not None
         try:
             status = self.ce.job_status(job.remote_job_id)
@@ -867,20 +926,31 @@ class Bridge:
             self._record_call(job.job_id, "status", False, str(exc))
             raise
         if status.status != job.remote_status:
-            self._record_call(job.job_id, "status", True, status.status)
+            if calls is None:
+                self._record_call(job.job_id, "status", True, status.status)
+            else:
+                calls.append(("status", True, status.status))
         return status
 
     def _poll(self, job: Job) -> None:
         state = JobState(job.state)
-        status = self._status(job)
+        calls: list[_Call] = []
+        status = self._status(job, calls)
         if state is JobState.CANCELLING and not status.is_terminal:
-            self.ce.cancel_job(job.remote_job_id or "")
-            self._record_call(job.job_id, "cancel", True, job.remote_job_id)
+            try:
+                self.ce.cancel_job(job.remote_job_id or "")
+            except RemoteError:
+                self._record_calls(job.job_id, calls)
+                raise
+            calls.append(("cancel", True, job.remote_job_id))
         decision = self._commit_event(
-            job.job_id, m.RemoteStatusSeen(status.status, status.error), state, job.generation
+            job.job_id,
+            m.RemoteStatusSeen(status.status, status.error),
+            state,
+            job.generation,
+            calls=calls,
+            repoll=True,
         )
-        if decision is None or decision.state == state:
-            self._schedule_poll(job.job_id, state)
         if decision is not None and decision.state is JobState.FINISHING:
             self._finish(job, status)
 
@@ -900,8 +970,12 @@ class Bridge:
                 path = safe_relative_path(output.filename)
                 files[path] = self.ce.download(output.url)
         except (DownloadRefused, SpecError) as exc:
-            self._record_call(job.job_id, "download", False, str(exc))
-            self._commit_event(job.job_id, m.OutputsUnavailable(str(exc)), JobState.FINISHING)
+            self._commit_event(
+                job.job_id,
+                m.OutputsUnavailable(str(exc)),
+                JobState.FINISHING,
+                calls=[("download", False, str(exc))],
+            )
             return
         digest = result_hash(files)
         uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
@@ -925,8 +999,12 @@ class Bridge:
                     )
                 )
             self._apply(session, fresh, m.OutputsHashed(digest, uri))
+            session.add(
+                RemoteCall(
+                    job_id=job.job_id, kind="download", ok=True, detail=f"{len(files)} files"
+                )
+            )
             session.commit()
-        self._record_call(job.job_id, "download", True, f"{len(files)} files")
 
     def _public_url(self) -> str:
         if self.settings.public_url:
@@ -934,8 +1012,16 @@ class Bridge:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
     def _record_call(self, job_id: int, kind: str, ok: bool, detail: str | None) -> None:
+        self._record_calls(job_id, [(kind, ok, detail)])
+
+    def _record_calls(self, job_id: int, calls: Iterable[_Call]) -> None:
+        """Records CE calls that lead to no state change (those that do are recorded with it,
+        see ``_commit_event``)."""
+        rows = [RemoteCall(job_id=job_id, kind=k, ok=ok, detail=d) for k, ok, d in calls]
+        if not rows:
+            return
         with Session(self.db) as session:
-            session.add(RemoteCall(job_id=job_id, kind=kind, ok=ok, detail=detail))
+            session.add_all(rows)
             session.commit()
 
     # ------------------------------------------------------------------ operator actions (api)
