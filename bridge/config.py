@@ -71,7 +71,9 @@ class Settings(BaseSettings):
     max_block_range: int = Field(default=2000, ge=1, description="largest eth_getLogs range")
     reorg_depth: int = Field(default=64, ge=1, description="block hashes kept for reorg checks")
     batch_size: int = Field(default=50, ge=1, le=500, description="updates per applyUpdates")
-    batch_wait: float = Field(default=0.0, ge=0, description="seconds to wait to fill a batch")
+    batch_wait: float = Field(
+        default=0.25, ge=0, description="seconds a partial batch waits to fill (a full one: none)"
+    )
     tx_stuck_after: float = Field(default=30.0, gt=0, description="seconds before a fee bump")
     fee_bump_percent: int = Field(default=25, ge=10, description="fee increase per bump")
     max_fee_gwei: float = Field(default=500.0, gt=0, description="ceiling for maxFeePerGas")
