@@ -9,12 +9,16 @@ twice (the audit counts and prints the expected ``UpdateSkipped`` items).
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
+
+from sqlmodel import Session
 
 from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
 from bridge.remote.emulator import EmulatorConfig
+from bridge.store.models import Job
 from tests.faults.harness import (
     FAIL_MARKER,
     NEVER_FINISHES,
@@ -102,8 +106,9 @@ def test_jobs_converge_through_a_faulty_rpc_node(tmp_path: Path) -> None:
 
 
 def test_a_node_outage_does_not_spend_the_job_create_budget(tmp_path: Path) -> None:
-    # Every eth_call fails for a while: the bridge cannot check a job before creating it. That is
-    # the node's fault, not CE's: the job must not be failed as "CE unavailable" meanwhile.
+    # The node fails every eth_getLogs for a while, after the job is stored: the bridge cannot
+    # check that the job was not settled meanwhile before creating it. That is the node's fault,
+    # not CE's: the job must not be failed as "CE unavailable" meanwhile.
     budget = 2
     with LocalStack(
         tmp_path,
@@ -114,19 +119,45 @@ def test_a_node_outage_does_not_spend_the_job_create_budget(tmp_path: Path) -> N
     ) as stack:
         assert stack.anvil is not None
         with RpcFaultProxy(
-            stack.anvil.url, weights={"http5xx": 1.0}, methods=frozenset({"eth_call"})
+            stack.anvil.url, weights={"http5xx": 1.0}, methods=frozenset({"eth_getLogs"})
         ) as proxy:
             stack.settings = stack.settings.model_copy(update={"rpc_url": proxy.url})
-            stack.start_bridge()
-            proxy.rate = 1.0
+            bridge = stack.start_bridge()
+            bridge.dispatch_paused.set()  # hold the job until the node fails
             work = Workload(stack)
             (job,) = work.submit(["ok"])
-            # web3 itself tries an eth_call 5 times before the bridge sees the failure.
-            wait_for(
-                lambda: proxy.stats()["requests"].get("eth_call", 0) >= 5 * (budget + 1),
-                60,
-                "the bridge to try the job more times than the budget",
-            )
+
+            def stored() -> bool:
+                with Session(bridge.db) as session:
+                    return session.get(Job, job.job_id) is not None
+
+            wait_for(stored, 60, "the job to be stored")
+            tries = _Tries(job.job_id)
+            logger = logging.getLogger("bridge.engine")
+            logger.addHandler(tries)
+            try:
+                proxy.rate = 1.0
+                bridge.dispatch_paused.clear()
+                wait_for(
+                    lambda: tries.count > budget or work.status(job.job_id).is_terminal,
+                    60,
+                    "the bridge to try the job more times than the budget",
+                )
+            finally:
+                logger.removeHandler(tries)
             proxy.rate = 0.0
             wait_for(work.all_terminal, 60, "the job to end")
-        assert work.status(job.job_id) is Status.COMPLETED
+        assert work.status(job.job_id) is Status.COMPLETED, tries.count
+
+
+class _Tries(logging.Handler):
+    """Counts the bridge's "job N: attempt k failed" lines for one job."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(logging.WARNING)
+        self.prefix = f"job {job_id}: attempt "
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.prefix):
+            self.count += 1
