@@ -619,6 +619,25 @@ class Bridge:
                     held=job.recheck_until is not None,  # its submission is being re-checked
                 )
             )
+        if (
+            previous == JobState.NEW
+            and job.state != JobState.NEW
+            and job.remote_job_id is None
+            and job.create_sent_at is not None
+        ):
+            # job-create was sent and its answer never stored (a crash, a lost answer, or one
+            # still in flight): CE may run a job nobody follows. Find it by its key, cancel it.
+            session.add(
+                RemoteCancel(
+                    job_id=job.job_id,
+                    remote_job_id="",
+                    reason=f"job-create may have reached CE before the job became {job.state}",
+                    idempotency_key=idempotency_key(
+                        self.chain_id, self.contract, job.job_id, job.generation
+                    ),
+                    request_json=job.spec_json,
+                )
+            )
         if m.RemoteAction.CANCEL_REMOTE in outcome.actions and job.remote_job_id:
             # Queued with the state change: a crash before the call cannot lose it.
             session.add(
@@ -700,6 +719,10 @@ class Bridge:
             return
         done, error, status = True, None, None
         try:
+            if not row.remote_job_id:
+                row.remote_job_id = self._find_remote(row)
+                if not row.remote_job_id:
+                    raise RemoteRejected("no remote job under its Idempotency-Key", 404)
             status = self.ce.cancel_job(row.remote_job_id)
         except RemoteAuthError as exc:
             done, error = False, str(exc)  # the account, not the job: try again later
@@ -724,6 +747,8 @@ class Bridge:
             if fresh is None or fresh.done_at is not None:
                 session.commit()
                 return
+            if row.remote_job_id:
+                fresh.remote_job_id = row.remote_job_id  # found by its key
             if done:
                 fresh.done_at, fresh.last_error = utcnow(), error
             else:
@@ -740,6 +765,23 @@ class Bridge:
                 status,
                 extra={"job_id": row.job_id, "remote_job_id": row.remote_job_id},
             )
+
+    def _find_remote(self, row: RemoteCancel) -> str:
+        """The remote job a lost ``job-create`` made, if any: the same request is sent again
+        under the same key, which a server honouring the key answers with that job (and
+        otherwise creates one, cancelled next all the same).
+
+        Raises:
+            RemoteRejected: CE refuses the request (so it made no job for it either).
+            RemoteError: CE failed; tried again later.
+        """
+        if not row.idempotency_key or not row.request_json:
+            return ""
+        try:
+            request = spec_to_request(spec_from_json(row.request_json))
+        except SpecError:
+            return ""
+        return self.ce.create_job(request, row.idempotency_key)
 
     def on_update_skipped(self, job_id: int, status: int, error: str) -> None:
         """Called by the transaction manager for each update the contract skipped."""
@@ -845,6 +887,8 @@ class Bridge:
             self._schedule_poll(job.job_id, JobState.NEW)
             return
         key = idempotency_key(self.chain_id, self.contract, job.job_id, job.generation)
+        if job.create_sent_at is None and not self._mark_create_sent(job):
+            return  # the job moved on meanwhile
         try:
             remote_id = self.ce.create_job(request, key)
         except RemoteRejected as exc:
@@ -869,6 +913,18 @@ class Bridge:
             # The job moved on while job-create was in flight (cancelled or settled on-chain
             # meanwhile): nobody will follow this remote job, so it must not keep running.
             self._cancel_stray(job.job_id, remote_id)
+
+    def _mark_create_sent(self, job: Job) -> bool:
+        """Records, before the first job-create of ``job`` is sent, that CE may have a job for
+        it from now on (see ``_apply``). False if the job is no longer new."""
+        with self._lock, Session(self.db) as session:
+            fresh = session.get(Job, job.job_id)
+            if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
+                return False
+            fresh.create_sent_at = self._clock()
+            session.add(fresh)
+            session.commit()
+        return True
 
     def _cancel_stray(self, job_id: int, remote_id: str) -> None:
         """Queues and sends the cancellation of a remote job its job did not take."""

@@ -81,6 +81,7 @@ class Job(SQLModel, table=True):
     tx_hash: str
     log_index: int
     generation: int = 0  # +1 each time a reorg hands this job id to a different submission
+    create_sent_at: float | None = None  # epoch seconds job-create was first sent: it may exist
     recheck_until: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     # ^ set by a reorg under the job's submission: it must be scanned again (same transaction,
     # same spec) before the scan passes this block, or the job is orphaned
@@ -116,7 +117,12 @@ class RemoteCall(SQLModel, table=True):
 
 class RemoteCancel(SQLModel, table=True):
     """A remote job to cancel: queued in the transaction of the state change that calls for it,
-    tried until CE answers (``done_at``), with a growing delay between attempts."""
+    tried until CE answers (``done_at``), with a growing delay between attempts.
+
+    An empty ``remote_job_id`` means the job's ``job-create`` was sent but its answer never
+    stored (a crash, a lost answer): the remote job, if CE made one, is found by sending that
+    ``job-create`` again (``idempotency_key``, ``request_json``), then cancelled.
+    """
 
     __tablename__ = "remote_cancel"
 
@@ -124,6 +130,8 @@ class RemoteCancel(SQLModel, table=True):
     job_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     remote_job_id: str
     reason: str
+    idempotency_key: str | None = None
+    request_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     attempts: int = 0
     next_attempt_at: float = 0.0  # epoch seconds
     last_error: str | None = None

@@ -16,15 +16,26 @@ import random
 import time
 from pathlib import Path
 
+import pytest
+from sqlmodel import Session
+
+from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
+from bridge.engine.service import Bridge
+from bridge.remote.client import CEClient
+from bridge.remote.convention import CEJobRequest, CEStatus
 from bridge.remote.emulator import EmulatorConfig
+from bridge.store.models import Job
 from tests.faults.harness import (
     FAIL_MARKER,
     NEVER_FINISHES,
     BridgeProcess,
     Workload,
     audit,
+    emulator_job,
+    emulator_stats,
     fault_seed,
+    job_key,
     mixed_kinds,
     wait_for,
     writes_settled,
@@ -103,3 +114,66 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> 
         print(f"crash: {report.line()}")
         assert len(uptimes) >= MIN_KILLS
         assert report.jobs == JOBS
+
+
+class Crash(BaseException):
+    """Stands for the process dying."""
+
+
+class CrashAfterCreate(CEClient):
+    """A client whose process dies once CE has made the job, before its answer is stored."""
+
+    def create_job(self, req: CEJobRequest, idempotency_key: str) -> str:
+        super().create_job(req, idempotency_key)
+        raise Crash("killed between job-create and storing its answer")
+
+
+def test_a_job_cancelled_while_its_create_answer_was_lost_leaves_no_remote_job(
+    tmp_path: Path,
+) -> None:
+    # The bridge dies right after CE made the remote job; before it is back, the requester
+    # cancels the job (refunded at once). The restarted bridge never got the remote job's id,
+    # yet the remote job must not run on: it is found by its Idempotency-Key and cancelled.
+    config = EmulatorConfig(provisioning_seconds=0.1, downloading_seconds=0.1, running_seconds=60)
+    with LocalStack(
+        tmp_path, block_time=0.5, confirmations=1, emulator_config=config, start_bridge=False
+    ) as stack:
+        first = Bridge.from_settings(stack.settings)
+        crashing = Bridge(
+            stack.settings,
+            db=first.db,
+            w3=first.w3,
+            ce=CrashAfterCreate(
+                stack.settings.ce_url, stack.settings.ce_authenticator.get_secret_value()
+            ),
+            tx=first.tx,
+            reader=first.reader,
+            escrow=first.escrow,
+            chain_id=first.chain_id,
+        )
+        work = Workload(stack)
+        (job,) = work.submit(["ok"])
+
+        def stored() -> bool:
+            crashing.scan_once()
+            with Session(crashing.db) as session:
+                return session.get(Job, job.job_id) is not None
+
+        wait_for(stored, 30, "the job to be stored")
+        with pytest.raises(Crash):
+            crashing.work_once()
+        crashing.stop()
+        first.stop()
+        (remote_id,) = emulator_stats(stack)["by_key"][job_key(stack, job.job_id)]["remoteJobIds"]
+
+        tx = stack.escrow.functions.cancelJob(job.job_id).transact({"from": job.requester})
+        stack.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        assert work.status(job.job_id) is Status.CANCELLED
+        stack.start_bridge()
+        wait_for(
+            lambda: emulator_job(stack, remote_id)["status"] == CEStatus.ABORTED,
+            60,
+            "the remote job nobody heard of to be cancelled",
+        )
+        entry = emulator_stats(stack)["by_key"][job_key(stack, job.job_id)]
+        assert entry["jobs"] == 1  # found by its key, not made twice
