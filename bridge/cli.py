@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 from web3 import Web3
 
 from bridge.errors import BridgeError, ConfigError
@@ -43,7 +44,31 @@ class _Typer(typer.Typer):
         return decorator
 
 
+class _OneLineErrors(TyperGroup):
+    """Usage mistakes (a missing option, a bad value) end in one line too, exit status 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            # Without standalone mode, click returns the code of a ``typer.Exit`` instead of
+            # exiting with it (commands themselves return None).
+            code = super().main(*args, **kwargs)
+            sys.exit(code if isinstance(code, int) else 0)
+        except typer.Abort:
+            err_console.print("aborted")
+            sys.exit(130)
+        except typer.TyperException as exc:
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                console.print(ctx.get_help())
+                sys.exit(0)
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            sys.exit(getattr(exc, "exit_code", 2))
+
+
 app = _Typer(
+    cls=_OneLineErrors,
     help="Run Charity Engine compute jobs paid for on Ethereum.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

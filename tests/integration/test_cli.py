@@ -120,6 +120,14 @@ def test_user_mistakes_are_one_line(base: list[str], accounts: Accounts, anvil: 
     assert code == 1
     assert_one_line_error(out, "not an Ethereum address")
 
+    code, out = invoke("cancel", "1", *base)
+    assert code == 2
+    assert_one_line_error(out, "Missing option '--key'", "BRIDGE_USER_KEY")
+
+    code, out = invoke("status", "one", *base)
+    assert code == 2
+    assert_one_line_error(out, "job_id")
+
     code, out = invoke("submit", *base, "--key", "not-a-key", "--no-wait")
     assert code == 1
     assert_one_line_error(out, "not a valid private key")
