@@ -39,6 +39,7 @@ from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.config import Settings
 from bridge.devstack import LocalStack
 from bridge.remote.convention import is_terminal
+from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import ChainTx, TxState, Update
 
 #: A command line containing this makes the emulator's job fail.
@@ -349,6 +350,19 @@ def emulator_stats(stack: LocalStack) -> dict[str, Any]:
     assert stack.emulator is not None
     stats: dict[str, Any] = httpx.get(stack.emulator.url + "_emulator/stats", timeout=10).json()
     return stats
+
+
+def mixed_emulator(**extra: Any) -> EmulatorConfig:
+    """The emulator of the mixed workloads: quick timings, commands containing ``FAIL_MARKER``
+    fail and ``NEVER_FINISHES`` jobs never end; ``extra`` adds fault settings."""
+    return EmulatorConfig(
+        provisioning_seconds=0.1,
+        downloading_seconds=0.1,
+        running_seconds=0.3,
+        fail_commands=frozenset({FAIL_MARKER}),
+        never_finish_apps=frozenset({NEVER_FINISHES}),
+        **extra,
+    )
 
 
 def emulator_config(stack: LocalStack, **update: object) -> dict[str, Any]:

@@ -25,8 +25,6 @@ from bridge.remote.convention import CEStatus
 from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job
 from tests.faults.harness import (
-    FAIL_MARKER,
-    NEVER_FINISHES,
     OUTAGE_APP,
     Workload,
     audit,
@@ -34,6 +32,7 @@ from tests.faults.harness import (
     emulator_stats,
     fault_seed,
     job_key,
+    mixed_emulator,
     mixed_kinds,
     wait_for,
     writes_settled,
@@ -55,12 +54,7 @@ def test_jobs_converge_through_ce_faults(tmp_path: Path) -> None:
     seed = fault_seed("ce-faults")
     rng = random.Random(seed)
     db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    config = EmulatorConfig(
-        provisioning_seconds=0.1,
-        downloading_seconds=0.1,
-        running_seconds=0.3,
-        fail_commands=frozenset({FAIL_MARKER}),
-        never_finish_apps=frozenset({NEVER_FINISHES}),
+    config = mixed_emulator(
         error_apps=frozenset({OUTAGE_APP}),
         error_rate=0.3,
         rate_limit_rate=0.1,

@@ -27,8 +27,6 @@ from bridge.remote.convention import CEJobRequest, CEStatus
 from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job
 from tests.faults.harness import (
-    FAIL_MARKER,
-    NEVER_FINISHES,
     BridgeProcess,
     Workload,
     audit,
@@ -36,6 +34,7 @@ from tests.faults.harness import (
     emulator_stats,
     fault_seed,
     job_key,
+    mixed_emulator,
     mixed_kinds,
     wait_for,
     writes_settled,
@@ -51,13 +50,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> 
     seed = fault_seed("crash")
     rng = random.Random(seed)
     db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    config = EmulatorConfig(
-        provisioning_seconds=0.1,
-        downloading_seconds=0.1,
-        running_seconds=0.3,
-        fail_commands=frozenset({FAIL_MARKER}),
-        never_finish_apps=frozenset({NEVER_FINISHES}),
-    )
+    config = mixed_emulator()
     with LocalStack(
         tmp_path,
         block_time=0.5,

@@ -17,14 +17,12 @@ from sqlmodel import Session
 
 from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
-from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job
 from tests.faults.harness import (
-    FAIL_MARKER,
-    NEVER_FINISHES,
     Workload,
     audit,
     fault_seed,
+    mixed_emulator,
     mixed_kinds,
     wait_for,
     writes_settled,
@@ -39,13 +37,7 @@ def test_jobs_converge_through_a_faulty_rpc_node(tmp_path: Path) -> None:
     seed = fault_seed("rpc-faults")
     rng = random.Random(seed)
     db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    config = EmulatorConfig(
-        provisioning_seconds=0.1,
-        downloading_seconds=0.1,
-        running_seconds=0.3,
-        fail_commands=frozenset({FAIL_MARKER}),
-        never_finish_apps=frozenset({NEVER_FINISHES}),
-    )
+    config = mixed_emulator()
     with LocalStack(
         tmp_path,
         block_time=0.5,

@@ -15,15 +15,13 @@ import time
 from pathlib import Path
 
 from bridge.devstack import LocalStack
-from bridge.remote.emulator import EmulatorConfig
 from tests.faults.harness import (
-    FAIL_MARKER,
-    NEVER_FINISHES,
     BridgeProcess,
     Workload,
     audit,
     emulator_config,
     fault_seed,
+    mixed_emulator,
     mixed_kinds,
     wait_for,
     writes_settled,
@@ -37,12 +35,7 @@ def test_sigterm_stops_the_bridge_in_bounded_time_and_it_resumes(tmp_path: Path)
     seed = fault_seed("shutdown")
     rng = random.Random(seed)
     db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    config = EmulatorConfig(
-        provisioning_seconds=0.1,
-        downloading_seconds=0.1,
-        running_seconds=0.3,
-        fail_commands=frozenset({FAIL_MARKER}),
-        never_finish_apps=frozenset({NEVER_FINISHES}),
+    config = mixed_emulator(
         timeout_rate=0.33,
         timeout_seconds=30.0,
         seed=seed,
