@@ -8,8 +8,6 @@ until it answers, and always stops it.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ from types import TracebackType
 
 import uvicorn
 
-from bridge.devchain import free_port
+from bridge.devchain import free_port, stop_process_group
 from bridge.remote.emulator import API_PREFIX, EmulatorConfig, create_emulator_app
 
 #: The CE emulator with every phase at zero: a job is Completed as soon as it is created.
@@ -75,14 +73,8 @@ class EmulatorProcess:
     def stop(self) -> None:
         """Stops the emulator; it is gone when this returns."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process is not None:
+            stop_process_group(process, grace=10.0)
 
     def __enter__(self) -> EmulatorProcess:
         return self.start()

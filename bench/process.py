@@ -8,7 +8,6 @@ stops it: SIGTERM, then SIGKILL to its process group after a grace period.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from types import TracebackType
 from typing import IO
 
 from bridge.config import Settings
+from bridge.devchain import stop_process_group
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -111,15 +111,8 @@ class BridgeProcess:
     def stop(self, grace: float = 15.0) -> None:
         """Stops the bridge (SIGTERM, then SIGKILL); it is gone when this returns."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            except ProcessLookupError:
-                pass
+        if process is not None:
+            stop_process_group(process, grace)
         if self._log is not None:
             self._log.close()
             self._log = None

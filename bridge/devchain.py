@@ -70,6 +70,21 @@ def rpc(url: str, method: str, params: list[Any] | None = None, timeout: float =
     return reply.get("result")
 
 
+def stop_process_group(process: subprocess.Popen[Any], grace: float) -> None:
+    """Stops ``process`` (started with ``start_new_session=True``) and its whole process group:
+    SIGTERM, then SIGKILL after ``grace`` seconds. It is gone when this returns."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
 class Anvil:
     """An Anvil process on a free port.
 
@@ -129,14 +144,8 @@ class Anvil:
     def stop(self) -> None:
         """Stops Anvil; the process is gone when this returns."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process is not None:
+            stop_process_group(process, grace=5.0)
 
     def __enter__(self) -> Anvil:
         return self.start()
