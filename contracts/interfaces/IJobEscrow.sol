@@ -100,8 +100,18 @@ interface IJobEscrow {
 
     // ------------------------------------------------------------------ events
 
+    /// @notice A job was submitted. The spec lives only here; `specHash = keccak256(abi.encode(spec))`.
+    /// @param payment the wei escrowed for the job (the quote; any overpayment is credited back)
+    /// @param callbackGasLimit gas for `onJobFinished`; 0 = no callback (last, so older decoders of the
+    /// first six fields keep working)
     event JobSubmitted(
-        uint256 indexed jobId, address indexed requester, bytes32 specHash, uint256 payment, uint64 deadline, JobSpec spec
+        uint256 indexed jobId,
+        address indexed requester,
+        bytes32 specHash,
+        uint256 payment,
+        uint64 deadline,
+        JobSpec spec,
+        uint32 callbackGasLimit
     );
     event JobAccepted(uint256 indexed jobId, string remoteJobId);
     event JobRunning(uint256 indexed jobId);

@@ -26,7 +26,9 @@ contract ExampleConsumerTest is EscrowTest {
     function test_example_submitCompleteAndRecordResult() public {
         IJobEscrow.JobSpec memory spec = Specs.typical();
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, address(consumer), keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec);
+        emit IJobEscrow.JobSubmitted(
+            1, address(consumer), keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, CALLBACK_GAS
+        );
         uint256 jobId = _submitViaConsumer();
         IJobEscrow.Job memory job = escrow.getJob(jobId);
         assertEq(job.requester, address(consumer), "the consumer is the requester");

@@ -23,7 +23,7 @@ contract JobEscrowSubmitTest is EscrowTest {
         uint64 deadline = uint64(START_TIME + 1 hours + GRACE);
 
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, deadline, spec);
+        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, deadline, spec, 0);
         uint256 jobId = _submit(alice, spec, 0, price);
 
         assertEq(jobId, 1, "ids start at 1");
@@ -53,13 +53,14 @@ contract JobEscrowSubmitTest is EscrowTest {
         assertEq(logs[0].topics[0], IJobEscrow.JobSubmitted.selector, "topic0");
         assertEq(logs[0].topics[1], bytes32(jobId), "topic1 = jobId");
         assertEq(logs[0].topics[2], bytes32(uint256(uint160(bob))), "topic2 = requester");
-        (bytes32 specHash, uint256 payment, uint64 deadline, IJobEscrow.JobSpec memory logged) =
-            abi.decode(logs[0].data, (bytes32, uint256, uint64, IJobEscrow.JobSpec));
+        (bytes32 specHash, uint256 payment, uint64 deadline, IJobEscrow.JobSpec memory logged, uint32 gasLimit) =
+            abi.decode(logs[0].data, (bytes32, uint256, uint64, IJobEscrow.JobSpec, uint32));
         assertEq(specHash, keccak256(abi.encode(spec)), "specHash = keccak256(abi.encode(spec))");
         assertEq(keccak256(abi.encode(logged)), specHash, "logged spec hashes to specHash");
         assertEq(payment, price + 1, "payment");
         assertEq(deadline, escrow.getJob(jobId).deadline, "deadline");
-        assertEq(logs[0].data, abi.encode(specHash, price + 1, deadline, spec), "data = abi.encode(...)");
+        assertEq(gasLimit, 50_000, "callbackGasLimit, the last field");
+        assertEq(logs[0].data, abi.encode(specHash, price + 1, deadline, spec, uint32(50_000)), "data = abi.encode(...)");
     }
 
     function testFuzz_submit_specHash(uint256 appLength, uint256 commandLength, uint256 fileCount, uint256 urlLength)
@@ -71,7 +72,7 @@ contract JobEscrowSubmitTest is EscrowTest {
         if (spec.inputFiles.length != 0) spec.inputFiles[0].url = Specs.filled(_bound(urlLength, 1, 2000));
         uint256 price = _price(spec, 0);
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec);
+        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, 0);
         _submit(alice, spec, 0, price);
     }
 
@@ -88,7 +89,7 @@ contract JobEscrowSubmitTest is EscrowTest {
         IJobEscrow.JobSpec memory spec = Specs.typical();
         uint256 sent = _price(spec, 0) + 0.5 ether;
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), sent, _deadlineFor(spec), spec);
+        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), sent, _deadlineFor(spec), spec, 0);
         uint256 jobId = _submit(alice, spec, 0, sent);
         assertEq(escrow.getJob(jobId).payment, sent, "whole msg.value escrowed");
         assertEq(address(escrow).balance, sent, "balance");
@@ -333,7 +334,9 @@ contract JobEscrowSubmitTest is EscrowTest {
         uint256 price = _price(spec, 2_000_000);
         assertEq(escrow.quote(spec, 2_000_000), price, "quote");
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec);
+        emit IJobEscrow.JobSubmitted(
+            1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, 2_000_000
+        );
         uint256 jobId = _submit(alice, spec, 2_000_000, price);
         assertEq(escrow.getJob(jobId).callbackGasLimit, 2_000_000, "callback gas at its limit");
     }
