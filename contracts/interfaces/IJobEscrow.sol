@@ -5,7 +5,7 @@ pragma solidity ^0.8.24;
 /// @notice The public interface of ce-bridge's job escrow: users pay for a Charity Engine compute job
 /// on-chain, the bridge operator runs it off-chain and writes its status and result hash back, and the
 /// escrowed payment goes to the treasury on success or back to the requester otherwise.
-/// @dev This interface is a contract with outside code (see DESIGN.md): names, types, Status values and
+/// @dev This interface is a contract with outside code (see docs/PROTOCOL.md): names, types, Status values and
 /// events are fixed; extend, never change.
 interface IJobEscrow {
     // ------------------------------------------------------------------ types
@@ -168,6 +168,8 @@ interface IJobEscrow {
     /// @notice A completion must carry a non-zero result hash.
     error ZeroResultHash(uint256 jobId);
     error ZeroAddress();
+    /// @notice `setLimits` was given `value` for `field`, above its hard cap `cap` (see `setLimits`).
+    error LimitAboveCap(string field, uint256 value, uint256 cap);
 
     // ------------------------------------------------------------------ users
 
@@ -207,7 +209,7 @@ interface IJobEscrow {
     function markRunning(uint256 jobId) external;
 
     /// @notice Operator: the job completed; its payment is credited to the treasury.
-    /// @param resultHash sha256 of the output manifest (DESIGN.md, "Result hash")
+    /// @param resultHash sha256 of the output manifest (docs/PROTOCOL.md, "Result hash")
     /// @param resultURI where the output files or their manifest can be fetched
     function completeJob(uint256 jobId, bytes32 resultHash, string calldata resultURI) external;
 

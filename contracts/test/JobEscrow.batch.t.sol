@@ -179,7 +179,7 @@ contract JobEscrowBatchTest is EscrowTest {
         _assertJob(jobId, alice, IJobEscrow.Status.Submitted, PRICE, 0);
     }
 
-    /// @dev A reference model of the transition rules (DESIGN.md) against the contract: for a job in any
+    /// @dev A reference model of the transition rules (docs/PROTOCOL.md) against the contract: for a job in any
     /// status (or none), before or after its deadline, with or without a cancel request, an update to any
     /// uint8 status with or without a result hash is applied exactly when the model allows it; otherwise it
     /// is skipped with the model's reason, and the single call (for the four statuses that have one)
