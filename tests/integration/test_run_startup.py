@@ -25,9 +25,10 @@ from bridge.chain.spec import Status
 from bridge.config import Settings
 from bridge.devchain import Anvil, anvil_key, free_port
 from bridge.devstack import LOCAL_AUTHENTICATOR, LocalStack, local_roles
-from bridge.errors import AlreadyRunning
+from bridge.errors import AlreadyRunning, StoreError, StoreUnavailable
 from bridge.remote.emulator import EmulatorConfig
 from bridge.remote.server import EmulatorServer
+from bridge.store.db import open_database
 from bridge.store.locks import AdvisoryLock, acquire_process_lock
 from tests.faults.harness import (
     BridgeProcess,
@@ -37,7 +38,7 @@ from tests.faults.harness import (
     job_key,
     wait_for,
 )
-from tests.pg import pg_admin, postgres_database
+from tests.pg import pg_admin, postgres_available, postgres_database
 
 TOKEN = "admin-token-runtime-tests-3f9a"
 QUICK = EmulatorConfig(provisioning_seconds=0.2, downloading_seconds=0.2, running_seconds=0.5)
@@ -485,3 +486,21 @@ def _job_state(stack: LocalStack, job_id: int) -> str | None:
         return None
     state: str = answer.json()["state"]
     return state
+
+
+# ---------------------------------------------------------------------------- database errors
+
+
+def test_database_errors_say_what_is_wrong_and_whether_waiting_helps() -> None:
+    if not postgres_available():
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    missing = "postgresql+psycopg://postgres:hunter2@127.0.0.1:5432/ce_bridge_no_such_db"
+    with pytest.raises(StoreError) as refused:
+        open_database(missing)
+    assert not isinstance(refused.value, StoreUnavailable)  # waiting will not create it
+    message = str(refused.value)
+    assert 'database "ce_bridge_no_such_db" does not exist' in message
+    assert "hunter2" not in message and "\n" not in message
+    closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
+    with pytest.raises(StoreUnavailable, match="Connection refused"):
+        open_database(closed)
