@@ -209,10 +209,10 @@ def start_bridge(
                     return bridge
                 reason = "; ".join(waiting)
             except StoreUnavailable as exc:
-                reason = str(exc)
+                reason = f"BRIDGE_DATABASE_URL: {exc}"
             except RpcUnavailable:  # its message may carry the URL's credentials
                 reason = f"cannot reach a JSON-RPC node at {shown_rpc_url(settings.rpc_url)}"
-            log.warning("waiting to start: %s; retrying in %.0f s", reason, delay)
+            log.warning("waiting to start: %s; retrying in %g s", reason, delay)
             stop.wait(delay)
             delay = min(max_delay, delay * 2)
         return None

@@ -9,8 +9,10 @@ was.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from web3 import Web3
 
 from bridge.chain.deploy import OPERATOR_ROLE, connect, deploy_escrow
 from bridge.chain.spec import Status
+from bridge.checks import start_bridge
 from bridge.config import Settings
 from bridge.devchain import Anvil, anvil_key, free_port
 from bridge.devstack import LOCAL_AUTHENTICATOR, LocalStack, local_roles
@@ -504,3 +507,56 @@ def test_database_errors_say_what_is_wrong_and_whether_waiting_helps() -> None:
     closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
     with pytest.raises(StoreUnavailable, match="Connection refused"):
         open_database(closed)
+
+
+class _Lines(logging.Handler):
+    """Keeps the messages logged to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.parametrize("down", ["ce", "database"])
+def test_the_start_waits_for_an_unreachable_service_one_line_per_backoff(
+    stack: LocalStack, tmp_path: Path, down: str
+) -> None:
+    dead = free_port()
+    if down == "ce":
+        update = {
+            "ce_url": f"http://127.0.0.1:{dead}/remotejobs/v2/",
+            "database_url": f"sqlite:///{tmp_path / 'bridge.db'}",
+        }
+        variable = "BRIDGE_CE_URL"
+    else:
+        if not postgres_available():
+            pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+        update = {"database_url": f"postgresql+psycopg://postgres:pw-9f2@127.0.0.1:{dead}/x"}
+        variable = "BRIDGE_DATABASE_URL"
+    settings = stack.settings.model_copy(update=update)
+    stop = threading.Event()
+    handler = _Lines()
+    logger = logging.getLogger("bridge.start")
+    logger.addHandler(handler)
+    started: list[object] = []
+    thread = threading.Thread(
+        target=lambda: started.append(
+            start_bridge(settings, stop, first_delay=0.05, max_delay=0.2)
+        )
+    )
+    try:
+        thread.start()
+        wait_for(lambda: len(handler.lines) >= 4, 30, "four back-off lines")
+    finally:
+        stop.set()
+        thread.join(30)
+        logger.removeHandler(handler)
+    assert started == [None]  # stopped while waiting: no bridge
+    for line in handler.lines:
+        assert line.startswith(f"waiting to start: {variable}"), line
+        assert "retrying in" in line and "pw-9f2" not in line and "\n" not in line
+    if down == "ce":  # the lock it held while waiting is free again
+        acquire_process_lock(settings.database_url, settings.operator_address).release()
