@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from bridge.checks import shown_rpc_url
 from bridge.errors import AlreadyRunning, DatabaseBound
@@ -108,3 +110,10 @@ def test_advisory_keys_are_per_label_and_fit_a_bigint() -> None:
 def test_rpc_urls_are_shown_without_their_credentials(url: str, shown: str) -> None:
     assert shown_rpc_url(url) == shown
     assert "secret" not in shown_rpc_url(url) and "0123456789abcdef" not in shown_rpc_url(url)
+
+
+def test_the_migrations_make_exactly_the_models_tables(db: Engine) -> None:
+    # Every table and column of bridge/store/models.py comes from a migration, and no migration
+    # leaves anything the models do not know.
+    with db.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
