@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from sqlalchemy.exc import SQLAlchemyError
 from web3 import Web3
-from web3.exceptions import Web3RPCError
+from web3.exceptions import Web3Exception, Web3RPCError
 
 from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
 from bridge.config import Settings, load_settings
@@ -41,7 +42,7 @@ from bridge.errors import (
 )
 from bridge.remote.client import CEClient
 from bridge.store import control
-from bridge.store.db import open_database, shown_url
+from bridge.store.db import describe_db_error, open_database, shown_url
 from bridge.store.locks import ProcessLock, acquire_process_lock
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def _check_rpc(settings: Settings) -> tuple[list[Problem], int | None]:
             contract.functions.limits().call()
         except (OSError, Web3RPCError):
             raise
-        except Exception:  # a revert, or an answer that does not decode: not our ABI
+        except (Web3Exception, ValueError):  # a revert, or an answer that does not decode
             role = b""
         if role != OPERATOR_ROLE:
             line = (
@@ -142,8 +143,9 @@ def _check_database(settings: Settings, chain_id: int | None) -> list[Problem]:
         return [Problem(f"BRIDGE_DATABASE_URL: {exc}")]
     try:
         bound = control.bound_target(db)
-    except Exception as exc:  # the database went away between two statements
-        return [Problem(f"BRIDGE_DATABASE_URL: reading the binding failed: {exc!s:.200}", True)]
+    except SQLAlchemyError as exc:  # the database went away between two statements
+        reason, transient = describe_db_error(exc)
+        return [Problem(f"BRIDGE_DATABASE_URL: reading its binding failed: {reason}", transient)]
     finally:
         db.dispose()
     configured = control.Target(chain_id, settings.contract_address)
