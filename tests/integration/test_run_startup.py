@@ -387,6 +387,46 @@ def test_processes_with_different_keys_share_a_postgresql_database(tmp_path: Pat
             two.close()
 
 
+def test_a_run_whose_lock_another_process_took_stops_with_one_line(tmp_path: Path) -> None:
+    with postgres_database("ce_bridge_i10rt") as database_url, LocalStack(
+        tmp_path, block_time=0.5, confirmations=1, database_url=database_url, start_bridge=False
+    ) as stack:
+        name = database_url.rsplit("/", 1)[1]
+        bridge = BridgeProcess(stack.settings, tmp_path / "bridge.log")
+        try:
+            start_and_wait(bridge)
+            # Its lock connection ends (a failover, a DBA) and, before the bridge notices,
+            # another process with the same key takes the lock.
+            (holder,) = pg_admin(
+                "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = :name",
+                name=name,
+            )
+            pg_admin("SELECT pg_terminate_backend(:pid)", pid=holder[0])
+            taken: list[Any] = []
+
+            def take() -> bool:
+                try:
+                    operator = stack.settings.operator_address
+                    taken.append(acquire_process_lock(database_url, operator))
+                except AlreadyRunning:
+                    return False
+                return True
+
+            wait_for(take, 30, "the lock to be free")
+            try:
+                wait_for(lambda: not bridge.running, 60, "the bridge to stop")
+                assert bridge._process is not None
+                assert bridge._process.returncode == 1
+            finally:
+                taken[0].release()
+            text_ = log_text(bridge)
+            assert "Traceback" not in text_
+            assert text_.splitlines()[-1].startswith("error: another ce-bridge run with operator")
+        finally:
+            bridge.close()
+
+
 def test_the_advisory_lock_is_per_key_and_taken_again_after_a_lost_connection() -> None:
     with postgres_database("ce_bridge_i10rt") as url:
         name = url.rsplit("/", 1)[1]
