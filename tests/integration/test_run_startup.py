@@ -19,13 +19,15 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from sqlalchemy import create_engine, inspect, text
 from web3 import Web3
 
+from bridge.chain.artifacts import load_artifact
 from bridge.chain.deploy import OPERATOR_ROLE, connect, deploy_escrow
 from bridge.chain.spec import Status
 from bridge.checks import start_bridge
-from bridge.config import Settings
+from bridge.config import Settings, load_settings
 from bridge.devchain import Anvil, anvil_key, free_port
 from bridge.devstack import LOCAL_AUTHENTICATOR, LocalStack, local_roles
 from bridge.errors import AlreadyRunning, StoreError, StoreUnavailable
@@ -39,6 +41,7 @@ from tests.faults.harness import (
     bridge_env,
     emulator_stats,
     job_key,
+    job_spec,
     wait_for,
 )
 from tests.pg import pg_admin, postgres_available, postgres_database
@@ -151,8 +154,6 @@ def test_run_refuses_a_key_without_operator_role(stack: LocalStack) -> None:
 
 
 def local_address(key: str) -> str:
-    from eth_account import Account
-
     return str(Account.from_key(key).address)
 
 
@@ -212,8 +213,6 @@ def test_run_waits_for_the_node_and_starts_when_it_answers(tmp_path: Path) -> No
 
 
 def _settings(**values: Any) -> Settings:
-    from bridge.config import load_settings
-
     base: dict[str, Any] = {
         "operator_key": local_roles().keys[1],
         "ce_authenticator": LOCAL_AUTHENTICATOR,
@@ -227,14 +226,10 @@ def _settings(**values: Any) -> Settings:
 
 
 def _escrow_abi() -> Any:
-    from bridge.chain.artifacts import load_artifact
-
     return load_artifact("JobEscrow").abi
 
 
 def _submit(w3: Web3, escrow: Any, user: str) -> int:
-    from tests.faults.harness import job_spec
-
     spec = job_spec("ok", 0).to_abi()
     price = int(escrow.functions.quote(spec, 0).call())
     tx = escrow.functions.submitJob(spec, 0).transact({"from": user, "value": price})
