@@ -1,20 +1,76 @@
-"""``ce-bridge config check``: validate the configuration and reach every dependency.
+"""The checks ``ce-bridge config check`` prints and ``ce-bridge run`` makes before it starts.
 
-``run_checks`` returns one line per problem (empty: all good). It never raises for a problem it
-can describe, and no line contains a secret.
+``find_problems`` returns one ``Problem`` per thing wrong with the configuration and the
+services it names, each marked:
+
+- **permanent** (the default): no contract at the address, a contract that is not a JobEscrow,
+  an operator key without ``OPERATOR_ROLE``, a database bound to another chain or contract, a
+  rejected CE authenticator, a database that does not exist. Retrying cannot help.
+- **transient**: the node, the database or CE cannot be reached right now.
+- **warning**: worth saying, not a reason to stop (an operator account with no ETH yet).
+
+``run_checks`` is ``config check``: every line. ``start_bridge`` is ``run``'s start-up: it takes
+the process lock, stops at the first permanent problem with one line (``ConfigError``, or the
+lock's ``AlreadyRunning``), and waits out transient ones with one log line per back-off (1 s
+doubling to 30 s) until the services answer. No line contains a secret: RPC URLs are shown as
+scheme, host and port only, database URLs without their password.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from sqlalchemy.exc import SQLAlchemyError
 from web3 import Web3
+from web3.exceptions import Web3Exception, Web3RPCError
 
 from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
 from bridge.config import Settings, load_settings
-from bridge.errors import BridgeError, ConfigError, RemoteAuthError, RemoteError
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    RemoteAuthError,
+    RemoteError,
+    RemoteTransient,
+    RpcUnavailable,
+    StoreUnavailable,
+)
 from bridge.remote.client import CEClient
-from bridge.store.db import open_database
+from bridge.store import control
+from bridge.store.db import describe_db_error, open_database, shown_url
+from bridge.store.locks import ProcessLock, acquire_process_lock
+
+if TYPE_CHECKING:
+    from bridge.engine.service import Bridge
+
+log = logging.getLogger("bridge.start")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, as one line."""
+
+    line: str
+    transient: bool = False  # a service that does not answer now: retrying may fix it
+    warning: bool = False  # said, but not a reason to stop
+
+
+def shown_rpc_url(url: str) -> str:
+    """``url`` as scheme, host and port only: RPC URLs often carry a provider's key in their
+    path, query or user info."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable BRIDGE_RPC_URL)"
+    hidden = "/…" if parts.path.strip("/") or parts.query or parts.username else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
 
 
 def run_checks(config_file: Path | None = None) -> list[str]:
@@ -24,50 +80,144 @@ def run_checks(config_file: Path | None = None) -> list[str]:
         settings.operator_account  # noqa: B018 - decrypts the keystore, if that is the source
     except ConfigError as exc:
         return [part.strip() for part in str(exc).split(";")]
-    return [*_check_rpc(settings), *_check_database(settings), *_check_ce(settings)]
+    return [problem.line for problem in find_problems(settings)]
 
 
-def _check_rpc(settings: Settings) -> list[str]:
+def find_problems(settings: Settings) -> list[Problem]:
+    """Checks the node and the contract, the database (and what it is bound to), and CE."""
+    rpc, chain_id = _check_rpc(settings)
+    return [*rpc, *_check_database(settings, chain_id), *_check_ce(settings)]
+
+
+def _check_rpc(settings: Settings) -> tuple[list[Problem], int | None]:
+    """Problems with the node and the contract, and the node's chain id (None: unreachable)."""
+    node = shown_rpc_url(settings.rpc_url)
     w3 = connect(settings.rpc_url, timeout=10)
     try:
-        w3.eth.chain_id  # noqa: B018 - the call is the check
-    except Exception:
-        return [f"BRIDGE_RPC_URL: cannot reach a JSON-RPC node at {settings.rpc_url}"]
-    problems = []
+        chain_id = int(w3.eth.chain_id)
+    except Exception:  # web3 and requests raise many types; each means the node did not answer
+        return [Problem(f"BRIDGE_RPC_URL: cannot reach a JSON-RPC node at {node}", True)], None
     address = Web3.to_checksum_address(settings.contract_address)
-    if not w3.eth.get_code(address):
-        problems.append(f"BRIDGE_CONTRACT_ADDRESS: no contract at {address} on this chain")
-        return problems
     operator = settings.operator_address
     try:
-        if not escrow(w3, address).functions.hasRole(OPERATOR_ROLE, operator).call():
-            problems.append(
-                f"BRIDGE_OPERATOR_KEY: {operator} lacks OPERATOR_ROLE "
-                "(ce-bridge admin grant-operator)"
+        if not w3.eth.get_code(address):
+            line = f"BRIDGE_CONTRACT_ADDRESS: no contract at {address} on chain {chain_id}"
+            return [Problem(line)], chain_id
+        contract = escrow(w3, address)
+        try:
+            role = bytes(contract.functions.OPERATOR_ROLE().call())
+            contract.functions.limits().call()
+        except (OSError, Web3RPCError):
+            raise
+        except (Web3Exception, ValueError):  # a revert, or an answer that does not decode
+            role = b""
+        if role != OPERATOR_ROLE:
+            line = (
+                f"BRIDGE_CONTRACT_ADDRESS: the contract at {address} is not a JobEscrow "
+                "(OPERATOR_ROLE() and limits() do not answer as one)"
             )
-    except Exception:
-        problems.append(f"BRIDGE_CONTRACT_ADDRESS: {address} is not a JobEscrow")
-    if w3.eth.get_balance(Web3.to_checksum_address(operator)) == 0:
-        problems.append(f"operator {operator} has no ETH for gas")
-    return problems
+            return [Problem(line)], chain_id
+        problems = []
+        if not contract.functions.hasRole(OPERATOR_ROLE, operator).call():
+            problems.append(
+                Problem(
+                    f"BRIDGE_OPERATOR_KEY: {operator} lacks OPERATOR_ROLE on {address} "
+                    "(grant it with: ce-bridge admin grant-operator)"
+                )
+            )
+        if w3.eth.get_balance(Web3.to_checksum_address(operator)) == 0:
+            problems.append(Problem(f"operator {operator} has no ETH for gas", warning=True))
+    except (OSError, Web3RPCError) as exc:
+        line = f"BRIDGE_RPC_URL: the node at {node} failed: {type(exc).__name__}"
+        return [Problem(line, True)], chain_id
+    return problems, chain_id
 
 
-def _check_database(settings: Settings) -> list[str]:
+def _check_database(settings: Settings, chain_id: int | None) -> list[Problem]:
+    """Opens (and migrates) the database and checks what it is bound to, without binding it."""
     try:
-        open_database(settings.database_url).dispose()
+        db = open_database(settings.database_url)
+    except StoreUnavailable as exc:
+        return [Problem(f"BRIDGE_DATABASE_URL: {exc}", True)]
     except BridgeError as exc:
-        return [f"BRIDGE_DATABASE_URL: {exc}"]
+        return [Problem(f"BRIDGE_DATABASE_URL: {exc}")]
+    try:
+        bound = control.bound_target(db)
+    except SQLAlchemyError as exc:  # the database went away between two statements
+        reason, transient = describe_db_error(exc)
+        return [Problem(f"BRIDGE_DATABASE_URL: reading its binding failed: {reason}", transient)]
+    finally:
+        db.dispose()
+    configured = control.Target(chain_id, settings.contract_address)
+    if bound is not None and not bound.matches(configured):
+        return [Problem(control.mismatch(shown_url(settings.database_url), bound, configured))]
     return []
 
 
-def _check_ce(settings: Settings) -> list[str]:
+def _check_ce(settings: Settings) -> list[Problem]:
     try:
         with CEClient(
             settings.ce_url, settings.ce_authenticator.get_secret_value(), timeout=10
         ) as client:
             client.ping()
     except RemoteAuthError:
-        return ["BRIDGE_CE_AUTHENTICATOR: CE rejected the authenticator (401)"]
+        return [Problem("BRIDGE_CE_AUTHENTICATOR: CE rejected the authenticator (401)")]
     except (RemoteError, ConfigError) as exc:
-        return [f"BRIDGE_CE_URL: cannot reach CE at {settings.ce_url}: {exc}"]
+        line = f"BRIDGE_CE_URL: cannot reach CE at {settings.ce_url}: {exc}"
+        return [Problem(line, isinstance(exc, RemoteTransient))]
     return []
+
+
+def start_bridge(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    first_delay: float = 1.0,
+    max_delay: float = 30.0,
+) -> Bridge | None:
+    """``run``'s start-up: the process lock, the checks, then the bridge (not yet started).
+
+    Waits while a service is unreachable: one warning line per back-off, ``first_delay``
+    doubling up to ``max_delay`` seconds, until it answers or ``stop`` is set.
+
+    Returns:
+        The bridge, owning the process lock; None if ``stop`` was set while waiting.
+
+    Raises:
+        AlreadyRunning: another process holds the lock (same SQLite file, or same operator key
+            on PostgreSQL).
+        ConfigError: a permanent problem (``find_problems``), all of them on one line.
+        DatabaseBound: the database belongs to another chain or contract.
+    """
+    from bridge.engine.service import Bridge
+
+    delay = first_delay
+    lock: ProcessLock | None = None
+    try:
+        while not stop.is_set():
+            try:
+                if lock is None:
+                    lock = acquire_process_lock(settings.database_url, settings.operator_address)
+                problems = find_problems(settings)
+                permanent = [p.line for p in problems if not (p.transient or p.warning)]
+                if permanent:
+                    raise ConfigError("; ".join(permanent))
+                waiting = [p.line for p in problems if p.transient]
+                if not waiting:
+                    for problem in problems:
+                        log.warning("%s", problem.line)
+                    bridge = Bridge.from_settings(settings, process_lock=lock)
+                    lock = None  # the bridge owns it now
+                    return bridge
+                reason = "; ".join(waiting)
+            except StoreUnavailable as exc:
+                reason = f"BRIDGE_DATABASE_URL: {exc}"
+            except RpcUnavailable:  # its message may carry the URL's credentials
+                reason = f"cannot reach a JSON-RPC node at {shown_rpc_url(settings.rpc_url)}"
+            log.warning("waiting to start: %s; retrying in %g s", reason, delay)
+            stop.wait(delay)
+            delay = min(max_delay, delay * 2)
+        return None
+    finally:
+        if lock is not None:
+            lock.release()

@@ -108,19 +108,30 @@ def run(
     """Run the bridge: scan the chain, run jobs on CE, write results back (config: BRIDGE_*).
 
     Serves the HTTP API (health, metrics, jobs, outputs, admin) on BRIDGE_API_HOST:BRIDGE_API_PORT
-    in the same process.
+    in the same process. Makes `config check`'s checks first: a permanent problem (no contract,
+    not a JobEscrow, a key without OPERATOR_ROLE, a database bound to another chain or contract,
+    another `run` holding the database or the key) ends it with one line and exit status 1; an
+    unreachable node, database or CE is waited for, one log line per back-off.
     """
     from bridge.api import create_app, serve_api_in_thread
+    from bridge.checks import start_bridge
     from bridge.config import load_settings
-    from bridge.engine.service import Bridge
 
     settings = load_settings(config)
     _setup_logging(settings.log_json)
-    bridge = Bridge.from_settings(settings)
-    api = serve_api_in_thread(create_app(settings, bridge), settings.api_host, settings.api_port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    bridge = start_bridge(settings, stop)
+    if bridge is None:
+        return  # stopped while waiting for a service
+    try:
+        api = serve_api_in_thread(
+            create_app(settings, bridge), settings.api_host, settings.api_port
+        )
+    except BaseException:
+        bridge.stop()
+        raise
     bridge.start()
     logging.getLogger("bridge").info(
         "bridge running for %s as operator %s; API at %s",
@@ -128,9 +139,12 @@ def run(
         settings.operator_address,
         api.url,
     )
-    stop.wait()
+    while not stop.wait(0.5) and bridge.fatal is None:
+        pass
     api.stop()
     bridge.stop()
+    if bridge.fatal is not None:
+        _fail(bridge.fatal)
 
 
 @app.command()

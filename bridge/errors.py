@@ -18,6 +18,9 @@ Third-party exceptions (web3, httpx, SQLAlchemy) are translated into these at ea
     │   └── DownloadRefused    an output URL off the CE host, or over the size cap
     ├── SpecError              a job spec the bridge cannot run (fails the job on-chain)
     ├── StoreError             database problems
+    │   ├── StoreUnavailable   the database cannot be reached right now (transient)
+    │   ├── DatabaseBound      the database belongs to another chain or contract
+    │   └── AlreadyRunning     another bridge process holds this database's lock
     └── OperatorError          an operator request (the HTTP API) the bridge refuses
         ├── JobNotFound        no job with that id (HTTP 404)
         ├── JobConflict        the job's state does not allow the action (HTTP 409)
@@ -104,6 +107,19 @@ class SpecError(BridgeError):
 
 class StoreError(BridgeError):
     """A database problem."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (refused, down, not accepting connections); worth retrying."""
+
+
+class DatabaseBound(StoreError):
+    """The database is bound to another (chain id, contract) than the one configured."""
+
+
+class AlreadyRunning(StoreError):
+    """Another ``ce-bridge run`` holds the lock this process needs (same SQLite file, or the same
+    operator key on PostgreSQL)."""
 
 
 class OperatorError(BridgeError):

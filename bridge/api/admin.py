@@ -38,7 +38,9 @@ router = APIRouter(
 @router.post("/pause", response_model=DispatchState, summary="Pause dispatch")
 def pause(admin: AdminDep) -> DispatchState:
     """Stops sending new jobs to CE: they stay ``new`` until resumed. Jobs already on CE are
-    still followed, completed and settled. Idempotent."""
+    still followed, completed and settled. Stored in the database: the pause holds across
+    restarts (and for every bridge process on that database) until resumed; the log says so at
+    start and ``ce_bridge_dispatch_paused`` is 1. Idempotent."""
     return admin.pause()
 
 

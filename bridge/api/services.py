@@ -59,6 +59,7 @@ from bridge.errors import (
     StoreError,
 )
 from bridge.results import manifest_from_digests, safe_relative_path
+from bridge.store.control import dispatch_paused
 from bridge.store.models import ChainTx, Job, OutputFile, RemoteCall, ScanCursor, TxState, Update
 
 log = logging.getLogger("bridge.api")
@@ -425,18 +426,20 @@ class AdminActions:
         return self._bridge
 
     def pause(self) -> DispatchState:
-        """Stops dispatching new jobs to CE; jobs already on CE are still followed."""
-        bridge = self._running()
-        bridge.dispatch_paused.set()
-        log.warning("dispatch of new jobs paused by the operator")
-        return DispatchState(dispatch_paused=True)
+        """Stops dispatching new jobs to CE; jobs already on CE are still followed. Stored in
+        the database: it holds across restarts until ``resume``."""
+        return self._set_pause(True)
 
     def resume(self) -> DispatchState:
         """Dispatches new jobs again (those that waited go first, oldest first)."""
-        bridge = self._running()
-        bridge.dispatch_paused.clear()
-        log.warning("dispatch of new jobs resumed by the operator")
-        return DispatchState(dispatch_paused=False)
+        return self._set_pause(False)
+
+    def _set_pause(self, paused: bool) -> DispatchState:
+        try:
+            self._running().set_dispatch_paused(paused)  # stored and logged by the bridge
+        except SQLAlchemyError as exc:
+            raise StoreError(f"storing the dispatch pause failed: {type(exc).__name__}") from exc
+        return DispatchState(dispatch_paused=paused)
 
     def retry(self, job_id: int) -> AdminJobResult:
         """Makes an open job's current step due now, with a fresh attempt count.
@@ -584,7 +587,6 @@ class MetricsSampler:
             log.warning("metrics: chain values unavailable: %s", type(exc).__name__)
         return replace(
             snapshot,
-            dispatch_paused=bridge.dispatch_paused.is_set(),
             head=head,
             scan_cursor=cursor,
             scan_lag=lag,
@@ -617,6 +619,7 @@ class MetricsSampler:
                 select(func.count()).select_from(Update).where(col(Update.applied).is_(False))
             ).one()
         return MetricsSnapshot(
+            dispatch_paused=dispatch_paused(self._db),
             jobs_by_state=jobs,
             txs_by_state=txs,
             tx_replacements=int(replacements or 0),

@@ -12,7 +12,8 @@ Two kinds of metric:
   after a restart and shared by every worker on one database): jobs by bridge state, the
   ``chain_tx`` table (pending, confirmed, failed, fee-bump replacements, gas used), the update
   outbox, chain head, scan cursor and lag, operator balance, ``CallbackFailed`` events and
-  whether dispatch is paused. A source that is down leaves its metrics out of that scrape.
+  whether dispatch is paused (stored in the database). A source that is down leaves its
+  metrics out of that scrape.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete
 from sqlalchemy import update as sql_update
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 from web3 import Web3
 from web3.contract import Contract
@@ -50,6 +51,7 @@ from bridge.config import Settings
 from bridge.engine import machine as m
 from bridge.engine.states import JobState
 from bridge.errors import (
+    AlreadyRunning,
     BridgeError,
     DownloadRefused,
     InsufficientFunds,
@@ -60,11 +62,15 @@ from bridge.errors import (
     RemoteRejected,
     RpcUnavailable,
     SpecError,
+    StoreError,
+    StoreUnavailable,
 )
 from bridge.remote.client import CEClient
 from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
 from bridge.results import result_hash, safe_relative_path
-from bridge.store.db import open_database
+from bridge.store import control
+from bridge.store.db import describe_db_error, open_database, shown_url
+from bridge.store.locks import ProcessLock
 from bridge.store.models import (
     Job,
     OutputFile,
@@ -170,6 +176,17 @@ def due_jobs(db: Engine, states: Iterable[JobState], now: float, limit: int = 25
         )
 
 
+def _db_outage(exc: BaseException) -> str | None:
+    """Why the database is unreachable, if that is what ``exc`` (or its cause) says; else None."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, StoreUnavailable):
+            return str(error)
+        if isinstance(error, (OperationalError, InterfaceError, DisconnectionError)):
+            reason, transient = describe_db_error(error)
+            return reason if transient else None
+    return None
+
+
 def _view(job: Job) -> m.JobView:
     return m.JobView(
         state=JobState(job.state),
@@ -218,21 +235,53 @@ class Bridge:
         self._lock = threading.RLock()
         self._sizer = RangeSizer(max_range=settings.max_block_range)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ce-work")
+        #: Mirror of the stored pause (``control.dispatch_paused``), read each worker round.
         self.dispatch_paused = threading.Event()
+        self._pause_lock = threading.Lock()
         self._stop = threading.Event()
         self._head_lock = threading.Lock()
         self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
         self._threads: list[threading.Thread] = []
+        self._process_lock: ProcessLock | None = None
+        #: Why the bridge stopped itself (e.g. its process lock was taken), or None.
+        self.fatal: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Bridge:
-        """Builds a bridge from its settings: opens (and migrates) the database, connects."""
+    def from_settings(
+        cls, settings: Settings, *, process_lock: ProcessLock | None = None
+    ) -> Bridge:
+        """Builds a bridge from its settings: opens (and migrates) the database, connects, and
+        binds the database to the node's chain id and the contract (``control.bind``).
+
+        Args:
+            process_lock: held for this process (``acquire_process_lock``); the bridge owns it
+                from here, checks it in its loops and releases it in ``stop()``.
+
+        Raises:
+            DatabaseBound: the database belongs to another chain or contract (nothing written).
+            StoreUnavailable, RpcUnavailable: the database or the node cannot be reached.
+        """
         db = open_database(settings.database_url)
         w3 = connect(settings.rpc_url)
         try:
             chain_id = int(w3.eth.chain_id)
         except Exception as exc:
+            db.dispose()
             raise RpcUnavailable(f"cannot reach the RPC node at {settings.rpc_url}") from exc
+        try:
+            control.bind(
+                db, chain_id, settings.contract_address, db_shown=shown_url(settings.database_url)
+            )
+            paused = control.dispatch_paused(db)
+        except BridgeError:
+            db.dispose()
+            raise
+        except (OperationalError, InterfaceError, DisconnectionError) as exc:
+            db.dispose()
+            reason, _ = describe_db_error(exc)
+            raise StoreUnavailable(
+                f"cannot open database {shown_url(settings.database_url)}: {reason}"
+            ) from exc
         abi = load_artifact("JobEscrow").abi
         escrow = w3.eth.contract(
             address=Web3.to_checksum_address(settings.contract_address), abi=abi
@@ -265,6 +314,13 @@ class Bridge:
         bridge = cls(
             settings, db=db, w3=w3, ce=ce, tx=tx, reader=reader, escrow=escrow, chain_id=chain_id
         )
+        bridge._process_lock = process_lock
+        if paused:
+            bridge.dispatch_paused.set()
+            log.warning(
+                "dispatch of new jobs is paused (stored in the database): new jobs wait "
+                "until POST /admin/resume"
+            )
         return bridge
 
     # ------------------------------------------------------------------ running
@@ -295,23 +351,102 @@ class Bridge:
             thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.ce.close()
+        lock, self._process_lock = self._process_lock, None
+        if lock is not None:
+            lock.release()
 
     def _loop(self, name: str, step: Callable[[], object], interval: float) -> None:
+        """Runs ``step`` every ``interval`` s until stopped; a failed step backs off.
+
+        A database that cannot be reached costs one log line per back-off (1 s doubling to
+        30 s), not a traceback per round; the loop goes on by itself when it is back and says
+        so once. An unexpected error logs its traceback once, its repeats one line each.
+        """
         backoff = interval
+        failures = 0
+        last_unexpected = ""
         while not self._stop.is_set():
             try:
+                if self._process_lock is not None:
+                    self._process_lock.verify()
                 step()
-                backoff = interval
+                if failures:
+                    log.info("%s: working again after %d failed rounds", name, failures)
+                backoff, failures, last_unexpected = interval, 0, ""
+            except AlreadyRunning as exc:
+                self.fatal = str(exc)
+                log.error("ALERT %s: %s; this process stops", name, exc)
+                self._stop.set()
+                return
+            except (
+                StoreError,
+                OperationalError,
+                InterfaceError,
+                DisconnectionError,
+            ) as exc:
+                failures += 1
+                outage = _db_outage(exc)
+                if outage is None:
+                    log.warning("%s: %s", name, exc)
+                    backoff = min(30.0, backoff * 2)
+                else:
+                    backoff = min(30.0, max(1.0, backoff * 2))
+                    log.warning(
+                        "%s: database unavailable (%s); retrying in %.0f s", name, outage, backoff
+                    )
             except InsufficientFunds as exc:
                 log.error("ALERT %s: %s", name, exc)
                 backoff = min(60.0, max(backoff * 2, 5.0))
             except BridgeError as exc:
+                failures += 1
                 log.warning("%s: %s", name, exc)
                 backoff = min(30.0, backoff * 2)
-            except Exception:  # the outermost loop: record and go on
-                log.exception("%s: unexpected error", name)
+            except Exception as exc:  # the outermost loop: record and go on
+                failures += 1
                 backoff = min(30.0, backoff * 2)
+                seen = f"{type(exc).__name__}: {exc}"
+                if seen == last_unexpected:
+                    log.error("%s: unexpected error again: %s", name, seen[:300])
+                else:
+                    log.exception("%s: unexpected error", name)
+                last_unexpected = seen
             self._stop.wait(backoff)
+
+    # ------------------------------------------------------------------ dispatch pause
+
+    def set_dispatch_paused(self, paused: bool) -> None:
+        """Pauses (or resumes) the dispatch of new jobs to CE. Stored in the database, so it
+        survives restarts and holds for every process on it; a change is logged. Idempotent.
+
+        Raises:
+            SQLAlchemyError: the database failed (nothing changed).
+        """
+        with self._pause_lock:
+            changed = control.set_dispatch_paused(self.db, paused)
+            self._mirror_pause(paused)
+        if changed:
+            log.warning(
+                "dispatch of new jobs %s by the operator (stored: it holds across restarts)",
+                "paused" if paused else "resumed",
+            )
+
+    def _refresh_pause(self) -> None:
+        """Reads the stored pause: another process on the database may have changed it."""
+        with self._pause_lock:
+            paused = control.dispatch_paused(self.db)
+            changed = paused != self.dispatch_paused.is_set()
+            self._mirror_pause(paused)
+        if changed:
+            log.warning(
+                "dispatch of new jobs %s (changed in the database)",
+                "paused" if paused else "resumed",
+            )
+
+    def _mirror_pause(self, paused: bool) -> None:
+        if paused:
+            self.dispatch_paused.set()
+        else:
+            self.dispatch_paused.clear()
 
     # ------------------------------------------------------------------ scanning
 
@@ -801,6 +936,7 @@ class Bridge:
         """Works every open job that is due; returns how many were worked."""
         now = self._clock()
         chain_now = self.reader.block_timestamp()
+        self._refresh_pause()
         states = [
             s for s in _WORK_STATES if not (s is JobState.NEW and self.dispatch_paused.is_set())
         ]

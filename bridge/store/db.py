@@ -3,6 +3,10 @@
 ``open_database`` creates the engine for ``BRIDGE_DATABASE_URL`` (a SQLite file by default,
 PostgreSQL with ``postgresql+psycopg://``), applies the Alembic migrations up to head, and returns
 the engine. SQLite runs in WAL mode with a busy timeout so the bridge's threads can share it.
+
+``describe_db_error`` turns a driver error into one line and says whether it is worth retrying:
+a server that refuses or drops connections is transient; a missing database, an unknown user,
+a wrong password or an unknown driver are not.
 """
 
 from __future__ import annotations
@@ -14,11 +18,47 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
-from bridge.errors import StoreError
+from bridge.errors import StoreError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+#: Driver messages that no retry will fix (PostgreSQL answers these while connecting).
+_PERMANENT = (
+    "does not exist",
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "unable to open database file",
+    "permission denied",
+    "no password supplied",
+)
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: show nothing of it rather than a secret
+        return "(unparsable BRIDGE_DATABASE_URL)"
+
+
+def describe_db_error(exc: BaseException) -> tuple[str, bool]:
+    """One line saying what went wrong with the database, and whether retrying may help.
+
+    The line is the first line of the driver's message without its connection preamble (no
+    URL, no password), e.g. ``database "x" does not exist`` or ``Connection refused``.
+
+    Returns:
+        (message, transient): transient for connection failures and dropped connections;
+        not for errors no retry fixes (missing database or user, bad credentials, no driver).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    text = text.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
+    if not isinstance(exc, (OperationalError, InterfaceError, DisconnectionError)):
+        return f"{type(exc).__name__}: {text}", False
+    return text, not any(marker in text for marker in _PERMANENT)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -54,13 +94,15 @@ def open_database(url: str) -> Engine:
     """Opens and migrates the database at ``url``.
 
     Raises:
-        StoreError: the database cannot be reached or migrated; the message names the URL
-            without its password.
+        StoreUnavailable: the database server cannot be reached right now (worth retrying).
+        StoreError: the database cannot be opened or migrated for a reason no retry fixes.
+            Either message names the URL without its password and the driver's reason.
     """
     try:
         engine = make_engine(url)
         migrate(engine)
     except SQLAlchemyError as exc:
-        shown = make_url(url).render_as_string(hide_password=True)
-        raise StoreError(f"cannot open database {shown}: {exc.__class__.__name__}") from exc
+        reason, transient = describe_db_error(exc)
+        error = StoreUnavailable if transient else StoreError
+        raise error(f"cannot open database {shown_url(url)}: {reason}") from exc
     return engine

@@ -14,6 +14,8 @@ continues from the database:
 - ``Update``: the outbox of on-chain writes (``applyUpdates`` items), each assigned to a
   ``ChainTx`` once the transaction manager batches it.
 - ``ChainTx``: a signed transaction, stored before it is broadcast.
+- ``Binding``: the one (chain id, contract) this database belongs to, written at its first start.
+- ``DispatchControl``: whether the operator paused dispatch (survives restarts).
 
 Wei amounts are decimal strings (they exceed 64-bit integers).
 """
@@ -193,3 +195,30 @@ class ChainTx(SQLModel, table=True):
     gas_used: int | None = None
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Binding(SQLModel, table=True):
+    """The one (chain id, contract) this database serves, written at its first start.
+
+    A single row (``id`` 1): job ids are only unique per contract, so a database reused for
+    another chain or contract would mix their jobs. A bridge configured for another pair refuses
+    to start (``bridge.store.control.bind``).
+    """
+
+    __tablename__ = "binding"
+
+    id: int = Field(default=1, primary_key=True)
+    chain_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    contract: str  # checksum address
+    bound_at: datetime = Field(default_factory=utcnow)
+
+
+class DispatchControl(SQLModel, table=True):
+    """The operator's dispatch pause (``POST /admin/pause``): a single row (``id`` 1), read by
+    every bridge process on this database, so a pause survives restarts. No row: not paused."""
+
+    __tablename__ = "dispatch_control"
+
+    id: int = Field(default=1, primary_key=True)
+    paused: bool = False
+    changed_at: datetime = Field(default_factory=utcnow)

@@ -115,7 +115,7 @@ def test_a_node_outage_does_not_spend_the_job_create_budget(tmp_path: Path) -> N
         ) as proxy:
             stack.settings = stack.settings.model_copy(update={"rpc_url": proxy.url})
             bridge = stack.start_bridge()
-            bridge.dispatch_paused.set()  # hold the job until the node fails
+            bridge.set_dispatch_paused(True)  # hold the job until the node fails
             work = Workload(stack)
             (job,) = work.submit(["ok"])
 
@@ -129,7 +129,7 @@ def test_a_node_outage_does_not_spend_the_job_create_budget(tmp_path: Path) -> N
             logger.addHandler(tries)
             try:
                 proxy.rate = 1.0
-                bridge.dispatch_paused.clear()
+                bridge.set_dispatch_paused(False)
                 wait_for(
                     lambda: tries.count > budget or work.status(job.job_id).is_terminal,
                     60,

@@ -1,0 +1,235 @@
+"""Process locks: one ``ce-bridge run`` per SQLite file, one per operator key on PostgreSQL.
+
+Two processes writing with the same key would race for its nonces and both work every job;
+the second one is refused at start with one line (``AlreadyRunning``). The lock is held for the
+process's life and released by ``release()`` (or by the process ending, however it ends):
+
+- **SQLite**: ``fcntl.flock`` on ``<database file>.lock`` (created next to the database, with
+  the holder's pid written in it for the operator). The kernel drops the lock when the process
+  dies, SIGKILL included. Any second process is refused, whatever its key.
+- **PostgreSQL**: a session-level advisory lock, keyed on the operator address, on a connection
+  of its own. The lock is per key on purpose: processes with different keys may share one
+  database (the ground for running several); a second one with the same key is refused.
+  The server drops the lock when that connection ends, so ``verify()`` (called by the bridge's
+  loops, at most every ``verify_every`` seconds) reconnects and takes it again after a lost
+  connection, and raises ``AlreadyRunning`` if another process took it meanwhile.
+
+An in-memory SQLite database needs no lock (no other process can open it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from bridge.errors import AlreadyRunning, StoreError, StoreUnavailable
+from bridge.store.db import describe_db_error, shown_url
+
+log = logging.getLogger("bridge.store")
+
+
+class ProcessLock(Protocol):
+    """A lock held for a bridge process's life."""
+
+    def verify(self) -> None:
+        """Checks the lock is still held, taking it again after a lost connection.
+
+        Raises:
+            AlreadyRunning: another process holds it now.
+            StoreUnavailable: the database cannot be reached to check (retry later).
+        """
+
+    def release(self) -> None:
+        """Releases the lock (idempotent)."""
+
+
+class NoLock:
+    """For an in-memory database: nothing to share, nothing to lock."""
+
+    def verify(self) -> None:
+        """Nothing to check."""
+
+    def release(self) -> None:
+        """Nothing to release."""
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path``, held until ``release()`` or the process's end.
+
+    Raises:
+        AlreadyRunning: another process holds it (the message names it and the holder's pid).
+        StoreError: the lock file cannot be created.
+    """
+
+    def __init__(self, path: Path, database: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise AlreadyRunning(
+                f"another ce-bridge run{holder} is using the database {database} "
+                f"(it holds {path}): stop it first, or give this one its own BRIDGE_DATABASE_URL"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd: int | None = fd
+
+    def verify(self) -> None:
+        """A flock cannot be lost while the process lives."""
+
+    def release(self) -> None:
+        """Unlocks and closes the lock file (it stays on disk; an unlocked file is free)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _read_pid(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(os.pread(fd, 32, 0).decode().strip())
+        return f" (pid {pid})"
+    return ""
+
+
+def advisory_key(label: str) -> int:
+    """A signed 64-bit PostgreSQL advisory lock key for ``label`` (sha256, first 8 bytes)."""
+    digest = hashlib.sha256(f"ce-bridge:{label}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class AdvisoryLock:
+    """A PostgreSQL session-level advisory lock on a connection of its own.
+
+    Args:
+        url: the database URL.
+        operator: the operator address the lock is for (its key: ``advisory_key``).
+        verify_every: seconds between two checks of the connection in ``verify()``.
+
+    Raises:
+        AlreadyRunning: another process holds the lock for this operator.
+        StoreUnavailable: the database cannot be reached (retry).
+        StoreError: the database refuses us for a reason no retry fixes.
+    """
+
+    def __init__(self, url: str, operator: str, *, verify_every: float = 5.0) -> None:
+        self.operator = operator
+        self.key = advisory_key(f"operator:{operator.lower()}")
+        self._shown = shown_url(url)
+        self._engine: Engine = create_engine(url, poolclass=NullPool)
+        self._guard = threading.Lock()
+        self._verify_every = verify_every
+        self._checked = time.monotonic()
+        self._conn: Connection | None = None
+        try:
+            self._take()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _refused(self) -> AlreadyRunning:
+        return AlreadyRunning(
+            f"another ce-bridge run with operator {self.operator} is using the database "
+            f"{self._shown} (it holds advisory lock {self.key}): stop it first; processes "
+            "sharing a database need operator keys of their own"
+        )
+
+    def _take(self) -> None:
+        """Connects and takes the lock; on any failure, no connection is left open."""
+        try:
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except SQLAlchemyError as exc:
+            raise _store_error(self._shown, exc) from exc
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
+        except SQLAlchemyError as exc:
+            conn.close()
+            raise _store_error(self._shown, exc) from exc
+        if not got:
+            conn.close()
+            raise self._refused()
+        self._conn = conn
+
+    def verify(self) -> None:
+        """Checks the lock's connection (at most every ``verify_every`` s); after a lost
+        connection, takes the lock again on a new one."""
+        with self._guard:
+            now = time.monotonic()
+            if self._conn is not None and now - self._checked < self._verify_every:
+                return
+            if self._conn is not None:
+                try:
+                    self._conn.execute(text("SELECT 1"))
+                    self._checked = now
+                    return
+                except SQLAlchemyError:
+                    with contextlib.suppress(SQLAlchemyError):
+                        self._conn.invalidate()
+                        self._conn.close()
+                    self._conn = None
+                    log.warning("the connection holding the operator's lock was lost")
+            self._take()
+            self._checked = now
+            log.info("operator lock taken again (advisory lock %d)", self.key)
+
+    def release(self) -> None:
+        """Unlocks and closes the lock's connection (idempotent)."""
+        with self._guard:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                    conn.close()
+            self._engine.dispose()
+
+
+def _store_error(shown: str, exc: SQLAlchemyError) -> StoreError:
+    reason, transient = describe_db_error(exc)
+    error = StoreUnavailable if transient else StoreError
+    return error(f"cannot open database {shown}: {reason}")
+
+
+def acquire_process_lock(database_url: str, operator: str) -> ProcessLock:
+    """Takes the lock of a bridge process for ``database_url`` and ``operator``.
+
+    Returns:
+        The lock; the caller releases it when the process stops.
+
+    Raises:
+        AlreadyRunning: another process holds it: one line naming the database (and the key,
+            or the holder's pid).
+        StoreUnavailable: PostgreSQL cannot be reached (retry).
+        StoreError: the lock cannot be taken for another reason.
+    """
+    try:
+        parsed = make_url(database_url)
+    except ArgumentError:
+        raise StoreError("BRIDGE_DATABASE_URL is not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return NoLock()
+        database = Path(parsed.database).expanduser().resolve()
+        return FileLock(database.with_name(database.name + ".lock"), database)
+    if backend == "postgresql":
+        return AdvisoryLock(database_url, operator)
+    raise StoreError(f"BRIDGE_DATABASE_URL: no process lock for a {backend} database")
