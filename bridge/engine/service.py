@@ -45,7 +45,7 @@ from bridge.chain.reader import (
     find_deployment_block,
     is_range_error,
 )
-from bridge.chain.spec import JobSpec, Status, spec_hash
+from bridge.chain.spec import JobSpec, Status
 from bridge.config import Settings
 from bridge.engine import machine as m
 from bridge.engine.states import JobState
@@ -63,7 +63,7 @@ from bridge.errors import (
 )
 from bridge.remote.client import CEClient
 from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
-from bridge.results import result_hash, safe_relative_path
+from bridge.results import result_hash, safe_input_url, safe_relative_path
 from bridge.store.db import open_database
 from bridge.store.models import (
     Job,
@@ -103,8 +103,7 @@ def spec_to_request(spec: JobSpec) -> CEJobRequest:
     """
     for f in spec.input_files:
         safe_relative_path(f.filename)
-        if not f.url.startswith(("http://", "https://")):
-            raise SpecError(f"input file {f.filename!r} has a URL that is not http(s)")
+        safe_input_url(f.url, f.filename)
     s = spec.specs
     return CEJobRequest(
         app=spec.app,
@@ -515,7 +514,9 @@ class Bridge:
                 extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
             )
         spec_error: str | None = None
-        if spec_hash(entry.spec) != entry.spec_hash:
+        if entry.unreadable is not None:
+            spec_error = entry.unreadable  # failed on-chain with this reason, and refunded
+        elif not entry.spec_hash_matches:
             spec_error = "the event's spec does not match its specHash"
         else:
             try:
@@ -535,7 +536,7 @@ class Bridge:
                 block_hash=at.block_hash,
                 tx_hash=at.tx_hash,
                 log_index=at.log_index,
-                callback_gas_limit=0,
+                callback_gas_limit=entry.callback_gas_limit,
                 generation=generation,
             )
         )
