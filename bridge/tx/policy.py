@@ -73,6 +73,25 @@ def bumped_fees(old: Fees, market: Fees, bump_percent: int, cap: int) -> Fees | 
     return Fees(max_fee, tip)
 
 
+#: Longest reason (UTF-8 bytes) the bridge writes on-chain with ``Failed`` or ``Cancelled``.
+MAX_REASON_BYTES = 256
+_ELLIPSIS = "..."
+
+
+def cap_reason(text: str, limit: int = MAX_REASON_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes at a character boundary.
+
+    A cut text ends in ``...`` (within the limit), so a reader sees it was shortened; text
+    that fits is returned unchanged. Characters that cannot be encoded become U+FFFD first.
+    """
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text if encoded.decode("utf-8") == text else encoded.decode("utf-8")
+    room = max(0, limit - len(_ELLIPSIS))
+    # Dropping a partial trailing character: decode with "ignore" drops only the cut bytes.
+    return encoded[:room].decode("utf-8", "ignore") + _ELLIPSIS[: limit - room]
+
+
 def gas_limit_for(estimate: int) -> int:
     """The gas limit for a transaction whose ``eth_estimateGas`` was ``estimate``: +25%."""
     return -(-estimate * GAS_LIMIT_NUM // GAS_LIMIT_DEN)
