@@ -7,8 +7,11 @@ eth_abi, encoding each string field as raw ``bytes`` (the same ABI encoding).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from typing import Any
 
+import httpx
 from eth_abi.abi import encode
 from eth_utils.abi import collapse_if_tuple
 from web3 import Web3
@@ -77,3 +80,47 @@ def submit_raw(
     topic = bytes(Web3.keccak(text=f"JobSubmitted({_submitted_args(escrow)})"))
     (entry,) = [e for e in receipt["logs"] if bytes(e["topics"][0]) == topic]
     return int.from_bytes(bytes(entry["topics"][1]), "big"), value
+
+
+def chunked_post(
+    api: str, path: str, total: int, headers: bytes = b"", chunk_size: int = 1024 * 1024
+) -> tuple[int, int]:
+    """Sends a chunked POST of up to ``total`` bytes to ``api`` + ``path`` over a raw socket,
+    stopping as soon as an answer arrives or the server closes the connection.
+
+    Returns:
+        The HTTP status of the answer and the body bytes sent before it came.
+    """
+    url = httpx.URL(api)
+    assert url.port is not None
+    sock = socket.create_connection((url.host, url.port), timeout=30)
+    try:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+            + headers
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"%x\r\n" % chunk_size + b"a" * chunk_size + b"\r\n"
+        sent, answer = 0, b""
+        sock.setblocking(False)
+        while sent < total:
+            with contextlib.suppress(BlockingIOError):
+                answer += sock.recv(65536)
+            if answer:
+                break
+            try:
+                sock.sendall(chunk)
+            except BlockingIOError:
+                continue
+            except OSError:
+                break  # the server closed the connection: it will not read the rest
+            sent += chunk_size
+        sock.setblocking(True)
+        while b"\r\n" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+        return int(answer.split(b" ", 2)[1]), sent
+    finally:
+        sock.close()

@@ -11,7 +11,6 @@ that the next start removes, and the job then completes, its files counted once.
 from __future__ import annotations
 
 import hashlib
-import socket
 from pathlib import Path
 
 import httpx
@@ -22,6 +21,7 @@ from bridge.devstack import LocalStack
 from bridge.remote.emulator import generated_sha256
 from tests.builders import get_job
 from tests.faults.harness import BridgeProcess, wait_for
+from tests.hostile import chunked_post
 
 MIB = 1024 * 1024
 RSS_BOUND_MIB = 300
@@ -61,46 +61,6 @@ def _remote_id(stack: LocalStack, job_id: int) -> str:
         if int(e["args"]["jobId"]) == job_id
     ]
     return str(accepted["args"]["remoteJobId"])
-
-
-def _chunked_post_without_token(api: str, total: int) -> tuple[int, int]:
-    """Sends a chunked POST of up to ``total`` bytes to ``/admin/jobs/1/fail`` with no token, reading
-    the answer as soon as one comes. Returns (HTTP status, bytes sent before it came)."""
-    url = httpx.URL(api)
-    assert url.port is not None
-    sock = socket.create_connection((url.host, url.port), timeout=30)
-    try:
-        sock.sendall(
-            b"POST /admin/jobs/1/fail HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n"
-        )
-        chunk = b"%x\r\n" % MIB + b"a" * MIB + b"\r\n"
-        sent = 0
-        sock.setblocking(False)
-        answer = b""
-        while sent < total:
-            try:
-                answer += sock.recv(65536)
-            except BlockingIOError:
-                pass
-            if answer:
-                break
-            try:
-                sock.sendall(chunk)
-            except BlockingIOError:
-                continue
-            except OSError:
-                break  # the server closed the connection: it will not read the rest
-            sent += MIB
-        sock.setblocking(True)
-        while b"\r\n" not in answer:
-            more = sock.recv(65536)
-            if not more:
-                break
-            answer += more
-        return int(answer.split(b" ", 2)[1]), sent
-    finally:
-        sock.close()
 
 
 def test_2_gib_of_outputs_keep_the_bridge_under_300_mib(tmp_path: Path) -> None:
@@ -152,7 +112,7 @@ def test_2_gib_of_outputs_keep_the_bridge_under_300_mib(tmp_path: Path) -> None:
             assert digest.hexdigest() == big[0]["sha256"]
 
             # A 300 MiB chunked admin POST without a token: refused before it is read.
-            status, sent = _chunked_post_without_token(stack.api_url, 300 * MIB)
+            status, sent = chunked_post(stack.api_url, "/admin/jobs/1/fail", 300 * MIB)
             assert status == 401
             assert sent < 300 * MIB
             peak = _vm_hwm_mib(pid)
