@@ -60,12 +60,12 @@ class SubmittedLog:
     payment: int
     deadline: int
     spec: JobSpec
+    callback_gas_limit: int = 0  # gas the job's callback gets (the event's last field); 0 = none
     #: Why the bridge cannot read the spec (a string that is not UTF-8), else None. The spec's
     #: unreadable strings then hold U+FFFD in place of each bad byte; the job is failed on-chain.
     unreadable: str | None = None
     #: Whether ``spec_hash`` is ``keccak256(abi.encode(spec))`` of the raw bytes in the event.
     spec_hash_matches: bool = True
-    callback_gas_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -351,9 +351,9 @@ class LogReader:
                 payment=int(args["payment"]),
                 deadline=int(args["deadline"]),
                 spec=spec,
+                callback_gas_limit=int(args["callbackGasLimit"]),
                 unreadable=unreadable,
                 spec_hash_matches=keccak(encode([_RAW_SPEC_ABI_TYPE], [raw_spec])) == event_hash,
-                callback_gas_limit=int(args.get("callbackGasLimit", 0)),
             )
         if name == "CancelRequested":
             return CancelRequestedLog(at=at, job_id=int(args["jobId"]))

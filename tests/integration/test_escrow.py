@@ -15,6 +15,7 @@ from eth_abi.abi import decode
 from web3 import Web3
 from web3.contract import Contract
 
+from bridge.chain.reader import LogReader, SubmittedLog
 from bridge.chain.spec import JOB_SPEC_ABI_TYPE, InputFile, JobSpec, Status, spec_hash
 from tests.builders import (
     Accounts,
@@ -120,8 +121,11 @@ def test_job_submitted_event_carries_the_spec_and_its_hash(
     # web3's decoding (a dict per struct) and a raw eth_abi decoding (tuples) both round-trip.
     assert JobSpec.from_abi(args["spec"]) == job_spec
     (log,) = [entry for entry in receipt["logs"] if entry["address"] == escrow.address]
-    _, _, _, raw_spec = decode(["bytes32", "uint256", "uint64", JOB_SPEC_ABI_TYPE], log["data"])
+    _, _, _, raw_spec, gas_limit = decode(
+        ["bytes32", "uint256", "uint64", JOB_SPEC_ABI_TYPE, "uint32"], log["data"]
+    )
     assert JobSpec.from_abi(raw_spec) == job_spec
+    assert gas_limit == args["callbackGasLimit"] == 0
 
     job = get_job(escrow, job_id)
     assert job == {
@@ -143,6 +147,25 @@ def test_submit_rejects_a_payment_below_the_quote(
     with reverts_with("PaymentTooLow(uint256,uint256)") as revert:
         submit_job(chain, escrow, accounts.user, value=price - 1)
     assert revert.args == (price - 1, price)
+
+
+def test_log_reader_reads_the_callback_gas_limit_from_the_event(
+    chain: Web3, escrow: Contract, consumer: Contract, accounts: Accounts
+) -> None:
+    """The bridge sizes batches from ``JobSubmitted``'s last field, with no extra call."""
+    with_callback, receipt = submit_via_consumer(
+        chain, escrow, consumer, accounts.user, callback_gas_limit=CALLBACK_GAS
+    )
+    without_callback, _ = submit_job(chain, escrow, accounts.user, spec())
+    reader = LogReader(chain, escrow.address, escrow.abi)
+    submitted = {
+        entry.job_id: entry
+        for entry in reader.fetch(receipt["blockNumber"], reader.head())
+        if isinstance(entry, SubmittedLog)
+    }
+    assert submitted[with_callback].callback_gas_limit == CALLBACK_GAS
+    assert submitted[with_callback].requester == consumer.address
+    assert submitted[without_callback].callback_gas_limit == 0
 
 
 # ------------------------------------------------------------------ lifecycle
