@@ -13,6 +13,7 @@ from web3 import Web3
 from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
 from bridge.config import Settings, load_settings
 from bridge.errors import BridgeError, ConfigError, RemoteAuthError, RemoteError
+from bridge.logs import redact_url
 from bridge.remote.client import CEClient
 from bridge.store.db import open_database
 
@@ -32,7 +33,7 @@ def _check_rpc(settings: Settings) -> list[str]:
     try:
         w3.eth.chain_id  # noqa: B018 - the call is the check
     except Exception:
-        return [f"BRIDGE_RPC_URL: cannot reach a JSON-RPC node at {settings.rpc_url}"]
+        return [f"BRIDGE_RPC_URL: cannot reach a JSON-RPC node at {redact_url(settings.rpc_url)}"]
     problems = []
     address = Web3.to_checksum_address(settings.contract_address)
     if not w3.eth.get_code(address):

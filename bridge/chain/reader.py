@@ -25,6 +25,7 @@ from web3.types import BlockIdentifier, RPCEndpoint
 
 from bridge.chain.spec import JOB_SPEC_ABI_TYPE, InputFile, JobSpec, Resources, Status
 from bridge.errors import RpcUnavailable
+from bridge.logs import redact, url_secrets
 
 log = logging.getLogger("bridge.chain")
 
@@ -217,6 +218,8 @@ class LogReader:
     def __init__(self, w3: Web3, address: ChecksumAddress, abi: list[dict[str, Any]]) -> None:
         self._w3 = w3
         self._address = address
+        # Node errors may quote the request URL, which may carry a provider key.
+        self._secrets = url_secrets(str(getattr(w3.provider, "endpoint_uri", "") or ""))
         self._events: dict[bytes, _EventLayout] = {}
         for entry in abi:
             if entry.get("type") == "event" and not entry.get("anonymous"):
@@ -265,12 +268,13 @@ class LogReader:
         try:
             reply = self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [query])
         except (Web3Exception, OSError, ValueError) as exc:
-            raise RpcUnavailable(f"{where} failed: {exc}") from exc
+            raise RpcUnavailable(f"{where} failed: {redact(str(exc), self._secrets)}") from None
         error = reply.get("error")
         raw = reply.get("result")
         if error is not None or not isinstance(raw, list):
             message = error.get("message", error) if isinstance(error, dict) else error
-            raise RpcUnavailable(f"{where} failed: {message or 'no result'}")
+            text = redact(str(message or "no result"), self._secrets)
+            raise RpcUnavailable(f"{where} failed: {text}")
         decoded: list[ChainLog] = []
         for entry in raw:
             # Each log on its own: one that cannot be decoded is logged and skipped, never
@@ -314,10 +318,11 @@ class LogReader:
         try:
             reply = self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [query])
         except (Web3Exception, OSError, ValueError) as exc:
-            raise RpcUnavailable(f"{where} failed: {exc}") from exc
+            raise RpcUnavailable(f"{where} failed: {redact(str(exc), self._secrets)}") from None
         raw = reply.get("result")
         if reply.get("error") is not None or not isinstance(raw, list):
-            raise RpcUnavailable(f"{where} failed: {reply.get('error') or 'no result'}")
+            text = redact(str(reply.get("error") or "no result"), self._secrets)
+            raise RpcUnavailable(f"{where} failed: {text}")
         try:
             return {int(entry["topics"][1], 16) for entry in raw}
         except (ValueError, KeyError, TypeError, IndexError) as exc:

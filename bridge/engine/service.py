@@ -63,6 +63,7 @@ from bridge.errors import (
     RpcUnavailable,
     SpecError,
 )
+from bridge.logs import install_redaction, redact_url
 from bridge.outputs import OutputStore, StoredObject
 from bridge.remote.client import CEClient
 from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
@@ -231,12 +232,15 @@ class Bridge:
     @classmethod
     def from_settings(cls, settings: Settings) -> Bridge:
         """Builds a bridge from its settings: opens (and migrates) the database, connects."""
+        install_redaction(settings.rpc_url)  # a provider key in the URL never reaches a log
         db = open_database(settings.database_url)
         w3 = connect(settings.rpc_url)
         try:
             chain_id = int(w3.eth.chain_id)
-        except Exception as exc:
-            raise RpcUnavailable(f"cannot reach the RPC node at {settings.rpc_url}") from exc
+        except Exception:
+            raise RpcUnavailable(
+                f"cannot reach the RPC node at {redact_url(settings.rpc_url)}"
+            ) from None
         abi = load_artifact("JobEscrow").abi
         escrow = w3.eth.contract(
             address=Web3.to_checksum_address(settings.contract_address), abi=abi
