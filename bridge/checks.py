@@ -23,7 +23,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 from web3 import Web3
@@ -40,6 +39,7 @@ from bridge.errors import (
     RpcUnavailable,
     StoreUnavailable,
 )
+from bridge.logs import redact_url
 from bridge.remote.client import CEClient
 from bridge.store import control
 from bridge.store.db import describe_db_error, open_database, shown_url
@@ -60,19 +60,6 @@ class Problem:
     warning: bool = False  # said, but not a reason to stop
 
 
-def shown_rpc_url(url: str) -> str:
-    """``url`` as scheme, host and port only: RPC URLs often carry a provider's key in their
-    path, query or user info."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparsable BRIDGE_RPC_URL)"
-    hidden = "/…" if parts.path.strip("/") or parts.query or parts.username else ""
-    return f"{parts.scheme}://{host}{port}{hidden}"
-
-
 def run_checks(config_file: Path | None = None) -> list[str]:
     """Every problem with the configuration and the services it names, one line each."""
     try:
@@ -91,7 +78,7 @@ def find_problems(settings: Settings) -> list[Problem]:
 
 def _check_rpc(settings: Settings) -> tuple[list[Problem], int | None]:
     """Problems with the node and the contract, and the node's chain id (None: unreachable)."""
-    node = shown_rpc_url(settings.rpc_url)
+    node = redact_url(settings.rpc_url)
     w3 = connect(settings.rpc_url, timeout=10)
     try:
         chain_id = int(w3.eth.chain_id)
@@ -213,7 +200,7 @@ def start_bridge(
             except StoreUnavailable as exc:
                 reason = f"BRIDGE_DATABASE_URL: {exc}"
             except RpcUnavailable:  # its message may carry the URL's credentials
-                reason = f"cannot reach a JSON-RPC node at {shown_rpc_url(settings.rpc_url)}"
+                reason = f"cannot reach a JSON-RPC node at {redact_url(settings.rpc_url)}"
             log.warning("waiting to start: %s; retrying in %g s", reason, delay)
             stop.wait(delay)
             delay = min(max_delay, delay * 2)

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 from web3 import Web3
 
 from bridge.errors import BridgeError, ConfigError
+from bridge.logs import redact_url
 
 
 class _Typer(typer.Typer):
@@ -526,7 +527,7 @@ def _check_rpc(w3: Web3, url: str) -> None:
     try:
         w3.eth.chain_id  # noqa: B018 - the call is the check
     except Exception:
-        _fail(f"cannot reach the JSON-RPC node at {url}")
+        _fail(f"cannot reach the JSON-RPC node at {redact_url(url)}")
 
 
 def main() -> None:

@@ -86,6 +86,20 @@ class Settings(BaseSettings):
         default=300, ge=0, description="seconds before the deadline a running job is failed"
     )
     max_output_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_job_output_bytes: int = Field(
+        default=1024**3, ge=1, description="most bytes of output one job may have (all files)"
+    )
+    max_output_files: int = Field(
+        default=1000, ge=0, description="most output files one job may have"
+    )
+    output_dir: Path | None = Field(
+        default=None,
+        description="where result files are stored (default: beside the SQLite file, or "
+        "./ce-bridge-data/outputs)",
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="largest HTTP request body the API reads"
+    )
     log_json: bool = False
 
     @field_validator("contract_address")
@@ -147,6 +161,18 @@ class Settings(BaseSettings):
             ) from None
         account = Account.from_key(key)
         return account
+
+    @property
+    def output_root(self) -> Path:
+        """The output file store's directory: ``output_dir``, else ``ce-bridge-outputs``
+        beside the SQLite file, else ``./ce-bridge-data/outputs``."""
+        if self.output_dir is not None:
+            return self.output_dir
+        url = self.database_url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+            return path.parent / "ce-bridge-outputs"
+        return Path("ce-bridge-data") / "outputs"
 
     @property
     def operator_address(self) -> str:

@@ -127,7 +127,7 @@ class LocalStack:
             scan_interval=0.25,
             poll_interval=0.25,
             tx_interval=0.2,
-            **self._extra,
+            **{"output_dir": self.workdir / "outputs", **self._extra},
         )
         if self._start_bridge:
             self.start_bridge()

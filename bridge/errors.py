@@ -101,6 +101,10 @@ class DownloadRefused(RemoteError):
     """An output file URL is off the configured CE host, or the file is over the size cap."""
 
 
+class OutputTooLarge(DownloadRefused):
+    """An output file is over its size cap (per file, or what is left of the job's total)."""
+
+
 class SpecError(BridgeError):
     """A job spec the bridge cannot run; the job is failed on-chain with this message."""
 

@@ -24,11 +24,17 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bridge.errors import SpecError
 
 _CHUNK = 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
+#: Longest clean path (UTF-8 bytes) and longest segment (a file system's name limit).
+MAX_PATH_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+#: Longest input file URL a spec may carry (UTF-8 bytes).
+MAX_URL_BYTES = 2048
 
 
 def safe_relative_path(name: str) -> str:
@@ -37,7 +43,8 @@ def safe_relative_path(name: str) -> str:
 
     A clean path is non-empty UTF-8, ``/``-separated, and has no empty, ``.`` or ``..``
     segment (so no leading ``/``, no ``//``, no trailing ``/``), no backslash and no control
-    character (``sha256sum`` escapes backslashes and newlines, which would break the manifest).
+    character (``sha256sum`` escapes backslashes and newlines, which would break the manifest),
+    and is at most ``MAX_PATH_BYTES`` long with segments of at most ``MAX_SEGMENT_BYTES``.
 
     Args:
         name: A file name as a job spec or an output listing gives it.
@@ -52,9 +59,11 @@ def safe_relative_path(name: str) -> str:
         raise SpecError("unsafe file path: empty")
     shown = ascii(name)[:120]
     try:
-        name.encode("utf-8")
+        encoded = name.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise SpecError(f"unsafe file path {shown}: not valid UTF-8") from exc
+    if len(encoded) > MAX_PATH_BYTES:
+        raise SpecError(f"unsafe file path {shown}: longer than {MAX_PATH_BYTES} bytes")
     if "\\" in name:
         raise SpecError(f"unsafe file path {shown}: contains a backslash")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
@@ -64,7 +73,37 @@ def safe_relative_path(name: str) -> str:
             raise SpecError(
                 f"unsafe file path {shown}: absolute, or has an empty, '.' or '..' segment"
             )
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise SpecError(f"unsafe file path {shown}: a name longer than {MAX_SEGMENT_BYTES}")
     return name
+
+
+def safe_input_url(url: str, filename: str = "") -> str:
+    """Check that ``url`` is a well-formed absolute http(s) URL CE can fetch; return it.
+
+    Well-formed: at most ``MAX_URL_BYTES`` of UTF-8, no whitespace or control character,
+    scheme ``http`` or ``https``, a host, and a numeric port if one is given.
+
+    Raises:
+        SpecError: naming the input file (by ``filename``) and what is wrong.
+    """
+    what = f"input file {ascii(filename)[:120]}" if filename else "input file"
+    if not url:
+        raise SpecError(f"{what} has an empty URL")
+    if len(url.encode("utf-8", "replace")) > MAX_URL_BYTES:
+        raise SpecError(f"{what} has a URL over {MAX_URL_BYTES} bytes")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise SpecError(f"{what} has a URL with whitespace or a control character")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise SpecError(f"{what} has a malformed URL") from exc
+    if parts.scheme.lower() not in ("http", "https"):
+        raise SpecError(f"{what} has a URL that is not http(s)")
+    if not parts.hostname:
+        raise SpecError(f"{what} has a URL without a host")
+    return url
 
 
 def manifest_from_digests(digests: Mapping[str, str]) -> bytes:

@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bridge import __version__
 from bridge.api import admin, health, jobs, metrics
 from bridge.api.deps import ApiServices
+from bridge.api.limits import RequestGuard
 from bridge.api.services import (
     AdminActions,
     CallbackFailureCounter,
@@ -115,6 +116,8 @@ def create_app(
     for router in (health.router, jobs.router, admin.router, metrics.router):
         app.include_router(router)
     _add_error_handlers(app)
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes, admin_token=token)
     return app
 
 

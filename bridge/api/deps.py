@@ -57,9 +57,9 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_jobs(session: SessionDep) -> JobQueries:
-    """Job queries over the request's session."""
-    return JobQueries(session)
+def get_jobs(session: SessionDep, services: ServicesDep) -> JobQueries:
+    """Job queries over the request's session and the output file store."""
+    return JobQueries(session, services.settings.output_root)
 
 
 JobsDep = Annotated[JobQueries, Depends(get_jobs)]

@@ -2,8 +2,9 @@
 
 ``GET /jobs/{id}/outputs/`` is the ``resultURI`` the bridge writes on-chain with
 ``completeJob``: it lists the manifest whose sha256 is the on-chain ``resultHash``, and
-``GET /jobs/{id}/outputs/{path}`` serves each file's stored bytes, so anyone can fetch the files
-and recompute the hash (``bridge.results.result_hash``).
+``GET /jobs/{id}/outputs/{path}`` streams each file from the output file store
+(``bridge.outputs``), so anyone can fetch the files and recompute the hash
+(``bridge.results.result_hash``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import FileResponse
 
 from bridge.api.deps import JobsDep
 from bridge.api.schemas import (
@@ -96,4 +98,7 @@ def get_output_file(
     does not have."""
     stored = jobs.output_file(job_id, path)
     headers = {**_FILE_HEADERS, "ETag": f'"{stored.sha256}"'}
+    if stored.location is not None:
+        # Streamed from the output file store in chunks: never read whole into memory.
+        return FileResponse(stored.location, media_type=stored.media_type, headers=headers)
     return Response(stored.content, media_type=stored.media_type, headers=headers)

@@ -21,6 +21,7 @@ import mimetypes
 import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 from hexbytes import HexBytes
@@ -80,19 +81,24 @@ def _utc(moment: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class StoredFile:
-    """One output file's bytes, as the bridge downloaded and hashed them."""
+    """One output file, as the bridge downloaded and hashed it: on disk in the output file
+    store (``location``), or, for a row from before the store, its bytes (``content``)."""
 
     path: str
-    content: bytes
+    content: bytes | None
     sha256: str
     media_type: str
+    location: Path | None = None
+    size: int = 0
 
 
 class JobQueries:
-    """Read-only views of the bridge's jobs over one database session."""
+    """Read-only views of the bridge's jobs over one database session (and the output file
+    store under ``outputs``)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, outputs: Path | None = None) -> None:
         self._session = session
+        self._outputs = outputs
 
     def page(
         self,
@@ -218,8 +224,20 @@ class JobQueries:
             self._get(job_id)
             raise JobNotFound(job_id, f"job {job_id} has no output file {path!r}")
         media_type = mimetypes.guess_type(path, strict=False)[0] or "application/octet-stream"
+        location = None
+        if row.content is None:
+            if self._outputs is None:
+                raise JobNotFound(job_id, f"job {job_id}'s output files are not served here")
+            location = self._outputs / "objects" / row.sha256[:2] / row.sha256
+            if not location.is_file():
+                raise JobNotFound(job_id, f"job {job_id}'s file {path!r} is missing from store")
         return StoredFile(
-            path=row.path, content=row.content, sha256=row.sha256, media_type=media_type
+            path=row.path,
+            content=row.content,
+            sha256=row.sha256,
+            media_type=media_type,
+            location=location,
+            size=row.size,
         )
 
     def _get(self, job_id: int) -> Job:

@@ -21,6 +21,7 @@ from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
 from bridge.chain.revert import decode_revert, revert_data
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.errors import BridgeError, ChainError, ConfigError, InsufficientFunds, RpcUnavailable
+from bridge.logs import redact_url
 
 T = TypeVar("T")
 
@@ -205,7 +206,9 @@ class EscrowClient:
             if "insufficient funds" in text:
                 raise self._insufficient() from None
             if isinstance(exc, OSError) or "connection" in exc.__class__.__name__.lower():
-                raise RpcUnavailable(f"cannot reach the JSON-RPC node at {self.rpc_url}") from None
+                raise RpcUnavailable(
+                    f"cannot reach the JSON-RPC node at {redact_url(self.rpc_url)}"
+                ) from None
             raise RpcUnavailable(
                 f"the JSON-RPC node at {self.rpc_url} failed: {exc.__class__.__name__}"
             ) from None

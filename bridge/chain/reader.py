@@ -9,19 +9,23 @@ results" or a timeout and doubles after quiet ranges, between 1 and ``max_range`
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi.abi import encode
 from eth_abi.codec import ABICodec
 from eth_typing import ChecksumAddress
 from eth_utils.abi import collapse_if_tuple, event_abi_to_log_topic
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.types import BlockIdentifier, RPCEndpoint
 
-from bridge.chain.spec import JobSpec, Status
+from bridge.chain.spec import JOB_SPEC_ABI_TYPE, InputFile, JobSpec, Resources, Status
 from bridge.errors import RpcUnavailable
+from bridge.logs import redact, url_secrets
 
 log = logging.getLogger("bridge.chain")
 
@@ -58,6 +62,11 @@ class SubmittedLog:
     deadline: int
     spec: JobSpec
     callback_gas_limit: int = 0  # gas the job's callback gets (the event's last field); 0 = none
+    #: Why the bridge cannot read the spec (a string that is not UTF-8), else None. The spec's
+    #: unreadable strings then hold U+FFFD in place of each bad byte; the job is failed on-chain.
+    unreadable: str | None = None
+    #: Whether ``spec_hash`` is ``keccak256(abi.encode(spec))`` of the raw bytes in the event.
+    spec_hash_matches: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,47 @@ class RangeSizer:
             self.size = min(self.max_range, self.size * 2)
 
 
+#: ``JobSpec`` with every ``string`` read as ``bytes``: the same encoding, so the event's spec is
+#: decoded without trusting it to be UTF-8, and re-encoded to check its hash byte for byte.
+_RAW_SPEC_ABI_TYPE = re.sub(r"\bstring\b", "bytes", JOB_SPEC_ABI_TYPE)
+
+
+def _raw_types(abi_type: str) -> str:
+    """An ABI type with every ``string`` replaced by ``bytes`` (identical encoding)."""
+    return re.sub(r"\bstring\b", "bytes", abi_type)
+
+
+def _text(raw: bytes, what: str, problems: list[str]) -> str:
+    """``raw`` as UTF-8; an invalid one is noted in ``problems`` and decoded with U+FFFD."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{what} is not valid UTF-8")
+        return raw.decode("utf-8", "replace")
+
+
+def spec_from_raw(raw: Any) -> tuple[JobSpec, str | None]:
+    """The spec from the event's raw ABI tuple (strings as bytes), and why it cannot be read
+    (the first field that is not valid UTF-8), or None. Pure; never raises on text."""
+    app, command_line, specs, max_hours, files = raw
+    problems: list[str] = []
+    inputs = tuple(
+        InputFile(
+            _text(bytes(name), f"input file {i} name", problems),
+            _text(bytes(url), f"input file {i} URL", problems),
+        )
+        for i, (name, url) in enumerate(files)
+    )
+    spec = JobSpec(
+        app=_text(bytes(app), "app", problems),
+        command_line=_text(bytes(command_line), "commandLine", problems),
+        specs=Resources(*specs),
+        max_hours=int(max_hours),
+        input_files=inputs,
+    )
+    return spec, (problems[0] if problems else None)
+
+
 _TOO_MANY = ("too many", "query returned more than", "limit exceeded", "response size", "range")
 
 
@@ -139,11 +189,11 @@ class _EventLayout:
             name=entry["name"],
             indexed=indexed,
             data_names=tuple(i["name"] for i in data),
-            data_types=tuple(collapse_if_tuple(i) for i in data),
+            data_types=tuple(_raw_types(collapse_if_tuple(i)) for i in data),
         )
 
     def decode(self, codec: ABICodec, topics: Sequence[Any], data: bytes) -> dict[str, Any]:
-        """The event's arguments by name (tuples for structs, as ``JobSpec.from_abi`` takes).
+        """The event's arguments by name (tuples for structs; every string as raw ``bytes``).
 
         Raises:
             ValueError: the log's topics do not match the event (eth_abi's ``DecodingError``
@@ -168,11 +218,15 @@ class LogReader:
     def __init__(self, w3: Web3, address: ChecksumAddress, abi: list[dict[str, Any]]) -> None:
         self._w3 = w3
         self._address = address
+        # Node errors may quote the request URL, which may carry a provider key.
+        self._secrets = url_secrets(str(getattr(w3.provider, "endpoint_uri", "") or ""))
         self._events: dict[bytes, _EventLayout] = {}
         for entry in abi:
             if entry.get("type") == "event" and not entry.get("anonymous"):
                 topic = event_abi_to_log_topic(entry)  # type: ignore[arg-type]
                 self._events[bytes(topic)] = _EventLayout.of(entry)
+        #: Logs skipped because they could not be decoded (each logged once).
+        self.undecodable = 0
 
     def head(self) -> int:
         """The latest block number."""
@@ -214,17 +268,32 @@ class LogReader:
         try:
             reply = self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [query])
         except (Web3Exception, OSError, ValueError) as exc:
-            raise RpcUnavailable(f"{where} failed: {exc}") from exc
+            raise RpcUnavailable(f"{where} failed: {redact(str(exc), self._secrets)}") from None
         error = reply.get("error")
         raw = reply.get("result")
         if error is not None or not isinstance(raw, list):
             message = error.get("message", error) if isinstance(error, dict) else error
-            raise RpcUnavailable(f"{where} failed: {message or 'no result'}")
-        try:
-            decoded = [self._decode(entry) for entry in raw]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RpcUnavailable(f"{where}: undecodable log: {exc}") from exc
-        return [d for d in decoded if d is not None]
+            text = redact(str(message or "no result"), self._secrets)
+            raise RpcUnavailable(f"{where} failed: {text}")
+        decoded: list[ChainLog] = []
+        for entry in raw:
+            # Each log on its own: one that cannot be decoded is logged and skipped, never
+            # failing the range (the scanner would stop at its block for good).
+            try:
+                one = self._decode(entry)
+            except Exception as exc:  # eth_abi raises several types; any must not stop the scan
+                self.undecodable += 1
+                log.error(
+                    "skipping an undecodable log (block %s, tx %s, index %s): %s",
+                    _field(entry, "blockNumber"),
+                    _field(entry, "transactionHash"),
+                    _field(entry, "logIndex"),
+                    f"{exc.__class__.__name__}: {str(exc)[:200]}",
+                )
+                continue
+            if one is not None:
+                decoded.append(one)
+        return decoded
 
     def terminal_job_ids(self, from_block: int, to_block: int) -> set[int]:
         """Ids of the jobs with a terminal event (completed, failed, cancelled, expired) in the
@@ -249,10 +318,11 @@ class LogReader:
         try:
             reply = self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [query])
         except (Web3Exception, OSError, ValueError) as exc:
-            raise RpcUnavailable(f"{where} failed: {exc}") from exc
+            raise RpcUnavailable(f"{where} failed: {redact(str(exc), self._secrets)}") from None
         raw = reply.get("result")
         if reply.get("error") is not None or not isinstance(raw, list):
-            raise RpcUnavailable(f"{where} failed: {reply.get('error') or 'no result'}")
+            text = redact(str(reply.get("error") or "no result"), self._secrets)
+            raise RpcUnavailable(f"{where} failed: {text}")
         try:
             return {int(entry["topics"][1], 16) for entry in raw}
         except (ValueError, KeyError, TypeError, IndexError) as exc:
@@ -275,23 +345,35 @@ class LogReader:
         )
         name = event.name
         if name == "JobSubmitted":
+            raw_spec = args["spec"]
+            spec, unreadable = spec_from_raw(raw_spec)
+            event_hash = bytes(args["specHash"])
             return SubmittedLog(
                 at=at,
                 job_id=int(args["jobId"]),
                 requester=Web3.to_checksum_address(args["requester"]),
-                spec_hash=bytes(args["specHash"]),
+                spec_hash=event_hash,
                 payment=int(args["payment"]),
                 deadline=int(args["deadline"]),
-                spec=JobSpec.from_abi(args["spec"]),
+                spec=spec,
                 callback_gas_limit=int(args["callbackGasLimit"]),
+                unreadable=unreadable,
+                spec_hash_matches=keccak(encode([_RAW_SPEC_ABI_TYPE], [raw_spec])) == event_hash,
             )
         if name == "CancelRequested":
             return CancelRequestedLog(at=at, job_id=int(args["jobId"]))
         status = STATUS_EVENTS.get(name)
         if status is None:
             return None
-        data = args.get("remoteJobId") or args.get("resultURI") or args.get("reason") or ""
-        return StatusLog(at=at, job_id=int(args["jobId"]), status=status, data=str(data))
+        data = args.get("remoteJobId") or args.get("resultURI") or args.get("reason") or b""
+        text = bytes(data).decode("utf-8", "replace")
+        return StatusLog(at=at, job_id=int(args["jobId"]), status=status, data=text)
+
+
+def _field(entry: object, name: str) -> str:
+    """A raw log's field for a log line (a malformed log may lack it)."""
+    value = entry.get(name) if isinstance(entry, dict) else None
+    return str(value)[:80] if value is not None else "?"
 
 
 def find_deployment_block(w3: Web3, address: ChecksumAddress) -> int:

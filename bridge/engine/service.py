@@ -19,6 +19,7 @@ the worker until CE answers: a crash between the two cannot leave a remote job r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -46,7 +47,7 @@ from bridge.chain.reader import (
     find_deployment_block,
     is_range_error,
 )
-from bridge.chain.spec import JobSpec, Status, spec_hash
+from bridge.chain.spec import JobSpec, Status
 from bridge.config import Settings
 from bridge.engine import machine as m
 from bridge.engine.states import JobState
@@ -57,6 +58,7 @@ from bridge.errors import (
     InsufficientFunds,
     JobConflict,
     JobNotFound,
+    OutputTooLarge,
     RemoteAuthError,
     RemoteError,
     RemoteRejected,
@@ -65,9 +67,11 @@ from bridge.errors import (
     StoreError,
     StoreUnavailable,
 )
+from bridge.logs import install_redaction, redact_url
+from bridge.outputs import OutputStore, StoredObject
 from bridge.remote.client import CEClient
 from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
-from bridge.results import result_hash, safe_relative_path
+from bridge.results import manifest_from_digests, safe_input_url, safe_relative_path
 from bridge.store import control
 from bridge.store.db import describe_db_error, open_database, shown_url
 from bridge.store.locks import ProcessLock
@@ -82,6 +86,7 @@ from bridge.store.models import (
     utcnow,
 )
 from bridge.tx.manager import TxManager
+from bridge.tx.policy import cap_reason
 
 log = logging.getLogger("bridge.engine")
 
@@ -109,8 +114,7 @@ def spec_to_request(spec: JobSpec) -> CEJobRequest:
     """
     for f in spec.input_files:
         safe_relative_path(f.filename)
-        if not f.url.startswith(("http://", "https://")):
-            raise SpecError(f"input file {f.filename!r} has a URL that is not http(s)")
+        safe_input_url(f.url, f.filename)
     s = spec.specs
     return CEJobRequest(
         app=spec.app,
@@ -245,6 +249,7 @@ class Bridge:
         self._process_lock: ProcessLock | None = None
         #: Why the bridge stopped itself (e.g. its process lock was taken), or None.
         self.fatal: str | None = None
+        self.outputs = OutputStore(settings.output_root)
 
     @classmethod
     def from_settings(
@@ -261,13 +266,16 @@ class Bridge:
             DatabaseBound: the database belongs to another chain or contract (nothing written).
             StoreUnavailable, RpcUnavailable: the database or the node cannot be reached.
         """
+        install_redaction(settings.rpc_url)  # a provider key in the URL never reaches a log
         db = open_database(settings.database_url)
         w3 = connect(settings.rpc_url)
         try:
             chain_id = int(w3.eth.chain_id)
-        except Exception as exc:
+        except Exception:
             db.dispose()
-            raise RpcUnavailable(f"cannot reach the RPC node at {settings.rpc_url}") from exc
+            raise RpcUnavailable(
+                f"cannot reach the RPC node at {redact_url(settings.rpc_url)}"
+            ) from None
         try:
             control.bind(
                 db, chain_id, settings.contract_address, db_shown=shown_url(settings.database_url)
@@ -326,7 +334,9 @@ class Bridge:
     # ------------------------------------------------------------------ running
 
     def start(self) -> None:
-        """Starts the scanner, worker and transaction threads."""
+        """Starts the scanner, worker and transaction threads (after sweeping the output store
+        of what a crash left: partial downloads, files no row names)."""
+        self.sweep_outputs()
         loops: list[tuple[str, Callable[[], object], float]] = [
             ("ce-scan", self.scan_once, self.settings.scan_interval),
             ("ce-work", self.work_once, self.settings.poll_interval / 4),
@@ -354,6 +364,20 @@ class Bridge:
         lock, self._process_lock = self._process_lock, None
         if lock is not None:
             lock.release()
+
+    def sweep_outputs(self) -> tuple[int, int]:
+        """Removes partial downloads and unreferenced files from the output store (only while
+        no download runs: at start). Returns how many of each were removed."""
+        with Session(self.db) as session:
+            referenced = set(session.exec(select(OutputFile.sha256)).all())
+        partial, unreferenced = self.outputs.sweep(referenced)
+        if partial or unreferenced:
+            log.info(
+                "output store: removed %d partial downloads and %d unreferenced files",
+                partial,
+                unreferenced,
+            )
+        return partial, unreferenced
 
     def _loop(self, name: str, step: Callable[[], object], interval: float) -> None:
         """Runs ``step`` every ``interval`` s until stopped; a failed step backs off.
@@ -650,7 +674,9 @@ class Bridge:
                 extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
             )
         spec_error: str | None = None
-        if spec_hash(entry.spec) != entry.spec_hash:
+        if entry.unreadable is not None:
+            spec_error = entry.unreadable  # failed on-chain with this reason, and refunded
+        elif not entry.spec_hash_matches:
             spec_error = "the event's spec does not match its specHash"
         else:
             try:
@@ -740,8 +766,10 @@ class Bridge:
         job.next_attempt_at = 0.0
         job.updated_at = utcnow()
         for update in outcome.updates:
+            data = update.data
             if update.status in (Status.FAILED, Status.CANCELLED):
-                job.reason = update.data
+                data = cap_reason(data)  # CE's or an operator's text: bounded on-chain
+                job.reason = data
             if update.status is Status.COMPLETED:
                 job.result_hash = "0x" + update.result_hash.hex()
                 job.result_uri = update.data
@@ -750,7 +778,7 @@ class Bridge:
                     job_id=job.job_id,
                     status=int(update.status),
                     result_hash="0x" + update.result_hash.hex(),
-                    data=update.data,
+                    data=data,
                     held=job.recheck_until is not None,  # its submission is being re-checked
                 )
             )
@@ -944,7 +972,10 @@ class Bridge:
         futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
         futures += [self._pool.submit(self._send_cancel, row) for row in self._due_cancels()]
         for future in futures:
-            future.result()
+            try:
+                future.result()
+            except Exception:  # one task's failure must not stop the others' round
+                log.exception("a worker task failed; the round goes on")
         return len(due)
 
     def _work_job(self, job_id: int, chain_now: int) -> None:
@@ -962,6 +993,7 @@ class Bridge:
                 JobState.DISPATCHED,
                 JobState.RUNNING,
                 JobState.CANCELLING,
+                JobState.FINISHING,  # downloads that keep failing must not outlive the deadline
             ):
                 self._commit_event(job_id, m.DeadlineNear(), state)
             elif state is JobState.NEW:
@@ -979,8 +1011,22 @@ class Bridge:
             # The node's failure, not CE's: retried, but never counted against the job-create
             # budget (a node outage must not fail jobs on-chain as "CE unavailable").
             self._retry_later(job, str(exc), counted=False)
+        except Exception as exc:  # this job's boundary: its unexpected error stays its own
+            if self._stop.is_set():
+                return
+            # Logged once here with its traceback and job id; the job alone backs off
+            # (exponentially, per job) while every other job keeps its pace.
+            log.exception(
+                "job %d: unexpected error in state %s",
+                job.job_id,
+                state,
+                extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
+            )
+            self._retry_later(job, f"unexpected error ({exc.__class__.__name__})", logged=True)
 
-    def _retry_later(self, job: Job, message: str, *, counted: bool = True) -> None:
+    def _retry_later(
+        self, job: Job, message: str, *, counted: bool = True, logged: bool = False
+    ) -> None:
         with self._lock, Session(self.db) as session:
             fresh = session.get(Job, job.job_id)
             if fresh is None or fresh.state != job.state:
@@ -993,13 +1039,14 @@ class Bridge:
             session.add(fresh)
             session.commit()
             attempts = fresh.attempts
-        log.warning(
-            "job %d: attempt %d failed: %s",
-            job.job_id,
-            attempts,
-            message,
-            extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
-        )
+        if not logged:
+            log.warning(
+                "job %d: attempt %d failed: %s",
+                job.job_id,
+                attempts,
+                message,
+                extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
+            )
         if counted and job.state == JobState.NEW and attempts >= self.settings.create_retry_budget:
             self._commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
 
@@ -1155,12 +1202,45 @@ class Bridge:
                 session.commit()
 
     def _finish(self, job: Job, status: RemoteJobStatus | None = None) -> None:
+        """Downloads the outputs into the file store (streamed, hashed as they arrive), then
+        stores their rows and queues ``Completed`` in one commit. A listing or a file over the
+        job's limits (``max_output_files``, ``max_job_output_bytes``, ``max_output_bytes``
+        per file) fails the job with "outputs too large"."""
         status = status or self._status(job)
-        files: dict[str, bytes] = {}
+        settings = self.settings
+        stored: dict[str, StoredObject] = {}
         try:
+            if len(status.output_files) > settings.max_output_files:
+                raise OutputTooLarge(
+                    f"{len(status.output_files)} files, over the limit of "
+                    f"{settings.max_output_files}"
+                )
+            total = 0
             for output in status.output_files:
                 path = safe_relative_path(output.filename)
-                files[path] = self.ce.download(output.url)
+                if path in stored:
+                    raise SpecError(f"output file {ascii(path)[:120]} is listed twice")
+                left = settings.max_job_output_bytes - total
+                cap = min(settings.max_output_bytes, left)
+                with self.outputs.partial() as part:
+                    try:
+                        self.ce.download_into(output.url, part, cap)
+                    except OutputTooLarge as exc:
+                        if cap < settings.max_output_bytes:
+                            raise OutputTooLarge(
+                                f"over the job's limit of {settings.max_job_output_bytes} bytes"
+                            ) from exc
+                        raise
+                    stored[path] = part.commit()
+                total += stored[path].size
+        except OutputTooLarge as exc:
+            self._commit_event(
+                job.job_id,
+                m.OutputsUnavailable(f"outputs too large: {exc}"),
+                JobState.FINISHING,
+                calls=[("download", False, f"outputs too large: {exc}")],
+            )
+            return
         except (DownloadRefused, SpecError) as exc:
             self._commit_event(
                 job.job_id,
@@ -1169,10 +1249,10 @@ class Bridge:
                 calls=[("download", False, str(exc))],
             )
             return
-        digest = result_hash(files)
+        digest = hashlib.sha256(
+            manifest_from_digests({p: o.sha256 for p, o in stored.items()})
+        ).digest()
         uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
-        import hashlib
-
         with self._lock, Session(self.db) as session:
             fresh = session.get(Job, job.job_id)
             if fresh is None or fresh.state != JobState.FINISHING:
@@ -1180,20 +1260,17 @@ class Bridge:
             if fresh.generation != job.generation:
                 return
             session.exec(delete(OutputFile).where(col(OutputFile.job_id) == job.job_id))
-            for path, content in files.items():
+            for path, obj in stored.items():
                 session.add(
-                    OutputFile(
-                        job_id=job.job_id,
-                        path=path,
-                        sha256=hashlib.sha256(content).hexdigest(),
-                        size=len(content),
-                        content=content,
-                    )
+                    OutputFile(job_id=job.job_id, path=path, sha256=obj.sha256, size=obj.size)
                 )
             self._apply(session, fresh, m.OutputsHashed(digest, uri))
             session.add(
                 RemoteCall(
-                    job_id=job.job_id, kind="download", ok=True, detail=f"{len(files)} files"
+                    job_id=job.job_id,
+                    kind="download",
+                    ok=True,
+                    detail=f"{len(stored)} files, {sum(o.size for o in stored.values())} bytes",
                 )
             )
             session.commit()

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -49,6 +49,7 @@ import httpx
 from bridge.errors import (
     ConfigError,
     DownloadRefused,
+    OutputTooLarge,
     RemoteAuthError,
     RemoteError,
     RemoteRejected,
@@ -73,6 +74,7 @@ log = logging.getLogger("bridge.remote.client")
 T = TypeVar("T")
 
 MIB: Final = 1024 * 1024
+_STREAM_CHUNK: Final = 256 * 1024  # bytes read at a time when streaming a file to disk
 _ERROR_BODY_CAP: Final = 64 * 1024  # bytes of an error body read to find CE's message
 _MESSAGE_CAP: Final = 500  # characters of a server message kept in an exception
 _REDACTED: Final = "[REDACTED]"
@@ -275,15 +277,7 @@ class CEClient:
             RemoteRejected: A 4xx (e.g. the file does not exist).
             RemoteTransient: No complete answer within the retry budget.
         """
-        try:
-            target = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise DownloadRefused("refusing to download: not a valid URL") from exc
-        if _origin(target) != self._origin:
-            raise DownloadRefused(
-                f"refusing to download from {self._redact(_origin_text(target))}: "
-                f"output files are fetched only from {_origin_text(httpx.URL(self._base_url))}"
-            )
+        target = self._download_target(url)
         cap = self._max_download_bytes
 
         def once() -> bytes:
@@ -297,27 +291,95 @@ class CEClient:
                     follow_redirects=False,
                 ) as resp,
             ):
-                if not resp.is_success:
-                    body = _read_capped(resp, _ERROR_BODY_CAP)
-                    if resp.is_redirect:
-                        raise DownloadRefused(
-                            f"download: refusing to follow a redirect (HTTP {resp.status_code})"
-                        )
-                    self._raise_for_status("download", resp.status_code, resp.headers, body)
-                encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-                if encoding not in ("", "identity"):
-                    raise DownloadRefused("download: refusing a compressed body")
-                declared = resp.headers.get("Content-Length", "")
-                if declared.isdigit() and int(declared) > cap:
-                    raise DownloadRefused(f"download: the file is over the {cap}-byte cap")
+                self._check_download(resp, cap)
                 data = _read_capped(resp, cap)
                 if data is None:
-                    raise DownloadRefused(f"download: the file is over the {cap}-byte cap")
+                    raise OutputTooLarge(f"download: the file is over the {cap}-byte cap")
                 return data
 
         data = self._retrying("download", once, self._max_attempts)
         log.debug("downloaded %d bytes from %s", len(data), _origin_text(target))
         return data
+
+    def download_into(self, url: str, sink: DownloadSink, max_bytes: int | None = None) -> int:
+        """Stream one output file from the CE host into ``sink``, never holding it in memory.
+
+        The same checks as :meth:`download`. A retried attempt calls ``sink.restart()`` first,
+        so ``sink`` receives exactly one whole copy of the file, chunk by chunk.
+
+        Args:
+            url: An output file URL from :meth:`job_status`.
+            sink: Where the bytes go (``bridge.outputs.PartialFile`` hashes them to disk).
+            max_bytes: The cap for this file (default ``max_download_bytes``).
+
+        Returns:
+            The file's size in bytes.
+
+        Raises:
+            OutputTooLarge: The file is over the cap (declared, or while streaming).
+            DownloadRefused: Off-host URL, a redirect or a compressed body.
+            RemoteRejected: A 4xx (e.g. the file does not exist).
+            RemoteTransient: No complete answer within the retry budget.
+        """
+        target = self._download_target(url)
+        cap = self._max_download_bytes if max_bytes is None else max_bytes
+        started = False
+
+        def once() -> int:
+            nonlocal started
+            if started:
+                sink.restart()
+            started = True
+            with (
+                _transport_errors("download", self._timeout, self._redact),
+                self._http.stream(
+                    "GET",
+                    target,
+                    headers={"Accept-Encoding": "identity"},
+                    timeout=self._timeout,
+                    follow_redirects=False,
+                ) as resp,
+            ):
+                self._check_download(resp, cap)
+                total = 0
+                for chunk in resp.iter_raw(_STREAM_CHUNK):
+                    total += len(chunk)
+                    if total > cap:
+                        raise OutputTooLarge(f"download: the file is over the {cap}-byte cap")
+                    sink.write(chunk)
+                return total
+
+        size = self._retrying("download", once, self._max_attempts)
+        log.debug("streamed %d bytes from %s", size, _origin_text(target))
+        return size
+
+    def _download_target(self, url: str) -> httpx.URL:
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise DownloadRefused("refusing to download: not a valid URL") from exc
+        if _origin(target) != self._origin:
+            raise DownloadRefused(
+                f"refusing to download from {self._redact(_origin_text(target))}: "
+                f"output files are fetched only from {_origin_text(httpx.URL(self._base_url))}"
+            )
+        return target
+
+    def _check_download(self, resp: httpx.Response, cap: int) -> None:
+        """Refuses an error answer, a redirect, an encoded body or a declared size over cap."""
+        if not resp.is_success:
+            body = _read_capped(resp, _ERROR_BODY_CAP)
+            if resp.is_redirect:
+                raise DownloadRefused(
+                    f"download: refusing to follow a redirect (HTTP {resp.status_code})"
+                )
+            self._raise_for_status("download", resp.status_code, resp.headers, body)
+        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise DownloadRefused("download: refusing a compressed body")
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise OutputTooLarge(f"download: the file is over the {cap}-byte cap")
 
     def ping(self) -> None:
         """Check, in one attempt and without retries, that CE answers and accepts the account.
@@ -485,6 +547,16 @@ class CEClient:
         for secret in self._secrets:
             text = text.replace(secret, _REDACTED)
         return text
+
+
+class DownloadSink(Protocol):
+    """Where :meth:`CEClient.download_into` streams a file."""
+
+    def write(self, chunk: bytes) -> None:
+        """Receives the next chunk."""
+
+    def restart(self) -> None:
+        """Forgets every chunk received (the download starts over)."""
 
 
 @contextmanager

@@ -91,9 +91,7 @@ def is_success(status: str) -> bool:
     return status == CEStatus.COMPLETED
 
 
-def idempotency_key(
-    chain_id: int, contract_address: str, job_id: int, generation: int = 0
-) -> str:
+def idempotency_key(chain_id: int, contract_address: str, job_id: int, generation: int = 0) -> str:
     """Build the ``Idempotency-Key`` header value naming one on-chain job.
 
     Args:

@@ -10,7 +10,8 @@ continues from the database:
 - ``RemoteCall``: every call to CE about a job (for the timeline and metrics).
 - ``RemoteCancel``: the outbox of remote jobs to cancel, written with the state change that
   calls for it, so a crash right after that change cannot leave a remote job running.
-- ``OutputFile``: the downloaded result files, whose manifest hash went on-chain.
+- ``OutputFile``: the downloaded result files, whose manifest hash went on-chain (their content
+  in the output file store, ``bridge.outputs``, by sha256).
 - ``Update``: the outbox of on-chain writes (``applyUpdates`` items), each assigned to a
   ``ChainTx`` once the transaction manager batches it.
 - ``ChainTx``: a signed transaction, stored before it is broadcast.
@@ -152,7 +153,9 @@ class OutputFile(SQLModel, table=True):
     path: str  # relative to output/, '/' separators
     sha256: str
     size: int
-    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # None: the content is in the output file store (``bridge.outputs``) under ``sha256``;
+    # bytes: a row written before the store existed (served as it is).
+    content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class Update(SQLModel, table=True):
@@ -169,6 +172,9 @@ class Update(SQLModel, table=True):
     applied: bool | None = None  # True applied, False skipped (UpdateSkipped) or dropped
     skip_reason: str | None = None  # the contract's error name, or why the bridge dropped it
     held: bool = False  # not to be sent while its job's submission is re-checked after a reorg
+    # set when a transaction carrying it reverted on-chain: batched only with the updates of the
+    # same group (each half of the reverted set is sent on its own; see bridge.tx.manager)
+    split_group: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -92,9 +92,11 @@ from bridge.errors import (
 )
 from bridge.store.models import ChainTx, Job, TxState, Update
 from bridge.tx.policy import (
+    DEFAULT_MAX_BATCH_GAS,
     DEFAULT_PRIORITY_FEE,
     Fees,
     SendOutcome,
+    batch_gas,
     bumped_fees,
     classify_send_error,
     gas_limit_for,
@@ -103,12 +105,12 @@ from bridge.tx.policy import (
 
 log = logging.getLogger("bridge.tx")
 
-#: Status values (IJobEscrow.Status) whose write runs the job's callback.
-_COMPLETED, _FAILED = 4, 5
 #: ``ChainTx.error`` of a transaction whose nonce another transaction used.
 NONCE_TAKEN = "nonce taken by another transaction"
 #: ``ChainTx.error`` of a transaction mined with status 0.
 REVERTED = "reverted on-chain"
+#: ``Update.skip_reason`` of an update whose transaction reverted with it alone: held.
+REVERTED_ALONE = "RevertedAlone"
 _ACCESS_DENIED = "AccessControlUnauthorizedAccount"
 _MAX_NODE_MESSAGE = 200
 
@@ -195,6 +197,8 @@ class TxManager:
         on_skipped: called as ``on_skipped(job_id, status, error_name)`` for each update the
             contract skipped, after the confirmation is committed.
         revert_backoff: seconds before a batch whose simulation reverted is simulated again.
+        max_batch_gas: most gas one batch is sized for (``batch_gas``); a batch is cut before
+            the update that would pass it.
     """
 
     def __init__(
@@ -214,6 +218,7 @@ class TxManager:
         clock: Callable[[], float] = time.time,
         on_skipped: Callable[[int, int, str], None] | None = None,
         revert_backoff: float = 10.0,
+        max_batch_gas: int = DEFAULT_MAX_BATCH_GAS,
     ) -> None:
         if batch_size < 1 or max_inflight < 1 or confirmations < 0:
             raise ValueError("batch_size and max_inflight must be >= 1, confirmations >= 0")
@@ -233,6 +238,7 @@ class TxManager:
         self._clock = clock
         self._on_skipped = on_skipped
         self._revert_backoff = revert_backoff
+        self._max_batch_gas = max_batch_gas
         self._skipped_topic = HexBytes(Web3.keccak(text="UpdateSkipped(uint256,uint8,bytes4)"))
         self._lock = threading.Lock()
         self._chain_id: int | None = None
@@ -326,7 +332,7 @@ class TxManager:
                 self._confirm(tx, receipt)
                 counts.confirmed += 1
             else:
-                self._fail(tx, REVERTED)
+                self._split_reverted(tx)
                 counts.failed += 1
             return
         if tx.mined_block is not None:
@@ -651,6 +657,68 @@ class TxManager:
             extra={"tx_hash": tx.tx_hash},
         )
 
+    def _split_reverted(self, tx: ChainTx) -> None:
+        """A transaction reverted on-chain: its updates are never sent again as the same set.
+
+        Several updates are split in two halves (``Update.split_group``), each batched on its
+        own; the half that reverts again is split again, so in at most log2(n) + 1 rounds the
+        updates that revert alone are isolated. An update that reverts alone is held (marked
+        skipped, ``REVERTED_ALONE``) with an alert naming its job, and reported to
+        ``on_skipped`` (a terminal one settles the job in the engine; the requester keeps
+        ``reclaimExpired``); every other update goes through.
+        """
+        assert tx.id is not None
+        alone: list[Update] = []
+        with self._session() as session:
+            row = session.get(ChainTx, tx.id)
+            assert row is not None
+            updates = self._updates_of(session, tx.id)
+            if len(updates) == 1:
+                (u,) = updates
+                u.applied, u.skip_reason = False, REVERTED_ALONE
+                session.add(u)
+                alone.append(u)
+            else:
+                half = (len(updates) + 1) // 2
+                for i, u in enumerate(updates):
+                    u.tx_id, u.applied, u.skip_reason = None, None, None
+                    u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
+                    session.add(u)
+            row.state, row.error = TxState.FATAL, REVERTED
+            session.add(row)
+            session.commit()
+            jobs = _job_ids(updates)
+        self._forget(tx.id)
+        if not alone:
+            half = (len(jobs) + 1) // 2
+            log.error(
+                "tx %s nonce %d reverted on-chain; its %d updates are split and sent as two "
+                "batches (jobs %s and %s), never as the same set again",
+                tx.tx_hash,
+                tx.nonce,
+                len(jobs),
+                jobs[:half],
+                jobs[half:],
+                extra={"tx_hash": tx.tx_hash, "job_ids": jobs},
+            )
+            return
+        (u,) = alone
+        log.critical(
+            "ALERT: job %d: its update to status %d reverts on-chain even alone (tx %s nonce "
+            "%d); held, not sent again: look at the job (its requester can still reclaim "
+            "after the deadline)",
+            u.job_id,
+            u.status,
+            tx.tx_hash,
+            tx.nonce,
+            extra={"tx_hash": tx.tx_hash, "job_id": u.job_id},
+        )
+        if self._on_skipped is not None:
+            try:
+                self._on_skipped(u.job_id, u.status, REVERTED_ALONE)
+            except Exception:  # the caller's code: its failure must not stop this round
+                log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
+
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
         self._bump_now.discard(tx_id)
@@ -677,24 +745,60 @@ class TxManager:
                 return  # the node refuses for now: no more new transactions this round
 
     def _next_batch(self) -> list[Update]:
+        """The oldest queued updates that may go together: of the oldest one's split group
+        (a set that reverted on-chain is never re-sent whole), at most ``batch_size`` and,
+        beyond the first, within ``max_batch_gas`` (see ``batch_gas``)."""
+        eligible = (
+            col(Update.tx_id).is_(None),
+            col(Update.applied).is_(None),  # not dropped by the engine
+            col(Update.held).is_(False),
+        )
         with self._session() as session:
+            first = session.exec(select(Update).where(*eligible).order_by(col(Update.id))).first()
+            if first is None:
+                return []
+            group = (
+                col(Update.split_group).is_(None)
+                if first.split_group is None
+                else col(Update.split_group) == first.split_group
+            )
             batch = list(
                 session.exec(
                     select(Update)
-                    .where(
-                        col(Update.tx_id).is_(None),
-                        col(Update.applied).is_(None),  # not dropped by the engine
-                        col(Update.held).is_(False),
-                    )
+                    .where(*eligible, group)
                     .order_by(col(Update.id))
                     .limit(self._batch_size)
                 ).all()
             )
+            limits = self._callback_limits(session, _job_ids(batch))
+        batch = self._within_gas(batch, limits)
+        if first.split_group is not None:
+            return batch  # a reverted set's half goes at once
         if not batch or self._batch_wait <= 0 or len(batch) >= self._batch_size:
             return batch
         if self._clock() - _epoch(batch[0].created_at) < self._batch_wait:
             return []
         return batch
+
+    @staticmethod
+    def _callback_limits(session: Session, job_ids: list[int]) -> dict[int, int]:
+        """Each job's callback gas limit, from its ``JobSubmitted`` event (0: no callback)."""
+        if not job_ids:
+            return {}
+        rows = session.exec(
+            select(Job.job_id, Job.callback_gas_limit).where(col(Job.job_id).in_(job_ids))
+        ).all()
+        return {int(job_id): int(limit or 0) for job_id, limit in rows}
+
+    def _within_gas(self, batch: list[Update], limits: Mapping[int, int]) -> list[Update]:
+        """The longest prefix of ``batch`` whose sized gas fits ``max_batch_gas`` (at least one
+        update: one alone always goes)."""
+        kept: list[Update] = []
+        for u in batch:
+            if kept and batch_gas([*kept, u], limits) > self._max_batch_gas:
+                break
+            kept.append(u)
+        return kept
 
     def _create(self, batch: list[Update], counts: _Counts) -> ChainTx | None:
         """Simulates, signs and stores one ``applyUpdates`` for ``batch``; None if it cannot."""
@@ -704,12 +808,13 @@ class TxManager:
         ]
         data = HexBytes(self._escrow.encode_abi("applyUpdates", args=[items]))
         jobs = _job_ids(batch)
-        gas = self._simulate(data, jobs, counts)
+        with self._session() as session:
+            limits = self._callback_limits(session, jobs)
+        fees = self._market_fees()
+        gas = self._simulate(data, jobs, counts, batch_gas(batch, limits, len(data)), fees)
         if gas is None:
             return None
-        gas += self._callback_gas(batch)
         nonce = self._next_nonce()
-        fees = self._market_fees()
         raw, tx_hash = self._sign(nonce, data, gas, fees)
         ids = [cast(int, u.id) for u in batch]
         with self._session() as session:
@@ -760,37 +865,30 @@ class TxManager:
         )
         return row
 
-    def _callback_gas(self, batch: list[Update]) -> int:
-        """Gas the batch's callback items need on top of its estimate.
+    def _simulate(
+        self, data: HexBytes, jobs: list[int], counts: _Counts, sized: int, fees: Fees
+    ) -> int | None:
+        """Runs the batch as it will be sent: ``eth_call`` from the operator with the real fee
+        fields and the gas limit ``sized`` from the items' callback limits (a consumer cannot
+        tell it from the mined run by ``tx.gasprice``). ``eth_estimateGas`` (same fields) only
+        raises the limit, never lowers it: an estimate finds the least gas that does not
+        revert, which for a batch is the gas at which callback items are skipped.
 
-        ``eth_estimateGas`` finds the least gas at which the batch succeeds, and with less gas than
-        a callback needs the contract skips that item (``UpdateSkipped``) instead of reverting, so
-        the estimate leaves the callbacks out. Each Completed or Failed item of a job with a
-        callback needs ``limit + limit // 63 + 45,000 + 16 * len(data)`` when it starts
-        (``IJobEscrow.applyUpdates``); the limit is the one ``JobSubmitted`` carried.
+        Returns:
+            The gas limit, or None when the batch must not be sent now.
         """
-        ids = {u.job_id for u in batch if u.status in (_COMPLETED, _FAILED)}
-        if not ids:
-            return 0
-        with self._session() as session:
-            rows = session.exec(
-                select(Job.job_id, Job.callback_gas_limit).where(
-                    col(Job.job_id).in_(ids), col(Job.callback_gas_limit) > 0
-                )
-            ).all()
-        limits = {int(job_id): int(limit) for job_id, limit in rows}
-        return sum(
-            limits[u.job_id] + limits[u.job_id] // 63 + 45_000 + 16 * len(u.data.encode())
-            for u in batch
-            if u.status in (_COMPLETED, _FAILED) and u.job_id in limits
-        )
-
-    def _simulate(self, data: HexBytes, jobs: list[int], counts: _Counts) -> int | None:
-        """Runs the batch with ``eth_call`` and ``eth_estimateGas``; its gas limit or None."""
-        params: TxParams = {"from": self._sender, "to": self._escrow.address, "data": data}
+        params: TxParams = {
+            "from": self._sender,
+            "to": self._escrow.address,
+            "data": data,
+            "gas": sized,
+            "maxFeePerGas": Wei(fees.max_fee_per_gas),
+            "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
+        }
         try:
             self._w3.eth.call(params)
-            estimate = int(self._w3.eth.estimate_gas(params))
+            floor: TxParams = {k: v for k, v in params.items() if k != "gas"}  # type: ignore[assignment]
+            estimate = max(sized, gas_limit_for(int(self._w3.eth.estimate_gas(floor))))
         except ContractLogicError as exc:
             self._simulation_reverted(decode_revert(revert_data(exc) or b"", self._abi), jobs)
             counts.failed += 1
@@ -810,7 +908,7 @@ class TxManager:
                 message,
             )
             return None
-        return gas_limit_for(estimate)
+        return estimate
 
     def _simulation_reverted(self, revert: ContractRevert, jobs: list[int]) -> None:
         self._simulate_after = self._clock() + self._revert_backoff

@@ -10,8 +10,10 @@ same nonce must raise *both* fees by at least 10% or nodes reject it as underpri
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 #: Priority fee used when the node cannot suggest one.
 DEFAULT_PRIORITY_FEE = 10**9
@@ -73,9 +75,80 @@ def bumped_fees(old: Fees, market: Fees, bump_percent: int, cap: int) -> Fees | 
     return Fees(max_fee, tip)
 
 
+#: Longest reason (UTF-8 bytes) the bridge writes on-chain with ``Failed`` or ``Cancelled``.
+MAX_REASON_BYTES = 256
+_ELLIPSIS = "..."
+
+
+def cap_reason(text: str, limit: int = MAX_REASON_BYTES) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes at a character boundary.
+
+    A cut text ends in ``...`` (within the limit), so a reader sees it was shortened; text
+    that fits is returned unchanged. Characters that cannot be encoded become U+FFFD first.
+    """
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text if encoded.decode("utf-8") == text else encoded.decode("utf-8")
+    room = max(0, limit - len(_ELLIPSIS))
+    # Dropping a partial trailing character: decode with "ignore" drops only the cut bytes.
+    return encoded[:room].decode("utf-8", "ignore") + _ELLIPSIS[: limit - room]
+
+
 def gas_limit_for(estimate: int) -> int:
     """The gas limit for a transaction whose ``eth_estimateGas`` was ``estimate``: +25%."""
     return -(-estimate * GAS_LIMIT_NUM // GAS_LIMIT_DEN)
+
+
+#: Gas of an ``applyUpdates`` transaction besides its items: the intrinsic 21,000, the loop, the
+#: role check and the batch's events, with room to spare.
+BATCH_BASE_GAS = 60_000
+#: Gas of one item besides its callback: status and payment writes, credits, events (the
+#: contract's own reserve for a settlement is 40,000).
+ITEM_GAS = 60_000
+#: Gas per byte of calldata (a non-zero byte's price) and per byte of an item's ``data``.
+GAS_PER_BYTE = 16
+#: What the contract keeps back around a callback: EIP-150's 1/64 and its exact-gas check.
+CALLBACK_CALL_GAS = 5_000
+#: Statuses whose item calls the consumer back (when the job asked for a callback).
+CALLBACK_STATUSES = frozenset({4, 5})  # Completed, Failed
+#: Margin on the sized gas (percent).
+BATCH_GAS_MARGIN_PERCENT = 10
+#: Default most gas one batch is sized for (a quarter of a 60M block, half of a 30M one).
+DEFAULT_MAX_BATCH_GAS = 15_000_000
+
+
+class _Item(Protocol):
+    job_id: int
+    status: int
+    data: str
+
+
+def batch_gas(items: Sequence[_Item], callback_limits: Mapping[int, int], calldata: int = 0) -> int:
+    """The gas limit for an ``applyUpdates`` of ``items``, from what they may spend mined, not
+    from a simulation (where a consumer can behave differently).
+
+    Each item gets ``ITEM_GAS`` plus ``GAS_PER_BYTE`` per byte of its data; an item whose
+    status calls the consumer back also gets the job's whole callback limit, its 1/64 and
+    ``CALLBACK_CALL_GAS`` (what the contract checks before it runs the item). On top:
+    ``BATCH_BASE_GAS``, the calldata (``calldata`` bytes, or an estimate from the items) and
+    ``BATCH_GAS_MARGIN_PERCENT``.
+
+    Args:
+        items: the updates (``job_id``, ``status``, ``data``).
+        callback_limits: each job's callback gas limit (missing or 0: no callback).
+        calldata: the encoded transaction data's length in bytes, if known.
+    """
+    total = BATCH_BASE_GAS
+    data_bytes = 0
+    for item in items:
+        size = len(item.data.encode("utf-8", "replace"))
+        data_bytes += size + 160  # the item's head and offsets, ABI-encoded
+        total += ITEM_GAS + GAS_PER_BYTE * size
+        limit = callback_limits.get(item.job_id, 0)
+        if limit > 0 and item.status in CALLBACK_STATUSES:
+            total += limit + limit // 63 + CALLBACK_CALL_GAS
+    total += GAS_PER_BYTE * (calldata or data_bytes)
+    return -(-total * (100 + BATCH_GAS_MARGIN_PERCENT) // 100)
 
 
 class SendOutcome(StrEnum):

@@ -449,10 +449,19 @@ def _running_cancel_charges(
     ``JobCancelled`` (at most the job's hours), at the prices of its submission (the workloads
     never change them). Jobs without a callback, as every workload's, keep no callback fee."""
     base_fee, vcpu_hour, _ = escrow.functions.pricing().call()
-    specs = {
-        int(e["args"]["jobId"]): e["args"]["spec"] for e in _events(escrow, "JobSubmitted", 0)
-    }
     ran = {int(e["args"]["jobId"]): e for e in _events(escrow, "JobRunning", from_block)}
+    # Only the specs of jobs cancelled once running (a hostile spec that is not UTF-8, which
+    # web3 cannot decode, is never one of them: it never runs).
+    cancelled_running = {
+        int(e["args"]["jobId"]) for e in _events(escrow, "JobCancelled", from_block)
+    } & set(ran)
+    specs = {
+        job_id: e["args"]["spec"]
+        for job_id in cancelled_running
+        for e in escrow.events.JobSubmitted().get_logs(
+            from_block=0, argument_filters={"jobId": job_id}
+        )
+    }
     charges: dict[int, int] = {}
     for entry in _events(escrow, "JobCancelled", from_block):
         job_id = int(entry["args"]["jobId"])

@@ -193,3 +193,68 @@ def test_json_logs_follow_one_job_across_components(
     assert any(x.get("remote_job_id") for x in mine), "no record names the remote job"
     assert any(x.get("tx_hash") == "0x" + bytes(tx).hex() for x in mine), "no submit tx"
     assert len({x["tx_hash"] for x in mine if "tx_hash" in x}) >= 2, "no bridge tx for the job"
+
+
+RPC_USER, RPC_PASSWORD = "rpcuser", "rpcpass1234"
+PATH_TOKEN = "0123456789abcdef0123456789abcdef"
+QUERY_KEY = "SECRETKEY1"
+
+
+def test_credentials_in_the_rpc_url_reach_no_log_or_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider key in ``BRIDGE_RPC_URL`` (user info, a query value, a path token) appears in
+    no log line, error, readiness answer or ``config check`` line, with the node answering,
+    failing and gone (issue 9: RPC URLs often carry provider keys)."""
+    from bridge.api.app import create_app, serve_api_in_thread
+    from bridge.engine.service import Bridge
+    from bridge.logs import redact_url
+    from tests.faults.rpc_proxy import RpcFaultProxy
+
+    caplog.set_level(logging.DEBUG)
+    needles = [RPC_PASSWORD, f"{RPC_USER}:", PATH_TOKEN, QUERY_KEY]
+    seen: list[str] = []
+    with LocalStack(tmp_path, block_time=None, confirmations=0, start_bridge=False) as stack:
+        assert stack.anvil is not None
+        proxy = RpcFaultProxy(stack.anvil.url).start()
+        host = proxy.url.removeprefix("http://")
+        url = f"http://{RPC_USER}:{RPC_PASSWORD}@{host}/v3/{PATH_TOKEN}?apikey={QUERY_KEY}"
+        assert redact_url(url) == f"http://***@{host}/v3/***?apikey=***"
+        settings = stack.settings.model_copy(update={"rpc_url": url})
+        bridge = Bridge.from_settings(settings)
+        api = serve_api_in_thread(create_app(settings, bridge), "127.0.0.1", 0)
+        try:
+            bridge.scan_once()  # the node answers
+            proxy.rate = 1.0  # then every request fails: resets, drops, 502s, delays, lies
+            proxy.weights = {"reset": 1.0, "http5xx": 1.0}
+            for _ in range(5):
+                try:
+                    bridge.scan_once()
+                except BridgeError as exc:
+                    seen.append(str(exc))
+            proxy.stop()  # then the node is gone
+            for step in (bridge.scan_once, bridge.work_once, bridge.tx_once):
+                try:
+                    step()
+                except BridgeError as exc:
+                    seen.append(str(exc))
+            seen.append(httpx.get(f"{api.url}/readyz", timeout=30).text)
+            with pytest.raises(BridgeError) as gone:
+                Bridge.from_settings(settings)
+            seen.append(str(gone.value))
+            env = {"BRIDGE_RPC_URL": url, "BRIDGE_CONTRACT_ADDRESS": settings.contract_address}
+            env |= {
+                "BRIDGE_OPERATOR_KEY": stack.roles.keys[1],
+                "BRIDGE_CE_URL": settings.ce_url,
+                "BRIDGE_CE_AUTHENTICATOR": "x",
+                "BRIDGE_DATABASE_URL": settings.database_url,
+            }
+            seen.append(CliRunner().invoke(app, ["config", "check"], env=env).output)
+            seen.append(CliRunner().invoke(app, ["status", "1"], env=env).output)
+        finally:
+            api.stop()
+            bridge.stop()
+    assert any("***" in answer for answer in seen), seen
+    for answer in seen:
+        _assert_clean("an error or answer", answer, needles)
+    _assert_clean("logs", caplog.text, needles)

@@ -34,6 +34,7 @@ from bridge.errors import InsufficientFunds
 from bridge.store.db import open_database
 from bridge.store.models import ChainTx, TxState, Update
 from bridge.tx import NONCE_TAKEN, REVERTED, TickReport, TxManager
+from bridge.tx.manager import REVERTED_ALONE
 from tests.builders import Accounts, send, spec, status_of
 
 DEADLINE = 60.0
@@ -80,12 +81,38 @@ class LowGasOnce(TxManager):
 
     low = True
 
-    def _simulate(self, data: HexBytes, jobs: list[int], counts: Any) -> int | None:
-        gas = super()._simulate(data, jobs, counts)
+    def _simulate(
+        self, data: HexBytes, jobs: list[int], counts: Any, sized: int, fees: Any
+    ) -> int | None:
+        gas = super()._simulate(data, jobs, counts, sized, fees)
         if gas is not None and self.low:
             self.low = False
-            return gas * 3 // 5
+            return _mined_but_out_of_gas(data)
         return gas
+
+
+class LowGasWith(TxManager):
+    """A manager whose every batch holding job ``poison`` runs out of gas on-chain (as a batch
+    would if one item cost more mined than it was sized for)."""
+
+    poison = -1
+
+    def _simulate(
+        self, data: HexBytes, jobs: list[int], counts: Any, sized: int, fees: Any
+    ) -> int | None:
+        gas = super()._simulate(data, jobs, counts, sized, fees)
+        if gas is not None and self.poison in jobs:
+            return _mined_but_out_of_gas(data)
+        return gas
+
+
+def _mined_but_out_of_gas(data: bytes) -> int:
+    """A gas limit just over the least gas a transaction with ``data`` may have (the larger of
+    its intrinsic gas and EIP-7623's calldata floor): it is mined (a node refuses less) and
+    runs out of gas in its first steps."""
+    intrinsic = 21_000 + sum(16 if b else 4 for b in data)
+    floor = 21_000 + 10 * sum(4 if b else 1 for b in data)
+    return max(intrinsic, floor) + 1_000
 
 
 # ------------------------------------------------------------------ fixtures and helpers
@@ -456,22 +483,57 @@ def test_nonce_taken_between_check_and_send_is_classified_from_the_node_error(
     assert all(status_of(escrow, j) == Status.ACCEPTED for j in jobs)
 
 
-def test_transaction_reverted_on_chain_is_fatal_and_its_updates_are_resent(
+def test_a_batch_reverted_on_chain_is_split_and_never_resent_whole(
     chain: Web3, escrow: Contract, accounts: Accounts, operator: LocalAccount, db: Engine
 ) -> None:
-    jobs = submit_jobs(chain, escrow, accounts.user, 3)
+    jobs = submit_jobs(chain, escrow, accounts.user, 4)
     queue(db, accepts(jobs))
     tx_manager = manager(chain, db, operator, escrow, cls=LowGasOnce, confirmations=1)
 
     reports = tick_until(tx_manager, chain, lambda: all_applied(db), mine_blocks=True)
 
-    reverted, fresh = txs(db)
+    reverted, *fresh = txs(db)
     assert (reverted.state, reverted.error) == (TxState.FATAL, REVERTED)
     assert chain.eth.get_transaction_receipt(HexBytes(reverted.tx_hash or ""))["status"] == 0
-    assert fresh.state == TxState.CONFIRMED and fresh.nonce == reverted.nonce + 1
-    assert all(u.tx_id == fresh.id and u.applied is True for u in updates(db))
+    assert [t.state for t in fresh] == [TxState.CONFIRMED, TxState.CONFIRMED]
+    assert [t.nonce for t in fresh] == [reverted.nonce + 1, reverted.nonce + 2]
+    carried = {t.id: sorted(u.job_id for u in updates(db) if u.tx_id == t.id) for t in fresh}
+    assert sorted(carried.values()) == [jobs[:2], jobs[2:]]  # two halves, never the same set
+    assert all(u.applied is True for u in updates(db))
     assert sum(r.failed for r in reports) == 1
     assert all(status_of(escrow, j) == Status.ACCEPTED for j in jobs)
+
+
+def test_an_update_that_reverts_alone_is_isolated_and_held_with_an_alert(
+    chain: Web3,
+    escrow: Contract,
+    accounts: Accounts,
+    operator: LocalAccount,
+    db: Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    jobs = submit_jobs(chain, escrow, accounts.user, 4)
+    queue(db, accepts(jobs))
+    tx_manager = manager(chain, db, operator, escrow, cls=LowGasWith, confirmations=1)
+    assert isinstance(tx_manager, LowGasWith)
+    tx_manager.poison = jobs[3]
+
+    def settled() -> bool:
+        return all(u.applied is not None for u in updates(db))
+
+    with caplog.at_level(logging.WARNING, logger="bridge.tx"):
+        tick_until(tx_manager, chain, settled, mine_blocks=True)
+
+    by_job = {u.job_id: u for u in updates(db)}
+    assert (by_job[jobs[3]].applied, by_job[jobs[3]].skip_reason) == (False, REVERTED_ALONE)
+    assert all(by_job[j].applied is True for j in jobs[:3])
+    assert all(status_of(escrow, j) == Status.ACCEPTED for j in jobs[:3])
+    assert status_of(escrow, jobs[3]) == Status.SUBMITTED
+    # Bisection: {all 4} reverts, then {3rd, 4th}, then {4th} alone: log2(4) + 1 reverts.
+    reverted = [t for t in txs(db) if t.error == REVERTED]
+    assert len(reverted) == 3
+    alerts = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(alerts) == 1 and f"job {jobs[3]}" in alerts[0].getMessage()
 
 
 def test_insufficient_funds_raises_one_clear_error(
@@ -503,10 +565,11 @@ def test_insufficient_funds_raises_one_clear_error(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and poor.address in errors[0].getMessage()
     assert all(key_hex not in r.getMessage().lower() for r in caplog.records)
-    (stored,) = txs(db)  # stored, never sent; nothing else was tried
-    assert stored.state == TxState.UNCONFIRMED and stored.broadcast_at is None
+    # The simulation runs with the real fee fields, so the node refuses it for want of funds:
+    # nothing is signed or stored.
+    assert txs(db) == []
 
-    # Once funded, the same stored transaction goes out.
+    # Once funded, the batch goes out.
     chain.eth.wait_for_transaction_receipt(
         chain.eth.send_transaction(
             {"from": accounts.admin, "to": poor.address, "value": Wei(10**18)}
@@ -514,7 +577,7 @@ def test_insufficient_funds_raises_one_clear_error(
     )
     tick_until(tx_manager, chain, lambda: all_applied(db))
     (sent,) = txs(db)
-    assert sent.state == TxState.CONFIRMED and sent.tx_hash == stored.tx_hash
+    assert sent.state == TxState.CONFIRMED
     assert status_of(escrow, job) == Status.ACCEPTED
 
 

@@ -12,7 +12,6 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
-from bridge.checks import shown_rpc_url
 from bridge.errors import AlreadyRunning, DatabaseBound
 from bridge.store import control
 from bridge.store.db import open_database
@@ -96,20 +95,6 @@ def test_advisory_keys_are_per_label_and_fit_a_bigint() -> None:
     assert len(keys) == 2
     assert all(-(2**63) <= k < 2**63 for k in keys)
     assert advisory_key(f"operator:{A.lower()}") == advisory_key(f"operator:{A.lower()}")
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
-        ("https://mainnet.example.io/v3/0123456789abcdef", "https://mainnet.example.io/…"),
-        ("https://user:secret@node.example:8443/", "https://node.example:8443/…"),
-        ("https://node.example/?apikey=secret", "https://node.example/…"),
-    ],
-)
-def test_rpc_urls_are_shown_without_their_credentials(url: str, shown: str) -> None:
-    assert shown_rpc_url(url) == shown
-    assert "secret" not in shown_rpc_url(url) and "0123456789abcdef" not in shown_rpc_url(url)
 
 
 def test_the_migrations_make_exactly_the_models_tables(db: Engine) -> None:

@@ -94,4 +94,4 @@ def test_policy_is_pure() -> None:
         if isinstance(node, ast.Import)
         for alias in node.names
     }
-    assert imported <= {"__future__", "dataclasses", "enum"}
+    assert imported <= {"__future__", "collections", "dataclasses", "enum", "typing"}

@@ -1,0 +1,161 @@
+"""The output file store: result files on disk, content-addressed, written while hashed.
+
+Layout under the store's root (``BRIDGE_OUTPUT_DIR``; default beside the SQLite file):
+
+    objects/<first two hex digits>/<sha256>   one file per distinct content, never rewritten
+    tmp/<random>.part                         a download in progress
+
+Guarantees:
+
+- A file is streamed to ``tmp/`` in chunks and hashed as it arrives; nothing holds a whole file
+  in memory, whatever its size. Only a complete file is moved (an atomic rename) to its
+  content address, so ``objects/`` never holds a partial or mislabelled file.
+- What the store holds is named by the database: an ``output_file`` row names its content by
+  ``sha256``. A crash mid-download leaves only a ``tmp/`` file, and a crash between the rename
+  and the commit an object no row names: :meth:`OutputStore.sweep`, run at start, removes both,
+  so a restart neither leaks disk nor counts a file twice (it downloads again from scratch).
+- The same content is stored once, whichever jobs produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A file in the store: its content's sha256 (lowercase hex) and size in bytes."""
+
+    sha256: str
+    size: int
+
+
+class PartialFile:
+    """A download in progress: written to ``tmp/`` and hashed chunk by chunk.
+
+    ``restart()`` empties it (a retried download starts over); ``commit()`` moves it to its
+    content address; ``discard()`` (also on leaving a ``with`` block uncommitted) removes it.
+    """
+
+    def __init__(self, store: OutputStore) -> None:
+        self._store = store
+        self.path = store.root / "tmp" / f"{secrets.token_hex(16)}.part"
+        self._file: BinaryIO = self.path.open("wb")
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Appends ``chunk`` and hashes it."""
+        self._file.write(chunk)
+        self._digest.update(chunk)
+        self.size += len(chunk)
+
+    def restart(self) -> None:
+        """Empties the file (a new attempt at the same download)."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def commit(self) -> StoredObject:
+        """Flushes the file to disk and moves it to ``objects/``; returns what it holds."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        digest = self._digest.hexdigest()
+        target = self._store.path_of(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, target)  # atomic; the same content may already be there
+        return StoredObject(digest, self.size)
+
+    def discard(self) -> None:
+        """Closes and removes the partial file."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __enter__(self) -> PartialFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._file.closed:
+            self.discard()
+
+
+class OutputStore:
+    """Content-addressed result files under ``root`` (created if missing)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "objects").mkdir(parents=True, exist_ok=True)
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, sha256: str) -> Path:
+        """Where the content with this hex sha256 lives.
+
+        Raises:
+            ValueError: ``sha256`` is not 64 lowercase hex digits.
+        """
+        if len(sha256) != 64 or not set(sha256) <= _HEX:
+            raise ValueError("not a lowercase hex sha256 digest")
+        return self.root / "objects" / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        """Whether the content is stored."""
+        return self.path_of(sha256).is_file()
+
+    def partial(self) -> PartialFile:
+        """A new download in progress (use it in a ``with`` block)."""
+        return PartialFile(self)
+
+    def put(self, chunks: Iterable[bytes]) -> StoredObject:
+        """Stores content given in chunks (for tests and small files)."""
+        with self.partial() as part:
+            for chunk in chunks:
+                part.write(chunk)
+            return part.commit()
+
+    def read_chunks(self, sha256: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The stored content, chunk by chunk.
+
+        Raises:
+            FileNotFoundError: not stored.
+        """
+        with self.path_of(sha256).open("rb") as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def sweep(self, referenced: set[str]) -> tuple[int, int]:
+        """Removes every partial download and every object not in ``referenced``.
+
+        Run it before any download starts (at the bridge's start): a download in progress
+        would lose its file.
+
+        Returns:
+            How many partial files and unreferenced objects were removed.
+        """
+        partial = 0
+        for leftover in (self.root / "tmp").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+                partial += 1
+        unreferenced = 0
+        for shard in (self.root / "objects").iterdir():
+            if not shard.is_dir():
+                continue
+            for obj in shard.iterdir():
+                if obj.name not in referenced:
+                    with contextlib.suppress(FileNotFoundError):
+                        obj.unlink()
+                        unreferenced += 1
+        return partial, unreferenced
