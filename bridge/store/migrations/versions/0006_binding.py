@@ -1,7 +1,7 @@
 """binding (the database's one chain id and contract); dispatch_control (the stored pause)
 
 Revision ID: 0006_binding
-Revises: 0004
+Revises: 0005_outputs
 Create Date: 2026-11-30 14:30:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0006_binding"
-down_revision = "0004"
+down_revision = "0005_outputs"
 branch_labels = None
 depends_on = None
 
