@@ -137,7 +137,7 @@ def describe(exc: ValidationError, names: Mapping[str, str] | None = None) -> li
     for error in exc.errors():
         path = _path(error["loc"])
         shown = (names or {}).get(path, path)
-        message = _explain(error, secret=_is_secret(path))
+        message = explain(error, secret=_is_secret(path))
         lines.append(f"{shown}: {message}" if shown else message)
     return lines
 
@@ -158,6 +158,8 @@ def _is_secret(path: str) -> bool:
 _EXPECTED: Final = {
     "int_type": "expected an integer",
     "int_parsing": "expected an integer",
+    "float_parsing": "expected a number",
+    "bool_parsing": "expected true or false",
     "int_from_float": "expected an integer",
     "string_type": "expected a string",
     "bool_type": "expected true or false",
@@ -170,7 +172,13 @@ _EXPECTED: Final = {
 }
 
 
-def _explain(error: Mapping[str, Any], secret: bool) -> str:
+def explain(error: Mapping[str, Any], secret: bool) -> str:
+    """What one pydantic error means, in words (``expected an integer, got 'two'``).
+
+    Args:
+        error: one item of ``ValidationError.errors()``.
+        secret: never show the offending value.
+    """
     kind = str(error["type"])
     ctx = error.get("ctx") or {}
     value = error.get("input")
