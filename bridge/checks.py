@@ -1,7 +1,8 @@
 """``ce-bridge config check``: validate the configuration and reach every dependency.
 
 ``run_checks`` returns one line per problem (empty: all good). It never raises for a problem it
-can describe, and no line contains a secret.
+can describe, and no line contains a secret. A ``BRIDGE_*`` variable or TOML key that is no
+setting (a misspelling, most likely) is a problem here, with the close matches suggested.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from web3 import Web3
 
 from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
-from bridge.config import Settings, load_settings
+from bridge.config import Settings, load_settings, unknown_settings
 from bridge.errors import BridgeError, ConfigError, RemoteAuthError, RemoteError
 from bridge.remote.client import CEClient
 from bridge.store.db import open_database
@@ -20,11 +21,13 @@ from bridge.store.db import open_database
 def run_checks(config_file: Path | None = None) -> list[str]:
     """Every problem with the configuration and the services it names, one line each."""
     try:
+        unknown = unknown_settings(config_file)
         settings = load_settings(config_file)
         settings.operator_account  # noqa: B018 - decrypts the keystore, if that is the source
     except ConfigError as exc:
-        return [part.strip() for part in str(exc).split(";")]
-    return [*_check_rpc(settings), *_check_database(settings), *_check_ce(settings)]
+        return [part.strip() for part in str(exc).split("; ")]
+    checks = [*_check_rpc(settings), *_check_database(settings), *_check_ce(settings)]
+    return [*unknown, *checks]
 
 
 def _check_rpc(settings: Settings) -> list[str]:
