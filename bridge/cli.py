@@ -171,7 +171,7 @@ def run(
 @app.command()
 def emulator(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8090,
+    port: Annotated[int, typer.Option(help="port to listen on", min=0, max=65535)] = 8090,
     data_dir: Annotated[Path | None, typer.Option(help="where output files go")] = None,
     running_seconds: Annotated[float, typer.Option(help="time a job runs")] = 1.0,
     queue_seconds: Annotated[float, typer.Option(help="time in Provisioning+Downloading")] = 1.0,
@@ -180,16 +180,28 @@ def emulator(
     ] = None,
 ) -> None:
     """Serve the CE emulator (the Remote API under /remotejobs/v2/) until interrupted."""
+    from pydantic import ValidationError
+
+    from bridge.jobdoc import describe
     from bridge.remote.emulator import EmulatorConfig
     from bridge.remote.server import serve_emulator
 
-    config = EmulatorConfig(
-        data_dir=data_dir,
-        provisioning_seconds=queue_seconds / 2,
-        downloading_seconds=queue_seconds / 2,
-        running_seconds=running_seconds,
-        fail_commands=frozenset(fail_command or ()),
-    )
+    timings = {"--running-seconds": running_seconds, "--queue-seconds": queue_seconds}
+    for flag, seconds in timings.items():
+        if not 0 <= seconds < float("inf"):
+            raise typer.BadParameter(
+                f"expected seconds >= 0, got {seconds}", param_hint=f"'{flag}'"
+            )
+    try:
+        config = EmulatorConfig(
+            data_dir=data_dir,
+            provisioning_seconds=queue_seconds / 2,
+            downloading_seconds=queue_seconds / 2,
+            running_seconds=running_seconds,
+            fail_commands=frozenset(fail_command or ()),
+        )
+    except ValidationError as exc:
+        raise ConfigError("; ".join(describe(exc))) from None
     console.print(f"CE emulator on http://{host}:{port}/remotejobs/v2/")
     serve_emulator(host, port, config)
 
@@ -545,7 +557,7 @@ def config_check(
 
 @app.command()
 def demo(
-    jobs: Annotated[int, typer.Option(help="jobs of each kind")] = 1,
+    jobs: Annotated[int, typer.Option(help="jobs of each kind", min=1)] = 1,
     keep_running: Annotated[bool, typer.Option(help="keep everything up until Ctrl-C")] = False,
 ) -> None:
     """Start Anvil, the CE emulator and the bridge; submit jobs; show them finish on-chain."""

@@ -240,7 +240,8 @@ def check_database_url(value: str) -> None:
         url = make_url(value)
     except ArgumentError:
         raise ValueError(f"not a database URL: expected {expected}") from None
-    backend, driver = url.get_backend_name(), url.get_driver_name()
+    # From the text, not the dialect: SQLAlchemy imports a dialect to name its default driver.
+    backend, _, driver = url.drivername.partition("+")
     if backend in ("postgres", "postgresql") and driver != "psycopg":
         raise ValueError(
             f"{url.drivername}:// is not supported: use postgresql+psycopg://… "
