@@ -344,8 +344,8 @@ def unknown_settings(config_file: Path | None = None) -> list[str]:
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=2, cutoff=0.75)
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def settings_table() -> str:

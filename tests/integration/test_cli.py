@@ -219,3 +219,29 @@ def test_example_job_files_submit_and_the_emulator_accepts_them(
         body = {"authenticator": "example-auth", **document.to_body()}
         response = httpx.post(server.base_url + "job-create", json=body)
         assert response.status_code == 200, response.text
+
+
+def test_deploy_json_prints_the_default_pricing_and_limits_the_readme_states(
+    chain: Web3, anvil: object, accounts: Accounts
+) -> None:
+    import re
+
+    from bridge.chain.deploy import escrow
+
+    url = anvil.url  # type: ignore[attr-defined]
+    code, out = invoke("deploy", "--rpc-url", url, "--key", accounts.key(accounts.admin), "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    contract = escrow(chain, summary["address"])
+    assert list(summary["pricing"].values()) == list(contract.functions.pricing().call())
+    assert list(summary["limits"].values()) == list(contract.functions.limits().call())
+    assert summary["deadlineGrace"] == contract.functions.deadlineGrace().call()
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("<!-- defaults:start -->", 1)[1].split("<!-- defaults:end -->", 1)[0]
+    stated = {m[1]: int(m[2]) for m in re.finditer(r"\| `(\w+)` \| (\d+) \|", table)}
+    assert stated == {
+        **summary["pricing"],
+        **summary["limits"],
+        "deadlineGrace": summary["deadlineGrace"],
+    }, "README.md's default pricing and limits differ from a fresh deployment's"

@@ -194,7 +194,7 @@ def test_twenty_mixed_jobs_end_to_end(tmp_path: Path, database_url: str) -> None
 
 def _sha256sum_hash(stack: LocalStack, job_id: int, workdir: Path) -> bytes:
     """Downloads the job's outputs from CE into ``workdir/output`` and hashes them with the
-    shell pipeline of DESIGN.md."""
+    shell pipeline of docs/PROTOCOL.md."""
     from sqlmodel import Session
 
     from bridge.store.models import Job
