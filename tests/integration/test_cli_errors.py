@@ -598,3 +598,37 @@ def test_every_command_has_a_case() -> None:
     covered |= {case.args[1] for case in CASES if case.args[0] in ("admin", "config")}
     commands = names(app) | names(admin_app) | names(config_app)
     assert commands - covered == set()
+
+
+def test_run_warns_about_a_misspelt_setting_and_starts(
+    placeholders: dict[str, str], tmp_path: Path
+) -> None:
+    """A misspelt variable is one warning line at start (``config check`` makes it a problem)."""
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "CE_BRIDGE_"))}
+    env |= base_settings(placeholders)
+    env |= {"BRIDGE_API_PORT": str(free_port()), "BRIDGE_CONFIRMATION": "3"}
+    process = subprocess.Popen(
+        [str(CE_BRIDGE), "run"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # ends when the process does
+            seen.append(line)
+            if "bridge running" in line:
+                break
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    output = "".join(seen)
+    warnings = [line for line in seen if "BRIDGE_CONFIRMATION:" in line]
+    assert len(warnings) == 1, output
+    assert "did you mean BRIDGE_CONFIRMATIONS" in warnings[0], output
+    assert "bridge running" in output and "Traceback" not in output
