@@ -590,7 +590,7 @@ def test_every_command_has_a_case() -> None:
 
     def names(typer_app: object) -> set[str]:
         return {
-            (c.name or c.callback.__name__).replace("_", "-")  # type: ignore[union-attr]
+            (c.name or c.callback.__name__).replace("_", "-")
             for c in typer_app.registered_commands  # type: ignore[attr-defined]
         }
 
