@@ -15,14 +15,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
-from web3 import Web3
 
 from bridge.errors import BridgeError, ConfigError
+
+if TYPE_CHECKING:
+    from web3 import Web3
 
 
 class _Typer(typer.Typer):
@@ -78,7 +80,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def _checked_address(value: Any) -> Any:
     """Option callback: an address (or a list of them) in EIP-55 form, else a usage error."""
-    from bridge.config import checksum_address
+    from bridge.chain.address import checksum_address
 
     if value is None:
         return None
@@ -90,16 +92,19 @@ def _checked_address(value: Any) -> Any:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _checked_key(value: str | None) -> str | None:
-    """Option callback: a private key eth-account accepts (the key is never echoed)."""
-    from eth_account import Account
+#: The order of secp256k1: a private key is a number in [1, n).
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
+
+def _checked_key(value: str | None) -> str | None:
+    """Option callback: a secp256k1 private key, 32 bytes of hex (the key is never echoed)."""
     if value is None:
         return None
-    try:
-        Account.from_key(value)
-    except Exception:  # eth-account raises several types; none may echo the key
-        raise typer.BadParameter("not a valid private key (32 bytes of hex)") from None
+    digits = value[2:] if value[:2] in ("0x", "0X") else value
+    if len(digits) != 64 or not all(c in "0123456789abcdefABCDEF" for c in digits) or not (
+        0 < int(digits, 16) < _SECP256K1_N
+    ):
+        raise typer.BadParameter("not a valid private key (32 bytes of hex)")
     return value
 
 
@@ -345,7 +350,7 @@ def submit(
     spec, gas = document.to_spec(), document.callback_gas_limit
     client = EscrowClient(rpc_url, contract, key)
     job_id, price = client.submit(spec, gas)
-    console.print(f"job [bold]{job_id}[/] submitted, paid {Web3.from_wei(price, 'ether')} ETH")
+    console.print(f"job [bold]{job_id}[/] submitted, paid {_ether(price)} ETH")
     if not wait:
         return
     deadline = time.monotonic() + timeout
@@ -415,7 +420,7 @@ def jobs(
         table.add_column(column)
     for j in found:
         digest = "0x" + j.result_hash.hex()[:16] + "…" if any(j.result_hash) else "-"
-        pay = str(Web3.from_wei(j.payment, "ether"))
+        pay = str(_ether(j.payment))
         table.add_row(str(j.job_id), j.requester, j.status.name.lower(), pay, digest)
     console.print(table)
 
@@ -442,7 +447,7 @@ def withdraw(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
 
     client = EscrowClient(rpc_url, contract, key)
     amount = client.withdraw()
-    console.print(f"withdrew {Web3.from_wei(amount, 'ether')} ETH to {client.sender}")
+    console.print(f"withdrew {_ether(amount)} ETH to {client.sender}")
 
 
 admin_app = _Typer(help="Admin functions of the escrow (DEFAULT_ADMIN_ROLE).", no_args_is_help=True)
@@ -727,6 +732,13 @@ def _result_uri(client: Any, job_id: int) -> str | None:
     except Exception:
         return None
     return str(logs[-1]["args"]["resultURI"]) if logs else None
+
+
+def _ether(wei: int) -> Any:
+    """``wei`` in ether, as web3 prints it (web3 is imported here, not at start-up)."""
+    from web3 import Web3
+
+    return Web3.from_wei(wei, "ether")
 
 
 def _check_rpc(w3: Web3, url: str) -> None:

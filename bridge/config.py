@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 import tomllib
 from functools import cached_property
 from pathlib import Path
@@ -33,8 +32,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from web3 import Web3
 
+from bridge.chain.address import checksum_address
 from bridge.errors import ConfigError
 from bridge.jobdoc import explain
 from bridge.remote.convention import DEFAULT_BASE_URL
@@ -207,27 +206,6 @@ OTHER_VARIABLES: Final = {
     "BRIDGE_CONFIG": "the TOML config file",
     "BRIDGE_USER_KEY": "the signing key of the user and admin commands",
 }
-
-_ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}")
-
-
-def checksum_address(value: str) -> str:
-    """``value`` in EIP-55 form, if it is an address: all lowercase, all uppercase, or mixed case
-    with a valid EIP-55 checksum (a wrong one is most likely a typo, so it is refused).
-
-    Raises:
-        ValueError: not ``0x`` and 40 hex digits, or a mixed-case address whose checksum fails.
-    """
-    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
-        raise ValueError("not an Ethereum address (0x followed by 40 hex digits)")
-    checksummed = Web3.to_checksum_address(value)
-    digits = value[2:]
-    if digits not in (digits.lower(), digits.upper()) and value != checksummed:
-        raise ValueError(
-            f"{value} fails its EIP-55 checksum (a typo?): check it, or write it in lowercase"
-        )
-    return checksummed
-
 
 def check_database_url(value: str) -> None:
     """Checks that ``value`` is a database URL the bridge can open (SQLite or psycopg 3).

@@ -17,11 +17,11 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
+from bridge.chain.address import checksum_address
 from bridge.chain.artifacts import load_artifact
 from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
 from bridge.chain.revert import decode_revert, revert_data
 from bridge.chain.spec import JobSpec, Status
-from bridge.config import checksum_address
 from bridge.errors import BridgeError, ChainError, ConfigError, InsufficientFunds, RpcUnavailable
 
 T = TypeVar("T")
@@ -280,6 +280,6 @@ PRICING_FIELDS = ("baseFee", "pricePerVcpuHour", "pricePerCallbackGas")
 
 def _checksum(address: str) -> ChecksumAddress:
     try:
-        return Web3.to_checksum_address(checksum_address(address))
+        return checksum_address(address)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
