@@ -108,6 +108,37 @@ def _checked_key(value: str | None) -> str | None:
     return value
 
 
+def _integer(text: str | int) -> int:
+    """Option parser: an integer in words ("expected an integer, got 'two'"), not pydantic's."""
+    if isinstance(text, int):  # an option's default goes through the parser too
+        return text
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise typer.BadParameter(f"expected an integer, got {text!r}") from None
+
+
+def _integer_between(
+    low: int, high: int, shown_high: str | None = None
+) -> Callable[[str | int], int]:
+    """Option parser: an integer from ``low`` to ``high``, else a usage error saying so."""
+
+    def parse(text: str | int) -> int:
+        value = _integer(text)
+        if not low <= value <= high:
+            raise typer.BadParameter(
+                f"must be between {low} and {shown_high or high}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+def _int_opt(help: str) -> Any:
+    """An integer option whose bad value is said in words (see ``_integer``)."""
+    return typer.Option(parser=_integer, help=help)
+
+
 RpcOpt = Annotated[str, typer.Option(envvar="BRIDGE_RPC_URL", help="JSON-RPC URL of the node")]
 ContractOpt = Annotated[
     str,
@@ -125,7 +156,11 @@ KeyOpt = Annotated[
     ),
 ]
 AddressArg = Annotated[str, typer.Argument(callback=_checked_address)]
-JobIdArg = Annotated[int, typer.Argument(min=0, max=2**256 - 1, help="on-chain job id")]
+JobIdArg = Annotated[
+    int,
+    typer.Argument(parser=_integer_between(0, 2**256 - 1, "2**256 - 1"), help="on-chain job id"),
+]
+
 
 
 def _fail(message: str) -> None:
@@ -176,7 +211,9 @@ def run(
 @app.command()
 def emulator(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on", min=0, max=65535)] = 8090,
+    port: Annotated[
+        int, typer.Option(help="port to listen on", parser=_integer_between(0, 65535))
+    ] = 8090,
     data_dir: Annotated[Path | None, typer.Option(help="where output files go")] = None,
     running_seconds: Annotated[float, typer.Option(help="time a job runs")] = 1.0,
     queue_seconds: Annotated[float, typer.Option(help="time in Provisioning+Downloading")] = 1.0,
@@ -230,13 +267,13 @@ def deploy(
     treasury: Annotated[
         str | None, typer.Option(help="treasury address", callback=_checked_address)
     ] = None,
-    base_fee: Annotated[int | None, typer.Option(help="pricing: base fee, wei")] = None,
-    price_per_vcpu_hour: Annotated[int | None, typer.Option(help="pricing: wei")] = None,
-    price_per_callback_gas: Annotated[int | None, typer.Option(help="pricing: wei")] = None,
+    base_fee: Annotated[int | None, _int_opt("pricing: base fee, wei")] = None,
+    price_per_vcpu_hour: Annotated[int | None, _int_opt("pricing: wei")] = None,
+    price_per_callback_gas: Annotated[int | None, _int_opt("pricing: wei")] = None,
     limit: Annotated[
         list[str] | None, typer.Option(help="NAME=VALUE of a limit, e.g. maxVcpus=16")
     ] = None,
-    grace: Annotated[int | None, typer.Option(help="deadline grace, seconds")] = None,
+    grace: Annotated[int | None, _int_opt("deadline grace, seconds")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Deploy JobEscrow; the signer is the admin until --admin hands the role over.
@@ -306,12 +343,12 @@ def submit(
     command: Annotated[
         str | None, typer.Option(help=f"command line [default: {DEFAULT_COMMAND}]")
     ] = None,
-    vcpus: Annotated[int | None, typer.Option(help="vCPUs [default: 1]")] = None,
-    ram: Annotated[int | None, typer.Option(help="RAM, MB [default: 512]")] = None,
-    disk: Annotated[int | None, typer.Option(help="disk, MB [default: 512]")] = None,
-    network_download: Annotated[int | None, typer.Option(help="MB [default: 0]")] = None,
-    network_upload: Annotated[int | None, typer.Option(help="MB [default: 0]")] = None,
-    hours: Annotated[int | None, typer.Option(help="CE's time limit, hours [default: 1]")] = None,
+    vcpus: Annotated[int | None, _int_opt("vCPUs [default: 1]")] = None,
+    ram: Annotated[int | None, _int_opt("RAM, MB [default: 512]")] = None,
+    disk: Annotated[int | None, _int_opt("disk, MB [default: 512]")] = None,
+    network_download: Annotated[int | None, _int_opt("MB [default: 0]")] = None,
+    network_upload: Annotated[int | None, _int_opt("MB [default: 0]")] = None,
+    hours: Annotated[int | None, _int_opt("CE's time limit, hours [default: 1]")] = None,
     input_file: Annotated[
         list[str] | None, typer.Option(help="NAME=URL of an input file (repeatable)")
     ] = None,
@@ -459,9 +496,9 @@ def admin_set_pricing(
     rpc_url: RpcOpt,
     contract: ContractOpt,
     key: KeyOpt,
-    base_fee: Annotated[int, typer.Option(help="wei")],
-    price_per_vcpu_hour: Annotated[int, typer.Option(help="wei")],
-    price_per_callback_gas: Annotated[int, typer.Option(help="wei")],
+    base_fee: Annotated[int, _int_opt("wei")],
+    price_per_vcpu_hour: Annotated[int, _int_opt("wei")],
+    price_per_callback_gas: Annotated[int, _int_opt("wei")],
 ) -> None:
     """Set the price: base fee + per vCPU-hour + per unit of callback gas."""
     from bridge.chain.actions import EscrowClient
@@ -486,7 +523,7 @@ def admin_set_limits(
     contract: ContractOpt,
     key: KeyOpt,
     limit: Annotated[list[str] | None, typer.Option(help="NAME=VALUE, e.g. maxHours=24")] = None,
-    grace: Annotated[int | None, typer.Option(help="deadline grace, seconds")] = None,
+    grace: Annotated[int | None, _int_opt("deadline grace, seconds")] = None,
 ) -> None:
     """Change spec limits (unnamed ones keep their value)."""
     from bridge.chain.actions import EscrowClient
@@ -562,7 +599,9 @@ def config_check(
 
 @app.command()
 def demo(
-    jobs: Annotated[int, typer.Option(help="jobs of each kind", min=1)] = 1,
+    jobs: Annotated[
+        int, typer.Option(help="jobs of each kind", parser=_integer_between(1, 10_000))
+    ] = 1,
     keep_running: Annotated[bool, typer.Option(help="keep everything up until Ctrl-C")] = False,
 ) -> None:
     """Start Anvil, the CE emulator and the bridge; submit jobs; show them finish on-chain."""

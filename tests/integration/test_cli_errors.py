@@ -38,7 +38,14 @@ CE_BRIDGE = Path(sys.executable).parent / "ce-bridge"
 AUTHENTICATOR = "cli-errors-authenticator-7c2e"
 DB_PASSWORD = "db-password-91f3"
 #: Never in any output, whatever the case.
-ALWAYS_ABSENT = ("Traceback", "Value error,", "pydantic", "errors.pydantic.dev", AUTHENTICATOR)
+ALWAYS_ABSENT = (
+    "Traceback",
+    "Value error,",
+    "Input should",
+    "pydantic",
+    "errors.pydantic.dev",
+    AUTHENTICATOR,
+)
 
 VALID_JOB = {
     "app": "charityengine:wolframengine",
@@ -276,6 +283,12 @@ CASES = [
         absent=("MismatchedABI", "JSON-RPC"),
     ),
     Case(
+        "submit-vcpus-not-a-number",
+        ("submit", *USER, "--vcpus", "two", "--no-wait"),
+        ("--vcpus", "expected an integer, got 'two'"),
+        code=2,
+    ),
+    Case(
         "submit-zero-hours",
         ("submit", *USER, "--hours", "0", "--no-wait"),
         ("--hours", "between 1 and 65535"),
@@ -372,7 +385,18 @@ CASES = [
         absent=("BadFunctionCallOutput",),
     ),
     Case("status-unknown-job", ("status", "999", *CHAIN), ("job 999 does not exist",)),
-    Case("status-job-id-not-a-number", ("status", "one", *CHAIN), ("job_id", "integer"), code=2),
+    Case(
+        "status-job-id-not-a-number",
+        ("status", "one", *CHAIN),
+        ("job_id", "expected an integer, got 'one'"),
+        code=2,
+    ),
+    Case(
+        "status-job-id-negative",
+        ("status", "--", "-1", *CHAIN),
+        ("job_id", "must be between 0 and 2**256 - 1, got -1"),
+        code=2,
+    ),
     Case(
         "status-node-unreachable",
         ("status", "1", "--rpc-url", "http://127.0.0.1:{free}", "--contract", "{contract}"),
@@ -463,7 +487,7 @@ CASES = [
         code=2,
     ),
     Case("emulator-port-out-of-range", ("emulator", "--port", "70000"), ("--port", "65535"), 2),
-    Case("demo-no-jobs", ("demo", "--jobs", "0"), ("--jobs",), code=2),
+    Case("demo-no-jobs", ("demo", "--jobs", "0"), ("--jobs", "between 1 and"), code=2),
 ]
 
 
