@@ -186,7 +186,7 @@ CASES = [
     Case(
         "check-database-wrong-port",
         ("config", "check"),
-        ("BRIDGE_DATABASE_URL", "cannot connect to PostgreSQL at 127.0.0.1:{free}"),
+        ("BRIDGE_DATABASE_URL", "127.0.0.1:{free}", "refused"),
         env={
             "BRIDGE_DATABASE_URL": f"postgresql+psycopg://postgres:{DB_PASSWORD}@127.0.0.1:{{free}}/x"
         },
