@@ -17,6 +17,7 @@ import difflib
 import json
 import os
 import tomllib
+from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -333,12 +334,16 @@ def settings_table() -> str:
         "|---|---|---|---|",
     ]
     for name, info in Settings.model_fields.items():
+        value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
         if info.is_required():
             default = "required"
-        elif info.default is None:
+        elif value is None or value == "" or (isinstance(value, Collection) and not value):
             default = "unset"
+        elif isinstance(value, SecretStr):
+            default = "(secret)"
+        elif isinstance(value, list | tuple | set | frozenset):
+            default = f"`{','.join(str(v) for v in value)}`"
         else:
-            value = info.default
             default = f"`{str(value).lower() if isinstance(value, bool) else value}`"
         description = (info.description or "").replace("|", "\\|")
         rows.append(f"| `{_env_name(name)}` | `{name}` | {default} | {description} |")
