@@ -1,7 +1,10 @@
 """The ``ce-bridge`` command line (Typer + Rich). Thin commands that call services.
 
-A user mistake (bad address, missing key, unreachable node, a revert) ends with one line naming
-the problem and exit status 1, never a traceback. Secrets are never printed.
+Every mistake ends with one line naming the flag, variable or field and what is expected, never a
+traceback and never usage text: exit status 2 for a usage mistake (a bad or missing flag value,
+flags that exclude each other; job documents from flags go through :mod:`bridge.jobdoc`), 1 for
+everything else (a bad job file, no contract at the address, an unreachable node, a revert named
+by its custom error). Secrets are never printed.
 """
 
 from __future__ import annotations
