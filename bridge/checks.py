@@ -9,11 +9,12 @@ services it names, each marked:
 - **transient**: the node, the database or CE cannot be reached right now.
 - **warning**: worth saying, not a reason to stop (an operator account with no ETH yet).
 
-``run_checks`` is ``config check``: every line. ``start_bridge`` is ``run``'s start-up: it takes
-the process lock, stops at the first permanent problem with one line (``ConfigError``, or the
-lock's ``AlreadyRunning``), and waits out transient ones with one log line per back-off (1 s
-doubling to 30 s) until the services answer. No line contains a secret: RPC URLs are shown as
-scheme, host and port only, database URLs without their password.
+``run_checks`` is ``config check``: every line, and a ``BRIDGE_*`` variable or TOML key that is no
+setting (a misspelling, most likely) with the close matches suggested. ``start_bridge`` is
+``run``'s start-up: it takes the process lock, stops at the first permanent problem with one line
+(``ConfigError``, or the lock's ``AlreadyRunning``), and waits out transient ones with one log
+line per back-off (1 s doubling to 30 s) until the services answer. No line contains a secret:
+RPC URLs go through ``redact_url``, database URLs lose their password.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception, Web3RPCError
 
 from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
-from bridge.config import Settings, load_settings
+from bridge.config import Settings, load_settings, unknown_settings
 from bridge.errors import (
     BridgeError,
     ConfigError,
@@ -63,11 +64,12 @@ class Problem:
 def run_checks(config_file: Path | None = None) -> list[str]:
     """Every problem with the configuration and the services it names, one line each."""
     try:
+        unknown = unknown_settings(config_file)
         settings = load_settings(config_file)
         settings.operator_account  # noqa: B018 - decrypts the keystore, if that is the source
     except ConfigError as exc:
-        return [part.strip() for part in str(exc).split(";")]
-    return [problem.line for problem in find_problems(settings)]
+        return [part.strip() for part in str(exc).split("; ")]
+    return [*unknown, *(problem.line for problem in find_problems(settings))]
 
 
 def find_problems(settings: Settings) -> list[Problem]:

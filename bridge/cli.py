@@ -1,7 +1,10 @@
 """The ``ce-bridge`` command line (Typer + Rich). Thin commands that call services.
 
-A user mistake (bad address, missing key, unreachable node, a revert) ends with one line naming
-the problem and exit status 1, never a traceback. Secrets are never printed.
+Every mistake ends with one line naming the flag, variable or field and what is expected, never a
+traceback and never usage text: exit status 2 for a usage mistake (a bad or missing flag value,
+flags that exclude each other; job documents from flags go through :mod:`bridge.jobdoc`), 1 for
+everything else (a bad job file, no contract at the address, an unreachable node, a revert named
+by its custom error). Secrets are never printed.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
-from web3 import Web3
 
 from bridge.errors import BridgeError, ConfigError
 from bridge.logs import redact_url
+
+if TYPE_CHECKING:
+    from web3 import Web3
 
 
 class _Typer(typer.Typer):
@@ -77,9 +82,73 @@ app = _Typer(
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
+def _checked_address(value: Any) -> Any:
+    """Option callback: an address (or a list of them) in EIP-55 form, else a usage error."""
+    from bridge.chain.address import checksum_address
+
+    if value is None:
+        return None
+    try:
+        if isinstance(value, list | tuple):
+            return [checksum_address(v) for v in value]
+        return checksum_address(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+#: The order of secp256k1: a private key is a number in [1, n).
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _checked_key(value: str | None) -> str | None:
+    """Option callback: a secp256k1 private key, 32 bytes of hex (the key is never echoed)."""
+    if value is None:
+        return None
+    digits = value[2:] if value[:2] in ("0x", "0X") else value
+    if len(digits) != 64 or not all(c in "0123456789abcdefABCDEF" for c in digits) or not (
+        0 < int(digits, 16) < _SECP256K1_N
+    ):
+        raise typer.BadParameter("not a valid private key (32 bytes of hex)")
+    return value
+
+
+def _integer(text: str | int) -> int:
+    """Option parser: an integer in words ("expected an integer, got 'two'"), not pydantic's."""
+    if isinstance(text, int):  # an option's default goes through the parser too
+        return text
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise typer.BadParameter(f"expected an integer, got {text!r}") from None
+
+
+def _integer_between(
+    low: int, high: int, shown_high: str | None = None
+) -> Callable[[str | int], int]:
+    """Option parser: an integer from ``low`` to ``high``, else a usage error saying so."""
+
+    def parse(text: str | int) -> int:
+        value = _integer(text)
+        if not low <= value <= high:
+            raise typer.BadParameter(
+                f"must be between {low} and {shown_high or high}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+def _int_opt(help: str) -> Any:
+    """An integer option whose bad value is said in words (see ``_integer``)."""
+    return typer.Option(parser=_integer, help=help)
+
+
 RpcOpt = Annotated[str, typer.Option(envvar="BRIDGE_RPC_URL", help="JSON-RPC URL of the node")]
 ContractOpt = Annotated[
-    str, typer.Option(envvar="BRIDGE_CONTRACT_ADDRESS", help="JobEscrow address")
+    str,
+    typer.Option(
+        envvar="BRIDGE_CONTRACT_ADDRESS", help="JobEscrow address", callback=_checked_address
+    ),
 ]
 KeyOpt = Annotated[
     str,
@@ -87,8 +156,15 @@ KeyOpt = Annotated[
         envvar="BRIDGE_USER_KEY",
         help="private key that signs (env BRIDGE_USER_KEY)",
         show_default=False,
+        callback=_checked_key,
     ),
 ]
+AddressArg = Annotated[str, typer.Argument(callback=_checked_address)]
+JobIdArg = Annotated[
+    int,
+    typer.Argument(parser=_integer_between(0, 2**256 - 1, "2**256 - 1"), help="on-chain job id"),
+]
+
 
 
 def _fail(message: str) -> None:
@@ -116,10 +192,12 @@ def run(
     """
     from bridge.api import create_app, serve_api_in_thread
     from bridge.checks import start_bridge
-    from bridge.config import load_settings
+    from bridge.config import load_settings, unknown_settings
 
     settings = load_settings(config)
     _setup_logging(settings.log_json)
+    for line in unknown_settings(config):
+        logging.getLogger("bridge").warning("ignored: %s", line)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -151,7 +229,9 @@ def run(
 @app.command()
 def emulator(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8090,
+    port: Annotated[
+        int, typer.Option(help="port to listen on", parser=_integer_between(0, 65535))
+    ] = 8090,
     data_dir: Annotated[Path | None, typer.Option(help="where output files go")] = None,
     running_seconds: Annotated[float, typer.Option(help="time a job runs")] = 1.0,
     queue_seconds: Annotated[float, typer.Option(help="time in Provisioning+Downloading")] = 1.0,
@@ -160,16 +240,28 @@ def emulator(
     ] = None,
 ) -> None:
     """Serve the CE emulator (the Remote API under /remotejobs/v2/) until interrupted."""
+    from pydantic import ValidationError
+
+    from bridge.jobdoc import describe
     from bridge.remote.emulator import EmulatorConfig
     from bridge.remote.server import serve_emulator
 
-    config = EmulatorConfig(
-        data_dir=data_dir,
-        provisioning_seconds=queue_seconds / 2,
-        downloading_seconds=queue_seconds / 2,
-        running_seconds=running_seconds,
-        fail_commands=frozenset(fail_command or ()),
-    )
+    timings = {"--running-seconds": running_seconds, "--queue-seconds": queue_seconds}
+    for flag, seconds in timings.items():
+        if not 0 <= seconds < float("inf"):
+            raise typer.BadParameter(
+                f"expected seconds >= 0, got {seconds}", param_hint=f"'{flag}'"
+            )
+    try:
+        config = EmulatorConfig(
+            data_dir=data_dir,
+            provisioning_seconds=queue_seconds / 2,
+            downloading_seconds=queue_seconds / 2,
+            running_seconds=running_seconds,
+            fail_commands=frozenset(fail_command or ()),
+        )
+    except ValidationError as exc:
+        raise ConfigError("; ".join(describe(exc))) from None
     console.print(f"CE emulator on http://{host}:{port}/remotejobs/v2/")
     serve_emulator(host, port, config)
 
@@ -179,28 +271,42 @@ def deploy(
     rpc_url: RpcOpt,
     key: KeyOpt,
     operator: Annotated[
-        list[str] | None, typer.Option(help="address to grant OPERATOR_ROLE (repeatable)")
+        list[str] | None,
+        typer.Option(
+            help="address to grant OPERATOR_ROLE (repeatable)", callback=_checked_address
+        ),
     ] = None,
     admin: Annotated[
-        str | None, typer.Option(help="admin address to hand DEFAULT_ADMIN_ROLE to")
+        str | None,
+        typer.Option(
+            help="admin address to hand DEFAULT_ADMIN_ROLE to", callback=_checked_address
+        ),
     ] = None,
-    treasury: Annotated[str | None, typer.Option(help="treasury address")] = None,
-    base_fee: Annotated[int | None, typer.Option(help="pricing: base fee, wei")] = None,
-    price_per_vcpu_hour: Annotated[int | None, typer.Option(help="pricing: wei")] = None,
-    price_per_callback_gas: Annotated[int | None, typer.Option(help="pricing: wei")] = None,
+    treasury: Annotated[
+        str | None, typer.Option(help="treasury address", callback=_checked_address)
+    ] = None,
+    base_fee: Annotated[int | None, _int_opt("pricing: base fee, wei")] = None,
+    price_per_vcpu_hour: Annotated[int | None, _int_opt("pricing: wei")] = None,
+    price_per_callback_gas: Annotated[int | None, _int_opt("pricing: wei")] = None,
     limit: Annotated[
         list[str] | None, typer.Option(help="NAME=VALUE of a limit, e.g. maxVcpus=16")
     ] = None,
-    grace: Annotated[int | None, typer.Option(help="deadline grace, seconds")] = None,
+    grace: Annotated[int | None, _int_opt("deadline grace, seconds")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Deploy JobEscrow; the signer is the admin until --admin hands the role over."""
+    """Deploy JobEscrow; the signer is the admin until --admin hands the role over.
+
+    Prints the address, chain id and block, and the pricing and limits in force (``--json``: all
+    of them, as one JSON object).
+    """
     from bridge.chain.actions import EscrowClient
     from bridge.chain.deploy import connect, deploy_escrow
 
     signer = _account(key)
-    for address in [*(operator or []), *(a for a in (treasury, admin) if a)]:
-        _address(address)
+    prices = {"--base-fee": base_fee, "--price-per-vcpu-hour": price_per_vcpu_hour}
+    prices["--price-per-callback-gas"] = price_per_callback_gas
+    _check_prices(prices)
+    new_limits = _parse_limits(limit or [], grace)
     w3 = connect(rpc_url, [key])
     _check_rpc(w3, rpc_url)
     address = deploy_escrow(w3, signer, operators=operator or [], treasury=treasury)
@@ -217,20 +323,27 @@ def deploy(
             current[2] if price_per_callback_gas is None else price_per_callback_gas,
         )
     if limit or grace is not None:
-        _apply_limits(client, limit or [], grace)
-    if admin is not None and _address(admin) != signer:
+        _apply_limits(client, new_limits, grace)
+    if admin is not None and admin != signer:
         from bridge.chain.deploy import connect as _connect
 
         role = b"\x00" * 32
-        tx = client.contract.functions.grantRole(role, _address(admin)).transact({"from": signer})
+        tx = client.contract.functions.grantRole(role, admin).transact({"from": signer})
         _connect(rpc_url).eth.wait_for_transaction_receipt(tx)
         tx = client.contract.functions.renounceRole(role, signer).transact({"from": signer})
         client.w3.eth.wait_for_transaction_receipt(tx)
     block = int(w3.eth.block_number)
+    limits, deadline_grace = client.limits()
+    pricing = client.pricing()
     if as_json:
-        print(json.dumps({"address": address, "chainId": int(w3.eth.chain_id), "block": block}))
+        summary = {"address": address, "chainId": int(w3.eth.chain_id), "block": block}
+        summary |= {"pricing": pricing, "limits": limits, "deadlineGrace": deadline_grace}
+        print(json.dumps(summary))
     else:
         console.print(f"JobEscrow deployed at [bold]{address}[/] (block {block})")
+        console.print("pricing (wei): " + ", ".join(f"{k}={v}" for k, v in pricing.items()))
+        shown = ", ".join(f"{k}={v}" for k, v in limits.items())
+        console.print(f"limits: {shown}; deadlineGrace={deadline_grace}s")
 
 
 @app.command()
@@ -239,43 +352,60 @@ def submit(
     contract: ContractOpt,
     key: KeyOpt,
     job_file: Annotated[
-        Path | None, typer.Option(help="a JSON file in CE's job-create format")
+        Path | None,
+        typer.Option(help="a JSON job file: CE's job-create body (+ callbackGasLimit)"),
     ] = None,
-    app_name: Annotated[str, typer.Option("--app", help="CE app")] = "charityengine:wolframengine",
+    app_name: Annotated[
+        str | None, typer.Option("--app", help=f"CE app [default: {DEFAULT_APP}]")
+    ] = None,
     command: Annotated[
-        str, typer.Option(help="command line")
-    ] = 'math -run "Print[2+2]" > output/out.txt',
-    vcpus: int = 1,
-    ram: int = 512,
-    disk: int = 512,
-    hours: int = 1,
+        str | None, typer.Option(help=f"command line [default: {DEFAULT_COMMAND}]")
+    ] = None,
+    vcpus: Annotated[int | None, _int_opt("vCPUs [default: 1]")] = None,
+    ram: Annotated[int | None, _int_opt("RAM, MB [default: 512]")] = None,
+    disk: Annotated[int | None, _int_opt("disk, MB [default: 512]")] = None,
+    network_download: Annotated[int | None, _int_opt("MB [default: 0]")] = None,
+    network_upload: Annotated[int | None, _int_opt("MB [default: 0]")] = None,
+    hours: Annotated[int | None, _int_opt("CE's time limit, hours [default: 1]")] = None,
     input_file: Annotated[
         list[str] | None, typer.Option(help="NAME=URL of an input file (repeatable)")
     ] = None,
-    callback_gas: Annotated[int, typer.Option(help="callback gas limit (0: none)")] = 0,
+    callback_gas: Annotated[
+        int | None, typer.Option(help="callback gas limit [default: 0, no callback]")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="wait until the job is terminal")] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 3600.0,
 ) -> None:
-    """Submit a job (from flags or a CE job-create JSON file), paying its quote."""
-    from bridge.chain.actions import EscrowClient, spec_from_ce_json
-    from bridge.chain.spec import InputFile, JobSpec, Resources, Status
+    """Submit a job (from flags or a job file, see examples/), paying its quote."""
+    from bridge.chain.actions import EscrowClient
+    from bridge.chain.spec import Status
 
+    flags = {
+        "--app": app_name,
+        "--command": command,
+        "--vcpus": vcpus,
+        "--ram": ram,
+        "--disk": disk,
+        "--network-download": network_download,
+        "--network-upload": network_upload,
+        "--hours": hours,
+        "--input-file": input_file,
+        "--callback-gas": callback_gas,
+    }
     if job_file is not None:
-        try:
-            spec = spec_from_ce_json(json.loads(job_file.read_text()))
-        except (OSError, ValueError) as exc:
-            _fail(f"cannot read {job_file}: {exc}")
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            raise typer.BadParameter(
+                f"cannot be combined with {', '.join(given)}: the job file holds the whole job",
+                param_hint="'--job-file'",
+            )
+        document = _read_job_file(job_file)
     else:
-        files = []
-        for item in input_file or []:
-            name, sep, url = item.partition("=")
-            if not sep:
-                _fail(f"--input-file must be NAME=URL, got {item!r}")
-            files.append(InputFile(name, url))
-        spec = JobSpec(app_name, command, Resources(vcpus, ram, disk), hours, tuple(files))
-    client = EscrowClient(rpc_url, _address(contract), key)
-    job_id, price = client.submit(spec, callback_gas)
-    console.print(f"job [bold]{job_id}[/] submitted, paid {Web3.from_wei(price, 'ether')} ETH")
+        document = _job_from_flags(flags)
+    spec, gas = document.to_spec(), document.callback_gas_limit
+    client = EscrowClient(rpc_url, contract, key)
+    job_id, price = client.submit(spec, gas)
+    console.print(f"job [bold]{job_id}[/] submitted, paid {_ether(price)} ETH")
     if not wait:
         return
     deadline = time.monotonic() + timeout
@@ -298,11 +428,11 @@ def submit(
 
 
 @app.command()
-def status(job_id: int, rpc_url: RpcOpt, contract: ContractOpt) -> None:
+def status(job_id: JobIdArg, rpc_url: RpcOpt, contract: ContractOpt) -> None:
     """Show a job's on-chain state as JSON."""
     from bridge.chain.actions import EscrowClient
 
-    client = EscrowClient(rpc_url, _address(contract))
+    client = EscrowClient(rpc_url, contract)
     data = client.job(job_id).to_json()
     uri = _result_uri(client, job_id)
     if uri:
@@ -314,7 +444,9 @@ def status(job_id: int, rpc_url: RpcOpt, contract: ContractOpt) -> None:
 def jobs(
     rpc_url: RpcOpt,
     contract: ContractOpt,
-    requester: Annotated[str | None, typer.Option(help="only this requester's jobs")] = None,
+    requester: Annotated[
+        str | None, typer.Option(help="only this requester's jobs", callback=_checked_address)
+    ] = None,
     state: Annotated[str | None, typer.Option("--status", help="only jobs in this status")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -329,9 +461,12 @@ def jobs(
         try:
             wanted = Status[state.upper()]
         except KeyError:
-            _fail(f"unknown status {state!r}: one of " + ", ".join(s.name.lower() for s in Status))
-    client = EscrowClient(rpc_url, _address(contract))
-    found = client.jobs(requester=_address(requester) if requester else None, status=wanted)
+            raise typer.BadParameter(
+                f"unknown status {state!r}: one of " + ", ".join(s.name.lower() for s in Status),
+                param_hint="'--status'",
+            ) from None
+    client = EscrowClient(rpc_url, contract)
+    found = client.jobs(requester=requester, status=wanted)
     if as_json:
         print(json.dumps([j.to_json() for j in found], indent=2))
         return
@@ -340,18 +475,18 @@ def jobs(
         table.add_column(column)
     for j in found:
         digest = "0x" + j.result_hash.hex()[:16] + "…" if any(j.result_hash) else "-"
-        pay = str(Web3.from_wei(j.payment, "ether"))
+        pay = str(_ether(j.payment))
         table.add_row(str(j.job_id), j.requester, j.status.name.lower(), pay, digest)
     console.print(table)
 
 
 @app.command()
-def cancel(job_id: int, rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
+def cancel(job_id: JobIdArg, rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Cancel your job: refunded at once while Submitted, else cancelled by the bridge."""
     from bridge.chain.actions import EscrowClient
     from bridge.chain.spec import Status
 
-    client = EscrowClient(rpc_url, _address(contract), key)
+    client = EscrowClient(rpc_url, contract, key)
     client.cancel(job_id)
     job = client.job(job_id)
     if job.status is Status.CANCELLED:
@@ -365,9 +500,9 @@ def withdraw(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Withdraw your credited refunds or earnings."""
     from bridge.chain.actions import EscrowClient
 
-    client = EscrowClient(rpc_url, _address(contract), key)
+    client = EscrowClient(rpc_url, contract, key)
     amount = client.withdraw()
-    console.print(f"withdrew {Web3.from_wei(amount, 'ether')} ETH to {client.sender}")
+    console.print(f"withdrew {_ether(amount)} ETH to {client.sender}")
 
 
 admin_app = _Typer(help="Admin functions of the escrow (DEFAULT_ADMIN_ROLE).", no_args_is_help=True)
@@ -379,14 +514,22 @@ def admin_set_pricing(
     rpc_url: RpcOpt,
     contract: ContractOpt,
     key: KeyOpt,
-    base_fee: Annotated[int, typer.Option(help="wei")],
-    price_per_vcpu_hour: Annotated[int, typer.Option(help="wei")],
-    price_per_callback_gas: Annotated[int, typer.Option(help="wei")],
+    base_fee: Annotated[int, _int_opt("wei")],
+    price_per_vcpu_hour: Annotated[int, _int_opt("wei")],
+    price_per_callback_gas: Annotated[int, _int_opt("wei")],
 ) -> None:
     """Set the price: base fee + per vCPU-hour + per unit of callback gas."""
     from bridge.chain.actions import EscrowClient
 
-    EscrowClient(rpc_url, _address(contract), key).set_pricing(
+    _check_prices(
+        {
+            "--base-fee": base_fee,
+            "--price-per-vcpu-hour": price_per_vcpu_hour,
+            "--price-per-callback-gas": price_per_callback_gas,
+        }
+    )
+
+    EscrowClient(rpc_url, contract, key).set_pricing(
         base_fee, price_per_vcpu_hour, price_per_callback_gas
     )
     console.print("pricing set")
@@ -398,21 +541,29 @@ def admin_set_limits(
     contract: ContractOpt,
     key: KeyOpt,
     limit: Annotated[list[str] | None, typer.Option(help="NAME=VALUE, e.g. maxHours=24")] = None,
-    grace: Annotated[int | None, typer.Option(help="deadline grace, seconds")] = None,
+    grace: Annotated[int | None, _int_opt("deadline grace, seconds")] = None,
 ) -> None:
     """Change spec limits (unnamed ones keep their value)."""
     from bridge.chain.actions import EscrowClient
 
-    _apply_limits(EscrowClient(rpc_url, _address(contract), key), limit or [], grace)
+    if not limit and grace is None:
+        raise typer.BadParameter(
+            "nothing to set: give at least one --limit NAME=VALUE, or --grace",
+            param_hint="'--limit'",
+        )
+    changes = _parse_limits(limit or [], grace)
+    _apply_limits(EscrowClient(rpc_url, contract, key), changes, grace)
     console.print("limits set")
 
 
 @admin_app.command("set-treasury")
-def admin_set_treasury(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, treasury: str) -> None:
+def admin_set_treasury(
+    rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, treasury: AddressArg
+) -> None:
     """Set the address credited with the earnings of completed jobs."""
     from bridge.chain.actions import EscrowClient
 
-    EscrowClient(rpc_url, _address(contract), key).set_treasury(_address(treasury))
+    EscrowClient(rpc_url, contract, key).set_treasury(treasury)
     console.print(f"treasury set to {treasury}")
 
 
@@ -421,7 +572,7 @@ def admin_pause(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Stop new submissions (everything else keeps working)."""
     from bridge.chain.actions import EscrowClient
 
-    EscrowClient(rpc_url, _address(contract), key).pause()
+    EscrowClient(rpc_url, contract, key).pause()
     console.print("submissions paused")
 
 
@@ -430,18 +581,18 @@ def admin_unpause(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Allow submissions again."""
     from bridge.chain.actions import EscrowClient
 
-    EscrowClient(rpc_url, _address(contract), key).unpause()
+    EscrowClient(rpc_url, contract, key).unpause()
     console.print("submissions resumed")
 
 
 @admin_app.command("grant-operator")
 def admin_grant_operator(
-    rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, operator: str
+    rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, operator: AddressArg
 ) -> None:
     """Grant OPERATOR_ROLE to a bridge's operator address."""
     from bridge.chain.actions import EscrowClient
 
-    EscrowClient(rpc_url, _address(contract), key).grant_operator(_address(operator))
+    EscrowClient(rpc_url, contract, key).grant_operator(operator)
     console.print(f"OPERATOR_ROLE granted to {operator}")
 
 
@@ -466,7 +617,9 @@ def config_check(
 
 @app.command()
 def demo(
-    jobs: Annotated[int, typer.Option(help="jobs of each kind")] = 1,
+    jobs: Annotated[
+        int, typer.Option(help="jobs of each kind", parser=_integer_between(1, 10_000))
+    ] = 1,
     keep_running: Annotated[bool, typer.Option(help="keep everything up until Ctrl-C")] = False,
 ) -> None:
     """Start Anvil, the CE emulator and the bridge; submit jobs; show them finish on-chain."""
@@ -494,21 +647,136 @@ def _account(key: str) -> str:
         raise
 
 
-def _address(value: str) -> str:
-    if not Web3.is_address(value):
-        _fail(f"not an Ethereum address: {value}")
-    return Web3.to_checksum_address(value)
+DEFAULT_APP = "charityengine:wolframengine"
+DEFAULT_COMMAND = 'math -run "Print[2+2]" > output/out.txt'
+
+#: How a job document's field is named on the command line.
+_FLAG_OF_FIELD = {
+    "app": "--app",
+    "commandLine": "--command",
+    "specs.vcpus": "--vcpus",
+    "specs.ram": "--ram",
+    "specs.disk": "--disk",
+    "specs.networkDownload": "--network-download",
+    "specs.networkUpload": "--network-upload",
+    "hours": "--hours",
+    "inputFiles": "--input-file",
+    "callbackGasLimit": "--callback-gas",
+}
 
 
-def _apply_limits(client: Any, items: list[str], grace: int | None) -> None:
-    from bridge.chain.actions import LIMIT_FIELDS
+def _job_from_flags(flags: dict[str, Any]) -> Any:
+    """The job file the flags describe (defaults filled in), or a usage error naming the flag."""
+    from pydantic import ValidationError
 
-    limits, current_grace = client.limits()
+    from bridge.jobdoc import JobFile, describe
+
+    files = []
+    for item in flags["--input-file"] or []:
+        name, sep, url = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(
+                f"expected NAME=URL, got {item!r}", param_hint="'--input-file'"
+            )
+        files.append({"filename": name, "url": url})
+
+    def given(flag: str, default: Any) -> Any:
+        return default if flags[flag] is None else flags[flag]
+
+    document = {
+        "app": given("--app", DEFAULT_APP),
+        "commandLine": given("--command", DEFAULT_COMMAND),
+        "specs": {
+            "vcpus": given("--vcpus", 1),
+            "ram": given("--ram", 512),
+            "disk": given("--disk", 512),
+            "networkDownload": given("--network-download", 0),
+            "networkUpload": given("--network-upload", 0),
+        },
+        "hours": given("--hours", 1),
+        "inputFiles": files,
+        "callbackGasLimit": given("--callback-gas", 0),
+    }
+    try:
+        return JobFile.model_validate(document)
+    except ValidationError as exc:
+        problems = []
+        for line in describe(exc):
+            path, _, message = line.partition(": ")
+            flag = _FLAG_OF_FIELD.get(path) or _FLAG_OF_FIELD.get(path.split("[")[0], path)
+            problems.append((flag, message))
+        flag, message = problems[0]
+        also = "".join(f"; {f}: {m}" for f, m in problems[1:])
+        raise typer.BadParameter(message + also, param_hint=f"'{flag}'") from None
+
+
+def _read_job_file(path: Path) -> Any:
+    """The job file at ``path``, validated; a problem is one ``ConfigError`` line naming it."""
+    from bridge.jobdoc import parse_job_file
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"--job-file {path}: cannot read it: {reason}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--job-file {path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    try:
+        return parse_job_file(data)
+    except ValueError as exc:
+        raise ConfigError(f"--job-file {path}: {exc}") from None
+
+
+def _check_prices(prices: dict[str, int | None]) -> None:
+    """A usage error naming the first price flag out of its uint range (from the ABI)."""
+    from bridge.chain.actions import PRICING_FIELDS, uint_fields
+
+    bounds = uint_fields("setPricing")
+    for (flag, value), field in zip(prices.items(), PRICING_FIELDS, strict=True):
+        if value is not None and not 0 <= value <= bounds[field]:
+            maximum = bounds[field]
+            raise typer.BadParameter(
+                f"must be between 0 and {maximum} wei (uint{maximum.bit_length()}), got {value}",
+                param_hint=f"'{flag}'",
+            )
+
+
+def _parse_limits(items: list[str], grace: int | None) -> dict[str, int]:
+    """``--limit NAME=VALUE`` items as a dict, each checked against its field's uint range."""
+    from bridge.chain.actions import LIMIT_FIELDS, uint_fields
+
+    bounds = uint_fields("setLimits")
+    changes: dict[str, int] = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or name not in LIMIT_FIELDS or not value.isdigit():
-            _fail(f"--limit must be NAME=NUMBER with NAME one of {', '.join(LIMIT_FIELDS)}")
-        limits[name] = int(value)
+        if not sep or name not in LIMIT_FIELDS:
+            raise typer.BadParameter(
+                f"expected NAME=VALUE with NAME one of {', '.join(LIMIT_FIELDS)}, got {item!r}",
+                param_hint="'--limit'",
+            )
+        maximum = bounds[name]
+        if not value.isdigit() or int(value) > maximum:
+            raise typer.BadParameter(
+                f"{name} must be an integer between 0 and {maximum} "
+                f"(uint{maximum.bit_length()}), got {value!r}",
+                param_hint="'--limit'",
+            )
+        changes[name] = int(value)
+    if grace is not None and not 0 <= grace <= bounds["newDeadlineGrace"]:
+        maximum = bounds["newDeadlineGrace"]
+        raise typer.BadParameter(
+            f"must be between 0 and {maximum} seconds, got {grace}", param_hint="'--grace'"
+        )
+    return changes
+
+
+def _apply_limits(client: Any, changes: dict[str, int], grace: int | None) -> None:
+    limits, current_grace = client.limits()
+    limits.update(changes)
     client.set_limits(limits, current_grace if grace is None else grace)
 
 
@@ -523,6 +791,13 @@ def _result_uri(client: Any, job_id: int) -> str | None:
     return str(logs[-1]["args"]["resultURI"]) if logs else None
 
 
+def _ether(wei: int) -> Any:
+    """``wei`` in ether, as web3 prints it (web3 is imported here, not at start-up)."""
+    from web3 import Web3
+
+    return Web3.from_wei(wei, "ether")
+
+
 def _check_rpc(w3: Web3, url: str) -> None:
     try:
         w3.eth.chain_id  # noqa: B018 - the call is the check
@@ -531,9 +806,24 @@ def _check_rpc(w3: Web3, url: str) -> None:
 
 
 def main() -> None:
-    """Entry point: runs the app, turning bridge errors into one line and exit status 1."""
+    """Entry point: runs the app, turning bridge errors into one line and exit status 1.
+
+    An error nobody foresaw is a bug: it is one line too (its type only, since its text may
+    carry a URL with credentials), and ``CE_BRIDGE_DEBUG=1`` shows the traceback.
+    """
+    import os
+
     try:
         app()
     except (BridgeError, ConfigError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # the outermost boundary: one line, never a traceback
+        if os.environ.get("CE_BRIDGE_DEBUG") == "1":
+            raise
+        err_console.print(
+            f"[bold red]error:[/] unexpected {type(exc).__name__} (a bug: please report it; "
+            "CE_BRIDGE_DEBUG=1 shows the traceback)",
+            highlight=False,
+        )
         sys.exit(1)

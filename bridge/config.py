@@ -13,11 +13,14 @@ one ``ConfigError`` line per field, naming the variable to fix.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import tomllib
+from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -28,9 +31,12 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
-from web3 import Web3
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+from bridge.chain.address import checksum_address
 from bridge.errors import ConfigError
+from bridge.jobdoc import explain
 from bridge.remote.convention import DEFAULT_BASE_URL
 
 
@@ -48,18 +54,32 @@ class Settings(BaseSettings):
         default=None, description="private key of an account with OPERATOR_ROLE"
     )
     operator_keystore: Path | None = Field(default=None, description="encrypted keystore file")
-    operator_keystore_password: SecretStr | None = None
-    operator_keystore_password_file: Path | None = None
+    operator_keystore_password: SecretStr | None = Field(
+        default=None, description="password of the keystore"
+    )
+    operator_keystore_password_file: Path | None = Field(
+        default=None, description="file holding the password of the keystore"
+    )
     ce_url: str = Field(default=DEFAULT_BASE_URL, description="CE Remote API base URL")
     ce_authenticator: SecretStr = Field(description="CE authenticator")
-    database_url: str = Field(default="sqlite:///ce-bridge.db")
-    confirmations: int = Field(default=2, ge=0, description="blocks an event must be buried by")
-    start_block: int | None = Field(default=None, ge=0, description="first block of a fresh scan")
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8080, ge=0, le=65535)
-    admin_token: SecretStr | None = None
+    database_url: str = Field(
+        default="sqlite:///ce-bridge.db",
+        description="SQLAlchemy URL: `sqlite:///file.db` or `postgresql+psycopg://user@host/db`;"
+        " one database per chain and contract",
+    )
+    confirmations: int = Field(
+        default=2, ge=0, description="N: an event in block b is acted on once the head is at b + N"
+    )
+    start_block: int | None = Field(
+        default=None, ge=0, description="first block a fresh database scans (unset: deployment's)"
+    )
+    api_host: str = Field(default="127.0.0.1", description="interface the HTTP API listens on")
+    api_port: int = Field(default=8080, ge=0, le=65535, description="port of the HTTP API")
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token of the admin routes (unset: they refuse all)"
+    )
     public_url: str | None = Field(
-        default=None, description="base URL of this bridge's API, used in resultURI"
+        default=None, description="base URL put in resultURI (unset: http://API_HOST:API_PORT)"
     )
     max_scan_lag: int = Field(
         default=50, ge=0, description="blocks the scanner may trail head - confirmations (readyz)"
@@ -78,14 +98,16 @@ class Settings(BaseSettings):
     fee_bump_percent: int = Field(default=25, ge=10, description="fee increase per bump")
     max_fee_gwei: float = Field(default=500.0, gt=0, description="ceiling for maxFeePerGas")
     ce_max_attempts: int = Field(default=5, ge=1, description="CE tries per call")
-    ce_timeout: float = Field(default=10.0, gt=0)
+    ce_timeout: float = Field(default=10.0, gt=0, description="seconds a CE call may take")
     create_retry_budget: int = Field(
         default=10, ge=1, description="job-create rounds before the job is failed on-chain"
     )
     deadline_margin: int = Field(
         default=300, ge=0, description="seconds before the deadline a running job is failed"
     )
-    max_output_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_output_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="largest output file downloaded, bytes"
+    )
     max_job_output_bytes: int = Field(
         default=1024**3, ge=1, description="most bytes of output one job may have (all files)"
     )
@@ -100,14 +122,25 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=64 * 1024, ge=1024, description="largest HTTP request body the API reads"
     )
-    log_json: bool = False
+    log_json: bool = Field(default=False, description="log one JSON object per line")
 
     @field_validator("contract_address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if not Web3.is_address(value):
-            raise ValueError("not an Ethereum address (0x followed by 40 hex digits)")
-        return Web3.to_checksum_address(value)
+        return checksum_address(value)
+
+    @field_validator("ce_authenticator")
+    @classmethod
+    def _authenticator(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty: set it to your CE account's authenticator")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        check_database_url(value)
+        return value
 
     @field_validator("operator_key")
     @classmethod
@@ -195,6 +228,67 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+#: ``BRIDGE_*`` variables that are not settings of ``run`` but are read elsewhere.
+OTHER_VARIABLES: Final = {
+    "BRIDGE_CONFIG": "the TOML config file",
+    "BRIDGE_USER_KEY": "the signing key of the user and admin commands",
+}
+
+def check_database_url(value: str) -> None:
+    """Checks that ``value`` is a database URL the bridge can open (SQLite or psycopg 3).
+
+    Raises:
+        ValueError: the problem, in words, without the URL's password.
+    """
+    expected = "sqlite:///FILE or postgresql+psycopg://USER@HOST:PORT/DATABASE"
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: expected {expected}") from None
+    # From the text, not the dialect: SQLAlchemy imports a dialect to name its default driver.
+    backend, _, driver = url.drivername.partition("+")
+    if backend in ("postgres", "postgresql") and driver != "psycopg":
+        raise ValueError(
+            f"{url.drivername}:// is not supported: use postgresql+psycopg://… "
+            "(psycopg 3 is the driver installed)"
+        )
+    if backend != "sqlite" and backend != "postgresql":
+        raise ValueError(f"unsupported database {url.drivername}://: expected {expected}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+
+
+def _config_path(config_file: Path | None) -> Path | None:
+    env_file = os.environ.get("BRIDGE_CONFIG")
+    path = config_file or (Path(env_file) if env_file else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"BRIDGE_CONFIG: no such file {path}")
+    return path
+
+
+def _env_name(field: str) -> str:
+    return f"BRIDGE_{field.upper()}"
+
+
+def _from_environment(field: str) -> bool:
+    name = _env_name(field)
+    return any(key.upper() == name for key in os.environ)
+
+
+def _hides_value(field: str) -> bool:
+    info = Settings.model_fields.get(field)
+    annotation = str(info.annotation) if info is not None else ""
+    return "SecretStr" in annotation or field.endswith("_url") or "key" in field
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Reads the settings: ``overrides`` > environment > TOML file > defaults.
 
@@ -202,12 +296,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         config_file: the TOML file; default ``$BRIDGE_CONFIG``, or none.
 
     Raises:
-        ConfigError: one line per invalid or missing setting, naming its ``BRIDGE_*`` variable.
+        ConfigError: one line per invalid or missing setting (joined by ``"; "``), naming where
+            to fix it: its ``BRIDGE_*`` variable, or its key in the TOML file when the value came
+            from there. A malformed TOML file is one line naming the file, line and column.
     """
-    env_file = os.environ.get("BRIDGE_CONFIG")
-    path = config_file or (Path(env_file) if env_file else None)
-    if path is not None and not path.is_file():
-        raise ConfigError(f"BRIDGE_CONFIG: no such file {path}")
+    path = _config_path(config_file)
+    toml_data = _read_toml(path) if path is not None else {}
     cls = type("FileSettings", (Settings,), {"_toml_file": path}) if path else Settings
     try:
         settings: Settings = cls(**overrides)
@@ -219,6 +313,72 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
                 lines.append(str(error["msg"]).removeprefix("Value error, "))
                 continue
             field = str(error["loc"][0])
-            message = "is required" if error["type"] == "missing" else error["msg"]
-            lines.append(f"BRIDGE_{field.upper()} {message}")
+            if error["type"] == "missing":
+                lines.append(f"{_env_name(field)} is required")
+                continue
+            message = explain(error, secret=_hides_value(field))
+            if field in toml_data and field not in overrides and not _from_environment(field):
+                where = f"{path}: {field}"
+            else:
+                where = _env_name(field)
+            lines.append(f"{where}: {message}")
         raise ConfigError("; ".join(lines)) from None
+
+
+def unknown_settings(config_file: Path | None = None) -> list[str]:
+    """One line per ``BRIDGE_*`` variable or TOML key that is no setting, with close matches.
+
+    A misspelt name is otherwise silently ignored (its setting keeps its default), so
+    ``config check`` reports these as problems and ``run`` logs them as a warning at start.
+
+    Raises:
+        ConfigError: the TOML file is missing or malformed.
+    """
+    fields = list(Settings.model_fields)
+    known_env = [_env_name(f) for f in fields] + list(OTHER_VARIABLES)
+    lines = []
+    for name in sorted(os.environ):
+        if name.upper().startswith("BRIDGE_") and name.upper() not in known_env:
+            lines.append(f"{name}: no such setting{_did_you_mean(name.upper(), known_env)}")
+    path = _config_path(config_file)
+    if path is not None:
+        for key in _read_toml(path):
+            if key not in fields:
+                lines.append(f"{path}: {key}: no such setting{_did_you_mean(key, fields)}")
+    return lines
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from ``Settings``: one row per field."""
+    rows = [
+        "| variable | TOML key | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, info in Settings.model_fields.items():
+        value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
+        if info.is_required():
+            default = "required"
+        elif value is None or value == "" or (isinstance(value, Collection) and not value):
+            default = "unset"
+        elif isinstance(value, SecretStr):
+            default = "(secret)"
+        elif isinstance(value, list | tuple | set | frozenset):
+            default = f"`{','.join(str(v) for v in value)}`"
+        else:
+            default = f"`{str(value).lower() if isinstance(value, bool) else value}`"
+        description = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `{_env_name(name)}` | `{name}` | {default} | {description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m bridge.config --markdown  (prints the README's settings table)")
+    sys.stdout.write(settings_table())

@@ -58,11 +58,31 @@ class ContractRevert(ChainError):
     """A call or transaction reverted; ``name`` and ``args`` are the decoded custom error."""
 
     def __init__(self, name: str, args: tuple[object, ...] = (), raw: bytes = b"") -> None:
-        shown = ", ".join(repr(a) for a in args)
+        shown = ", ".join(_show_arg(a) for a in args)
         super().__init__(f"contract reverted with {name}({shown})")
         self.name = name
         self.args_ = args
         self.raw = raw
+
+
+#: Roles of the escrow by their bytes32 value, so a revert names them instead of 32 bytes.
+ROLE_NAMES: dict[bytes, str] = {
+    bytes(32): "DEFAULT_ADMIN_ROLE",
+    # keccak256("OPERATOR_ROLE"); a unit test checks it against bridge.chain.deploy.
+    bytes.fromhex(
+        "97667070c54ef182b0f5858b034beac1b6f3089aa2d3188bb1e8929f4fa9b929"
+    ): "OPERATOR_ROLE",
+}
+
+
+def _show_arg(value: object) -> str:
+    """An argument of a custom error as an operator reads it: roles by name, bytes as 0x hex."""
+    if isinstance(value, bytes | bytearray):
+        data = bytes(value)
+        return ROLE_NAMES.get(data, "0x" + data.hex())
+    if isinstance(value, str):
+        return value if value.startswith("0x") else repr(value)
+    return repr(value)
 
 
 class TxError(BridgeError):

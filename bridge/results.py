@@ -1,4 +1,4 @@
-"""The result hash of a job's outputs, as DESIGN.md "Result hash" defines it (a contract).
+"""The result hash of a job's outputs, as docs/PROTOCOL.md "Result hash" defines it (a contract).
 
 For the files under a job's ``output/`` directory: each file's path relative to ``output/`` with
 ``/`` separators, sorted by the path's UTF-8 bytes; the manifest is one line per file,

@@ -17,9 +17,11 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
 
+from bridge.chain.address import checksum_address
+from bridge.chain.artifacts import load_artifact
 from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
 from bridge.chain.revert import decode_revert, revert_data
-from bridge.chain.spec import InputFile, JobSpec, Resources, Status
+from bridge.chain.spec import JobSpec, Status
 from bridge.errors import BridgeError, ChainError, ConfigError, InsufficientFunds, RpcUnavailable
 from bridge.logs import redact_url
 
@@ -53,39 +55,41 @@ class OnchainJob:
         }
 
 
-def spec_from_ce_json(data: Any) -> JobSpec:
-    """A spec from CE's job-create JSON (``authenticator`` ignored if present).
+def uint_fields(function: str) -> dict[str, int]:
+    """The unsigned-integer inputs of JobEscrow's ``function`` and their largest value, by name.
 
-    Raises:
-        ConfigError: a required field is missing or has the wrong type.
+    A struct argument is expanded into its fields (``setLimits`` gives ``maxVcpus`` ... and
+    ``newDeadlineGrace``), read from the compiled ABI so the bounds follow the contract.
     """
-    try:
-        specs = data["specs"]
-        return JobSpec(
-            app=str(data["app"]),
-            command_line=str(data["commandLine"]),
-            specs=Resources(
-                vcpus=int(specs["vcpus"]),
-                ram=int(specs["ram"]),
-                disk=int(specs["disk"]),
-                network_download=int(specs.get("networkDownload", 0)),
-                network_upload=int(specs.get("networkUpload", 0)),
-            ),
-            max_hours=int(data["hours"]),
-            input_files=tuple(
-                InputFile(str(f["filename"]), str(f["url"])) for f in data.get("inputFiles", [])
-            ),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"not a CE job-create document: missing or bad field {exc}") from None
+    for entry in load_artifact("JobEscrow").abi:
+        if entry.get("type") == "function" and entry.get("name") == function:
+            found: dict[str, int] = {}
+            for param in entry["inputs"]:
+                for field in param.get("components") or [param]:
+                    kind = str(field["type"])
+                    if kind.startswith("uint") and kind[4:].isdigit():
+                        found[str(field["name"])] = 2 ** int(kind[4:]) - 1
+            return found
+    raise KeyError(function)
+
+
+def check_uint(name: str, value: int, maximum: int) -> None:
+    """Raises ``ConfigError`` naming ``name`` unless ``0 <= value <= maximum``."""
+    if not 0 <= value <= maximum:
+        bits = maximum.bit_length()
+        raise ConfigError(f"{name} must be between 0 and {maximum} (uint{bits}), got {value}")
 
 
 class EscrowClient:
     """A JobEscrow at ``address`` on ``rpc_url``, signing with ``key`` (None: read-only)."""
 
     def __init__(self, rpc_url: str, address: str, key: str | None = None) -> None:
-        if not Web3.is_address(address):
-            raise ConfigError(f"not an Ethereum address: {address}")
+        """Connects and checks that a contract is deployed at ``address``.
+
+        Raises:
+            ConfigError: a bad address or key, or no contract at ``address``.
+            RpcUnavailable: the node cannot be reached.
+        """
         self.sender: ChecksumAddress | None = None
         if key is not None:
             try:
@@ -94,8 +98,13 @@ class EscrowClient:
                 raise ConfigError("the signing key is not a valid private key") from None
         self.rpc_url = rpc_url
         self.w3 = connect(rpc_url, [key] if key else [])
-        self.contract = escrow(self.w3, address)
-        self._guard(lambda: self.w3.eth.chain_id)
+        self.contract = escrow(self.w3, _checksum(address))
+        chain_id = self._guard(lambda: self.w3.eth.chain_id)
+        if not self._guard(lambda: self.w3.eth.get_code(self.contract.address)):
+            raise ConfigError(
+                f"no contract at {self.contract.address} on chain {chain_id}: "
+                "check the address (--contract, BRIDGE_CONTRACT_ADDRESS) and the node"
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -156,8 +165,17 @@ class EscrowClient:
         self._transact(self.contract.functions.withdraw())
         return amount
 
+    def pricing(self) -> dict[str, int]:
+        """The current pricing, by the contract's field names (wei)."""
+        values = self._guard(lambda: self.contract.functions.pricing().call())
+        return dict(zip(PRICING_FIELDS, (int(v) for v in values), strict=True))
+
     def set_pricing(self, base_fee: int, per_vcpu_hour: int, per_callback_gas: int) -> None:
-        """Admin: ``setPricing``."""
+        """Admin: ``setPricing``. Raises ``ConfigError`` naming a value out of its uint range."""
+        bounds = uint_fields("setPricing")
+        prices = (base_fee, per_vcpu_hour, per_callback_gas)
+        for name, value in zip(PRICING_FIELDS, prices, strict=True):
+            check_uint(name, value, bounds[name])
         self._transact(
             self.contract.functions.setPricing((base_fee, per_vcpu_hour, per_callback_gas))
         )
@@ -169,7 +187,15 @@ class EscrowClient:
         return dict(zip(LIMIT_FIELDS, (int(v) for v in values), strict=True)), grace
 
     def set_limits(self, limits: dict[str, int], grace: int) -> None:
-        """Admin: ``setLimits`` with every field of ``LIMIT_FIELDS``."""
+        """Admin: ``setLimits`` with every field of ``LIMIT_FIELDS``.
+
+        Raises:
+            ConfigError: a value out of its field's uint range, named.
+        """
+        bounds = uint_fields("setLimits")
+        for name in LIMIT_FIELDS:
+            check_uint(name, limits[name], bounds[name])
+        check_uint("deadlineGrace", grace, bounds["newDeadlineGrace"])
         values = tuple(limits[name] for name in LIMIT_FIELDS)
         self._transact(self.contract.functions.setLimits(values, grace))
 
@@ -252,7 +278,11 @@ LIMIT_FIELDS = (
 )
 
 
+PRICING_FIELDS = ("baseFee", "pricePerVcpuHour", "pricePerCallbackGas")
+
+
 def _checksum(address: str) -> ChecksumAddress:
-    if not Web3.is_address(address):
-        raise ConfigError(f"not an Ethereum address: {address}")
-    return Web3.to_checksum_address(address)
+    try:
+        return checksum_address(address)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -269,7 +269,7 @@ def transition(job: JobView, event: Event) -> Outcome:
                     cancel_requested=True,
                 )
             # NEW: the accept is not on-chain yet, so this cannot be; FINISHING/SETTLING: the
-            # job ends as it is ending (DESIGN.md: a finished remote job ends Completed).
+            # job ends as it is ending (docs/PROTOCOL.md: a finished remote job ends Completed).
             return Decision(state=job.state, reason="cancel noted", cancel_requested=True)
         case SettledOnChain(status=status):
             if not status.is_terminal:

@@ -1,8 +1,9 @@
 """Every assumption ce-bridge makes about Charity Engine's Remote API, in one place.
 
 Public in CE's documentation: the ``job-create`` endpoint under ``.../remotejobs/v2/``, its JSON
-body (:meth:`CEJobRequest.to_body` produces exactly that shape) and the job state names used by
-CE's clients. **Not public, and assumed here** following the same convention as ``job-create``:
+body (its one codec is :mod:`bridge.jobdoc`; :meth:`CEJobRequest.to_body` produces it) and the
+job state names used by CE's clients. **Not public, and assumed here** following the same
+convention as ``job-create``:
 
 - the ``job-status`` and ``job-cancel`` endpoints, JSON POST bodies carrying ``authenticator`` and
   ``jobId``;
@@ -27,8 +28,10 @@ from enum import StrEnum
 from typing import Any, Final
 
 from eth_utils.address import to_checksum_address
+from pydantic import ValidationError
 
 from bridge.errors import RemoteTransient, SpecError
+from bridge.jobdoc import JobDocument, describe
 
 DEFAULT_BASE_URL: Final = "https://api.charityengine.services/remotejobs/v2/"
 """CE's production base URL; endpoint paths below are relative to it."""
@@ -152,27 +155,36 @@ class CEJobRequest:
     input_files: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.app, str) or not self.app:
-            raise SpecError("app must be a non-empty string")
-        if not isinstance(self.command_line, str) or not self.command_line:
-            raise SpecError("command line must be a non-empty string")
-        for name in ("vcpus", "ram", "disk", "network_download", "network_upload", "hours"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise SpecError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.vcpus == 0:
-            raise SpecError("vcpus must be positive")
-        if self.hours == 0:
-            raise SpecError("hours must be positive")
-        if not isinstance(self.input_files, tuple):
+        if not isinstance(self.input_files, tuple) or not all(
+            isinstance(item, tuple) and len(item) == 2 for item in self.input_files
+        ):
             raise SpecError("input files must be a tuple of (filename, url) pairs")
-        for item in self.input_files:
-            if (
-                not isinstance(item, tuple)
-                or len(item) != 2
-                or not all(isinstance(part, str) and part for part in item)
-            ):
-                raise SpecError(f"input file must be a (filename, url) pair, got {item!r}")
+        self.document()
+
+    def document(self) -> JobDocument:
+        """This job as the CE job document (:mod:`bridge.jobdoc`), the one codec of its shape.
+
+        Raises:
+            SpecError: a field CE would reject, named (e.g. ``specs.vcpus: must be ...``).
+        """
+        try:
+            return JobDocument.model_validate(
+                {
+                    F_APP: self.app,
+                    F_COMMAND_LINE: self.command_line,
+                    F_SPECS: {
+                        F_VCPUS: self.vcpus,
+                        F_RAM: self.ram,
+                        F_DISK: self.disk,
+                        F_NETWORK_DOWNLOAD: self.network_download,
+                        F_NETWORK_UPLOAD: self.network_upload,
+                    },
+                    F_HOURS: self.hours,
+                    F_INPUT_FILES: [{F_FILENAME: n, F_URL: u} for n, u in self.input_files],
+                }
+            )
+        except ValidationError as exc:
+            raise SpecError("; ".join(describe(exc))) from None
 
     def to_body(self, authenticator: str) -> dict[str, Any]:
         """Return CE's documented ``job-create`` JSON body for this job.
@@ -190,19 +202,7 @@ class CEJobRequest:
 
     def to_public_body(self) -> dict[str, Any]:
         """Return the ``job-create`` body without the authenticator (safe to log or store)."""
-        return {
-            F_APP: self.app,
-            F_COMMAND_LINE: self.command_line,
-            F_SPECS: {
-                F_VCPUS: self.vcpus,
-                F_RAM: self.ram,
-                F_DISK: self.disk,
-                F_NETWORK_DOWNLOAD: self.network_download,
-                F_NETWORK_UPLOAD: self.network_upload,
-            },
-            F_HOURS: self.hours,
-            F_INPUT_FILES: [{F_FILENAME: name, F_URL: url} for name, url in self.input_files],
-        }
+        return self.document().to_body()
 
 
 def job_ref_body(authenticator: str, remote_job_id: str) -> dict[str, Any]:

@@ -32,7 +32,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import math
 import random
 import re
 import tempfile
@@ -42,7 +41,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, TypeGuard
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
@@ -50,24 +49,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bridge.errors import SpecError
+from bridge.jobdoc import CreateBody, describe
 from bridge.remote.convention import (
     F_APP,
     F_AUTHENTICATOR,
     F_COMMAND_LINE,
     F_ERROR,
-    F_FILENAME,
-    F_HOURS,
-    F_INPUT_FILES,
     F_JOB_ID,
-    F_SPECS,
     F_STATUS,
-    F_URL,
-    F_VCPUS,
     IDEMPOTENCY_HEADER,
     JOB_CANCEL_PATH,
     JOB_CREATE_PATH,
     JOB_STATUS_PATH,
-    SPEC_FIELDS,
     CEStatus,
     OutputFile,
     RemoteJobStatus,
@@ -336,7 +329,7 @@ class Emulator:
         """
         owner, fields = self._authenticate(body)
         request = {k: v for k, v in fields.items() if k != F_AUTHENTICATOR}
-        problem = _validate_create(request)
+        problem = _validate_create(fields)
         fingerprint = hashlib.sha256(
             json.dumps([owner, request], sort_keys=True).encode()
         ).hexdigest()
@@ -640,40 +633,12 @@ def _matches(text: str, needles: frozenset[str]) -> bool:
     return any(needle and needle in text for needle in needles)
 
 
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _validate_create(request: Mapping[str, Any]) -> str | None:
-    """CE-like validation of a ``job-create`` body (authenticator removed); the problem or None."""
-    for name in (F_APP, F_COMMAND_LINE):
-        value = request.get(name)
-        if not isinstance(value, str) or not value.strip():
-            return f"{name} is required and must be a non-empty string"
-    specs = request.get(F_SPECS)
-    if not isinstance(specs, dict):
-        return f"{F_SPECS} is required and must be an object"
-    for name in SPEC_FIELDS:
-        amount = specs.get(name)
-        if not _is_int(amount) or amount < 0:
-            return f"{F_SPECS}.{name} is required and must be a non-negative integer"
-    if specs[F_VCPUS] < 1:
-        return f"{F_SPECS}.{F_VCPUS} must be positive"
-    hours = request.get(F_HOURS)
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours < math.inf:
-        return f"{F_HOURS} is required and must be a positive number"
-    files = request.get(F_INPUT_FILES, [])
-    if not isinstance(files, list):
-        return f"{F_INPUT_FILES} must be a list"
-    for item in files:
-        if (
-            not isinstance(item, dict)
-            or not isinstance(item.get(F_FILENAME), str)
-            or not item[F_FILENAME]
-            or not isinstance(item.get(F_URL), str)
-            or not item[F_URL]
-        ):
-            return f"each of {F_INPUT_FILES} needs a non-empty string {F_FILENAME} and {F_URL}"
+def _validate_create(body: Mapping[str, Any]) -> str | None:
+    """CE-like validation of a ``job-create`` body (by the job codec): the problem, or None."""
+    try:
+        CreateBody.model_validate(body)
+    except ValidationError as exc:
+        return "; ".join(describe(exc))
     return None
 
 

@@ -11,6 +11,7 @@ a wrong password or an unknown driver are not.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,37 @@ def open_database(url: str) -> Engine:
     try:
         engine = make_engine(url)
         migrate(engine)
-    except SQLAlchemyError as exc:
-        reason, transient = describe_db_error(exc)
+    except (SQLAlchemyError, OSError) as exc:
+        _, transient = describe_db_error(exc)
         error = StoreUnavailable if transient else StoreError
-        raise error(f"cannot open database {shown_url(url)}: {reason}") from exc
+        raise error(describe_database_error(exc, url)) from exc
     return engine
+
+
+def describe_database_error(exc: BaseException, url: str) -> str:
+    """What went wrong opening ``url``, in one line and without its password.
+
+    ``cannot connect to PostgreSQL at host:port (connection refused)``, ``database "x" does not
+    exist on host:port``, ``role "x" does not exist``, ``cannot open the SQLite file PATH``, else
+    the driver's first line with the password cut out.
+    """
+    parsed = make_url(url)
+    text = str(getattr(exc, "orig", None) or exc)
+    if parsed.password:
+        text = text.replace(str(parsed.password), "***")
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    for pattern in (r'database "[^"]*" does not exist', r'role "[^"]*" does not exist'):
+        found = re.search(pattern, text)
+        if found:
+            return f"{found.group(0)} on {where}"
+    if "password authentication failed" in text:
+        return f"password authentication failed on {where} for user {parsed.username!r}"
+    if parsed.get_backend_name() == "postgresql" and "connection" in text.lower():
+        reason = "connection refused" if "refused" in text.lower() else "no answer"
+        return f"cannot connect to PostgreSQL at {where} ({reason})"
+    if parsed.get_backend_name() == "sqlite":
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else text
+        return f"cannot open the SQLite file {parsed.database}: {reason.splitlines()[0]}"
+    shown = parsed.render_as_string(hide_password=True)
+    first = text.splitlines()[0][:200] if text else type(exc).__name__
+    return f"cannot open database {shown}: {first}"

@@ -117,8 +117,8 @@ def test_admin_commands(base: list[str], accounts: Accounts, chain: Web3) -> Non
 def test_user_mistakes_are_one_line(base: list[str], accounts: Accounts, anvil: object) -> None:
     user_key = accounts.key(accounts.user)
     code, out = invoke("status", "1", "--rpc-url", base[1], "--contract", "0x1234")
-    assert code == 1
-    assert_one_line_error(out, "not an Ethereum address")
+    assert code == 2
+    assert_one_line_error(out, "--contract", "not an Ethereum address")
 
     code, out = invoke("cancel", "1", *base)
     assert code == 2
@@ -129,8 +129,8 @@ def test_user_mistakes_are_one_line(base: list[str], accounts: Accounts, anvil: 
     assert_one_line_error(out, "job_id")
 
     code, out = invoke("submit", *base, "--key", "not-a-key", "--no-wait")
-    assert code == 1
-    assert_one_line_error(out, "not a valid private key")
+    assert code == 2
+    assert_one_line_error(out, "--key", "not a valid private key")
 
     dead = f"http://127.0.0.1:{free_port()}"
     code, out = invoke("status", "1", "--rpc-url", dead, "--contract", base[3])
@@ -150,7 +150,8 @@ def test_user_mistakes_are_one_line(base: list[str], accounts: Accounts, anvil: 
     assert_one_line_error(out, "NotRequester", job_id, accounts.other)
 
     code, out = invoke("submit", *base, "--key", user_key, "--vcpus", "0", "--no-wait")
-    assert_one_line_error(out, "ZeroVcpus")
+    assert code == 2
+    assert_one_line_error(out, "--vcpus", "between 1 and 65535")
     code, out = invoke("status", "999", *base)
     assert_one_line_error(out, "does not exist")
 
@@ -178,3 +179,69 @@ def test_config_check_names_each_problem(
     assert "lacks OPERATOR_ROLE" in out
     assert "BRIDGE_CE_URL: cannot reach CE" in out
     assert secret not in out and other_key.removeprefix("0x") not in out
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize(
+    "name", ["wolfram-job.json", "docker-job-with-inputs.json", "callback-job.json"]
+)
+def test_example_job_files_submit_and_the_emulator_accepts_them(
+    name: str, base: list[str], accounts: Accounts, chain: Web3
+) -> None:
+    """Each example under examples/ goes on-chain as written (the spec read back from
+    JobSubmitted, the callback gas from getJob) and is a job-create body the emulator accepts."""
+    import httpx
+
+    from bridge.chain.actions import EscrowClient
+    from bridge.chain.deploy import escrow
+    from bridge.chain.spec import JobSpec
+    from bridge.jobdoc import parse_job_file
+    from bridge.remote.emulator import EmulatorConfig
+    from bridge.remote.server import EmulatorServer
+
+    path = EXAMPLES / name
+    document = parse_job_file(json.loads(path.read_text()))
+    key = accounts.key(accounts.user)
+    code, out = invoke("submit", *base, "--key", key, "--job-file", str(path), "--no-wait")
+    assert code == 0, out
+    job_id = int(out.split("job ")[1].split()[0])
+    (event,) = escrow(chain, base[3]).events.JobSubmitted().get_logs(
+        from_block=0, argument_filters={"jobId": job_id}
+    )
+    assert JobSpec.from_abi(event["args"]["spec"]) == document.to_spec()
+    assert EscrowClient(base[1], base[3]).job(job_id).callback_gas_limit == (
+        document.callback_gas_limit
+    )
+
+    with EmulatorServer(EmulatorConfig(authenticators=frozenset({"example-auth"}))) as server:
+        body = {"authenticator": "example-auth", **document.to_body()}
+        response = httpx.post(server.base_url + "job-create", json=body)
+        assert response.status_code == 200, response.text
+
+
+def test_deploy_json_prints_the_default_pricing_and_limits_the_readme_states(
+    chain: Web3, anvil: object, accounts: Accounts
+) -> None:
+    import re
+
+    from bridge.chain.deploy import escrow
+
+    url = anvil.url  # type: ignore[attr-defined]
+    code, out = invoke("deploy", "--rpc-url", url, "--key", accounts.key(accounts.admin), "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    contract = escrow(chain, summary["address"])
+    assert list(summary["pricing"].values()) == list(contract.functions.pricing().call())
+    assert list(summary["limits"].values()) == list(contract.functions.limits().call())
+    assert summary["deadlineGrace"] == contract.functions.deadlineGrace().call()
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("<!-- defaults:start -->", 1)[1].split("<!-- defaults:end -->", 1)[0]
+    stated = {m[1]: int(m[2]) for m in re.finditer(r"\| `(\w+)` \| (\d+) \|", table)}
+    assert stated == {
+        **summary["pricing"],
+        **summary["limits"],
+        "deadlineGrace": summary["deadlineGrace"],
+    }, "README.md's default pricing and limits differ from a fresh deployment's"

@@ -218,7 +218,7 @@ def _running_cancel_charges(stack: LocalStack, ids: set[int]) -> dict[int, int]:
 
 def _sha256sum_hash(stack: LocalStack, job_id: int, workdir: Path) -> bytes:
     """Downloads the job's outputs from CE into ``workdir/output`` and hashes them with the
-    shell pipeline of DESIGN.md."""
+    shell pipeline of docs/PROTOCOL.md."""
     from sqlmodel import Session
 
     from bridge.store.models import Job

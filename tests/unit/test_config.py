@@ -100,3 +100,112 @@ def test_problems_name_their_variables_and_hide_secrets() -> None:
     assert "auth-secret-123" not in message and "zz" * 32 not in message
     settings = load_settings(**BASE, operator_key=KEY)
     assert "auth-secret-123" not in repr(settings) and KEY[2:] not in repr(settings)
+
+
+def problem(**changes: object) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_settings(**{**BASE, "operator_key": KEY, **changes})
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:pw-77@h/db", "use postgresql+psycopg://"),
+        ("postgresql://u:pw-77@h/db", "use postgresql+psycopg://"),
+        ("mysql://u:pw-77@h/db", "unsupported database mysql://"),
+        ("::garbage::", "not a database URL: expected sqlite:///FILE or postgresql+psycopg://"),
+    ],
+)
+def test_database_urls_the_bridge_cannot_open_are_named(url: str, expected: str) -> None:
+    message = problem(database_url=url)
+    assert message.startswith("BRIDGE_DATABASE_URL: ") and expected in message
+    assert "pw-77" not in message
+
+
+def test_accepted_database_urls() -> None:
+    for url in ("sqlite:///x.db", "sqlite+pysqlite:///x.db", "postgresql+psycopg://u@h:5/d"):
+        assert load_settings(**BASE, operator_key=KEY, database_url=url).database_url == url
+
+
+def test_an_empty_authenticator_is_named_as_such() -> None:
+    message = problem(ce_authenticator="  ")
+    assert message.startswith("BRIDGE_CE_AUTHENTICATOR: is empty")
+
+
+def test_addresses_with_a_wrong_checksum_are_refused_lowercase_is_accepted() -> None:
+    address = "0x52908400098527886E0F7030069857D2E4169EE7"
+    assert load_settings(**{**BASE, "contract_address": address.lower()}, operator_key=KEY)
+    i = next(i for i, c in enumerate(address) if i > 1 and c.isalpha())
+    wrong = address[:i] + address[i].swapcase() + address[i + 1 :]  # one letter's case flipped
+    assert wrong != address and wrong.lower() == address.lower()
+    message = problem(contract_address=wrong)
+    assert message.startswith("BRIDGE_CONTRACT_ADDRESS: ") and "EIP-55 checksum" in message
+    assert "Value error" not in message
+
+
+def test_a_bad_toml_value_is_reported_under_its_key_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text('confirmations = "two"\nbatch_size = 0\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, **BASE, operator_key=KEY)
+    assert str(err.value) == (
+        f"{path}: confirmations: expected an integer, got 'two'; "
+        f"{path}: batch_size: must be at least 1, got 0"
+    )
+    monkeypatch.setenv("BRIDGE_CONFIRMATIONS", "x")  # the environment wins, and is named
+    with pytest.raises(ConfigError, match=r"^BRIDGE_CONFIRMATIONS: expected an integer"):
+        load_settings(path, **BASE, operator_key=KEY)
+
+
+def test_malformed_toml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text('rpc_url = "http://x"\nconfirmations = = 3\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert str(err.value).startswith(f"{path}: not valid TOML: ") and "line 2" in str(err.value)
+
+
+def test_unknown_settings_are_reported_with_close_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bridge.config import unknown_settings
+
+    path = tmp_path / "bridge.toml"
+    path.write_text("rpc_url = 'x'\nconfirmation = 3\nflux_capacitor = 1\n")
+    monkeypatch.setenv("BRIDGE_DATABSE_URL", "sqlite:///x.db")
+    monkeypatch.setenv("BRIDGE_USER_KEY", KEY)  # read by the user commands: not a typo
+    monkeypatch.setenv("BRIDGE_CONFIG", str(path))
+    assert unknown_settings() == [
+        "BRIDGE_DATABSE_URL: no such setting (did you mean BRIDGE_DATABASE_URL?)",
+        f"{path}: confirmation: no such setting (did you mean confirmations?)",
+        f"{path}: flux_capacitor: no such setting",
+    ]
+
+
+def test_the_readme_settings_table_is_generated_from_settings() -> None:
+    """Regenerate with: .venv/bin/python -m bridge.config --markdown (between the markers)."""
+    from bridge.config import Settings, settings_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start, end = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
+    assert start in readme and end in readme, "the README lost its settings-table markers"
+    table = readme.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    assert table == settings_table().strip("\n"), (
+        "README.md's settings table is stale: run `.venv/bin/python -m bridge.config --markdown` "
+        "and paste its output between the settings-table markers"
+    )
+    for name in Settings.model_fields:
+        assert f"`BRIDGE_{name.upper()}`" in table
+
+
+def test_role_names_in_reverts_match_the_contract() -> None:
+    from bridge.chain.deploy import OPERATOR_ROLE
+    from bridge.errors import ROLE_NAMES, ContractRevert
+
+    assert ROLE_NAMES[bytes(OPERATOR_ROLE)] == "OPERATOR_ROLE"
+    error = ContractRevert("AccessControlUnauthorizedAccount", ("0xAbC", bytes(OPERATOR_ROLE)))
+    assert str(error).endswith("AccessControlUnauthorizedAccount(0xAbC, OPERATOR_ROLE)")
+    assert "0x" + "ab" * 32 in str(ContractRevert("X", (b"\xab" * 32,)))

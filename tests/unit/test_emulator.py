@@ -151,7 +151,10 @@ def test_outputs_are_only_served_for_completed_jobs_and_safe_paths(make: Any, cl
         ({"hours": True}, "hours"),
         ({"hours": "1"}, "hours"),
         ({"inputFiles": {}}, "inputFiles"),
-        ({"inputFiles": [{"filename": "a"}]}, "inputFiles"),
+        ({"inputFiles": [{"filename": "a"}]}, "inputFiles[0].url: is required"),
+        ({"hours": 0.5}, "hours: expected an integer, got 0.5"),
+        ({"specs": {**BODY["specs"], "vcpus": 70000}}, "specs.vcpus: must be an integer between"),
+        ({"priority": 1}, "priority: unknown key"),
     ],
 )
 def test_job_create_validates_like_ce(make: Any, change: dict[str, Any], message: str) -> None:
@@ -160,9 +163,17 @@ def test_job_create_validates_like_ce(make: Any, change: dict[str, Any], message
     assert message in response.json()["error"]
 
 
-def test_fractional_hours_and_missing_input_files_are_accepted(make: Any) -> None:
+def test_missing_input_files_and_copies_are_accepted(make: Any) -> None:
     body = {k: v for k, v in BODY.items() if k != "inputFiles"}
-    create(make(), {**body, "hours": 0.5})
+    create(make(), {**body, "copies": 2})
+
+
+def test_the_authenticator_is_never_echoed_in_a_validation_error(make: Any) -> None:
+    response = make(authenticators=frozenset()).post(
+        BASE + "job-create", json={**BODY, "authenticator": ["s3cret-list"], "hours": "x"}
+    )
+    assert response.status_code in (400, 401)
+    assert "s3cret" not in response.text
 
 
 def test_bad_json_and_authentication(make: Any) -> None:

@@ -1,4 +1,4 @@
-"""The result hash is exactly DESIGN.md's definition, and matches the documented shell pipeline."""
+"""The result hash is exactly docs/PROTOCOL.md's definition, and the documented shell pipeline."""
 
 from __future__ import annotations
 
