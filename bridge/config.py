@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +33,9 @@ from web3 import Web3
 
 from bridge.errors import ConfigError
 from bridge.remote.convention import DEFAULT_BASE_URL
+
+#: An origin as browsers send it in ``Origin``: scheme, host and optional port, nothing else.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+/?")
 
 
 class Settings(BaseSettings):
@@ -60,6 +64,17 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     public_url: str | None = Field(
         default=None, description="base URL of this bridge's API, used in resultURI"
+    )
+    cors_origins: str = Field(
+        default="",
+        description="comma-separated origins whose pages may read the public GET routes (CORS)",
+    )
+    dapp_rpc_url: str | None = Field(
+        default=None,
+        description="public JSON-RPC URL the dapp at /app/ reads with (none: the wallet's)",
+    )
+    dapp_explorer_url: str | None = Field(
+        default=None, description="block explorer base URL for the dapp's transaction links"
     )
     max_scan_lag: int = Field(
         default=50, ge=0, description="blocks the scanner may trail head - confirmations (readyz)"
@@ -94,6 +109,19 @@ class Settings(BaseSettings):
         if not Web3.is_address(value):
             raise ValueError("not an Ethereum address (0x followed by 40 hex digits)")
         return Web3.to_checksum_address(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",")):
+            if origin and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
+        return value
+
+    @property
+    def cors_origin_list(self) -> frozenset[str]:
+        """The origins of ``BRIDGE_CORS_ORIGINS`` (empty: no cross-origin reads)."""
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @field_validator("operator_key")
     @classmethod
