@@ -177,16 +177,23 @@ class _Server:
 
 
 class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 def build_static_site(out: Path, config: dict[str, Any]) -> str:
-    """Builds the dapp into ``out`` with ``config`` as its config.json; returns the build's output."""
+    """Builds the dapp into ``out`` with ``config`` as its config.json; returns what it printed."""
     config_file = out.parent / f"{out.name}-config.json"
     config_file.write_text(json.dumps(config))
     done = subprocess.run(
-        ["node", str(REPO_ROOT / "dapp" / "build.mjs"), "--out", str(out), "--config", str(config_file)],
+        [
+            "node",
+            str(REPO_ROOT / "dapp" / "build.mjs"),
+            "--out",
+            str(out),
+            "--config",
+            str(config_file),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -223,7 +230,7 @@ def tampering_proxy_handler(upstream: str) -> type[SimpleHTTPRequestHandler]:
     bridge's own) and appending bytes to every output file it passes on."""
 
     class Handler(_Quiet):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             headers = {"Origin": self.headers["Origin"]} if self.headers["Origin"] else {}
             answer = httpx.get(upstream + self.path, headers=headers, timeout=10)
             body = answer.content
