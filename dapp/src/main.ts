@@ -114,12 +114,18 @@ const onRightChain = (): boolean => config !== null && walletChainId === config.
 
 // ------------------------------------------------------------------ start
 
-async function start(): Promise<void> {
+let configLoaded: Promise<void> = Promise.resolve();
+
+function start(): void {
   listenForWallets();
   wireForm();
   $("connect").addEventListener("click", () => void connect());
   $("switch-chain").addEventListener("click", () => void switchChain());
   $("withdraw").addEventListener("click", () => void withdraw());
+  configLoaded = loadEverything();
+}
+
+async function loadEverything(): Promise<void> {
   try {
     config = await loadConfig();
   } catch (error) {
@@ -153,6 +159,8 @@ async function loadLimits(): Promise<void> {
 // ------------------------------------------------------------------ wallet
 
 async function connect(): Promise<void> {
+  await configLoaded;
+  if (!config) return; // why is already in the message
   const found = await discoverWallets();
   if (found.length === 0) {
     say("No wallet found: install a browser wallet, or import the development key that `ce-bridge demo --serve` prints.", "error");
@@ -701,4 +709,4 @@ function render(job: JobView): void {
   }
 }
 
-void start();
+start();

@@ -132,7 +132,8 @@ def open_dapp(browser: Any, site: Site) -> Iterator[OpenDapp]:
         wallet = {
             "rpcUrl": site.stack.anvil.url if site.stack.anvil else "",
             "account": account or site.fresh_account(),
-            "chainId": hex(chain_id if chain_id is not None else site.chain_id),
+            "chainId": hex(site.chain_id),
+            "startChainId": hex(chain_id if chain_id is not None else site.chain_id),
         }
         context.add_init_script(f"window.__testWalletSettings = {json.dumps(wallet)};")
         context.add_init_script(WALLET_JS)

@@ -3,11 +3,12 @@
 // Anvil, whose accounts are unlocked. The test controls it through window.__testWallet:
 //   refuse(method)   the next request of `method` fails with code 4001, as when a user says no
 //   chainId          what eth_chainId answers (a wrong chain until wallet_switchEthereumChain)
-// Its settings come from window.__testWalletSettings = {rpcUrl, account, chainId}.
+// Its settings come from window.__testWalletSettings = {rpcUrl, account, chainId, startChainId}:
+// chainId is Anvil's, the one chain it can switch to; it starts on startChainId.
 (() => {
   const settings = window.__testWalletSettings;
   const listeners = {};
-  const wallet = { chainId: settings.chainId, refusals: new Set(), requests: [] };
+  const wallet = { chainId: settings.startChainId, refusals: new Set(), requests: [] };
   let nextId = 1;
 
   function emit(event, value) {
