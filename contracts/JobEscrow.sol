@@ -11,8 +11,11 @@ import {IJobEscrow} from "./interfaces/IJobEscrow.sol";
 /// @title JobEscrow
 /// @notice Escrow for Charity Engine compute jobs bought on-chain. A requester submits a job spec with
 /// payment; the spec lives only in the `JobSubmitted` event, storage keeps what the lifecycle needs
-/// (two slots a job). The operator (the ce-bridge) moves the job forward; the payment is credited to
-/// the treasury when the job completes and to the requester when it fails, is cancelled or expires.
+/// (two slots a job). The operator (the ce-bridge) moves the job forward. Money rules (prices are those in
+/// force at submission): only the quote is escrowed, an overpayment is credited back at once; a completed
+/// job's payment goes to the treasury; a failed one is refunded less the callback fee when its callback
+/// ran; a job cancelled once Running pays the base fee and the vCPU-hour price of each hour started since
+/// `JobRunning`, the rest is refunded; a job cancelled before Running, or expired, is refunded in full.
 /// Money only leaves through `withdraw` (pull payments).
 /// @dev Invariant: `address(this).balance == sum of escrowed payments + sum of credits`.
 contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausable {
@@ -23,15 +26,43 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     /// opcodes between the check and the call. Same approach as Chainlink's `_callWithExactGas`.
     uint256 private constant _GAS_FOR_CALL_EXACT_CHECK = 5_000;
 
-    /// @dev Two slots a job. Slot 0: requester, status, cancel flag, deadline, callback gas (31 bytes).
-    /// Slot 1: the escrowed payment while the job is open, the result hash once Completed, else 0.
+    /// @dev Gas an item of `applyUpdates` may spend between its callback-gas check and the callback's CALL:
+    /// the job's two slot writes (up to 2,900 + 20,000), the requester's credit in a new slot (22,100) and
+    /// its event, the status event and the callback's payload, plus `_GAS_PER_DATA_BYTE` for each byte of the
+    /// item's data (logged at 8 gas a byte, and copied to memory). Worst case by the gas schedule (a Failed
+    /// item opening the requester's credit slot): about 33,000 + 8 a byte;
+    /// `testFuzz_batch_callbackItemGetsItsGasOrIsSkipped` checks that the bound holds.
+    uint256 private constant _GAS_FOR_SETTLEMENT = 40_000;
+    uint256 private constant _GAS_PER_DATA_BYTE = 16;
+
+    /// @dev Hard cap on `maxCallbackGasLimit`. A callback gets its whole limit or the write does not happen,
+    /// so a limit near the block gas limit could make a job impossible to settle, even by `reclaimExpired`
+    /// (issue 9, finding 7). 2,000,000 gas is under 7% of a 30M-gas block (Ethereum's, and most L2s' blocks
+    /// are larger), so a write or a reclaim carrying the largest callback always fits in a block, and the
+    /// most a callback can cost the operator is bounded by a fee the requester paid. It also fits the
+    /// stored limit's 24 bits.
+    uint256 private constant _MAX_CALLBACK_GAS_CAP = 2_000_000;
+    /// @dev Hard cap on `maxHours` (a year). With the grace's cap it keeps every deadline, the date after
+    /// which a requester can reclaim without the operator, within about 13 months; it also keeps every
+    /// quote below 2^96 wei (2^64 * 65,535 vcpus * 8,760 hours < 2^93), the width the payment is stored in.
+    uint256 private constant _MAX_HOURS_CAP = 8760;
+    /// @dev Hard cap on the deadline grace.
+    uint256 private constant _MAX_DEADLINE_GRACE = 30 days;
+
+    /// @dev Two slots a job. Slot 0: requester, status, cancel flag, deadline, callback gas, hours (32 bytes).
+    /// Slot 1 (`terms`), while the job is open: the escrowed payment (bits 0-95), the base fee (96-159) and
+    /// the price per callback gas (160-207) in force at submission, and when the job started running
+    /// (208-247, 0 until `JobRunning`); the result hash once Completed; 0 once otherwise settled. With the
+    /// job's vcpus x hours price being `payment - baseFee - pricePerCallbackGas * callbackGasLimit`, that is
+    /// every fee term a settlement needs, at the prices of submission, in the slot the payment already used.
     struct StoredJob {
         address requester;
         Status status;
         bool cancelRequested;
         uint40 deadline;
-        uint32 callbackGasLimit;
-        uint256 paymentOrResult;
+        uint24 callbackGasLimit;
+        uint16 maxHours;
+        uint256 terms;
     }
 
     // These five pack into Pausable's `_paused` slot: `submitJob` reads all of them with one SLOAD
@@ -89,7 +120,8 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
             // forge-lint: disable-next-line(unsafe-typecast)
             _nextJobId = uint40(jobId + 1);
         }
-        uint64 deadline = uint64(block.timestamp) + uint64(spec.maxHours) * 1 hours + _deadlineGrace;
+        uint16 maxHours = spec.maxHours;
+        uint64 deadline = uint64(block.timestamp) + uint64(maxHours) * 1 hours + _deadlineGrace;
         _jobs[jobId] = StoredJob({
             requester: msg.sender,
             status: Status.Submitted,
@@ -97,10 +129,14 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
             // Fits: now + at most 65535 hours + 2^32 s of grace is far below 2^40 s (year 36812).
             // forge-lint: disable-next-line(unsafe-typecast)
             deadline: uint40(deadline),
-            callbackGasLimit: callbackGasLimit,
-            paymentOrResult: msg.value
+            // Fits: _quote checked it against maxCallbackGasLimit, capped at 2,000,000 < 2^24.
+            // forge-lint: disable-next-line(unsafe-typecast)
+            callbackGasLimit: uint24(callbackGasLimit),
+            maxHours: maxHours,
+            terms: price | (uint256(_baseFee) << 96) | (uint256(_pricePerCallbackGas) << 160)
         });
-        _emitJobSubmitted(jobId, deadline, spec);
+        _emitJobSubmitted(jobId, price, deadline, spec, callbackGasLimit);
+        if (msg.value != price) _credit(msg.sender, msg.value - price);
     }
 
     /// @inheritdoc IJobEscrow
@@ -117,9 +153,9 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         job.deadline = stored.deadline;
         job.callbackGasLimit = stored.callbackGasLimit;
         if (job.status == Status.Completed) {
-            job.resultHash = bytes32(stored.paymentOrResult);
+            job.resultHash = bytes32(stored.terms);
         } else {
-            job.payment = stored.paymentOrResult;
+            job.payment = _payment(stored.terms);
         }
     }
 
@@ -130,9 +166,9 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         if (status == Status.None) revert JobNotFound(jobId);
         if (job.requester != msg.sender) revert NotRequester(jobId, msg.sender);
         if (status == Status.Submitted) {
-            uint256 payment = job.paymentOrResult;
+            uint256 payment = _payment(job.terms);
             job.status = Status.Cancelled;
-            job.paymentOrResult = 0;
+            job.terms = 0;
             emit JobCancelled(jobId);
             _credit(msg.sender, payment);
             return;
@@ -151,11 +187,11 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         if (status == Status.None) revert JobNotFound(jobId);
         if (status >= Status.Completed) revert InvalidTransition(jobId, status, Status.Expired);
         if (block.timestamp <= job.deadline) revert JobNotExpired(jobId, job.deadline);
-        uint256 payment = job.paymentOrResult;
+        uint256 payment = _payment(job.terms);
         address requester = job.requester;
-        uint32 callbackGasLimit = job.callbackGasLimit;
+        uint256 callbackGasLimit = job.callbackGasLimit;
         job.status = Status.Expired;
-        job.paymentOrResult = 0;
+        job.terms = 0;
         emit JobExpired(jobId);
         _credit(requester, payment);
         if (callbackGasLimit != 0) _callback(jobId, requester, callbackGasLimit, Status.Expired, 0);
@@ -200,11 +236,12 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
 
     /// @inheritdoc IJobEscrow
     function failJob(uint256 jobId, string calldata reason) external onlyRole(OPERATOR_ROLE) nonReentrant {
-        _apply(jobId, uint8(Status.Failed), 0, reason, true);
+        uint256 earned = _apply(jobId, uint8(Status.Failed), 0, reason, true);
+        _credit(_treasury, earned);
     }
 
     /// @inheritdoc IJobEscrow
-    /// @dev Earnings of the batch's completed jobs are credited to the treasury once, at the end.
+    /// @dev Earnings of the batch's settled jobs are credited to the treasury once, at the end.
     function applyUpdates(Update[] calldata updates) external onlyRole(OPERATOR_ROLE) nonReentrant {
         uint256 earned;
         uint256 count = updates.length;
@@ -274,21 +311,28 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
 
     // ------------------------------------------------------------------ internals
 
-    /// @dev Emits `JobSubmitted(jobId, msg.sender, keccak256(abi.encode(spec)), msg.value, deadline, spec)`
-    /// from a single ABI encoding of the spec. The event's data is `abi.encode(specHash, payment,
-    /// deadline, spec)`, whose tail is the spec's encoding; writing 0x20 into the word before that tail
-    /// turns it into `abi.encode(spec)` to hash in place. Measured: 2,509 gas less per submit than
-    /// `emit` with a separate `keccak256(abi.encode(spec))` (docs/GAS.md).
-    function _emitJobSubmitted(uint256 jobId, uint64 deadline, JobSpec calldata spec) private {
-        bytes memory data = abi.encode(bytes32(0), msg.value, deadline, spec);
+    /// @dev Emits `JobSubmitted(jobId, msg.sender, keccak256(abi.encode(spec)), payment, deadline, spec,
+    /// callbackGasLimit)` from a single ABI encoding of the spec. The event's data is `abi.encode(specHash,
+    /// payment, deadline, spec, callbackGasLimit)`: a head of five words, then the spec's tail. Writing 0x20
+    /// into the word just before that tail (the callback gas limit's) turns the rest into
+    /// `abi.encode(spec)` to hash in place; the word is put back before the log. Measured: 2,509 gas less
+    /// per submit than `emit` with a separate `keccak256(abi.encode(spec))` (docs/GAS.md).
+    function _emitJobSubmitted(
+        uint256 jobId,
+        uint256 payment,
+        uint64 deadline,
+        JobSpec calldata spec,
+        uint32 callbackGasLimit
+    ) private {
+        bytes memory data = abi.encode(bytes32(0), payment, deadline, spec, callbackGasLimit);
         bytes32 topic = JobSubmitted.selector;
         assembly ("memory-safe") {
             let body := add(data, 0x20)
             let length := mload(data)
-            let specOffsetWord := add(body, 0x60)
-            mstore(specOffsetWord, 0x20)
-            let specHash := keccak256(specOffsetWord, sub(length, 0x60))
-            mstore(specOffsetWord, 0x80)
+            let beforeTail := add(body, 0x80)
+            mstore(beforeTail, 0x20)
+            let specHash := keccak256(beforeTail, sub(length, 0x80))
+            mstore(beforeTail, callbackGasLimit)
             mstore(body, specHash)
             log3(body, length, topic, jobId, caller())
         }
@@ -335,8 +379,10 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     }
 
     /// @dev Applies one operator transition. When `strict`, a rejected update reverts with its custom
-    /// error; otherwise it is skipped with `UpdateSkipped`. Returns the payment earned by a completion,
-    /// which the caller credits to the treasury.
+    /// error; otherwise it is skipped with `UpdateSkipped`, and so is an item whose callback could not get
+    /// its whole gas from what is left (decided before any effect). Returns what the settlement earned the
+    /// operator (a completion's payment, a failure's callback fee, a running cancel's charge), which the
+    /// caller credits to the treasury.
     function _apply(uint256 jobId, uint8 to, bytes32 resultHash, string calldata data, bool strict)
         private
         returns (uint256 earned)
@@ -349,32 +395,90 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
             return 0;
         }
         Status status = Status(to);
-        job.status = status;
         if (status == Status.Accepted) {
+            job.status = status;
             emit JobAccepted(jobId, data);
             return 0;
         }
         if (status == Status.Running) {
+            job.status = status;
+            // Bits 208-247 of the terms: when the job started running (see StoredJob).
+            job.terms |= block.timestamp << 208;
             emit JobRunning(jobId);
             return 0;
         }
-        uint256 payment = job.paymentOrResult;
-        address requester = job.requester;
-        uint32 callbackGasLimit = job.callbackGasLimit;
-        if (status == Status.Completed) {
-            job.paymentOrResult = uint256(resultHash);
-            emit JobCompleted(jobId, resultHash, data);
-            earned = payment;
-        } else {
-            job.paymentOrResult = 0;
-            if (status == Status.Failed) emit JobFailed(jobId, data);
-            else emit JobCancelled(jobId);
-            _credit(requester, payment);
+        uint256 callbackGasLimit = job.callbackGasLimit;
+        bool callsBack = callbackGasLimit != 0 && status != Status.Cancelled;
+        if (callsBack && !strict && gasleft() < _itemGasRequired(callbackGasLimit, bytes(data).length)) {
+            emit UpdateSkipped(jobId, to, InsufficientGasForCallback.selector);
+            return 0;
         }
-        if (callbackGasLimit != 0 && status != Status.Cancelled) {
+        address requester;
+        (earned, requester) = _settle(job, jobId, status, resultHash, data, callbackGasLimit, callsBack);
+        if (callsBack) {
             // A Failed item of a batch may carry a stray hash: the consumer gets zero, as getJob shows.
             _callback(jobId, requester, callbackGasLimit, status, status == Status.Completed ? resultHash : bytes32(0));
         }
+    }
+
+    /// @dev Writes a terminal `status` (Completed, Failed or Cancelled) with its event and credits the
+    /// requester's refund. Returns what the operator earned (for the treasury) and the requester.
+    function _settle(
+        StoredJob storage job,
+        uint256 jobId,
+        Status status,
+        bytes32 resultHash,
+        string calldata data,
+        uint256 callbackGasLimit,
+        bool callsBack
+    ) private returns (uint256 earned, address requester) {
+        uint256 terms = job.terms;
+        uint256 payment = _payment(terms);
+        requester = job.requester;
+        job.status = status;
+        if (status == Status.Completed) {
+            job.terms = uint256(resultHash);
+            emit JobCompleted(jobId, resultHash, data);
+            return (payment, requester);
+        }
+        job.terms = 0;
+        if (status == Status.Failed) {
+            // The operator runs the callback: the callback fee is its pay (issue 9, finding 4).
+            if (callsBack) earned = _callbackFee(terms, callbackGasLimit);
+            emit JobFailed(jobId, data);
+        } else {
+            earned = _runningCharge(terms, payment, callbackGasLimit, job.maxHours);
+            emit JobCancelled(jobId);
+        }
+        _credit(requester, payment - earned);
+    }
+
+    /// @dev The escrowed payment held in `terms` (bits 0-95; see StoredJob).
+    function _payment(uint256 terms) private pure returns (uint256) {
+        return uint96(terms);
+    }
+
+    /// @dev The callback fee of a job: the price per callback gas at submission (bits 160-207) times its limit.
+    function _callbackFee(uint256 terms, uint256 callbackGasLimit) private pure returns (uint256) {
+        return uint256(uint48(terms >> 160)) * callbackGasLimit;
+    }
+
+    /// @dev What the operator keeps when a job is cancelled: nothing if it never ran; once Running, the base
+    /// fee and the vCPU-hour price of each hour started since `JobRunning` (the first starts at once), at most
+    /// the job's own hours. No callback runs on Cancelled, so the callback fee is refunded.
+    function _runningCharge(uint256 terms, uint256 payment, uint256 callbackGasLimit, uint256 maxHours)
+        private
+        view
+        returns (uint256)
+    {
+        uint256 runningSince = uint40(terms >> 208);
+        if (runningSince == 0) return 0;
+        uint256 baseFee = uint64(terms >> 96);
+        // The quote was baseFee + vcpuHourPrice * vcpus * maxHours + callbackFee, at these prices.
+        uint256 hoursPrice = payment - baseFee - _callbackFee(terms, callbackGasLimit);
+        uint256 started = (block.timestamp - runningSince) / 1 hours + 1;
+        if (started >= maxHours) return baseFee + hoursPrice;
+        return baseFee + hoursPrice / maxHours * started;
     }
 
     /// @dev The selector of the error that rejects moving `job` to `to`, or 0 when the move is valid.
@@ -405,8 +509,7 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     function _callback(uint256 jobId, address target, uint256 gasLimit, Status status, bytes32 resultHash) private {
         bytes memory payload = abi.encodeCall(IJobConsumer.onJobFinished, (jobId, status, resultHash));
         uint256 available = gasleft();
-        // The callee must get `gasLimit` after EIP-150 keeps back 1/64 of what is left at the CALL.
-        uint256 required = gasLimit + gasLimit / 63 + _GAS_FOR_CALL_EXACT_CHECK;
+        uint256 required = _callbackGasRequired(gasLimit);
         if (available < required) revert InsufficientGasForCallback(jobId, required, available);
         bool success;
         if (target.code.length != 0) {
@@ -416,6 +519,18 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
             }
         }
         if (!success) emit CallbackFailed(jobId);
+    }
+
+    /// @dev Gas that must be left just before a callback's CALL: the callee must get `gasLimit` after EIP-150
+    /// keeps back 1/64 of what is left at the CALL, plus the few opcodes around it.
+    function _callbackGasRequired(uint256 gasLimit) private pure returns (uint256) {
+        return gasLimit + gasLimit / 63 + _GAS_FOR_CALL_EXACT_CHECK;
+    }
+
+    /// @dev Gas an `applyUpdates` item with a callback needs when it starts, so that its callback still gets
+    /// its whole limit after the item's own writes and events.
+    function _itemGasRequired(uint256 gasLimit, uint256 dataLength) private pure returns (uint256) {
+        return _callbackGasRequired(gasLimit) + _GAS_FOR_SETTLEMENT + dataLength * _GAS_PER_DATA_BYTE;
     }
 
     function _credit(address account, uint256 amount) private {
@@ -432,6 +547,13 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     }
 
     function _setLimits(Limits memory newLimits, uint32 newDeadlineGrace) private {
+        if (newLimits.maxCallbackGasLimit > _MAX_CALLBACK_GAS_CAP) {
+            revert LimitAboveCap("maxCallbackGasLimit", newLimits.maxCallbackGasLimit, _MAX_CALLBACK_GAS_CAP);
+        }
+        if (newLimits.maxHours > _MAX_HOURS_CAP) revert LimitAboveCap("maxHours", newLimits.maxHours, _MAX_HOURS_CAP);
+        if (newDeadlineGrace > _MAX_DEADLINE_GRACE) {
+            revert LimitAboveCap("deadlineGrace", newDeadlineGrace, _MAX_DEADLINE_GRACE);
+        }
         _limits = newLimits;
         _deadlineGrace = newDeadlineGrace;
         emit LimitsSet(newLimits, newDeadlineGrace);

@@ -57,6 +57,7 @@ class SubmittedLog:
     payment: int
     deadline: int
     spec: JobSpec
+    callback_gas_limit: int = 0  # gas the job's callback gets (the event's last field); 0 = none
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ class LogReader:
                 payment=int(args["payment"]),
                 deadline=int(args["deadline"]),
                 spec=JobSpec.from_abi(args["spec"]),
+                callback_gas_limit=int(args["callbackGasLimit"]),
             )
         if name == "CancelRequested":
             return CancelRequestedLog(at=at, job_id=int(args["jobId"]))

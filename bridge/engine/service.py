@@ -535,7 +535,7 @@ class Bridge:
                 block_hash=at.block_hash,
                 tx_hash=at.tx_hash,
                 log_index=at.log_index,
-                callback_gas_limit=0,
+                callback_gas_limit=entry.callback_gas_limit,
                 generation=generation,
             )
         )

@@ -4,8 +4,17 @@ pragma solidity ^0.8.24;
 /// @title IJobEscrow
 /// @notice The public interface of ce-bridge's job escrow: users pay for a Charity Engine compute job
 /// on-chain, the bridge operator runs it off-chain and writes its status and result hash back, and the
-/// escrowed payment goes to the treasury on success or back to the requester otherwise.
-/// @dev This interface is a contract with outside code (see DESIGN.md): names, types, Status values and
+/// escrowed payment goes to the treasury on success or back to the requester otherwise, by the money
+/// rules below (prices are those in force at submission):
+/// - only the quote is escrowed; an overpayment is credited back to the requester at submission;
+/// - Completed: the payment goes to the treasury;
+/// - Failed: refunded, less the callback fee (`pricePerCallbackGas * callbackGasLimit`) when the job asked
+///   for a callback, which the operator then runs;
+/// - Cancelled before `JobRunning`: refunded in full; Cancelled once Running: the treasury keeps the base fee
+///   and `pricePerVcpuHour * vcpus` for each hour started since `JobRunning` (at most the job's hours), the
+///   rest is refunded (no callback runs on Cancelled, so its fee is refunded too);
+/// - Expired (`reclaimExpired`): refunded in full.
+/// @dev This interface is a contract with outside code (see docs/PROTOCOL.md): names, types, Status values and
 /// events are fixed; extend, never change.
 interface IJobEscrow {
     // ------------------------------------------------------------------ types
@@ -52,7 +61,7 @@ interface IJobEscrow {
     /// @param cancelRequested the requester asked for cancellation after the job was accepted
     /// @param deadline after this timestamp no operator write is accepted and anyone may reclaim
     /// @param callbackGasLimit gas for `IJobConsumer.onJobFinished`; 0 = no callback
-    /// @param payment wei still escrowed; 0 once settled
+    /// @param payment wei still escrowed (the quote); 0 once settled
     /// @param resultHash the result hash; 0 until Completed
     struct Job {
         address requester;
@@ -100,8 +109,18 @@ interface IJobEscrow {
 
     // ------------------------------------------------------------------ events
 
+    /// @notice A job was submitted. The spec lives only here; `specHash = keccak256(abi.encode(spec))`.
+    /// @param payment the wei escrowed for the job (the quote; any overpayment is credited back)
+    /// @param callbackGasLimit gas for `onJobFinished`; 0 = no callback (last, so older decoders of the
+    /// first six fields keep working)
     event JobSubmitted(
-        uint256 indexed jobId, address indexed requester, bytes32 specHash, uint256 payment, uint64 deadline, JobSpec spec
+        uint256 indexed jobId,
+        address indexed requester,
+        bytes32 specHash,
+        uint256 payment,
+        uint64 deadline,
+        JobSpec spec,
+        uint32 callbackGasLimit
     );
     event JobAccepted(uint256 indexed jobId, string remoteJobId);
     event JobRunning(uint256 indexed jobId);
@@ -158,10 +177,13 @@ interface IJobEscrow {
     /// @notice A completion must carry a non-zero result hash.
     error ZeroResultHash(uint256 jobId);
     error ZeroAddress();
+    /// @notice `setLimits` was given `value` for `field`, above its hard cap `cap` (see `setLimits`).
+    error LimitAboveCap(string field, uint256 value, uint256 cap);
 
     // ------------------------------------------------------------------ users
 
-    /// @notice Submits a job and escrows its payment (all of `msg.value`; the quote is a minimum).
+    /// @notice Submits a job and escrows its quote; any `msg.value` above the quote is credited back to the
+    /// caller at once (`Credited`, then `withdraw`).
     /// @param spec the job, as CE's job-create takes it
     /// @param callbackGasLimit gas for `onJobFinished` on the requester; 0 = no callback
     /// @return jobId the new job's id (ids start at 1)
@@ -175,11 +197,15 @@ interface IJobEscrow {
     function getJob(uint256 jobId) external view returns (Job memory);
 
     /// @notice Requester only. A Submitted job is cancelled and refunded at once; an Accepted or Running
-    /// one is marked (`CancelRequested`) for the operator to cancel remotely.
+    /// one is marked (`CancelRequested`) for the operator to cancel remotely. When the operator then writes
+    /// Cancelled, a job that had started running pays the base fee and the hours started since `JobRunning`.
     function cancelJob(uint256 jobId) external;
 
     /// @notice Anyone, after the deadline of a job with no terminal status: the job becomes Expired and
-    /// its payment is credited to the requester.
+    /// its whole payment is credited to the requester, whatever its consumer does. The callback (if any)
+    /// gets its whole limit: a call with too little gas for it reverts with `InsufficientGasForCallback`
+    /// (skipping it instead would let anyone deny a consumer its Expired callback); since the limit is
+    /// capped at 2,000,000, a call with enough gas always fits in a block.
     function reclaimExpired(uint256 jobId) external;
 
     /// @notice Pays out all of the caller's credited refunds or earnings.
@@ -197,21 +223,29 @@ interface IJobEscrow {
     function markRunning(uint256 jobId) external;
 
     /// @notice Operator: the job completed; its payment is credited to the treasury.
-    /// @param resultHash sha256 of the output manifest (DESIGN.md, "Result hash")
+    /// @param resultHash sha256 of the output manifest (docs/PROTOCOL.md, "Result hash")
     /// @param resultURI where the output files or their manifest can be fetched
     function completeJob(uint256 jobId, bytes32 resultHash, string calldata resultURI) external;
 
-    /// @notice Operator: the job cannot run or failed; its payment is credited back to the requester.
+    /// @notice Operator: the job cannot run or failed; its payment is credited back to the requester, less
+    /// the callback fee when the job asked for a callback (the operator runs it; the fee goes to the
+    /// treasury).
     function failJob(uint256 jobId, string calldata reason) external;
 
     /// @notice Operator: applies each update as the single call would; an item that call would reject is
-    /// skipped with `UpdateSkipped(jobId, status, selector)` and never reverts the batch.
+    /// skipped with `UpdateSkipped(jobId, status, selector)` and never reverts the batch. So is an item
+    /// whose callback could not get its whole limit from the gas left (`InsufficientGasForCallback`'s
+    /// selector), decided before any effect: an item with a callback needs
+    /// `limit + limit / 63 + 45,000 + 16 * bytes(data).length` gas left when it starts.
     function applyUpdates(Update[] calldata updates) external;
 
     // ------------------------------------------------------------------ admin
 
     function setPricing(Pricing calldata pricing) external;
 
+    /// @notice Admin: the spec bounds and the deadline grace. Hard caps (`LimitAboveCap`):
+    /// `maxCallbackGasLimit` <= 2,000,000 (a callback far below a block's gas, so every job can be settled),
+    /// `maxHours` <= 8,760 (a year) and `deadlineGrace` <= 30 days (so a payment is never locked for years).
     function setLimits(Limits calldata limits, uint32 deadlineGrace) external;
 
     function setTreasury(address treasury) external;

@@ -26,7 +26,9 @@ contract ExampleConsumerTest is EscrowTest {
     function test_example_submitCompleteAndRecordResult() public {
         IJobEscrow.JobSpec memory spec = Specs.typical();
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, address(consumer), keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec);
+        emit IJobEscrow.JobSubmitted(
+            1, address(consumer), keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, CALLBACK_GAS
+        );
         uint256 jobId = _submitViaConsumer();
         IJobEscrow.Job memory job = escrow.getJob(jobId);
         assertEq(job.requester, address(consumer), "the consumer is the requester");
@@ -49,11 +51,13 @@ contract ExampleConsumerTest is EscrowTest {
         uint256 jobId = _submitViaConsumer();
         _fail(jobId);
         assertEq(consumer.results(jobId), bytes32(uint256(IJobEscrow.Status.Failed)), "Failed recorded");
-        assertEq(escrow.creditOf(address(consumer)), price, "refund credited to the consumer");
+        // The operator ran the callback: its fee is kept, the rest refunded.
+        uint256 refund = price - escrow.pricing().pricePerCallbackGas * uint256(CALLBACK_GAS);
+        assertEq(escrow.creditOf(address(consumer)), refund, "refund credited to the consumer");
         uint256 before = alice.balance;
         vm.prank(alice);
         consumer.withdrawRefunds();
-        assertEq(alice.balance - before, price, "owner receives the refund");
+        assertEq(alice.balance - before, refund, "owner receives the refund");
         assertEq(address(consumer).balance, 0, "consumer keeps nothing");
     }
 

@@ -116,7 +116,7 @@ contract JobEscrowAdminTest is EscrowTest {
             IJobEscrow.Pricing({baseFee: type(uint64).max, pricePerVcpuHour: 1, pricePerCallbackGas: type(uint48).max});
         vm.startPrank(admin);
         escrow.setPricing(p);
-        escrow.setLimits(_defaultLimits(), type(uint32).max);
+        escrow.setLimits(_defaultLimits(), 30 days);
         escrow.pause();
         escrow.unpause();
         vm.stopPrank();
@@ -125,9 +125,9 @@ contract JobEscrowAdminTest is EscrowTest {
         assertEq(_submit(alice, Specs.typical(), 0, 20 ether), 2, "second id");
         assertEq(escrow.nextJobId(), 3, "counter advanced");
         assertEq(abi.encode(escrow.pricing()), abi.encode(p), "pricing kept");
-        assertEq(escrow.deadlineGrace(), type(uint32).max, "grace kept");
+        assertEq(escrow.deadlineGrace(), 30 days, "grace kept");
         assertTrue(!escrow.paused(), "pause flag kept");
-        assertEq(escrow.getJob(2).deadline, START_TIME + 3600 + uint256(type(uint32).max), "deadline with max grace");
+        assertEq(escrow.getJob(2).deadline, START_TIME + 3600 + 30 days, "deadline with max grace");
     }
 
     function test_setTreasury_zero_reverts() public {

@@ -25,7 +25,8 @@ contract JobEscrowBatchTest is EscrowTest {
         escrow.cancelJob(toCancel);
         uint256 done = _jobIn(IJobEscrow.Status.Completed);
         // A second completion at a different price, skipping Accepted and Running.
-        uint256 bigJob = _submit(bob, Specs.sized(8, 3), 0, 1 ether);
+        uint256 bigPrice = _price(Specs.sized(8, 3), 0);
+        uint256 bigJob = _submit(bob, Specs.sized(8, 3), 0, bigPrice);
 
         IJobEscrow.Update[] memory u = new IJobEscrow.Update[](14);
         u[0] = _update(toAccept, IJobEscrow.Status.Accepted, 0, "remote-2");
@@ -81,7 +82,7 @@ contract JobEscrowBatchTest is EscrowTest {
         _expectSkipped(toComplete, 4, IJobEscrow.InvalidTransition.selector);
         // Earnings of the batch: one credit to the treasury, at the end.
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.Credited(admin, PRICE + 1 ether);
+        emit IJobEscrow.Credited(admin, PRICE + bigPrice);
 
         uint256 treasuryBefore = escrow.creditOf(admin);
         vm.recordLogs();
@@ -91,7 +92,7 @@ contract JobEscrowBatchTest is EscrowTest {
 
         assertEq(_count(logs, IJobEscrow.UpdateSkipped.selector), 12, "skipped items");
         assertEq(_count(logs, IJobEscrow.Credited.selector), 3, "two refunds and one treasury credit");
-        assertEq(escrow.creditOf(admin) - treasuryBefore, PRICE + 1 ether, "earnings");
+        assertEq(escrow.creditOf(admin) - treasuryBefore, PRICE + bigPrice, "earnings");
         _assertJob(late, alice, IJobEscrow.Status.Submitted, PRICE, 0);
         _assertJob(toAccept, alice, IJobEscrow.Status.Accepted, PRICE, 0);
         _assertJob(toRun, alice, IJobEscrow.Status.Running, PRICE, 0);
@@ -179,7 +180,7 @@ contract JobEscrowBatchTest is EscrowTest {
         _assertJob(jobId, alice, IJobEscrow.Status.Submitted, PRICE, 0);
     }
 
-    /// @dev A reference model of the transition rules (DESIGN.md) against the contract: for a job in any
+    /// @dev A reference model of the transition rules (docs/PROTOCOL.md) against the contract: for a job in any
     /// status (or none), before or after its deadline, with or without a cancel request, an update to any
     /// uint8 status with or without a result hash is applied exactly when the model allows it; otherwise it
     /// is skipped with the model's reason, and the single call (for the four statuses that have one)

@@ -82,7 +82,9 @@ contract JobEscrowCallbackTest is EscrowTest {
         assertEq(consumer.calls(), 1, "called once");
         assertEq(consumer.lastStatus(), IJobEscrow.Status.Failed, "status");
         assertEq(consumer.lastResultHash(), bytes32(0), "no result hash");
-        assertEq(escrow.creditOf(address(consumer)), _price(Specs.typical(), CALLBACK_GAS), "refund credited");
+        uint256 fee = escrow.pricing().pricePerCallbackGas * uint256(CALLBACK_GAS);
+        assertEq(escrow.creditOf(address(consumer)), _price(Specs.typical(), CALLBACK_GAS) - fee, "refund less the fee");
+        assertEq(escrow.creditOf(admin), fee, "the callback fee to the treasury");
     }
 
     function test_callback_onReclaim() public {
@@ -108,7 +110,10 @@ contract JobEscrowCallbackTest is EscrowTest {
         consumer.cancel(b);
         _operatorCancel(b);
         assertEq(consumer.calls(), 0, "Cancelled is not called back");
-        assertEq(escrow.creditOf(address(consumer)), 2 * _price(Specs.typical(), CALLBACK_GAS), "both refunded");
+        // b ran: the base fee and its first started hour (2 vcpus) are kept; the callback fee is refunded.
+        IJobEscrow.Pricing memory p = escrow.pricing();
+        uint256 kept = p.baseFee + 2 * uint256(p.pricePerVcpuHour);
+        assertEq(escrow.creditOf(address(consumer)), 2 * _price(Specs.typical(), CALLBACK_GAS) - kept, "refunds");
     }
 
     function test_callback_notWhenGasLimitIsZero() public {
@@ -121,13 +126,14 @@ contract JobEscrowCallbackTest is EscrowTest {
     }
 
     function test_callback_toAnAccountWithoutCode_isReportedFailed() public {
-        uint256 jobId = _submit(alice, Specs.typical(), CALLBACK_GAS, 1 ether);
+        uint256 price = _price(Specs.typical(), CALLBACK_GAS);
+        uint256 jobId = _submit(alice, Specs.typical(), CALLBACK_GAS, price);
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.JobCompleted(jobId, RESULT_HASH, RESULT_URI);
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.CallbackFailed(jobId);
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.Credited(admin, 1 ether);
+        emit IJobEscrow.Credited(admin, price);
         _complete(jobId);
         _assertJob(jobId, alice, IJobEscrow.Status.Completed, 0, RESULT_HASH);
     }
@@ -138,6 +144,7 @@ contract JobEscrowCallbackTest is EscrowTest {
         uint256 failed = _submitFrom(consumer, CALLBACK_GAS);
         uint256 expired = _submitFrom(consumer, CALLBACK_GAS);
         uint256 price = _price(Specs.typical(), CALLBACK_GAS);
+        uint256 fee = escrow.pricing().pricePerCallbackGas * uint256(CALLBACK_GAS);
 
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.JobCompleted(done, RESULT_HASH, RESULT_URI);
@@ -150,9 +157,11 @@ contract JobEscrowCallbackTest is EscrowTest {
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.JobFailed(failed, "remote job failed");
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.Credited(address(consumer), price);
+        emit IJobEscrow.Credited(address(consumer), price - fee);
         vm.expectEmit(true, true, true, true, address(escrow));
         emit IJobEscrow.CallbackFailed(failed);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.Credited(admin, fee);
         _fail(failed);
 
         vm.warp(escrow.getJob(expired).deadline + 1);
@@ -167,8 +176,8 @@ contract JobEscrowCallbackTest is EscrowTest {
         _assertJob(done, address(consumer), IJobEscrow.Status.Completed, 0, RESULT_HASH);
         _assertJob(failed, address(consumer), IJobEscrow.Status.Failed, 0, 0);
         _assertJob(expired, address(consumer), IJobEscrow.Status.Expired, 0, 0);
-        assertEq(escrow.creditOf(address(consumer)), 2 * price, "refunds");
-        assertEq(escrow.creditOf(admin), price, "earnings");
+        assertEq(escrow.creditOf(address(consumer)), 2 * price - fee, "refunds (the failure's less its callback fee)");
+        assertEq(escrow.creditOf(admin), price + fee, "earnings");
     }
 
     // ------------------------------------------------------------------ InsufficientGasForCallback
@@ -204,16 +213,56 @@ contract JobEscrowCallbackTest is EscrowTest {
         _assertJob(jobId, address(consumer), IJobEscrow.Status.Submitted, _price(Specs.typical(), 300_000), 0);
     }
 
-    function test_insufficientGas_applyUpdates_revertsTheBatch() public {
+    /// @dev In a batch the item is skipped instead (one consumer must never revert a batch): the other
+    /// items are applied, the starved job is left as it was for the operator to send again.
+    function test_insufficientGas_applyUpdates_skipsTheItem() public {
         RecordingConsumer consumer = new RecordingConsumer(escrow);
         uint256 other = _submitTypical(alice);
         uint256 jobId = _submitFrom(consumer, 1_000_000);
         IJobEscrow.Update[] memory u = new IJobEscrow.Update[](2);
-        u[0] = _update(other, IJobEscrow.Status.Accepted, 0, REMOTE_ID);
-        u[1] = _update(jobId, IJobEscrow.Status.Completed, RESULT_HASH, RESULT_URI);
-        _assertInsufficientGas(abi.encodeCall(IJobEscrow.applyUpdates, (u)), jobId, 1_000_000, 700_000);
-        // Not an item-level problem (the sender chose the gas), so the whole transaction reverts.
-        _assertJob(other, alice, IJobEscrow.Status.Submitted, 0.0003 ether, 0);
+        u[0] = _update(jobId, IJobEscrow.Status.Completed, RESULT_HASH, RESULT_URI);
+        u[1] = _update(other, IJobEscrow.Status.Accepted, 0, REMOTE_ID);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.UpdateSkipped(
+            jobId, uint8(IJobEscrow.Status.Completed), IJobEscrow.InsufficientGasForCallback.selector
+        );
+        (bool ok,,) = meter.callWithGas(address(escrow), 700_000, abi.encodeCall(IJobEscrow.applyUpdates, (u)));
+        assertTrue(ok, "the batch goes through");
+        _assertJob(other, alice, IJobEscrow.Status.Accepted, 0.0003 ether, 0);
+        _assertJob(jobId, address(consumer), IJobEscrow.Status.Submitted, _price(Specs.typical(), 1_000_000), 0);
+        assertEq(consumer.calls(), 0, "not called with less than its limit");
+    }
+
+    /// @dev Whatever gas a batch carries, its callback item either runs with the whole limit or is skipped
+    /// (or the whole transaction runs out of gas): it never reverts with InsufficientGasForCallback. Checks
+    /// the settlement reserve for the costliest item: a Failed one whose refund opens the requester's credit
+    /// slot, with a long reason.
+    function testFuzz_batch_callbackItemGetsItsGasOrIsSkipped(uint256 gasSeed, uint256 reasonLength, bool fail)
+        public
+    {
+        uint32 cb = 300_000;
+        RecordingConsumer consumer = new RecordingConsumer(escrow);
+        uint256 jobId = _submitFrom(consumer, cb);
+        _run(jobId);
+        vm.cool(address(escrow));
+        vm.cool(address(consumer));
+        IJobEscrow.Update[] memory u = new IJobEscrow.Update[](1);
+        u[0] = fail
+            ? _update(jobId, IJobEscrow.Status.Failed, 0, Specs.filled(_bound(reasonLength, 0, 3000)))
+            : _update(jobId, IJobEscrow.Status.Completed, RESULT_HASH, Specs.filled(_bound(reasonLength, 0, 3000)));
+        uint256 gasLimit = _bound(gasSeed, 300_000, 420_000);
+        (bool ok, bytes memory ret,) =
+            meter.callWithGas(address(escrow), gasLimit, abi.encodeCall(IJobEscrow.applyUpdates, (u)));
+        IJobEscrow.Status status = escrow.getJob(jobId).status;
+        if (!ok) {
+            assertEq(ret.length, 0, "only out of gas, never InsufficientGasForCallback");
+            assertEq(status, IJobEscrow.Status.Running, "nothing written");
+        } else if (status == IJobEscrow.Status.Running) {
+            assertEq(consumer.calls(), 0, "skipped: not called");
+        } else {
+            assertEq(consumer.calls(), 1, "applied: called");
+            assertGe(consumer.gasAtEntry(), cb - ENTRY_SLACK, "with its whole limit");
+        }
     }
 
     /// @dev Whatever gas the operator's transaction carries, a completion either gives the callback its

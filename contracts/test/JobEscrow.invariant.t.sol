@@ -37,7 +37,7 @@ contract JobEscrowInvariantTest is Assertions {
     }
 
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
-        bytes4[] memory selectors = new bytes4[](12);
+        bytes4[] memory selectors = new bytes4[](13);
         selectors[0] = JobEscrowHandler.submit.selector;
         selectors[1] = JobEscrowHandler.submit.selector; // submitting twice as often keeps jobs coming
         selectors[2] = JobEscrowHandler.cancel.selector;
@@ -50,6 +50,7 @@ contract JobEscrowInvariantTest is Assertions {
         selectors[9] = JobEscrowHandler.fail.selector;
         selectors[10] = JobEscrowHandler.operatorCancel.selector;
         selectors[11] = JobEscrowHandler.batch.selector;
+        selectors[12] = JobEscrowHandler.reprice.selector;
         targets = new FuzzSelector[](1);
         targets[0] = FuzzSelector(address(handler), selectors);
     }
@@ -73,8 +74,9 @@ contract JobEscrowInvariantTest is Assertions {
         assertEq(address(escrow).balance, handler.ghostDeposited() - handler.ghostWithdrawn(), "balance == in - out");
     }
 
-    /// @notice Every account's credit is exactly what the ghost books say it is owed (refunds of its own
-    /// settled jobs, or the treasury's earnings), and every withdrawal paid exactly that.
+    /// @notice Every account's credit is exactly what the ghost books say it is owed (overpayments, refunds
+    /// of its own settled jobs by the money rules, or the treasury's earnings), and every withdrawal paid
+    /// exactly that.
     function invariant_creditsMatchGhostBooks() public view {
         address[] memory accounts = handler.accounts();
         for (uint256 i; i < accounts.length; ++i) {
@@ -82,12 +84,12 @@ contract JobEscrowInvariantTest is Assertions {
         }
         assertEq(handler.wrongWithdrawals(), 0, "every withdrawal paid exactly the credit");
         assertEq(
-            handler.wrongSubmissions(), 0, "every in-bound submission accepted, escrowing msg.value under the next id"
+            handler.wrongSubmissions(), 0, "every in-bound submission accepted, escrowing the quote under the next id"
         );
     }
 
     /// @notice No job pays out twice: each is settled at most once, a settled job has a terminal status and
-    /// payment 0 (a Completed one its result hash), an unsettled one still escrows all it was paid.
+    /// payment 0 (a Completed one its result hash), an unsettled one still escrows its quote.
     function invariant_eachJobSettlesOnce() public view {
         uint256 n = handler.jobCount();
         assertEq(escrow.nextJobId(), n + 1, "every job is known to the handler");
@@ -101,7 +103,7 @@ contract JobEscrowInvariantTest is Assertions {
                 assertEq(job.payment, 0, "a settled job escrows nothing");
                 assertEq(job.status == IJobEscrow.Status.Completed, job.resultHash != 0, "resultHash iff Completed");
             } else {
-                assertEq(job.payment, handler.paid(id), "an open job escrows what was paid");
+                assertEq(job.payment, handler.paid(id), "an open job escrows its quote");
                 assertEq(job.resultHash, bytes32(0), "no resultHash before Completed");
             }
         }

@@ -284,8 +284,8 @@ contract JobEscrowLifecycleTest is EscrowTest {
     }
 
     /// @dev Pins current behaviour: a job still Submitted is cancelled and refunded even after its deadline
-    /// (DESIGN.md says both "the requester cancels a Submitted job at once" and "a job not terminal by the
-    /// deadline can only be settled by reclaimExpired"; the money goes to the requester either way, but the
+    /// (docs/PROTOCOL.md says both "the requester cancels a Submitted job at once" and "a job not terminal by
+    /// the deadline can only be settled by reclaimExpired"; the money goes to the requester either way, but the
     /// status is Cancelled rather than Expired and no Expired callback runs).
     function test_cancel_afterDeadline_submitted_stillRefunds() public {
         uint256 jobId = _submitTypical(alice);

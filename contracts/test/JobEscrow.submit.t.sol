@@ -23,7 +23,7 @@ contract JobEscrowSubmitTest is EscrowTest {
         uint64 deadline = uint64(START_TIME + 1 hours + GRACE);
 
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, deadline, spec);
+        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, deadline, spec, 0);
         uint256 jobId = _submit(alice, spec, 0, price);
 
         assertEq(jobId, 1, "ids start at 1");
@@ -47,19 +47,20 @@ contract JobEscrowSubmitTest is EscrowTest {
         spec.inputFiles[1].url = Specs.filled(67);
         uint256 price = _price(spec, 50_000);
         vm.recordLogs();
-        uint256 jobId = _submit(bob, spec, 50_000, price + 1);
+        uint256 jobId = _submit(bob, spec, 50_000, price);
         Vm.Log[] memory logs = vm.getRecordedLogs();
         assertEq(logs.length, 1, "one log");
         assertEq(logs[0].topics[0], IJobEscrow.JobSubmitted.selector, "topic0");
         assertEq(logs[0].topics[1], bytes32(jobId), "topic1 = jobId");
         assertEq(logs[0].topics[2], bytes32(uint256(uint160(bob))), "topic2 = requester");
-        (bytes32 specHash, uint256 payment, uint64 deadline, IJobEscrow.JobSpec memory logged) =
-            abi.decode(logs[0].data, (bytes32, uint256, uint64, IJobEscrow.JobSpec));
+        (bytes32 specHash, uint256 payment, uint64 deadline, IJobEscrow.JobSpec memory logged, uint32 gasLimit) =
+            abi.decode(logs[0].data, (bytes32, uint256, uint64, IJobEscrow.JobSpec, uint32));
         assertEq(specHash, keccak256(abi.encode(spec)), "specHash = keccak256(abi.encode(spec))");
         assertEq(keccak256(abi.encode(logged)), specHash, "logged spec hashes to specHash");
-        assertEq(payment, price + 1, "payment");
+        assertEq(payment, price, "payment");
         assertEq(deadline, escrow.getJob(jobId).deadline, "deadline");
-        assertEq(logs[0].data, abi.encode(specHash, price + 1, deadline, spec), "data = abi.encode(...)");
+        assertEq(gasLimit, 50_000, "callbackGasLimit, the last field");
+        assertEq(logs[0].data, abi.encode(specHash, price, deadline, spec, uint32(50_000)), "data = abi.encode(...)");
     }
 
     function testFuzz_submit_specHash(uint256 appLength, uint256 commandLength, uint256 fileCount, uint256 urlLength)
@@ -71,7 +72,7 @@ contract JobEscrowSubmitTest is EscrowTest {
         if (spec.inputFiles.length != 0) spec.inputFiles[0].url = Specs.filled(_bound(urlLength, 1, 2000));
         uint256 price = _price(spec, 0);
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec);
+        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, 0);
         _submit(alice, spec, 0, price);
     }
 
@@ -84,15 +85,18 @@ contract JobEscrowSubmitTest is EscrowTest {
         assertEq(escrow.nextJobId(), 4, "nextJobId");
     }
 
-    function test_submit_overpaymentIsEscrowedAsSent() public {
+    function test_submit_overpaymentIsCreditedBack_cancelRefundsTheRest() public {
         IJobEscrow.JobSpec memory spec = Specs.typical();
-        uint256 sent = _price(spec, 0) + 0.5 ether;
+        uint256 price = _price(spec, 0);
+        uint256 sent = price + 0.5 ether;
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), sent, _deadlineFor(spec), spec);
+        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, 0);
+        vm.expectEmit(true, true, true, true, address(escrow));
+        emit IJobEscrow.Credited(alice, 0.5 ether);
         uint256 jobId = _submit(alice, spec, 0, sent);
-        assertEq(escrow.getJob(jobId).payment, sent, "whole msg.value escrowed");
+        assertEq(escrow.getJob(jobId).payment, price, "the quote escrowed");
         assertEq(address(escrow).balance, sent, "balance");
-        // ... and refunded in full.
+        // ... and the cancel refunds the quote: everything sent is the requester's again.
         vm.prank(alice);
         escrow.cancelJob(jobId);
         assertEq(escrow.creditOf(alice), sent, "refund is what was sent");
@@ -136,11 +140,12 @@ contract JobEscrowSubmitTest is EscrowTest {
     function testFuzz_submit_deadline(uint256 timestamp, uint256 hours_, uint32 grace) public {
         timestamp = _bound(timestamp, 1, 1e10);
         IJobEscrow.Limits memory lim = escrow.limits();
-        lim.maxHours = type(uint16).max;
+        lim.maxHours = 8760; // the cap
+        grace = uint32(_bound(grace, 0, 30 days)); // the cap
         vm.prank(admin);
         escrow.setLimits(lim, grace);
         vm.warp(timestamp);
-        IJobEscrow.JobSpec memory spec = Specs.sized(1, uint16(_bound(hours_, 1, type(uint16).max)));
+        IJobEscrow.JobSpec memory spec = Specs.sized(1, uint16(_bound(hours_, 1, 8760)));
         uint256 jobId = _submit(alice, spec, 0, _price(spec, 0));
         assertEq(
             escrow.getJob(jobId).deadline, timestamp + uint256(spec.maxHours) * 3600 + grace, "now + hours*3600 + grace"
@@ -192,7 +197,8 @@ contract JobEscrowSubmitTest is EscrowTest {
             assertEq(escrow.nextJobId(), 1, "no job");
         } else {
             uint256 jobId = _submit(alice, spec, cb, payment);
-            assertEq(escrow.getJob(jobId).payment, payment, "escrowed as sent");
+            assertEq(escrow.getJob(jobId).payment, price, "the quote is escrowed");
+            assertEq(escrow.creditOf(alice), payment - price, "the overpayment is credited back");
             assertEq(address(escrow).balance, payment, "balance");
         }
     }
@@ -333,7 +339,9 @@ contract JobEscrowSubmitTest is EscrowTest {
         uint256 price = _price(spec, 2_000_000);
         assertEq(escrow.quote(spec, 2_000_000), price, "quote");
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec);
+        emit IJobEscrow.JobSubmitted(
+            1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, 2_000_000
+        );
         uint256 jobId = _submit(alice, spec, 2_000_000, price);
         assertEq(escrow.getJob(jobId).callbackGasLimit, 2_000_000, "callback gas at its limit");
     }

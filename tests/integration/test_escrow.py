@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import decode
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 
+from bridge.chain.reader import LogReader, SubmittedLog
 from bridge.chain.spec import JOB_SPEC_ABI_TYPE, InputFile, JobSpec, Status, spec_hash
 from tests.builders import (
     Accounts,
@@ -113,15 +115,19 @@ def test_job_submitted_event_carries_the_spec_and_its_hash(
     assert args["jobId"] == job_id == 1
     assert args["requester"] == accounts.user
     assert args["specHash"] == spec_hash(job_spec)
-    assert args["payment"] == price + 7  # an overpayment is escrowed as sent
+    assert args["payment"] == price  # only the quote is escrowed; the 7 wei above are credited back
     now = chain.eth.get_block(receipt["blockNumber"])["timestamp"]
     grace = escrow.functions.deadlineGrace().call()
     assert args["deadline"] == now + job_spec.max_hours * 3600 + grace
     # web3's decoding (a dict per struct) and a raw eth_abi decoding (tuples) both round-trip.
     assert JobSpec.from_abi(args["spec"]) == job_spec
-    (log,) = [entry for entry in receipt["logs"] if entry["address"] == escrow.address]
-    _, _, _, raw_spec = decode(["bytes32", "uint256", "uint64", JOB_SPEC_ABI_TYPE], log["data"])
+    topic = HexBytes(escrow.events.JobSubmitted().topic)
+    (log,) = [entry for entry in receipt["logs"] if HexBytes(entry["topics"][0]) == topic]
+    _, _, _, raw_spec, gas_limit = decode(
+        ["bytes32", "uint256", "uint64", JOB_SPEC_ABI_TYPE, "uint32"], log["data"]
+    )
     assert JobSpec.from_abi(raw_spec) == job_spec
+    assert gas_limit == args["callbackGasLimit"] == 0
 
     job = get_job(escrow, job_id)
     assert job == {
@@ -130,9 +136,10 @@ def test_job_submitted_event_carries_the_spec_and_its_hash(
         "cancelRequested": False,
         "deadline": args["deadline"],
         "callbackGasLimit": 0,
-        "payment": price + 7,
+        "payment": price,
         "resultHash": b"\x00" * 32,
     }
+    assert escrow.functions.creditOf(accounts.user).call() == 7
     assert chain.eth.get_balance(escrow.address) == price + 7
 
 
@@ -143,6 +150,25 @@ def test_submit_rejects_a_payment_below_the_quote(
     with reverts_with("PaymentTooLow(uint256,uint256)") as revert:
         submit_job(chain, escrow, accounts.user, value=price - 1)
     assert revert.args == (price - 1, price)
+
+
+def test_log_reader_reads_the_callback_gas_limit_from_the_event(
+    chain: Web3, escrow: Contract, consumer: Contract, accounts: Accounts
+) -> None:
+    """The bridge sizes batches from ``JobSubmitted``'s last field, with no extra call."""
+    with_callback, receipt = submit_via_consumer(
+        chain, escrow, consumer, accounts.user, callback_gas_limit=CALLBACK_GAS
+    )
+    without_callback, _ = submit_job(chain, escrow, accounts.user, spec())
+    reader = LogReader(chain, escrow.address, escrow.abi)
+    submitted = {
+        entry.job_id: entry
+        for entry in reader.fetch(receipt["blockNumber"], reader.head())
+        if isinstance(entry, SubmittedLog)
+    }
+    assert submitted[with_callback].callback_gas_limit == CALLBACK_GAS
+    assert submitted[with_callback].requester == consumer.address
+    assert submitted[without_callback].callback_gas_limit == 0
 
 
 # ------------------------------------------------------------------ lifecycle
@@ -247,7 +273,7 @@ def test_cancel_a_submitted_job_refunds_at_once(
 def test_cancel_after_accept_is_requested_then_ended_by_the_operator(
     chain: Web3, escrow: Contract, accounts: Accounts, state: Status
 ) -> None:
-    job_id, _ = submit_job(chain, escrow, accounts.user)
+    job_id, _ = submit_job(chain, escrow, accounts.user, spec(max_hours=5))
     payment = get_job(escrow, job_id)["payment"]
     _move_to(chain, escrow, accounts, job_id, state)
 
@@ -272,11 +298,20 @@ def test_cancel_after_accept_is_requested_then_ended_by_the_operator(
     )
     assert events(escrow, receipt, "UpdateSkipped") == []
     assert [e["args"] for e in events(escrow, receipt, "JobCancelled")] == [{"jobId": job_id}]
-    (credited,) = events(escrow, receipt, "Credited")
-    assert credited["args"] == {"account": accounts.user, "amount": payment}
+    # Before Running: a full refund. Once Running: the base fee and the first started hour (the
+    # typical spec's 2 vcpus) are the treasury's, the four hours not started are refunded.
+    pricing = escrow.functions.pricing().call()
+    kept = 0 if state == Status.ACCEPTED else pricing[0] + 2 * pricing[1]
+    credits = {
+        e["args"]["account"]: e["args"]["amount"] for e in events(escrow, receipt, "Credited")
+    }
+    expected = {accounts.user: payment - kept}
+    if kept:
+        expected[accounts.treasury] = kept
+    assert credits == expected
     job = get_job(escrow, job_id)
     assert (job["status"], job["payment"]) == (Status.CANCELLED, 0)
-    assert escrow.functions.creditOf(accounts.user).call() == payment
+    assert escrow.functions.creditOf(accounts.user).call() == payment - kept
 
 
 def test_operator_cannot_cancel_without_a_request(

@@ -84,6 +84,21 @@ contract GasBurnerConsumer is Requester, IJobConsumer {
     }
 }
 
+/// @notice Griefer from the security review (issue 9, finding 2): cheap when simulated (`eth_call` and
+/// `eth_estimateGas` run at gas price 0), it burns every unit of its gas once mined.
+contract SimulationAwareBurnerConsumer is Requester, IJobConsumer {
+    uint256 public calls;
+
+    constructor(IJobEscrow escrow_) Requester(escrow_) {}
+
+    function onJobFinished(uint256, IJobEscrow.Status, bytes32) external {
+        ++calls;
+        if (tx.gasprice != 0) {
+            for (;;) {}
+        }
+    }
+}
+
 /// @notice Griefer: its callback reverts with `revertSize` bytes of revert data (1 MB in the griefing
 /// test, which cannot even be paid for within the callback gas, and a smaller size that can, so that
 /// a caller copying the return data would pay for it).

@@ -11,13 +11,17 @@ import {Vm} from "./Vm.sol";
 /// @notice Drives a JobEscrow for the invariant test: several requesters (three EOAs, a well-behaved
 /// consumer, a griefing consumer and a reentrancy attacker) submit random in-bound specs with random
 /// overpayments, cancel, reclaim and withdraw; the operator accepts, runs, completes, fails, cancels and
-/// sends batches with random (often invalid) items; time moves. No action reverts (each escrow call is
-/// wrapped), so every call of a run counts.
-/// @dev Ghost accounting works from what the handler knows (what it paid in, what each account received)
-/// and from status changes it observes after each action, never from the escrow's own balance sheet:
-/// - a job's `paid` is the msg.value the handler sent;
-/// - a job is settled when its status first becomes terminal; then its `paid` moves from the escrowed
-///   total to the ghost credit of the beneficiary (the treasury for Completed, else the requester);
+/// sends batches with random (often invalid) items; the admin changes the prices; time moves. No action
+/// reverts (each escrow call is wrapped), so every call of a run counts.
+/// @dev Ghost accounting works from what the handler knows (what it paid in, the prices it set, when it saw a
+/// job start running, what each account received) and from status changes it observes after each action,
+/// never from the escrow's own balance sheet:
+/// - a job's `paid` is the quote; what the handler sent above it is credited to the requester at once;
+/// - a job is settled when its status first becomes terminal; then its `paid` leaves the escrowed total and
+///   is split by the money rules, at the prices of its submission: Completed all to the treasury; Failed
+///   the callback fee (when it asked for a callback) to the treasury, the rest to the requester; Cancelled
+///   after it was seen Running the base fee and the hours started to the treasury, the rest to the
+///   requester; otherwise all to the requester;
 /// - a withdrawal must pay an account exactly its ghost credit, which then drops to zero.
 /// (Logs are not used: forge's recordLogs keeps logs of reverted frames, such as a failed callback's.)
 contract JobEscrowHandler {
@@ -40,6 +44,16 @@ contract JobEscrowHandler {
     mapping(uint256 jobId => uint256) public settledCount;
     mapping(uint256 jobId => IJobEscrow.Status) public lastStatus;
     mapping(address account => uint256) public ghostCredit;
+    mapping(uint256 jobId => Terms) internal _terms;
+
+    /// @dev A job's fee terms as the handler priced it at submission, and when it was seen Running.
+    struct Terms {
+        uint256 baseFee;
+        uint256 hourPrice;
+        uint256 maxHours;
+        uint256 callbackFee;
+        uint256 runningSince;
+    }
 
     // violations spotted inside actions (the invariants assert they never happen)
     uint256 public statusRegressions;
@@ -87,7 +101,10 @@ contract JobEscrowHandler {
         spec.specs.ram = uint32((sizeSeed >> 16) % 262_145);
         spec.specs.disk = uint32((sizeSeed >> 48) % 1_048_577);
         uint32 cb = _callbackGas(a, callbackSeed);
-        uint256 value = escrow.quote(spec, cb) + (overpay % 4 == 0 ? 0 : overpay % 1 ether);
+        IJobEscrow.Pricing memory p = escrow.pricing();
+        uint256 price = p.baseFee + uint256(p.pricePerVcpuHour) * spec.specs.vcpus * spec.maxHours
+            + uint256(p.pricePerCallbackGas) * cb;
+        uint256 value = price + (overpay % 4 == 0 ? 0 : overpay % 1 ether);
         if (actor == address(attacker)) _queueCallbackAttack(callbackSeed);
         uint256 jobId;
         if (a < 3) {
@@ -106,12 +123,21 @@ contract JobEscrowHandler {
             }
         }
         if (jobId != 0) {
-            if (jobId != jobCount + 1 || escrow.getJob(jobId).payment != value) ++wrongSubmissions;
+            if (jobId != jobCount + 1 || escrow.getJob(jobId).payment != price) ++wrongSubmissions;
             jobCount = jobId;
-            paid[jobId] = value;
+            paid[jobId] = price;
+            _terms[jobId] = Terms({
+                baseFee: p.baseFee,
+                hourPrice: uint256(p.pricePerVcpuHour) * spec.specs.vcpus,
+                maxHours: spec.maxHours,
+                callbackFee: uint256(p.pricePerCallbackGas) * cb,
+                runningSince: 0
+            });
             lastStatus[jobId] = IJobEscrow.Status.Submitted;
             ghostDeposited += value;
-            ghostEscrowed += value;
+            ghostEscrowed += price;
+            ghostCredit[actor] += value - price; // the overpayment, credited back at once
+            ghostCredited += value - price;
             ++submits;
         }
         _sync();
@@ -184,6 +210,17 @@ contract JobEscrowHandler {
         vm.warp(block.timestamp + secondsSeed % 6 hours);
     }
 
+    /// @notice The admin changes the prices; open jobs keep the prices of their submission.
+    function reprice(uint256 seed) external {
+        IJobEscrow.Pricing memory p = IJobEscrow.Pricing({
+            baseFee: uint64(seed % 0.001 ether),
+            pricePerVcpuHour: uint64((seed >> 64) % 0.001 ether),
+            pricePerCallbackGas: uint48((seed >> 128) % 10 gwei)
+        });
+        vm.prank(admin);
+        escrow.setPricing(p);
+    }
+
     // ------------------------------------------------------------------ operator actions
 
     function accept(uint256 jobSeed) external {
@@ -233,6 +270,13 @@ contract JobEscrowHandler {
             uint8 status = s == 9 ? 255 : s >= 10 ? uint8(2 + (r >> 40) % 5) : uint8(s);
             bytes32 resultHash = (r >> 48) % 5 == 0 ? bytes32(0) : keccak256(abi.encode(r));
             updates[i] = IJobEscrow.Update(jobId, status, resultHash, "batch");
+            // The ghost books learn when a job starts running by seeing it Running after an action: within one
+            // batch, an item that runs a job is not followed by one that cancels it.
+            for (uint256 k; k < i && status == uint8(IJobEscrow.Status.Cancelled); ++k) {
+                if (updates[k].jobId == jobId && updates[k].status == uint8(IJobEscrow.Status.Running)) {
+                    updates[i].status = uint8(IJobEscrow.Status.Completed);
+                }
+            }
         }
         vm.prank(operator);
         try escrow.applyUpdates(updates) {} catch {}
@@ -250,16 +294,30 @@ contract JobEscrowHandler {
             IJobEscrow.Status before = lastStatus[id];
             if (job.status == before) continue;
             if (job.status < before || before >= IJobEscrow.Status.Completed) ++statusRegressions;
+            if (job.status == IJobEscrow.Status.Running) _terms[id].runningSince = block.timestamp;
             if (job.status >= IJobEscrow.Status.Completed) {
                 ++settledCount[id];
                 ++settlements;
-                address beneficiary = job.status == IJobEscrow.Status.Completed ? treasury : job.requester;
+                uint256 earned = _earned(id, job.status, job.callbackGasLimit != 0);
                 ghostEscrowed -= paid[id];
-                ghostCredit[beneficiary] += paid[id];
+                ghostCredit[treasury] += earned;
+                ghostCredit[job.requester] += paid[id] - earned;
                 ghostCredited += paid[id];
             }
             lastStatus[id] = job.status;
         }
+    }
+
+    /// @dev The treasury's share of job `id` settled as `status`, by the money rules.
+    function _earned(uint256 id, IJobEscrow.Status status, bool callback) internal view returns (uint256) {
+        Terms memory t = _terms[id];
+        if (status == IJobEscrow.Status.Completed) return paid[id];
+        if (status == IJobEscrow.Status.Failed) return callback ? t.callbackFee : 0;
+        if (status == IJobEscrow.Status.Cancelled && t.runningSince != 0) {
+            uint256 started = (block.timestamp - t.runningSince) / 1 hours + 1;
+            return t.baseFee + t.hourPrice * (started < t.maxHours ? started : t.maxHours);
+        }
+        return 0;
     }
 
     function _pickJob(uint256 seed) internal view returns (uint256) {

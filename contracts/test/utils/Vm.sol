@@ -2,8 +2,8 @@
 pragma solidity 0.8.28;
 
 /// @title Vm
-/// @notice The few forge cheatcodes these tests use. There is no forge-std on this machine (DESIGN.md,
-/// "Tooling facts"), so they are declared here with forge's own signatures.
+/// @notice The few forge cheatcodes these tests use. There is no forge-std on this machine (the npm copy
+/// does not build and no other can be downloaded), so they are declared here with forge's own signatures.
 interface Vm {
     /// @notice A log captured by `recordLogs`.
     struct Log {
@@ -26,4 +26,6 @@ interface Vm {
     function label(address account, string calldata newLabel) external;
     /// @notice Marks `target` cold again (account and storage), as at the start of a new transaction.
     function cool(address target) external;
+    /// @notice Sets `tx.gasprice` for the rest of the test.
+    function txGasPrice(uint256 newGasPrice) external;
 }
