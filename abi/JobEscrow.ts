@@ -312,6 +312,27 @@ export const jobEscrowAbi = [
   {
     "inputs": [
       {
+        "internalType": "string",
+        "name": "field",
+        "type": "string"
+      },
+      {
+        "internalType": "uint256",
+        "name": "value",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint256",
+        "name": "cap",
+        "type": "uint256"
+      }
+    ],
+    "name": "LimitAboveCap",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
         "internalType": "uint256",
         "name": "networkDownload",
         "type": "uint256"
@@ -714,6 +735,12 @@ export const jobEscrowAbi = [
         "internalType": "struct IJobEscrow.JobSpec",
         "name": "spec",
         "type": "tuple"
+      },
+      {
+        "indexed": false,
+        "internalType": "uint32",
+        "name": "callbackGasLimit",
+        "type": "uint32"
       }
     ],
     "name": "JobSubmitted",
