@@ -40,6 +40,11 @@ export const ERROR_MEANINGS: Record<string, string> = {
   ZeroResultHash: "a completed job needs a result hash",
   ZeroAddress: "the zero address is not allowed",
   EnforcedPause: "submissions are paused by the operator",
+  ExpectedPause: "the contract is not paused",
+  LimitAboveCap: "an admin limit above its hard cap",
+  AccessControlUnauthorizedAccount: "this account does not hold the role this needs",
+  FailedCall: "sending the ether failed",
+  ReentrancyGuardReentrantCall: "a reentrant call was refused",
 };
 
 /** The bridge's API could not be reached or answered with an error. */
