@@ -48,6 +48,13 @@ export interface Checked {
 
 const byteLength = (text: string): number => encoder.encode(text).length;
 
+/** The bridge's rule for a file name: `/`-separated, no empty, `.` or `..` segment, no `\`,
+ * no control character (it fails, and refunds, a job whose input file breaks it). */
+function cleanPath(name: string): boolean {
+  if (name.includes("\\") || /[\u0000-\u001f\u007f]/.test(name)) return false;
+  return name.split("/").every((segment) => segment !== "" && segment !== "." && segment !== "..");
+}
+
 function integer(
   errors: Map<string, string>,
   field: string,
@@ -103,8 +110,11 @@ export function checkForm(values: FormValues, limits: Limits): Checked {
   }
   values.inputs.forEach((input, i) => {
     if (input.filename.trim() === "") errors.set(`input-filename-${i}`, `Input file ${i + 1} needs a filename.`);
-    else if (/[/\\]/.test(input.filename) || input.filename === "." || input.filename === "..") {
-      errors.set(`input-filename-${i}`, `Input file ${i + 1}: a plain file name, without / or \\.`);
+    else if (!cleanPath(input.filename)) {
+      errors.set(
+        `input-filename-${i}`,
+        `Input file ${i + 1}: a relative path (a/b.txt), without empty, . or .. parts, backslashes or control characters.`,
+      );
     }
     if (input.url.trim() === "") errors.set(`input-url-${i}`, `Input file ${i + 1} needs a URL.`);
     else if (!/^https?:\/\/[^\s/]+/i.test(input.url) || !URL.canParse(input.url)) {

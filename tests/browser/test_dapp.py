@@ -121,11 +121,12 @@ def test_bad_fields_get_messages_as_they_are_typed(open_dapp: OpenDapp, site: Si
     page.get_by_test_id("app").fill("")
     expect(page.get_by_test_id("app-error")).to_have_text("The app is required.")
     page.get_by_test_id("add-input").click()
-    page.get_by_test_id("input-filename-0").fill("data.csv")
+    page.get_by_test_id("input-filename-0").fill("../data.csv")
     page.get_by_test_id("input-url-0").fill("ftp:/nowhere")
     expect(page.get_by_test_id("input-url-0-error")).to_have_text(
         "Input file 1: not an http(s) URL."
     )
+    expect(page.get_by_test_id("input-filename-0-error")).to_contain_text("a relative path")
     form_error = page.get_by_test_id("form-error")
     expect(form_error).to_contain_text("Fix these fields: App, vCPUs, RAM (MB), Hours (at most)")
     expect(page.get_by_test_id("quote")).not_to_have_attribute("data-wei", re.compile(".*"))
@@ -137,6 +138,7 @@ def test_bad_fields_get_messages_as_they_are_typed(open_dapp: OpenDapp, site: Si
     page.get_by_test_id("ram").fill("1024")
     page.get_by_test_id("app").fill("charityengine:wolframengine")
     page.get_by_test_id("input-url-0").fill("https://example.org/data.csv")
+    page.get_by_test_id("input-filename-0").fill("in/data.csv")
     expect(form_error).to_be_empty()
     expect(page.get_by_test_id("quote")).to_have_attribute("data-wei", re.compile(r"^\d+$"))
     page.get_by_test_id("hours").fill(str(max_hours + 1))
