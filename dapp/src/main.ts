@@ -523,7 +523,7 @@ async function refresh(): Promise<void> {
     }
     await Promise.all(
       [...jobs.values()].map(async (job) => {
-        if (TERMINAL.has(job.status) && job.verify !== "none" && job.verify !== "error") return;
+        if (TERMINAL.has(job.status) && (job.status !== 4 || job.verify === "done")) return; // final
         const onchain = await reader!.readContract({ address: config!.contract, abi: jobEscrowAbi, functionName: "getJob", args: [job.id] });
         job.status = onchain.status;
         job.cancelRequested = onchain.cancelRequested;
@@ -570,7 +570,8 @@ async function bridgeGet(path: string): Promise<Response> {
 }
 
 async function bridgeNotes(): Promise<void> {
-  const open = [...jobs.values()].filter((job) => !TERMINAL.has(job.status));
+  // The newest open jobs only: one request each per round.
+  const open = [...jobs.values()].filter((job) => !TERMINAL.has(job.status)).sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, 20);
   try {
     for (const job of open) {
       const response = await bridgeGet(`/jobs/${job.id}`);
