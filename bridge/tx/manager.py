@@ -90,7 +90,7 @@ from bridge.errors import (
     RpcUnavailable,
     StoreError,
 )
-from bridge.store.models import ChainTx, TxState, Update
+from bridge.store.models import ChainTx, Job, TxState, Update
 from bridge.tx.policy import (
     DEFAULT_PRIORITY_FEE,
     Fees,
@@ -103,6 +103,8 @@ from bridge.tx.policy import (
 
 log = logging.getLogger("bridge.tx")
 
+#: Status values (IJobEscrow.Status) whose write runs the job's callback.
+_COMPLETED, _FAILED = 4, 5
 #: ``ChainTx.error`` of a transaction whose nonce another transaction used.
 NONCE_TAKEN = "nonce taken by another transaction"
 #: ``ChainTx.error`` of a transaction mined with status 0.
@@ -705,6 +707,7 @@ class TxManager:
         gas = self._simulate(data, jobs, counts)
         if gas is None:
             return None
+        gas += self._callback_gas(batch)
         nonce = self._next_nonce()
         fees = self._market_fees()
         raw, tx_hash = self._sign(nonce, data, gas, fees)
@@ -756,6 +759,31 @@ class TxManager:
             extra={"tx_hash": tx_hash, "job_ids": jobs},
         )
         return row
+
+    def _callback_gas(self, batch: list[Update]) -> int:
+        """Gas the batch's callback items need on top of its estimate.
+
+        ``eth_estimateGas`` finds the least gas at which the batch succeeds, and with less gas than
+        a callback needs the contract skips that item (``UpdateSkipped``) instead of reverting, so
+        the estimate leaves the callbacks out. Each Completed or Failed item of a job with a
+        callback needs ``limit + limit // 63 + 45,000 + 16 * len(data)`` when it starts
+        (``IJobEscrow.applyUpdates``); the limit is the one ``JobSubmitted`` carried.
+        """
+        ids = {u.job_id for u in batch if u.status in (_COMPLETED, _FAILED)}
+        if not ids:
+            return 0
+        with self._session() as session:
+            rows = session.exec(
+                select(Job.job_id, Job.callback_gas_limit).where(
+                    col(Job.job_id).in_(ids), col(Job.callback_gas_limit) > 0
+                )
+            ).all()
+        limits = {int(job_id): int(limit) for job_id, limit in rows}
+        return sum(
+            limits[u.job_id] + limits[u.job_id] // 63 + 45_000 + 16 * len(u.data.encode())
+            for u in batch
+            if u.status in (_COMPLETED, _FAILED) and u.job_id in limits
+        )
 
     def _simulate(self, data: HexBytes, jobs: list[int], counts: _Counts) -> int | None:
         """Runs the batch with ``eth_call`` and ``eth_estimateGas``; its gas limit or None."""
