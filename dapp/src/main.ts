@@ -21,7 +21,7 @@ import { eventsOf, submissionsOf, type ChainEvent } from "./chain.ts";
 import { loadConfig, type DappConfig } from "./config.ts";
 import { BridgeUnreachable, describeError, formatWei } from "./errors.ts";
 import { checkForm, type Checked, type FormValues, type Limits } from "./spec.ts";
-import { resultHashOf } from "./verify.ts";
+import { resultHashOf, sha256Hex } from "./verify.ts";
 import { discoverWallets, listenForWallets, type Wallet } from "./wallet.ts";
 
 const STATUS = ["None", "Submitted", "Accepted", "Running", "Completed", "Failed", "Cancelled", "Expired"] as const;
@@ -75,7 +75,7 @@ interface JobView {
   verify: "none" | "running" | "done" | "error";
   verified: boolean | null;
   computedHash: string;
-  files: { path: string; url: string; size: number }[];
+  files: { path: string; url: string; size: number; matchesListing: boolean }[];
   row: JobRow;
 }
 
@@ -605,7 +605,7 @@ async function verify(job: JobView): Promise<void> {
       job.bridgeNote = `The bridge has no result files for this job (HTTP ${listing.status}).`;
       return;
     }
-    const body = (await listing.json()) as { files: { path: string; size: number }[] };
+    const body = (await listing.json()) as { files: { path: string; size: number; sha256: string }[] };
     const files = await Promise.all(
       body.files.map(async (f) => {
         const response = await bridgeGet(`/jobs/${job.id}/outputs/${f.path.split("/").map(encodeURIComponent).join("/")}`);
@@ -613,7 +613,15 @@ async function verify(job: JobView): Promise<void> {
         return { path: f.path, bytes: new Uint8Array(await response.arrayBuffer()) };
       }),
     );
-    job.files = files.map((f) => ({ path: f.path, url: fileUrl(job.id, f.path), size: f.bytes.length }));
+    const listed = new Map(body.files.map((f) => [f.path, f.sha256.toLowerCase()]));
+    job.files = await Promise.all(
+      files.map(async (f) => ({
+        path: f.path,
+        url: fileUrl(job.id, f.path),
+        size: f.bytes.length,
+        matchesListing: (await sha256Hex(f.bytes)) === listed.get(f.path),
+      })),
+    );
     job.computedHash = await resultHashOf(files);
     job.verified = job.computedHash.toLowerCase() === job.resultHash.toLowerCase();
     job.verify = "done";
@@ -701,6 +709,7 @@ function render(job: JobView): void {
     for (const f of job.files) {
       const item = el("li");
       item.append(el("a", { href: f.url, download: f.path.split("/").pop() ?? f.path }, f.path), ` (${f.size} bytes)`);
+      if (!f.matchesListing) item.append(el("strong", { class: "bad" }, " differs from the hash the bridge lists for it"));
       list.append(item);
     }
     r.verify.dataset.verified = String(job.verified);

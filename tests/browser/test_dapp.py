@@ -200,6 +200,7 @@ def test_a_job_submitted_from_the_page_completes_verifies_and_downloads(
     manifest = httpx.get(f"{site.stack.api_url}/jobs/{job_id}/outputs/", timeout=10).json()
     by_path = {f["path"]: f["sha256"] for f in manifest["files"]}
     assert links.count() == len(by_path)
+    expect(page.get_by_test_id(f"outputs-{job_id}")).not_to_contain_text("differs")
     with page.expect_download() as download_info:
         links.first.click()
     download = download_info.value
@@ -246,6 +247,10 @@ def test_a_tampered_file_fails_verification(
     verify = page.get_by_test_id(f"verify-{job_id}")
     expect(verify).to_have_attribute("data-verified", "false", timeout=SLOW)
     expect(verify).to_contain_text("Verification failed")
+    outputs = page.get_by_test_id(f"outputs-{job_id}")
+    expect(outputs.locator("li", has_text="out.txt")).to_contain_text(
+        "differs from the hash the bridge lists for it"
+    )
     screenshot(page, "tampered")
 
 
