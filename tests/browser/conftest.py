@@ -124,6 +124,7 @@ def open_dapp(browser: Any, site: Site) -> Iterator[OpenDapp]:
         chain_id: int | None = None,
         width: int = 1280,
         height: int = 900,
+        legacy_wallet: bool = False,
     ) -> Any:
         context = browser.new_context(
             viewport={"width": width, "height": height}, accept_downloads=True
@@ -134,6 +135,7 @@ def open_dapp(browser: Any, site: Site) -> Iterator[OpenDapp]:
             "account": account or site.fresh_account(),
             "chainId": hex(site.chain_id),
             "startChainId": hex(chain_id if chain_id is not None else site.chain_id),
+            "legacy": legacy_wallet,
         }
         context.add_init_script(f"window.__testWalletSettings = {json.dumps(wallet)};")
         context.add_init_script(WALLET_JS)

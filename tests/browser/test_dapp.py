@@ -62,6 +62,8 @@ def connect(page: Any) -> None:
 def test_connect_shows_the_account(open_dapp: OpenDapp) -> None:
     page = open_dapp()
     connect(page)
+    # Found through EIP-6963 (the announced name), not window.ethereum.
+    expect(page.get_by_test_id("message")).to_have_text(f"Connected Test Wallet: {page.account}.")
     expect(page.get_by_test_id("chain-warning")).to_be_hidden()
     expect(page.get_by_test_id("credits")).to_have_attribute("data-wei", "0")
     screenshot(page, "connected")
@@ -80,6 +82,14 @@ def _submit_from_page(page: Any, command: str) -> int:
     page.get_by_test_id("submit").click()
     expect(page.get_by_test_id("message")).to_contain_text("submitted", timeout=SLOW)
     return _job_id(page)
+
+
+def test_a_wallet_without_eip6963_is_found_through_window_ethereum(open_dapp: OpenDapp) -> None:
+    page = open_dapp(legacy_wallet=True)
+    connect(page)
+    expect(page.get_by_test_id("message")).to_have_text(
+        f"Connected Browser wallet: {page.account}."
+    )
 
 
 def test_every_field_has_a_label_and_the_page_works_by_keyboard(open_dapp: OpenDapp) -> None:

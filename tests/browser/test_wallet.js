@@ -3,8 +3,9 @@
 // Anvil, whose accounts are unlocked. The test controls it through window.__testWallet:
 //   refuse(method)   the next request of `method` fails with code 4001, as when a user says no
 //   chainId          what eth_chainId answers (a wrong chain until wallet_switchEthereumChain)
-// Its settings come from window.__testWalletSettings = {rpcUrl, account, chainId, startChainId}:
-// chainId is Anvil's, the one chain it can switch to; it starts on startChainId.
+// Its settings come from window.__testWalletSettings = {rpcUrl, account, chainId, startChainId,
+// legacy}: chainId is Anvil's, the one chain it can switch to; it starts on startChainId; legacy
+// makes it an older wallet, only set as window.ethereum and never announced.
 (() => {
   const settings = window.__testWalletSettings;
   const listeners = {};
@@ -98,6 +99,10 @@
     },
     provider,
   });
+  if (settings.legacy) {
+    window.ethereum = provider; // an older wallet: no EIP-6963, only the injected global
+    return;
+  }
   const announce = () => window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail }));
   window.addEventListener("eip6963:requestProvider", announce);
   announce();
