@@ -621,11 +621,18 @@ def demo(
         int, typer.Option(help="jobs of each kind", parser=_integer_between(1, 10_000))
     ] = 1,
     keep_running: Annotated[bool, typer.Option(help="keep everything up until Ctrl-C")] = False,
+    serve: Annotated[
+        bool, typer.Option(help="no jobs: keep the stack up for the dapp at /app/ until Ctrl-C")
+    ] = False,
+    port: Annotated[int, typer.Option(help="the bridge API's port with --serve")] = 8080,
 ) -> None:
     """Start Anvil, the CE emulator and the bridge; submit jobs; show them finish on-chain."""
-    from bridge.demo import run_demo
+    from bridge.demo import run_demo, serve_demo
 
     try:
+        if serve:
+            serve_demo(console, port=port)
+            return
         ok = run_demo(console, jobs_per_kind=jobs, keep_running=keep_running)
     except KeyboardInterrupt:
         console.print("interrupted: everything the demo started has been stopped")

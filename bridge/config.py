@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Collection
 from functools import cached_property
@@ -38,6 +39,9 @@ from bridge.chain.address import checksum_address
 from bridge.errors import ConfigError
 from bridge.jobdoc import explain
 from bridge.remote.convention import DEFAULT_BASE_URL
+
+#: An origin as browsers send it in ``Origin``: scheme, host and optional port, nothing else.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+/?")
 
 
 class Settings(BaseSettings):
@@ -80,6 +84,17 @@ class Settings(BaseSettings):
     )
     public_url: str | None = Field(
         default=None, description="base URL put in resultURI (unset: http://API_HOST:API_PORT)"
+    )
+    cors_origins: str = Field(
+        default="",
+        description="comma-separated origins whose pages may read the public GET routes (CORS)",
+    )
+    dapp_rpc_url: str | None = Field(
+        default=None,
+        description="public JSON-RPC URL the dapp at /app/ reads with (none: the wallet's)",
+    )
+    dapp_explorer_url: str | None = Field(
+        default=None, description="block explorer base URL for the dapp's transaction links"
     )
     max_scan_lag: int = Field(
         default=50, ge=0, description="blocks the scanner may trail head - confirmations (readyz)"
@@ -141,6 +156,19 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         check_database_url(value)
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",")):
+            if origin and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
+        return value
+
+    @property
+    def cors_origin_list(self) -> frozenset[str]:
+        """The origins of ``BRIDGE_CORS_ORIGINS`` (empty: no cross-origin reads)."""
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @field_validator("operator_key")
     @classmethod

@@ -230,3 +230,52 @@ def _verdict(stack: LocalStack, jobs: list[DemoJob], console: Console) -> bool:
             "[green]✓ every job ended as expected and every result hash matches its files[/]"
         )
     return not problems
+
+
+def serve_demo(console: Console, *, port: int = 8080, cors_origins: str = "") -> None:
+    """Keeps the demo stack up for a browser: Anvil, the emulator and the bridge with its API and
+    the dapp at ``/app/``, until Ctrl-C (or SIGTERM), which stops everything it started.
+
+    Prints the page's URL, the chain's RPC URL and id, the contract, and a funded development key
+    to import into a wallet (Anvil's well-known account 2: never use it on a real network).
+
+    Args:
+        port: the bridge API's port (0: a free one).
+        cors_origins: ``BRIDGE_CORS_ORIGINS`` for pages served from elsewhere.
+    """
+    from bridge.devchain import free_port
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    config = EmulatorConfig(
+        provisioning_seconds=1.0,
+        downloading_seconds=1.0,
+        running_seconds=3.0,
+        fail_commands=frozenset({FAIL_MARKER}),
+    )
+    with tempfile.TemporaryDirectory(prefix="ce-bridge-demo-") as tmp:
+        console.print("[bold]Starting Anvil, the CE emulator and the bridge…[/]")
+        settings = {"api_port": port or free_port(), "cors_origins": cors_origins}
+        with LocalStack(
+            Path(tmp), block_time=1.0, confirmations=1, emulator_config=config, settings=settings
+        ) as stack:
+            assert stack.anvil is not None
+            chain_id = stack.w3.eth.chain_id
+            console.print(f"  dapp       [bold]{stack.api_url}/app/[/]")
+            console.print(f"  RPC URL    {stack.anvil.url}   chain id {chain_id}")
+            console.print(f"  contract   {stack.escrow.address}")
+            console.print(f"  bridge API {stack.api_url}   CE emulator {stack.emulator_url}")
+            console.print(
+                f"  wallet     import this funded development key: {stack.roles.keys[2]}\n"
+                f"             (account {stack.roles.user}; Anvil's public test key, never use it "
+                "on a real network)"
+            )
+            console.print(
+                f"Add the network to your wallet (RPC {stack.anvil.url}, chain id {chain_id}), "
+                "open the dapp, connect. Ctrl-C stops everything."
+            )
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+    console.print("stopped: Anvil, the emulator and the bridge")

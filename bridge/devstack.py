@@ -115,20 +115,23 @@ class LocalStack:
         address = deploy_escrow(self.w3, r.admin, operators=[r.operator], treasury=r.treasury)
         self.escrow = escrow(self.w3, address)
         self.consumer = consumer(self.w3, deploy(self.w3, "ExampleConsumer", r.user, address))
-        self.settings = load_settings(
-            rpc_url=self.anvil.url,
-            contract_address=address,
-            operator_key=r.keys[1],
-            ce_url=self.emulator.base_url,
-            ce_authenticator=LOCAL_AUTHENTICATOR,
-            database_url=self._database_url,
-            confirmations=self._confirmations,
-            api_port=free_port(),
-            scan_interval=0.25,
-            poll_interval=0.25,
-            tx_interval=0.2,
-            **{"output_dir": self.workdir / "outputs", **self._extra},
-        )
+        fields: dict[str, Any] = {
+            "rpc_url": self.anvil.url,
+            "contract_address": address,
+            "operator_key": r.keys[1],
+            "ce_url": self.emulator.base_url,
+            "ce_authenticator": LOCAL_AUTHENTICATOR,
+            "database_url": self._database_url,
+            "confirmations": self._confirmations,
+            "api_port": free_port(),
+            "scan_interval": 0.25,
+            "poll_interval": 0.25,
+            "tx_interval": 0.2,
+            "output_dir": self.workdir / "outputs",
+            # The dapp at /app/ reads the local chain directly (Anvil answers CORS requests).
+            "dapp_rpc_url": self.anvil.url,
+        }
+        self.settings = load_settings(**{**fields, **self._extra})
         if self._start_bridge:
             self.start_bridge()
 
@@ -154,6 +157,12 @@ class LocalStack:
     def api_url(self) -> str:
         """The bridge API's base URL, ``http://HOST:PORT`` (served while the bridge runs)."""
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    @property
+    def emulator_url(self) -> str:
+        """The CE emulator's API base URL."""
+        assert self.emulator is not None
+        return str(self.emulator.base_url)
 
     def close(self) -> None:
         """Stops the bridge, the emulator and Anvil (each even if another fails)."""

@@ -30,13 +30,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge import __version__
-from bridge.api import admin, health, jobs, metrics
+from bridge.api import admin, dapp, health, jobs, metrics
+from bridge.api.cors import PublicReadCors
 from bridge.api.deps import ApiServices
 from bridge.api.limits import RequestGuard
 from bridge.api.services import (
     AdminActions,
     CallbackFailureCounter,
     MetricsSampler,
+    PendingSubmissions,
     ReadinessProbe,
 )
 from bridge.api.telemetry import ApiMetrics
@@ -95,6 +97,7 @@ def create_app(
         readiness=ReadinessProbe(db, bridge, settings.max_scan_lag),
         admin=AdminActions(bridge),
         metrics=telemetry,
+        pending=_pending(settings, bridge),
     )
 
     @contextlib.asynccontextmanager
@@ -113,12 +116,21 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    for router in (health.router, jobs.router, admin.router, metrics.router):
+    for router in (health.router, jobs.router, admin.router, metrics.router, dapp.router):
         app.include_router(router)
     _add_error_handlers(app)
     token = settings.admin_token.get_secret_value() if settings.admin_token else None
     app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes, admin_token=token)
+    app.add_middleware(PublicReadCors, origins=settings.cors_origin_list)
     return app
+
+
+def _pending(settings: Settings, bridge: Bridge | None) -> PendingSubmissions | None:
+    """Finds submissions not yet confirmed, within the blocks the scanner may still be behind."""
+    if bridge is None:
+        return None
+    window = min(settings.confirmations + settings.max_scan_lag + 1, settings.max_block_range)
+    return PendingSubmissions(bridge.w3, settings.contract_address, settings.confirmations, window)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

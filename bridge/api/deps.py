@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from bridge.api.services import AdminActions, JobQueries, ReadinessProbe
+from bridge.api.services import AdminActions, JobQueries, PendingSubmissions, ReadinessProbe
 from bridge.api.telemetry import ApiMetrics
 from bridge.config import Settings
 from bridge.engine.service import Bridge
@@ -38,6 +38,7 @@ class ApiServices:
     readiness: ReadinessProbe
     admin: AdminActions
     metrics: ApiMetrics
+    pending: PendingSubmissions | None = None
 
 
 def get_services(request: Request) -> ApiServices:

@@ -14,16 +14,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 
-from bridge.api.deps import JobsDep
+from bridge.api.deps import JobsDep, ServicesDep
 from bridge.api.schemas import (
     MAX_JOB_ID,
     ErrorBody,
     JobPage,
+    JobPending,
     JobPublic,
     OnchainStatus,
     OutputsPublic,
 )
 from bridge.engine.states import JobState
+from bridge.errors import JobNotFound
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -55,12 +57,21 @@ def list_jobs(
     return jobs.page(state=state, status=status, requester=requester, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobPublic, summary="One job", responses=_NOT_FOUND)
-def get_job(jobs: JobsDep, job_id: JobId) -> JobPublic:
+@router.get(
+    "/{job_id}", response_model=JobPublic | JobPending, summary="One job", responses=_NOT_FOUND
+)
+def get_job(jobs: JobsDep, services: ServicesDep, job_id: JobId) -> JobPublic | JobPending:
     """The job and one timeline, oldest first: its submission (block, tx), every CE call, every
     on-chain update the bridge queued (with its transaction hash and whether it was applied or
-    skipped) and the transactions that carried them."""
-    return jobs.job(job_id)
+    skipped) and the transactions that carried them. A job submitted at the head but not yet
+    confirmed is answered ``{"state": "pending", ...}`` with its confirmations so far."""
+    try:
+        return jobs.job(job_id)
+    except JobNotFound:
+        found = services.pending.find(job_id) if services.pending is not None else None
+        if found is None:
+            raise
+        return found
 
 
 @router.get(

@@ -188,6 +188,19 @@ class JobPublic(JobSummary):
     timeline: list[TimelineEntry] = Field(description="everything above, oldest first")
 
 
+class JobPending(SQLModel):
+    """``GET /jobs/{id}`` for a job submitted on-chain that the bridge will act on once its
+    submission has ``confirmations_required`` confirmations (it is not in the database yet)."""
+
+    job_id: int
+    state: Literal["pending"] = "pending"
+    requester: str = Field(description="checksum address of the submitter")
+    block_number: int = Field(description="block of the JobSubmitted event, as seen at the head")
+    tx_hash: str = Field(description="transaction of the JobSubmitted event")
+    confirmations: int = Field(description="blocks on top of it so far (0: in the head block)")
+    confirmations_required: int = Field(description="BRIDGE_CONFIRMATIONS")
+
+
 class JobPage(SQLModel):
     """``GET /jobs``: one page of jobs, newest first, and how many match in all."""
 

@@ -37,6 +37,7 @@ from bridge.api.schemas import (
     DispatchState,
     InputFilePublic,
     JobPage,
+    JobPending,
     JobPublic,
     JobSummary,
     OnchainStatus,
@@ -336,6 +337,68 @@ def _summary(job: Job) -> JobSummary:
         created_at=_utc(job.created_at),
         updated_at=_utc(job.updated_at),
     )
+
+
+class PendingSubmissions:
+    """Finds a ``JobSubmitted`` the bridge has not stored yet because it is not confirmed.
+
+    One ``eth_getLogs`` filtered by the event's topic and the job id, over the last
+    ``window`` blocks only (the confirmations plus the scan lag allowed): bounded and cheap,
+    whatever the id asked for. Only the topics are read, never the spec, so a submission the
+    bridge could not decode is still reported.
+    """
+
+    def __init__(self, w3: Web3, contract: str, confirmations: int, window: int) -> None:
+        self._w3 = w3
+        self._contract = Web3.to_checksum_address(contract)
+        self._confirmations = confirmations
+        self._window = max(window, confirmations + 1)
+        self._topic = "0x" + _submitted_topic().hex()
+
+    def find(self, job_id: int) -> JobPending | None:
+        """The pending submission of ``job_id`` seen at the head, or None.
+
+        Raises:
+            RpcUnavailable: the node did not answer.
+        """
+        try:
+            head = int(self._w3.eth.block_number)
+            logs = self._w3.eth.get_logs(
+                {
+                    "address": self._contract,
+                    "fromBlock": max(head - self._window + 1, 0),
+                    "toBlock": head,
+                    "topics": [self._topic, "0x" + job_id.to_bytes(32, "big").hex()],
+                }
+            )
+        except (Web3Exception, OSError, ValueError) as exc:
+            raise RpcUnavailable(f"reading pending submissions: {type(exc).__name__}") from exc
+        for entry in logs:
+            if entry.get("removed"):
+                continue
+            block = int(entry["blockNumber"])
+            requester = "0x" + bytes(entry["topics"][2])[-20:].hex()
+            return JobPending(
+                job_id=job_id,
+                requester=Web3.to_checksum_address(requester),
+                block_number=block,
+                tx_hash="0x" + bytes(entry["transactionHash"]).hex(),
+                confirmations=head - block,
+                confirmations_required=self._confirmations,
+            )
+        return None
+
+
+def _submitted_topic() -> bytes:
+    """``JobSubmitted``'s topic, from the compiled ABI (whatever fields the event has)."""
+    from eth_utils.abi import event_abi_to_log_topic
+
+    from bridge.chain.artifacts import load_artifact
+
+    for entry in load_artifact("JobEscrow").abi:
+        if entry.get("type") == "event" and entry.get("name") == "JobSubmitted":
+            return bytes(event_abi_to_log_topic(entry))  # type: ignore[arg-type]
+    raise RuntimeError("abi/JobEscrow.json has no JobSubmitted event")
 
 
 # ---------------------------------------------------------------------------- readiness

@@ -4,11 +4,17 @@ nor Ctrl-C leaves a process behind."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import httpx
+from eth_account import Account
+
+from bridge.devchain import free_port
 
 CE_BRIDGE = str(Path(sys.executable).parent / "ce-bridge")
 
@@ -88,3 +94,51 @@ def test_ctrl_c_leaves_no_process_behind() -> None:
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert not alive, f"processes left behind: {alive}"
     assert not _anvils_with(f"--port\x00{chain_port}")
+
+
+def test_demo_serve_keeps_the_stack_up_for_a_browser_until_ctrl_c() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [CE_BRIDGE, "demo", "--serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert process.stdout is not None
+    printed = []
+    for line in process.stdout:
+        printed.append(line)
+        if "Ctrl-C stops everything" in line:
+            break
+    text = "".join(printed)
+    try:
+        page = re.search(r"dapp\s+(http://\S+/app/)", text)
+        rpc = re.search(r"RPC URL\s+(http://\S+)\s+chain id (\d+)", text)
+        key = re.search(r"development key: (0x[0-9a-f]{64})", text)
+        assert page and rpc and key, text
+        assert page.group(1) == f"http://127.0.0.1:{port}/app/"
+        children = _children_of(process.pid)
+        with httpx.Client(timeout=10) as http:
+            assert 'data-testid="connect"' in http.get(page.group(1)).text
+            config = http.get(page.group(1) + "config.json").json()
+            assert config["chainId"] == int(rpc.group(2))
+            assert config["rpcUrl"] == rpc.group(1)
+            address = Account.from_key(key.group(1)).address
+            balance = http.post(
+                rpc.group(1),
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "eth_getBalance",
+                    "params": [address, "latest"],
+                },
+            ).json()["result"]
+            assert int(balance, 16) > 10**18, "the printed key is not funded"
+        os.kill(process.pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    assert not alive, f"processes left behind: {alive}"
