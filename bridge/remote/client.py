@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -55,6 +54,7 @@ from bridge.errors import (
     RemoteRejected,
     RemoteTransient,
 )
+from bridge.lifecycle import Closing
 from bridge.remote.convention import (
     IDEMPOTENCY_HEADER,
     JOB_CANCEL_PATH,
@@ -68,6 +68,7 @@ from bridge.remote.convention import (
     parse_cancel_response,
     parse_create_response,
 )
+from bridge.retry import Backoff
 
 log = logging.getLogger("bridge.remote.client")
 
@@ -86,7 +87,7 @@ _PING_JOB_ID: Final = "ce-bridge-readiness-probe"
 CallObserver = Callable[[str, float, RemoteError | None], None]
 
 
-class CEClient:
+class CEClient(Closing):
     """Client for one CE account at one base URL (``.../remotejobs/v2/``).
 
     Args:
@@ -141,6 +142,12 @@ class CEClient:
         self._sleep = sleep if sleep is not None else self._interrupted.wait
         self._max_download_bytes = max_download_bytes
         self._rng = random.Random()
+        self._backoff = Backoff(
+            initial=backoff_base,
+            cap=backoff_max,
+            jitter=1.0,
+            rng=lambda: self._rng.uniform(0.0, 1.0),
+        )
         self._observers: tuple[CallObserver, ...] = ()
 
     @property
@@ -174,17 +181,6 @@ class CEClient:
         """Close the underlying ``httpx.Client`` if this client created it."""
         if self._owns_http:
             self._http.close()
-
-    def __enter__(self) -> CEClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- API ---------------------------------------------------------------------------------
 
@@ -500,9 +496,7 @@ class CEClient:
                 break
             if self._interrupted.is_set():
                 raise RemoteTransient(f"{op}: not retried, the client is stopping") from last
-            delay = self._rng.uniform(
-                0.0, min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
-            )
+            delay = self._backoff.delay(attempt - 1)  # full jitter
             if last.retry_after is not None:
                 if last.retry_after > self._backoff_max:
                     log.warning(
