@@ -47,22 +47,16 @@ class Service:
         self.stop()
 
 
-class Closing:
-    """A context manager over ``close()``: ``with X(...) as x`` closes it on the way out."""
+class Closing(Service):
+    """A ``Service`` whose ``stop`` is ``close()``: ``with X(...) as x`` closes it on the way
+    out (for clients that hold connections rather than run)."""
 
     def close(self) -> None:
         """Releases what it holds; safe to call twice."""
         raise NotImplementedError
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """Same as ``close``."""
         self.close()
 
 

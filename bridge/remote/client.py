@@ -277,17 +277,7 @@ class CEClient(Closing):
         cap = self._max_download_bytes
 
         def once() -> bytes:
-            with (
-                _transport_errors("download", self._timeout, self._redact),
-                self._http.stream(
-                    "GET",
-                    target,
-                    headers={"Accept-Encoding": "identity"},
-                    timeout=self._timeout,
-                    follow_redirects=False,
-                ) as resp,
-            ):
-                self._check_download(resp, cap)
+            with self._open_download(target, cap) as resp:
                 data = _read_capped(resp, cap)
                 if data is None:
                     raise OutputTooLarge(f"download: the file is over the {cap}-byte cap")
@@ -296,6 +286,23 @@ class CEClient(Closing):
         data = self._retrying("download", once, self._max_attempts)
         log.debug("downloaded %d bytes from %s", len(data), _origin_text(target))
         return data
+
+    @contextmanager
+    def _open_download(self, target: httpx.URL, cap: int) -> Iterator[httpx.Response]:
+        """One GET of an output file, streamed as sent (no decompression, no redirects),
+        transport errors translated, the answer checked against ``cap`` before its body."""
+        with (
+            _transport_errors("download", self._timeout, self._redact),
+            self._http.stream(
+                "GET",
+                target,
+                headers={"Accept-Encoding": "identity"},
+                timeout=self._timeout,
+                follow_redirects=False,
+            ) as resp,
+        ):
+            self._check_download(resp, cap)
+            yield resp
 
     def download_into(self, url: str, sink: DownloadSink, max_bytes: int | None = None) -> int:
         """Stream one output file from the CE host into ``sink``, never holding it in memory.
@@ -326,17 +333,7 @@ class CEClient(Closing):
             if started:
                 sink.restart()
             started = True
-            with (
-                _transport_errors("download", self._timeout, self._redact),
-                self._http.stream(
-                    "GET",
-                    target,
-                    headers={"Accept-Encoding": "identity"},
-                    timeout=self._timeout,
-                    follow_redirects=False,
-                ) as resp,
-            ):
-                self._check_download(resp, cap)
+            with self._open_download(target, cap) as resp:
                 total = 0
                 for chunk in resp.iter_raw(_STREAM_CHUNK):
                     total += len(chunk)
