@@ -929,7 +929,7 @@ The money rules (prices at submission, a refund less the callback fee for a fail
 callback, the hours started for a cancel once Running, an overpayment credited back) need the
 base fee and the price per callback gas of the job's submission and the time it started
 running. They share slot 1 with the payment, which is now 96 bits (enough: the caps on hours and
-callback gas keep every quote below 2^93 wei), so a job still takes two slots. Against the
+callback gas keep every quote below 2^94 wei), so a job still takes two slots. Against the
 contract before them (this bench on the same compiler and node):
 
 {_before_after(fig)}

@@ -44,7 +44,7 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     uint256 private constant _MAX_CALLBACK_GAS_CAP = 2_000_000;
     /// @dev Hard cap on `maxHours` (a year). With the grace's cap it keeps every deadline, the date after
     /// which a requester can reclaim without the operator, within about 13 months; it also keeps every
-    /// quote below 2^96 wei (2^64 * 65,535 vcpus * 8,760 hours < 2^93), the width the payment is stored in.
+    /// quote below 2^96 wei (2^64 * 65,535 vcpus * 8,760 hours < 2^94), the width the payment is stored in.
     uint256 private constant _MAX_HOURS_CAP = 8760;
     /// @dev Hard cap on the deadline grace.
     uint256 private constant _MAX_DEADLINE_GRACE = 30 days;
