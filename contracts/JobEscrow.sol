@@ -438,10 +438,10 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
                 earned = _refund(job, jobId, status, data, terms, callbackGasLimit, callsBack);
             }
         }
-        address requester = job.requester;
         if (callsBack) {
             // A Failed item of a batch may carry a stray hash: the consumer gets zero, as getJob shows.
-            _callback(jobId, requester, callbackGasLimit, status, status == Status.Completed ? resultHash : bytes32(0));
+            bytes32 reported = status == Status.Completed ? resultHash : bytes32(0);
+            _callback(jobId, job.requester, callbackGasLimit, status, reported);
         }
     }
 
