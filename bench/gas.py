@@ -136,6 +136,13 @@ FIGURES: dict[str, str] = {
     "completeJob.callback": "completeJob with the ExampleConsumer callback storing one slot",
     "failJob.firstCredit": "failJob, the requester's first credit (a new slot)",
     "failJob": "failJob, the requester already has a credit",
+    "submitJob.overpay": "submitJob paying 1 wei above the quote (credited back, a new slot)",
+    "failJob.callback": (
+        "failJob with the ExampleConsumer callback (refund less the callback fee, fee to treasury)"
+    ),
+    "cancelRunning.batch1": (
+        "applyUpdates Cancelled of a Running job, batch of 1 (refund less base fee and hours)"
+    ),
     "life.single": "submit + acceptJob + markRunning + completeJob, single calls, no callback",
     **{
         f"applyUpdates.{kind}.batch{n}": f"applyUpdates {kind}, batch of {n}, per job"
@@ -259,6 +266,21 @@ class _Driver:
         fn = self.escrow.functions.completeJob(job_id, _result_hash(job_id), uri)
         return self._gas(fn, self.roles.operator)
 
+    def overpay(self) -> int:
+        """An EOA submission of the typical spec paying 1 wei above the quote: its gas."""
+        job_spec = typical_spec()
+        fn = self.escrow.functions.submitJob(job_spec.to_abi(), 0)
+        return self._gas(fn, self.roles.user, self._price(job_spec, 0) + 1)
+
+    def cancel(self, job_id: int) -> int:
+        """The requester's ``cancelJob``."""
+        return self._gas(self.escrow.functions.cancelJob(job_id), self.roles.user)
+
+    def operator_cancel(self, job_id: int) -> int:
+        """``applyUpdates`` with one Cancelled item."""
+        item = (job_id, int(Status.CANCELLED), b"\x00" * 32, "cancelled remotely")
+        return self._gas(self.escrow.functions.applyUpdates([item]), self.roles.operator)
+
     def fail(self, job_id: int) -> int:
         """``failJob``."""
         fn = self.escrow.functions.failJob(job_id, self.strings["failReason"])
@@ -337,12 +359,20 @@ def measure(w3: Web3, roles: Roles) -> Measurement:
     fail_warm, _ = d.submit()
     fig["failJob.firstCredit"] = d.fail(fail_first)
     fig["failJob"] = d.fail(fail_warm)
+    fig["submitJob.overpay"] = d.overpay()
+    running, _ = d.submit()
+    d.accept(running)
+    d.running(running)
+    d.cancel(running)
+    fig["cancelRunning.batch1"] = d.operator_cancel(running)
 
     d.submit_via_consumer()
     callback_job, fig["consumer.submit"] = d.submit_via_consumer()
     txs["consumer.submit"] = (d.last_hash, 1, consumer_first)
     d.accept(callback_job)
     fig["completeJob.callback"] = d.complete(callback_job)
+    fail_callback, _ = d.submit_via_consumer()
+    fig["failJob.callback"] = d.fail(fail_callback)
 
     # Batches: n fresh jobs accepted in one applyUpdates, then completed in another.
     for n in BATCH_SIZES:
@@ -521,10 +551,10 @@ def measure_plain_emit_variant(w3: Web3, roles: Roles) -> int | None:
 
     Compiles a patched copy in a temporary directory with the same compiler and settings.
     """
-    call = "_emitJobSubmitted(jobId, deadline, spec);"
+    call = "_emitJobSubmitted(jobId, price, deadline, spec, callbackGasLimit);"
     plain = (
-        "emit JobSubmitted(jobId, msg.sender, keccak256(abi.encode(spec)), msg.value, deadline,"
-        " spec);"
+        "emit JobSubmitted(jobId, msg.sender, keccak256(abi.encode(spec)), price, deadline,"
+        " spec, callbackGasLimit);"
     )
     source = (REPO_ROOT / SOURCES["JobEscrow"]).read_text()
     if source.count(call) != 1:
@@ -817,8 +847,10 @@ def _analysis(report: Report, life: Mapping[str, float]) -> str:
 
 21,000 is the transaction and {_fmt(_get(submit, 1))} the {fig["bytes.submitCalldata"]:,} bytes
 of calldata. The job's two new storage slots are {_fmt(_get(submit, 2))} (2 x 22,100): slot 0
-packs requester, status, cancel flag, deadline and callback gas limit, slot 1 holds the payment
-while it is escrowed and the result hash once the job is completed. The `JobSubmitted` log of
+packs requester, status, cancel flag, deadline, callback gas limit and hours; slot 1 packs, while
+the job is open, the escrowed payment (96 bits), the base fee and the price per callback gas at
+submission and the time the job started running (the fee terms the money rules settle with), and
+holds the result hash once the job is completed. The `JobSubmitted` log of
 {fig["bytes.specLog"]:,} bytes is {_fmt(_get(submit, 5))}. The configuration is two cold reads
 ({_fmt(_get(submit, 4))}): pricing, the job counter and the deadline grace share Pausable's
 `_paused` slot, the limits fill one more. The other writes ({_fmt(_get(submit, 3))}) are the
@@ -876,12 +908,12 @@ To meet 140,000 with the typical spec, {_fmt(life_total - 140_000)} has to go (t
    {_fmt(life_total - one_slot)} with the accept write ({_delta(life_total - one_slot, 140_000)}
    against 140,000) and about {_fmt(no_accept - one_slot)} without it
    ({_delta(no_accept - one_slot, 128_000)} against the aim).
-   Slot 0 has one byte free, so the payment has to leave storage: either the job is
-   kept as a commitment hash (requester, payment, deadline, callback gas) that the operator
-   sends back with every update, as Airnode and Chainlink Functions do, or the payment is
-   quantised to fit. The first takes `payment` and `resultHash` out of `getJob`, the second
-   breaks "an overpayment is escrowed as sent": both change the interface DESIGN.md fixes, so
-   this is for the issue to decide, not an optimisation to slip in.
+   Slot 0 is full and slot 1 holds the payment with the fee terms the money rules need (the
+   base fee and callback-gas price at submission, the running start), so these have to leave
+   storage: the job would be kept as a commitment hash (requester, payment, terms, deadline,
+   callback gas) that the operator sends back with every update, as Airnode and Chainlink
+   Functions do. That takes `payment` and `resultHash` out of `getJob`, which the interface
+   (docs/PROTOCOL.md) fixes, so it is not an optimisation to slip in.
 2. **Skip the accept write** (-{_fmt(accept_write)}, a bridge policy; the contract allows
    Submitted -> Completed): {_fmt(no_accept)} alone,
    {_delta(no_accept, 140_000)}. While a job stays Submitted its

@@ -174,6 +174,7 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
             return;
         }
         if (status >= Status.Completed) revert InvalidTransition(jobId, status, Status.Cancelled);
+        // slither-disable-next-line timestamp (deadlines are hours long: seconds of validator drift do not matter)
         if (block.timestamp > job.deadline) revert DeadlinePassed(jobId, job.deadline);
         if (job.cancelRequested) revert CancelAlreadyRequested(jobId);
         job.cancelRequested = true;
@@ -186,6 +187,7 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         Status status = job.status;
         if (status == Status.None) revert JobNotFound(jobId);
         if (status >= Status.Completed) revert InvalidTransition(jobId, status, Status.Expired);
+        // slither-disable-next-line timestamp (deadlines are hours long: seconds of validator drift do not matter)
         if (block.timestamp <= job.deadline) revert JobNotExpired(jobId, job.deadline);
         uint256 payment = _payment(job.terms);
         address requester = job.requester;
@@ -243,12 +245,13 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     /// @inheritdoc IJobEscrow
     /// @dev Earnings of the batch's settled jobs are credited to the treasury once, at the end.
     function applyUpdates(Update[] calldata updates) external onlyRole(OPERATOR_ROLE) nonReentrant {
-        uint256 earned;
+        uint256 earned = 0;
         uint256 count = updates.length;
         for (uint256 i; i < count; ++i) {
             Update calldata update = updates[i];
             earned += _apply(update.jobId, update.status, update.resultHash, update.data, false);
         }
+        // slither-disable-next-line timestamp (a sum of wei, tainted by the running charge; no time comparison)
         if (earned != 0) _credit(_treasury, earned);
     }
 
@@ -326,6 +329,7 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     ) private {
         bytes memory data = abi.encode(bytes32(0), payment, deadline, spec, callbackGasLimit);
         bytes32 topic = JobSubmitted.selector;
+        // slither-disable-next-line assembly (the in-place spec hash, measured in docs/GAS.md; see above)
         assembly ("memory-safe") {
             let body := add(data, 0x20)
             let length := mload(data)
@@ -339,6 +343,7 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     }
 
     /// @dev Validates `spec` against the limits and prices it.
+    // slither-disable-next-line cyclomatic-complexity (one flat check per bound, each with its own error)
     function _quote(JobSpec calldata spec, uint32 callbackGasLimit) private view returns (uint256) {
         Limits memory lim = _limits;
         uint256 length = bytes(spec.app).length;
@@ -477,8 +482,10 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         // The quote was baseFee + vcpuHourPrice * vcpus * maxHours + callbackFee, at these prices.
         uint256 hoursPrice = payment - baseFee - _callbackFee(terms, callbackGasLimit);
         uint256 started = (block.timestamp - runningSince) / 1 hours + 1;
+        // slither-disable-next-line timestamp (hours started: a validator's seconds of drift move at most one hour)
         if (started >= maxHours) return baseFee + hoursPrice;
-        return baseFee + hoursPrice / maxHours * started;
+        // Exact: hoursPrice is pricePerVcpuHour * vcpus * maxHours.
+        return baseFee + hoursPrice * started / maxHours;
     }
 
     /// @dev The selector of the error that rejects moving `job` to `to`, or 0 when the move is valid.
@@ -487,6 +494,7 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         if (from == Status.None) return JobNotFound.selector;
         if (to <= uint8(Status.Submitted) || to >= uint8(Status.Expired)) return InvalidStatus.selector;
         if (from >= Status.Completed || uint8(from) >= to) return InvalidTransition.selector;
+        // slither-disable-next-line timestamp (deadlines are hours long: seconds of validator drift do not matter)
         if (block.timestamp > job.deadline) return DeadlinePassed.selector;
         if (to == uint8(Status.Cancelled) && !job.cancelRequested) return CancelNotRequested.selector;
         if (to == uint8(Status.Completed) && resultHash == 0) return ZeroResultHash.selector;
@@ -512,8 +520,10 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         uint256 required = _callbackGasRequired(gasLimit);
         if (available < required) revert InsufficientGasForCallback(jobId, required, available);
         bool success;
+        // slither-disable-next-line timestamp (a code size, tainted through the job's status; no time comparison)
         if (target.code.length != 0) {
             // Assembly to pass exactly `gasLimit` and to skip copying return data.
+            // slither-disable-next-line assembly (no other way to skip copying a griefer's return data)
             assembly ("memory-safe") {
                 success := call(gasLimit, target, 0, add(payload, 0x20), mload(payload), 0, 0)
             }
@@ -534,6 +544,7 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
     }
 
     function _credit(address account, uint256 amount) private {
+        // slither-disable-next-line incorrect-equality,timestamp (an amount to credit, not a balance; no time)
         if (amount == 0) return;
         _credits[account] += amount;
         emit Credited(account, amount);

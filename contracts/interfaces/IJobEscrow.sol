@@ -241,14 +241,14 @@ interface IJobEscrow {
 
     // ------------------------------------------------------------------ admin
 
-    function setPricing(Pricing calldata pricing) external;
+    function setPricing(Pricing calldata newPricing) external;
 
     /// @notice Admin: the spec bounds and the deadline grace. Hard caps (`LimitAboveCap`):
     /// `maxCallbackGasLimit` <= 2,000,000 (a callback far below a block's gas, so every job can be settled),
     /// `maxHours` <= 8,760 (a year) and `deadlineGrace` <= 30 days (so a payment is never locked for years).
-    function setLimits(Limits calldata limits, uint32 deadlineGrace) external;
+    function setLimits(Limits calldata newLimits, uint32 newDeadlineGrace) external;
 
-    function setTreasury(address treasury) external;
+    function setTreasury(address newTreasury) external;
 
     function pause() external;
 

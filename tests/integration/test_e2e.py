@@ -164,9 +164,13 @@ def test_twenty_mixed_jobs_end_to_end(tmp_path: Path, database_url: str) -> None
             onchain = stack.escrow.functions.getJob(job.job_id).call()
             assert onchain[5] == 0, f"job {job.job_id} still holds a payment"
 
-        # Money, exact to the wei.
-        refunded_user = sum(j.payment for j in jobs if j.expected != Status.COMPLETED)
-        earned = sum(j.payment for j in jobs if j.expected == Status.COMPLETED)
+        # Money, exact to the wei (a job cancelled once Running pays its base fee and its hours).
+        running = {j.job_id for j in jobs if j.kind == "cancel-running"}
+        kept = _running_cancel_charges(stack, running)
+        refunded_user = sum(
+            j.payment - kept.get(j.job_id, 0) for j in jobs if j.expected != Status.COMPLETED
+        )
+        earned = sum(j.payment for j in jobs if j.expected == Status.COMPLETED) + sum(kept.values())
         credit = stack.escrow.functions.creditOf
         assert credit(stack.roles.user).call() == refunded_user
         assert credit(stack.consumer.address).call() == 0
@@ -190,6 +194,26 @@ def test_twenty_mixed_jobs_end_to_end(tmp_path: Path, database_url: str) -> None
         completed = next(j for j in jobs if j.kind == "plain")
         onchain_hash = bytes(stack.escrow.functions.getJob(completed.job_id).call()[6])
         assert _sha256sum_hash(stack, completed.job_id, tmp_path / "check") == onchain_hash
+
+
+def _running_cancel_charges(stack: LocalStack, ids: set[int]) -> dict[int, int]:
+    """What the treasury keeps of each job of ``ids`` cancelled after ``JobRunning``: the base fee
+    and, for each hour started until ``JobCancelled`` (at most the spec's one hour), the vCPU-hour
+    price of its one vcpu."""
+    escrow, w3 = stack.escrow, stack.w3
+    base_fee, vcpu_hour, _ = escrow.functions.pricing().call()
+    ran = {
+        int(e["args"]["jobId"]): e
+        for e in escrow.events.JobRunning().get_logs(from_block=0, to_block="latest")
+    }
+    charges: dict[int, int] = {}
+    for entry in escrow.events.JobCancelled().get_logs(from_block=0, to_block="latest"):
+        job_id = int(entry["args"]["jobId"])
+        if job_id in ids and job_id in ran:
+            started = int(w3.eth.get_block(ran[job_id]["blockNumber"])["timestamp"])
+            ended = int(w3.eth.get_block(entry["blockNumber"])["timestamp"])
+            charges[job_id] = base_fee + vcpu_hour * min((ended - started) // 3600 + 1, 1)
+    return charges
 
 
 def _sha256sum_hash(stack: LocalStack, job_id: int, workdir: Path) -> bytes:
