@@ -204,14 +204,22 @@ async function useWallet(chosen: Wallet): Promise<void> {
   chosen.provider.on?.("chainChanged", (id: string) => {
     walletChainId = Number(id);
     showChain();
+    void afterChainChange();
   });
   if (!config.rpcUrl) {
     reader = createPublicClient({ chain, transport: custom(chosen.provider) });
   }
   say(`Connected ${wallet?.info.name ?? "wallet"}: ${account}.`);
   showChain();
-  if (!limits) await loadLimits();
+  await afterChainChange();
   if (polling === undefined) polling = window.setInterval(() => void refresh(), POLL_MS);
+}
+
+/** Reads what needs the right chain once the wallet is on it (without a public RPC URL the page
+ * reads through the wallet, so nothing is read while it is on another chain). */
+async function afterChainChange(): Promise<void> {
+  if (!config || (!config.rpcUrl && !onRightChain())) return;
+  if (!limits) await loadLimits();
   void refresh();
 }
 
