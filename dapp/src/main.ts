@@ -142,7 +142,7 @@ async function loadEverything(): Promise<void> {
   });
   $("contract-line").textContent = `JobEscrow ${config.contract} on chain ${config.chainId} · bridge ${config.apiUrl}`;
   if (config.rpcUrl) {
-    reader = createPublicClient({ chain, transport: http(config.rpcUrl) });
+    reader = createPublicClient({ chain, transport: http(config.rpcUrl), pollingInterval: 1_000 });
     await loadLimits();
   }
 }
@@ -207,7 +207,7 @@ async function useWallet(chosen: Wallet): Promise<void> {
     void afterChainChange();
   });
   if (!config.rpcUrl) {
-    reader = createPublicClient({ chain, transport: custom(chosen.provider) });
+    reader = createPublicClient({ chain, transport: custom(chosen.provider), pollingInterval: 1_000 });
   }
   say(`Connected ${wallet?.info.name ?? "wallet"}: ${account}.`);
   showChain();
