@@ -224,7 +224,8 @@ def test_a_job_submitted_from_the_page_completes_verifies_and_downloads(
         "data-verified", "true", timeout=SLOW
     )
     overflow = phone.evaluate("document.documentElement.scrollWidth")
-    screenshot(phone, "dapp-phone", readme=True)
+    phone.get_by_test_id(f"job-row-{job_id}").scroll_into_view_if_needed()
+    screenshot(phone, "dapp-phone", readme=True, full_page=False)
     wide = phone.evaluate(
         """() => [...document.querySelectorAll('body *')]
               .filter(e => e.getBoundingClientRect().right > 376)
