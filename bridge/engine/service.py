@@ -61,6 +61,7 @@ from bridge.errors import (
     RpcUnavailable,
     SpecError,
 )
+from bridge.jobdoc import body_of, spec_of
 from bridge.remote.client import CEClient
 from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
 from bridge.results import result_hash, safe_relative_path
@@ -120,37 +121,13 @@ def spec_to_request(spec: JobSpec) -> CEJobRequest:
 
 
 def spec_to_json(spec: JobSpec) -> str:
-    """The spec as stored in the database (CE's field names)."""
-    s = spec.specs
-    return json.dumps(
-        {
-            "app": spec.app,
-            "commandLine": spec.command_line,
-            "specs": {
-                "vcpus": s.vcpus,
-                "ram": s.ram,
-                "disk": s.disk,
-                "networkDownload": s.network_download,
-                "networkUpload": s.network_upload,
-            },
-            "hours": spec.max_hours,
-            "inputFiles": [{"filename": f.filename, "url": f.url} for f in spec.input_files],
-        }
-    )
+    """The spec as stored in the database: CE's job document (``bridge.jobdoc``)."""
+    return json.dumps(body_of(spec))
 
 
 def spec_from_json(text: str) -> JobSpec:
     """Inverse of ``spec_to_json``."""
-    d = json.loads(text)
-    return JobSpec.from_abi(
-        {
-            "app": d["app"],
-            "commandLine": d["commandLine"],
-            "specs": d["specs"],
-            "maxHours": d["hours"],
-            "inputFiles": d["inputFiles"],
-        }
-    )
+    return spec_of(json.loads(text))
 
 
 def due_jobs(db: Engine, states: Iterable[JobState], now: float, limit: int = 256) -> list[int]:
