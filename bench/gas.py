@@ -937,9 +937,9 @@ contract before them (this bench on the same compiler and node):
 `JobSubmitted` carries one more word (the callback gas limit, +256 of log), paid back by writing
 slot 0 with one SSTORE and taking the fee terms from the quote's own reads. `markRunning` now
 writes slot 1 too (the running start: a cold read and a write, about +5,000), the one write that
-got markedly dearer; completions and failures pay a few hundred more for the new checks (the
-callback gas check that lets a batch skip a starved callback item instead of reverting, the fee
-split of a failure). The new paths: an overpayment's credit is
+got markedly dearer; a completion pays a few dozen gas more for the callback gas check that lets
+a batch skip a starved callback item instead of reverting, a failure a few hundred for the fee
+split. The new paths: an overpayment's credit is
 {_fmt(fig["submitJob.overpay"] - fig["submitJob"])} on top of the submission when the requester
 already has a credit (as in this bench; 17,000 more when it opens the credit slot); a failed
 job with a callback {_fmt(fig["failJob.callback"])}, of which the callback and the treasury's
