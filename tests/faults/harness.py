@@ -441,29 +441,32 @@ def _order(entry: Any) -> tuple[int, int]:
     return (int(entry["blockNumber"]), int(entry["logIndex"]))
 
 
-def _running_cancel_charges(
+def _treasury_shares(
     w3: Web3, escrow: Contract, ids: set[int], from_block: int
 ) -> dict[int, int]:
-    """What the treasury keeps of each job of ``ids`` cancelled once Running (the contract's money
-    rule): the base fee and the vCPU-hour price of each hour started between ``JobRunning`` and
-    ``JobCancelled`` (at most the job's hours), at the prices of its submission (the workloads
-    never change them). Jobs without a callback, as every workload's, keep no callback fee."""
-    base_fee, vcpu_hour, _ = escrow.functions.pricing().call()
-    specs = {
-        int(e["args"]["jobId"]): e["args"]["spec"] for e in _events(escrow, "JobSubmitted", 0)
-    }
+    """What the treasury keeps of each job of ``ids`` that was not completed, by the contract's
+    money rules at the prices of its submission (the workloads never change them): a job cancelled
+    once Running keeps the base fee and the vCPU-hour price of each hour started between
+    ``JobRunning`` and ``JobCancelled`` (at most the job's hours); a failed job that asked for a
+    callback keeps the callback fee. Every other refund is whole."""
+    base_fee, vcpu_hour, per_callback_gas = escrow.functions.pricing().call()
+    submitted = {int(e["args"]["jobId"]): e["args"] for e in _events(escrow, "JobSubmitted", 0)}
     ran = {int(e["args"]["jobId"]): e for e in _events(escrow, "JobRunning", from_block)}
-    charges: dict[int, int] = {}
+    shares: dict[int, int] = {}
     for entry in _events(escrow, "JobCancelled", from_block):
         job_id = int(entry["args"]["jobId"])
         if job_id not in ids or job_id not in ran:
             continue
         started_at = int(w3.eth.get_block(ran[job_id]["blockNumber"])["timestamp"])
         ended_at = int(w3.eth.get_block(entry["blockNumber"])["timestamp"])
-        spec = specs[job_id]
+        spec = submitted[job_id]["spec"]
         hours = min((ended_at - started_at) // 3600 + 1, int(spec["maxHours"]))
-        charges[job_id] = base_fee + vcpu_hour * int(spec["specs"]["vcpus"]) * hours
-    return charges
+        shares[job_id] = base_fee + vcpu_hour * int(spec["specs"]["vcpus"]) * hours
+    for entry in _events(escrow, "JobFailed", from_block):
+        job_id = int(entry["args"]["jobId"])
+        if job_id in ids and int(submitted[job_id]["callbackGasLimit"]):
+            shares[job_id] = per_callback_gas * int(submitted[job_id]["callbackGasLimit"])
+    return shares
 
 
 def audit(
@@ -480,7 +483,8 @@ def audit(
     - every job is terminal on-chain, in the status its kind calls for, with no payment left;
     - one terminal event per job; credits to the treasury and to each requester equal the
       payments of the completed and of the refunded jobs by the money rules (a job cancelled once
-      Running pays its base fee and started hours), no payout doubled;
+      Running pays its base fee and started hours, a failed one with a callback its callback
+      fee), no payout doubled;
     - the contract's balance equals escrowed payments plus every credit;
     - the emulator made exactly one remote job per key, and one per job that had to run;
     - every item the bridge queued is in the outbox once per (job, status);
@@ -513,7 +517,7 @@ def audit(
     credited: Counter[str] = Counter()
     for entry in _events(escrow, "Credited", from_block):
         credited[Web3.to_checksum_address(entry["args"]["account"])] += int(entry["args"]["amount"])
-    kept = _running_cancel_charges(w3, escrow, ids, from_block)
+    kept = _treasury_shares(w3, escrow, ids, from_block)
     earned = sum(j.payment for j in jobs if j.expected is Status.COMPLETED) + sum(kept.values())
     assert credited[treasury] == earned, (
         f"treasury credited {credited[treasury]} wei, completed jobs paid {earned}"
