@@ -388,3 +388,8 @@ def advisory_lock_held(conn: Connection, key: int) -> bool:
 def operator_key(operator: str) -> int:
     """The advisory lock key of an operator address's process lock."""
     return advisory_key(f"operator:{operator.lower()}")
+
+
+def scanner_label(chain_id: int, contract: str) -> str:
+    """The leadership label of the log scanner of (``chain_id``, ``contract``)."""
+    return f"scanner:{chain_id}:{contract.lower()}"

@@ -170,6 +170,11 @@ class BridgeProcess:
         """Whether the process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running process, or None."""
+        return self._process.pid if self.running and self._process is not None else None
+
     def start(self) -> None:
         """Starts ``ce-bridge run`` (the previous process must be gone)."""
         assert not self.running, "the bridge is already running"
