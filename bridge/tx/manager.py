@@ -48,8 +48,24 @@ Guarantees:
   and the job ids.
 
 One ``TxManager`` per key and process: ``tick`` takes a lock, so threads may share an instance,
-but two processes must not drive the same key at once (the caller holds a lease for that; a
-second writer is detected by the ``(sender, nonce)`` unique constraint and backs off).
+but two processes must not drive the same key at once (the caller holds the key's process lock,
+``bridge.store.locks``; a second writer is detected by the ``(sender, nonce)`` unique
+constraint and backs off).
+
+Several keys on one PostgreSQL database (one process each):
+
+- Each writer batches any queued update, whoever's job it is. An update is claimed by exactly
+  one writer: its row is locked (``FOR UPDATE SKIP LOCKED``: other writers skip it) from its
+  selection until the signed transaction and its ``tx_id`` are committed together. There is no
+  "claimed but not signed" state on disk: a writer that dies before that commit holds nothing
+  (its transaction is rolled back with its connection) and the update is batched by the next.
+- A writer that dies after the commit leaves signed transactions of its key. The key's process
+  finishes them when it comes back; while it stays away (its operator lock free for
+  ``adopt_after`` s) any other writer finishes them as far as no key is needed: it re-sends the
+  stored bytes, confirms them, or marks them fatal and releases their updates
+  (``_finish_orphaned``). A fee bump of such a transaction waits for its key.
+- The end state of a transaction is written under its row's lock, once (``_locked_unconfirmed``),
+  whichever process gets there first.
 """
 
 from __future__ import annotations
@@ -90,6 +106,8 @@ from bridge.errors import (
     RpcUnavailable,
     StoreError,
 )
+from bridge.store.claims import is_shared
+from bridge.store.locks import advisory_lock_held, operator_key
 from bridge.store.models import ChainTx, Job, TxState, Update
 from bridge.tx.policy import (
     DEFAULT_MAX_BATCH_GAS,
@@ -199,6 +217,9 @@ class TxManager:
         revert_backoff: seconds before a batch whose simulation reverted is simulated again.
         max_batch_gas: most gas one batch is sized for (``batch_gas``); a batch is cut before
             the update that would pass it.
+        adopt_after: seconds another key's process must be gone (its operator lock free, on
+            PostgreSQL) before this writer finishes that key's stored transactions.
+        adopt_check_every: seconds between two looks for such keys.
     """
 
     def __init__(
@@ -219,6 +240,8 @@ class TxManager:
         on_skipped: Callable[[int, int, str], None] | None = None,
         revert_backoff: float = 10.0,
         max_batch_gas: int = DEFAULT_MAX_BATCH_GAS,
+        adopt_after: float = 60.0,
+        adopt_check_every: float = 2.0,
     ) -> None:
         if batch_size < 1 or max_inflight < 1 or confirmations < 0:
             raise ValueError("batch_size and max_inflight must be >= 1, confirmations >= 0")
@@ -241,12 +264,20 @@ class TxManager:
         self._max_batch_gas = max_batch_gas
         self._skipped_topic = HexBytes(Web3.keccak(text="UpdateSkipped(uint256,uint8,bytes4)"))
         self._lock = threading.Lock()
+        self._shared = is_shared(db)  # PostgreSQL: other processes (other keys) write too
         self._chain_id: int | None = None
         # In memory only (lost on restart, which is what re-sends every stored transaction):
         self._sent: set[int] = set()  # tx ids whose current bytes the node accepted this run
         self._bump_now: set[int] = set()  # tx ids a node called underpriced
         self._capped: set[int] = set()  # tx ids stuck at the fee cap (warned once)
         self._simulate_after = 0.0  # clock time before which a reverting batch is not retried
+        # Other keys whose process is gone (``_finish_orphaned``): monotonic time each was
+        # first seen without its lock; the ones whose transactions this writer finishes.
+        self._adopt_after = adopt_after
+        self._adopt_check_every = adopt_check_every
+        self._orphans_checked = float("-inf")
+        self._orphaned_since: dict[str, float] = {}
+        self._adopted: set[str] = set()
 
     @property
     def sender(self) -> ChecksumAddress:
@@ -280,6 +311,7 @@ class TxManager:
             counts = _Counts()
             try:
                 self._track(counts)
+                self._finish_orphaned(counts)
                 self._send_new(counts)
                 waiting, inflight = self._backlog()
             except BridgeError:
@@ -424,7 +456,7 @@ class TxManager:
         return row
 
     def reopen_after_reorg(self, session: Session, fork_block: int) -> list[int]:
-        """Reopens this key's transactions confirmed in a block above ``fork_block``.
+        """Reopens the transactions (of every key) confirmed in a block above ``fork_block``.
 
         Called by the scanner, in the transaction that rewinds it, when a reorg deeper than the
         confirmations replaced blocks above ``fork_block``: a confirmed write there may be gone.
@@ -437,7 +469,8 @@ class TxManager:
         rows = list(
             session.exec(
                 select(ChainTx).where(
-                    col(ChainTx.sender) == self._sender,
+                    # every key's: each process tracks its own again (a gone key's are adopted,
+                    # see ``finish_orphaned``)
                     col(ChainTx.state) == TxState.CONFIRMED,
                     col(ChainTx.mined_block) > fork_block,
                 )
@@ -584,8 +617,9 @@ class TxManager:
             skips.setdefault(key, []).append(error_name(event["args"]["reason"], self._abi))
         skipped: list[tuple[int, int, str]] = []
         with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
+            row = self._locked_unconfirmed(session, tx)
+            if row is None:
+                return  # finished meanwhile by another process (see finish_orphaned)
             updates = self._updates_of(session, cast(int, tx.id))
             for u in updates:
                 reasons = skips.get((u.job_id, u.status))
@@ -636,8 +670,9 @@ class TxManager:
     def _fail(self, tx: ChainTx, reason: str) -> None:
         """Marks ``tx`` fatal and releases its updates for a new batch, in one commit."""
         with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
+            row = self._locked_unconfirmed(session, tx)
+            if row is None:
+                return
             updates = self._updates_of(session, cast(int, tx.id))
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
@@ -670,8 +705,9 @@ class TxManager:
         assert tx.id is not None
         alone: list[Update] = []
         with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
+            row = self._locked_unconfirmed(session, tx)
+            if row is None:
+                return
             updates = self._updates_of(session, tx.id)
             if len(updates) == 1:
                 (u,) = updates
@@ -719,10 +755,138 @@ class TxManager:
             except Exception:  # the caller's code: its failure must not stop this round
                 log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
 
+    @staticmethod
+    def _locked_unconfirmed(session: Session, tx: ChainTx) -> ChainTx | None:
+        """The stored row of ``tx``, locked (PostgreSQL) for the end state about to be written,
+        or None if it is no longer unconfirmed: a key's transactions may be finished by the
+        key's own process and by another one adopting them (``finish_orphaned``) at once."""
+        row = session.get(ChainTx, tx.id, with_for_update=True, populate_existing=True)
+        if row is None or row.state != TxState.UNCONFIRMED:
+            return None
+        return row
+
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
         self._bump_now.discard(tx_id)
         self._capped.discard(tx_id)
+
+    # ------------------------------------------------------------------ step 1b: gone keys
+
+    def _finish_orphaned(self, counts: _Counts) -> None:
+        """Finishes the stored transactions of other keys whose process is gone (PostgreSQL).
+
+        A key's process that dies leaves its signed transactions unconfirmed; it finishes them
+        itself when it comes back. If it stays away (its operator lock free for ``adopt_after``
+        seconds, read from ``pg_locks``), this writer finishes them instead, as far as that
+        needs no key: it re-sends the stored signed bytes, follows their receipts and confirms
+        them, or marks them fatal (reverted: split as usual; nonce taken), releasing their
+        updates to every writer. What needs the key (a fee bump, a rebuild without a dropped
+        update) waits for the key's return. Checked at most every ``adopt_check_every`` s.
+        """
+        if not self._shared or self._clock() < self._orphans_checked + self._adopt_check_every:
+            return
+        self._orphans_checked = self._clock()
+        with self._session() as session:
+            senders = set(
+                session.exec(
+                    select(ChainTx.sender)
+                    .where(
+                        col(ChainTx.state) == TxState.UNCONFIRMED,
+                        col(ChainTx.sender) != self._sender,
+                    )
+                    .distinct()
+                ).all()
+            )
+        if senders:
+            with self._db.connect() as conn:
+                senders = {s for s in senders if not advisory_lock_held(conn, operator_key(s))}
+        now = time.monotonic()
+        for gone in set(self._orphaned_since) - senders:
+            del self._orphaned_since[gone]  # back, or nothing left to finish
+        for sender in sorted(senders):
+            since = self._orphaned_since.setdefault(sender, now)
+            if now - since >= self._adopt_after:
+                self._finish_key(sender, counts)
+
+    def _finish_key(self, sender: str, counts: _Counts) -> None:
+        with self._session() as session:
+            txs = list(
+                session.exec(
+                    select(ChainTx)
+                    .where(
+                        col(ChainTx.sender) == sender,
+                        col(ChainTx.state) == TxState.UNCONFIRMED,
+                    )
+                    .order_by(col(ChainTx.nonce))
+                ).all()
+            )
+        if not txs:
+            return
+        if sender not in self._adopted:
+            self._adopted.add(sender)
+            log.warning(
+                "operator %s: its process is gone; finishing its %d stored transactions "
+                "(nonces %s) from %s",
+                sender,
+                len(txs),
+                [t.nonce for t in txs],
+                self._sender,
+            )
+        head = int(self._w3.eth.block_number)
+        chain_nonce = int(
+            self._w3.eth.get_transaction_count(Web3.to_checksum_address(sender), "latest")
+        )
+        for tx in txs:
+            self._finish_one(tx, head, chain_nonce, counts)
+
+    def _finish_one(self, tx: ChainTx, head: int, chain_nonce: int, counts: _Counts) -> None:
+        """``_track_one`` for another key's transaction: everything but signing."""
+        tx_id = cast(int, tx.id)
+        receipt = self._find_receipt(tx)
+        if receipt is not None:
+            tx = self._record_mined(tx, receipt)
+            assert tx.mined_block is not None
+            if head - tx.mined_block < self._confirmations:
+                return
+            if not self._is_canonical(tx.mined_block, tx.mined_block_hash):
+                self._unmine(tx, "its block is no longer canonical")  # re-sent next round
+            elif int(receipt["status"]) == 1:
+                self._confirm(tx, receipt)
+                counts.confirmed += 1
+            else:
+                self._split_reverted(tx)
+                counts.failed += 1
+            return
+        if tx.mined_block is not None:
+            self._unmine(tx, "its receipt is gone")
+            return
+        if tx.nonce < chain_nonce:
+            if self._find_receipt(tx) is None:
+                self._fail(tx, NONCE_TAKEN)
+                counts.failed += 1
+            return
+        with self._session() as session:
+            updates = self._updates_of(session, tx_id)
+        if tx_id in self._sent or any(u.held or u.applied is False for u in updates):
+            return  # sent already, or it must be rebuilt first: that needs its key
+        assert tx.raw_tx is not None
+        try:
+            self._send_raw(tx.raw_tx)
+            outcome = SendOutcome.ACCEPTED
+        except Web3RPCError as exc:
+            outcome = classify_send_error(_node_message(exc))
+        except (Web3Exception, OSError):
+            outcome = SendOutcome.RETRYABLE
+        if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
+            self._sent.add(tx_id)
+            counts.sent += 1
+            log.info(
+                "sent tx %s nonce %d of operator %s (its process is gone)",
+                tx.tx_hash,
+                tx.nonce,
+                tx.sender,
+                extra={"tx_hash": tx.tx_hash},
+            )
 
     # ------------------------------------------------------------------ step 2: new batches
 
@@ -732,11 +896,16 @@ class TxManager:
                 return
             if self._clock() < self._simulate_after:
                 return
-            batch = self._next_batch()
-            if not batch:
-                return
-            tx = self._create(batch, counts)
-            if tx is None:
+            # The claim: on PostgreSQL the batch's rows stay locked (FOR UPDATE SKIP LOCKED)
+            # in this session until the signed transaction and its tx_id are committed in it,
+            # so writers of other keys batch other updates instead of colliding; a writer that
+            # dies meanwhile leaves them unclaimed (its connection's transaction is rolled back).
+            with self._session() as claim:
+                batch = self._next_batch(claim)
+                if not self._shared:
+                    claim.commit()  # SQLite: no row locks; the write opens its own transaction
+                tx = self._create(batch, counts, claim) if batch else None
+            if not batch or tx is None:
                 return
             sent = self._broadcast(tx, counts)
             if sent is _Sent.OK:
@@ -744,33 +913,40 @@ class TxManager:
             elif sent is _Sent.KEPT:
                 return  # the node refuses for now: no more new transactions this round
 
-    def _next_batch(self) -> list[Update]:
+    def _next_batch(self, session: Session) -> list[Update]:
         """The oldest queued updates that may go together: of the oldest one's split group
         (a set that reverted on-chain is never re-sent whole), at most ``batch_size`` and,
-        beyond the first, within ``max_batch_gas`` (see ``batch_gas``)."""
+        beyond the first, within ``max_batch_gas`` (see ``batch_gas``). On PostgreSQL they are
+        locked in ``session`` and rows another writer has locked are skipped."""
         eligible = (
             col(Update.tx_id).is_(None),
             col(Update.applied).is_(None),  # not dropped by the engine
             col(Update.held).is_(False),
         )
-        with self._session() as session:
-            first = session.exec(select(Update).where(*eligible).order_by(col(Update.id))).first()
-            if first is None:
-                return []
-            group = (
-                col(Update.split_group).is_(None)
-                if first.split_group is None
-                else col(Update.split_group) == first.split_group
-            )
-            batch = list(
-                session.exec(
-                    select(Update)
-                    .where(*eligible, group)
-                    .order_by(col(Update.id))
-                    .limit(self._batch_size)
-                ).all()
-            )
-            limits = self._callback_limits(session, _job_ids(batch))
+        first = session.exec(
+            select(Update)
+            .where(*eligible)
+            .order_by(col(Update.id))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if first is None:
+            return []
+        group = (
+            col(Update.split_group).is_(None)
+            if first.split_group is None
+            else col(Update.split_group) == first.split_group
+        )
+        batch = list(
+            session.exec(
+                select(Update)
+                .where(*eligible, group)
+                .order_by(col(Update.id))
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+        )
+        limits = self._callback_limits(session, _job_ids(batch))
         batch = self._within_gas(batch, limits)
         if first.split_group is not None:
             return batch  # a reverted set's half goes at once
@@ -800,8 +976,9 @@ class TxManager:
             kept.append(u)
         return kept
 
-    def _create(self, batch: list[Update], counts: _Counts) -> ChainTx | None:
-        """Simulates, signs and stores one ``applyUpdates`` for ``batch``; None if it cannot."""
+    def _create(self, batch: list[Update], counts: _Counts, claim: Session) -> ChainTx | None:
+        """Simulates, signs and stores (in ``claim``, the session that selected ``batch``) one
+        ``applyUpdates`` for ``batch``; None if it cannot."""
         items = [
             (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
             for u in batch
@@ -817,40 +994,39 @@ class TxManager:
         nonce = self._next_nonce()
         raw, tx_hash = self._sign(nonce, data, gas, fees)
         ids = [cast(int, u.id) for u in batch]
-        with self._session() as session:
-            row = ChainTx(
-                sender=self._sender,
-                nonce=nonce,
-                attempt=0,
-                hashes=tx_hash,
-                state=TxState.UNCONFIRMED,
-                raw_tx=raw,
-                tx_hash=tx_hash,
-                max_fee_per_gas=fees.max_fee_per_gas,
-                max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
-                gas_limit=gas,
+        row = ChainTx(
+            sender=self._sender,
+            nonce=nonce,
+            attempt=0,
+            hashes=tx_hash,
+            state=TxState.UNCONFIRMED,
+            raw_tx=raw,
+            tx_hash=tx_hash,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+            gas_limit=gas,
+        )
+        claim.add(row)
+        try:
+            claim.flush()
+        except IntegrityError:
+            claim.rollback()
+            log.warning(
+                "nonce %d of %s is already stored by another writer; backing off",
+                nonce,
+                self._sender,
             )
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()
-                log.warning(
-                    "nonce %d of %s is already stored by another writer; backing off",
-                    nonce,
-                    self._sender,
-                )
-                return None
-            claimed = session.exec(
-                sql_update(Update)
-                .where(col(Update.id).in_(ids), col(Update.tx_id).is_(None))
-                .values(tx_id=row.id)
-            )
-            if claimed.rowcount != len(ids):
-                session.rollback()
-                log.warning("updates of jobs %s were claimed by another writer", jobs)
-                return None
-            session.commit()
+            return None
+        claimed = claim.exec(
+            sql_update(Update)
+            .where(col(Update.id).in_(ids), col(Update.tx_id).is_(None))
+            .values(tx_id=row.id)
+        )
+        if claimed.rowcount != len(ids):
+            claim.rollback()
+            log.warning("updates of jobs %s were claimed by another writer", jobs)
+            return None
+        claim.commit()
         log.info(
             "stored tx %s nonce %d: applyUpdates of %d updates, gas limit %d, max fee %d wei, "
             "tip %d wei; jobs %s",
