@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete
@@ -73,8 +73,15 @@ from bridge.remote.client import CEClient
 from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
 from bridge.results import manifest_from_digests, safe_input_url, safe_relative_path
 from bridge.store import control
+from bridge.store.claims import WorkClaims
 from bridge.store.db import describe_db_error, open_database, shown_url
-from bridge.store.locks import ProcessLock
+from bridge.store.locks import (
+    Leadership,
+    ProcessLock,
+    SoleLeader,
+    acquire_leadership,
+    scanner_label,
+)
 from bridge.store.models import (
     Job,
     OutputFile,
@@ -95,6 +102,9 @@ _Call = tuple[str, bool, str | None]
 
 #: ``Update.skip_reason`` of a write the bridge dropped: its job's submission vanished in a reorg.
 DROPPED = "dropped: submission removed by a chain reorganisation"
+
+#: Seconds since its last write before a shared store's unreferenced file is swept.
+SHARED_SWEEP_AGE = 3600.0
 
 _WORK_STATES = (
     JobState.NEW,
@@ -225,6 +235,7 @@ class Bridge:
         escrow: Contract,
         chain_id: int,
         clock: Callable[[], float] = time.time,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -250,6 +261,10 @@ class Bridge:
         #: Why the bridge stopped itself (e.g. its process lock was taken), or None.
         self.fatal: str | None = None
         self.outputs = OutputStore(settings.output_root)
+        #: The scanner's lead among the processes on the database (always held on SQLite).
+        self.leadership: Leadership = leadership or SoleLeader()
+        #: This process's claims on CE work (no-ops on SQLite), held under its operator address.
+        self.claims = WorkClaims(db, tx.sender, lease=settings.claim_lease, clock=clock)
 
     @classmethod
     def from_settings(
@@ -314,13 +329,25 @@ class Bridge:
             stuck_after=settings.tx_stuck_after,
             fee_bump_percent=settings.fee_bump_percent,
             max_fee_wei=int(settings.max_fee_gwei * 10**9),
+            adopt_after=settings.claim_lease,
             on_skipped=lambda job_id, status, error: bridge.on_update_skipped(
                 job_id, status, error
             ),
         )
         reader = LogReader(w3, escrow.address, abi)
+        leadership = acquire_leadership(
+            settings.database_url, scanner_label(chain_id, escrow.address), role="scanner"
+        )
         bridge = cls(
-            settings, db=db, w3=w3, ce=ce, tx=tx, reader=reader, escrow=escrow, chain_id=chain_id
+            settings,
+            db=db,
+            w3=w3,
+            ce=ce,
+            tx=tx,
+            reader=reader,
+            escrow=escrow,
+            chain_id=chain_id,
+            leadership=leadership,
         )
         bridge._process_lock = process_lock
         if paused:
@@ -361,6 +388,7 @@ class Bridge:
             thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.ce.close()
+        self.leadership.release()
         lock, self._process_lock = self._process_lock, None
         if lock is not None:
             lock.release()
@@ -370,7 +398,11 @@ class Bridge:
         no download runs: at start). Returns how many of each were removed."""
         with Session(self.db) as session:
             referenced = set(session.exec(select(OutputFile.sha256)).all())
-        partial, unreferenced = self.outputs.sweep(referenced)
+        # A store shared with other processes (PostgreSQL) keeps what is younger than an hour:
+        # another process may be writing it, or about to commit the row that names it.
+        partial, unreferenced = self.outputs.sweep(
+            referenced, min_age=SHARED_SWEEP_AGE if self.claims.shared else 0.0
+        )
         if partial or unreferenced:
             log.info(
                 "output store: removed %d partial downloads and %d unreferenced files",
@@ -485,7 +517,11 @@ class Bridge:
         return Web3.to_checksum_address(self.contract)
 
     def scan_once(self) -> ScanReport | None:
-        """Scans the next range of confirmed blocks. Returns None when there was nothing to do."""
+        """Scans the next range of confirmed blocks, if this process leads the scan (several
+        processes on one PostgreSQL database: one scans, the others stand by). Returns None
+        when there was nothing to do."""
+        if not self.leadership.held():
+            return None
         head = self.reader.head()
         safe = head - self.settings.confirmations
         with Session(self.db) as session:
@@ -586,13 +622,24 @@ class Bridge:
     ) -> list[tuple[int, m.Decision]]:
         actions: list[tuple[int, m.Decision]] = []
         with self._lock, Session(self.db) as session:
+            # The cursor's row first, locked: a scanner that lost its lead unnoticed (its lock's
+            # connection gone) cannot store a range another one has stored meanwhile.
+            cursor = session.get(ScanCursor, self.contract, with_for_update=True)
+            if cursor is not None and cursor.block != last:
+                log.warning(
+                    "the scan cursor moved to block %d under this scanner (at %d): another "
+                    "process scans; this range is dropped",
+                    cursor.block,
+                    last,
+                )
+                return []
             for entry in logs:
                 if isinstance(entry, SubmittedLog):
                     stored = self._store_submission(session, entry)
                     if stored is not None and stored[1].actions:
                         actions.append(stored)
                     continue
-                job = session.get(Job, entry.job_id)
+                job = session.get(Job, entry.job_id, with_for_update=True)
                 if job is None:
                     continue  # a job from before our start block
                 if isinstance(entry, CancelRequestedLog):
@@ -615,9 +662,7 @@ class Bridge:
                 decision = self._orphan(session, job)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
-            cursor = session.get(ScanCursor, self.contract) or ScanCursor(
-                contract=self.contract, block=to_block
-            )
+            cursor = cursor or ScanCursor(contract=self.contract, block=to_block)
             cursor.block = to_block
             cursor.updated_at = utcnow()
             session.add(cursor)
@@ -637,7 +682,7 @@ class Bridge:
         self, session: Session, entry: SubmittedLog
     ) -> tuple[int, m.Decision] | None:
         """Stores a new job, or matches a known one; returns a decision whose actions to run."""
-        existing = session.get(Job, entry.job_id)
+        existing = session.get(Job, entry.job_id, with_for_update=True)
         at = entry.at
         generation = 0
         decision = None
@@ -841,7 +886,7 @@ class Bridge:
         with self._lock, Session(self.db) as session:
             for kind, ok, detail in calls:
                 session.add(RemoteCall(job_id=job_id, kind=kind, ok=ok, detail=detail))
-            job = session.get(Job, job_id)
+            job = session.get(Job, job_id, with_for_update=True)
             if (
                 job is None
                 or (expect is not None and job.state != expect)
@@ -863,18 +908,20 @@ class Bridge:
         that fail: see ``_due_cancels``)."""
         jobs = [j for j, d in actions if m.RemoteAction.CANCEL_REMOTE in d.actions]
         if jobs:
-            for row in self._due_cancels(jobs):
-                self._send_cancel(row)
+            self._send_cancels(self._due_cancels(jobs))
 
     def _due_cancels(self, job_ids: list[int] | None = None) -> list[RemoteCancel]:
-        """Queued remote cancellations not yet answered and due (of ``job_ids``, if given)."""
-        query = select(RemoteCancel).where(
-            col(RemoteCancel.done_at).is_(None), col(RemoteCancel.next_attempt_at) <= self._clock()
-        )
-        if job_ids is not None:
-            query = query.where(col(RemoteCancel.job_id).in_(job_ids))
-        with Session(self.db, expire_on_commit=False) as session:
-            return list(session.exec(query.order_by(col(RemoteCancel.id)).limit(64)).all())
+        """Queued remote cancellations not yet answered and due (of ``job_ids``, if given),
+        claimed by this process (``WorkClaims.claim_cancels``)."""
+        return self.claims.claim_cancels(self._clock(), job_ids)
+
+    def _send_cancels(self, rows: list[RemoteCancel]) -> None:
+        """Sends ``rows`` (claimed by ``_due_cancels``) one by one, then releases them."""
+        try:
+            for row in rows:
+                self._send_cancel(row)
+        finally:
+            self.claims.release(cancel_ids=[r.id for r in rows if r.id is not None])
 
     def _send_cancel(self, row: RemoteCancel) -> None:
         """Asks CE to cancel one queued remote job; records the answer or schedules a retry."""
@@ -968,15 +1015,35 @@ class Bridge:
         states = [
             s for s in _WORK_STATES if not (s is JobState.NEW and self.dispatch_paused.is_set())
         ]
-        due = due_jobs(self.db, states, now)
-        futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
-        futures += [self._pool.submit(self._send_cancel, row) for row in self._due_cancels()]
-        for future in futures:
-            try:
-                future.result()
-            except Exception:  # one task's failure must not stop the others' round
-                log.exception("a worker task failed; the round goes on")
+        due = self.claims.claim_jobs(states, now)
+        cancels = self._due_cancels()
+        jobs = {self._pool.submit(self._work_job, job_id, chain_now): job_id for job_id in due}
+        sends = {self._pool.submit(self._send_cancel, row): row.id or 0 for row in cancels}
+        try:
+            self._wait_renewing(jobs, sends)
+        finally:
+            self.claims.release(due, sends.values())
         return len(due)
+
+    def _wait_renewing(self, jobs: dict[Future[None], int], sends: dict[Future[None], int]) -> None:
+        """Waits for the round's tasks; renews the claims of the ones still running every
+        third of the lease (a long download keeps its job)."""
+        pending: set[Future[None]] = set(jobs) | set(sends)
+        every = self.claims.lease / 3
+        renewed = time.monotonic()
+        while pending:
+            done, pending = wait(pending, timeout=every, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    future.result()
+                except Exception:  # one task's failure must not stop the others' round
+                    log.exception("a worker task failed; the round goes on")
+            if pending and time.monotonic() - renewed >= every:
+                renewed = time.monotonic()
+                self.claims.renew(
+                    [jobs[f] for f in pending if f in jobs],
+                    [sends[f] for f in pending if f in sends],
+                )
 
     def _work_job(self, job_id: int, chain_now: int) -> None:
         if self._stop.is_set():
@@ -1028,7 +1095,7 @@ class Bridge:
         self, job: Job, message: str, *, counted: bool = True, logged: bool = False
     ) -> None:
         with self._lock, Session(self.db) as session:
-            fresh = session.get(Job, job.job_id)
+            fresh = session.get(Job, job.job_id, with_for_update=True)
             if fresh is None or fresh.state != job.state:
                 return
             if counted:
@@ -1101,7 +1168,7 @@ class Bridge:
         """Records, before the first job-create of ``job`` is sent, that CE may have a job for
         it from now on (see ``_apply``). False if the job is no longer new."""
         with self._lock, Session(self.db) as session:
-            fresh = session.get(Job, job.job_id)
+            fresh = session.get(Job, job.job_id, with_for_update=True)
             if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
                 return False
             fresh.create_sent_at = self._clock()
@@ -1112,15 +1179,14 @@ class Bridge:
     def _cancel_stray(self, job_id: int, remote_id: str) -> None:
         """Queues and sends the cancellation of a remote job its job did not take."""
         with self._lock, Session(self.db) as session:
-            job = session.get(Job, job_id)
+            job = session.get(Job, job_id, with_for_update=True)
             if job is not None and job.remote_job_id == remote_id:
                 return  # it did take it after all
             reason = "remote job created after its job had ended"
             session.add(RemoteCancel(job_id=job_id, remote_job_id=remote_id, reason=reason))
             session.commit()
         log.warning("job %d: %s: cancelling remote job %s", job_id, reason, remote_id)
-        for row in self._due_cancels([job_id]):
-            self._send_cancel(row)
+        self._send_cancels(self._due_cancels([job_id]))
 
     def _settled_at_head(self, job: Job) -> bool:
         """Whether ``job`` (loaded as new) was settled on-chain meanwhile: a terminal event of it
@@ -1195,7 +1261,7 @@ class Bridge:
 
     def _schedule_poll(self, job_id: int, state: JobState) -> None:
         with self._lock, Session(self.db) as session:
-            job = session.get(Job, job_id)
+            job = session.get(Job, job_id, with_for_update=True)
             if job is not None and job.state == state:
                 job.next_attempt_at = self._clock() + self.settings.poll_interval
                 session.add(job)
@@ -1254,7 +1320,7 @@ class Bridge:
         ).digest()
         uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
         with self._lock, Session(self.db) as session:
-            fresh = session.get(Job, job.job_id)
+            fresh = session.get(Job, job.job_id, with_for_update=True)
             if fresh is None or fresh.state != JobState.FINISHING:
                 return
             if fresh.generation != job.generation:
@@ -1306,7 +1372,7 @@ class Bridge:
             JobConflict: the job is not open (settled or orphaned).
         """
         with self._lock, Session(self.db) as session:
-            job = session.get(Job, job_id)
+            job = session.get(Job, job_id, with_for_update=True)
             if job is None:
                 raise JobNotFound(job_id)
             state = JobState(job.state)
