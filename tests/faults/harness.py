@@ -323,21 +323,24 @@ class Workload:
 
     def send_due_cancellations(self) -> int:
         """Cancels ``cancel-early`` jobs at once and ``cancel-running`` ones once accepted."""
-        sent = 0
+        sent: list[tuple[Submitted, Any]] = []
         for job in self.jobs:
             if job.cancel_sent or job.kind not in ("cancel-early", "cancel-running"):
                 continue
             status = self.status(job.job_id)
             if job.kind == "cancel-running" and status < Status.ACCEPTED:
                 continue
+            tx = None
             if not status.is_terminal:
                 fn = self.stack.escrow.functions.cancelJob(job.job_id)
                 tx = fn.transact({"from": job.requester, "gas": 200_000})
+            sent.append((job, tx))
+        for job, tx in sent:  # all sent first: one block's wait, not one per cancellation
+            if tx is not None:
                 receipt = self.stack.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
                 assert receipt["status"] == 1, f"cancelJob({job.job_id}) reverted"
             job.cancel_sent = True
-            sent += 1
-        return sent
+        return len(sent)
 
     def all_terminal(self) -> bool:
         """Every submitted job is terminal on-chain (and every cancellation was sent)."""

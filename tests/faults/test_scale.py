@@ -125,6 +125,11 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
             pid = _leader_pid(database, scanner_key)
             return next((p for p in live() if p.pid == pid), None)
 
+        def ready(p: BridgeProcess) -> bool:
+            """Whether ``p`` finished its start-up (its n-th "bridge running" line)."""
+            text = p.log_path.read_text(errors="replace")
+            return p.running and text.count("bridge running for") >= p.starts
+
         def pause(seconds: float) -> None:
             until = time.monotonic() + seconds
             while time.monotonic() < until:
@@ -142,6 +147,11 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
                 wait_for(lambda: leader() is not None, 60, "a scanner leader", interval=0.05)
                 current = leader()
                 victim = current if kill % 4 == 0 and current else rng.choice(live())
+                if victim is current:
+                    # A failover needs a standby: the others must be up, not still starting.
+                    wait_for(lambda: all(ready(p) for p in live()), 60, "the standbys to be up")
+                    current = leader()
+                    victim = current or victim
                 was_leader = victim is current
                 victim.kill()
                 killed_at = time.monotonic()
