@@ -84,22 +84,27 @@ class JobDocument(_Strict):
     @classmethod
     def from_spec(cls, spec: JobSpec) -> JobDocument:
         """The document of an on-chain spec. Raises ``ValidationError`` if it breaks a bound."""
-        s = spec.specs
-        return cls.model_validate(
-            {
-                "app": spec.app,
-                "commandLine": spec.command_line,
-                "specs": {
-                    "vcpus": s.vcpus,
-                    "ram": s.ram,
-                    "disk": s.disk,
-                    "networkDownload": s.network_download,
-                    "networkUpload": s.network_upload,
-                },
-                "hours": spec.max_hours,
-                "inputFiles": [{"filename": f.filename, "url": f.url} for f in spec.input_files],
-            }
-        )
+        return cls.model_validate(document_fields(spec))
+
+
+def document_fields(spec: JobSpec) -> dict[str, Any]:
+    """The spec in the job document's shape (CE's field names), not validated: the one place
+    that maps ``JobSpec`` to CE's names (``JobDocument.from_spec`` validates it; the engine
+    stores it as ``Job.spec_json``)."""
+    s = spec.specs
+    return {
+        "app": spec.app,
+        "commandLine": spec.command_line,
+        "specs": {
+            "vcpus": s.vcpus,
+            "ram": s.ram,
+            "disk": s.disk,
+            "networkDownload": s.network_download,
+            "networkUpload": s.network_upload,
+        },
+        "hours": spec.max_hours,
+        "inputFiles": [{"filename": f.filename, "url": f.url} for f in spec.input_files],
+    }
 
 
 class CreateBody(JobDocument):

@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -34,9 +33,9 @@ from bridge.chain.deploy import connect
 from bridge.chain.reader import LogReader
 from bridge.config import Settings
 from bridge.engine import machine as m
-from bridge.engine.cancels import CancelOutbox
 from bridge.engine.codec import spec_from_json, spec_to_json, spec_to_request
-from bridge.engine.ledger import DROPPED, JobLedger, job_view
+from bridge.engine.core import Core
+from bridge.engine.ledger import DROPPED, job_view
 from bridge.engine.scanner import Scanner, ScanReport
 from bridge.engine.states import JobState
 from bridge.engine.worker import DispatchPause, Worker, due_jobs
@@ -55,11 +54,9 @@ from bridge.outputs import OutputStore
 from bridge.remote.client import CEClient
 from bridge.retry import Backoff
 from bridge.store import control
-from bridge.store.claims import WorkClaims
 from bridge.store.db import describe_db_error, open_database, shown_url
 from bridge.store.locks import Leadership, ProcessLock, acquire_leadership, scanner_label
 from bridge.store.models import Job, OutputFile, utcnow
-from bridge.store.uow import Store
 from bridge.tx.manager import TxManager
 
 log = logging.getLogger("bridge.engine")
@@ -90,44 +87,6 @@ def _db_outage(exc: BaseException) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Core:
-    """The roles built before the writer (so it can report to the ledger without a reference
-    back): the store, the cancel outbox, the ledger, and the stop signal they share."""
-
-    store: Store
-    cancels: CancelOutbox
-    ledger: JobLedger
-    stopping: threading.Event
-
-    @classmethod
-    def build(
-        cls,
-        settings: Settings,
-        db: Engine,
-        ce: CEClient,
-        chain_id: int,
-        clock: Callable[[], float],
-        *,
-        holder: str,
-    ) -> Core:
-        """The core roles over ``db`` and ``ce``; ``holder`` (the operator address) names this
-        process's claims on CE work."""
-        store = Store(db)
-        stopping = threading.Event()
-        claims = WorkClaims(db, holder, lease=settings.claim_lease, clock=clock)
-        cancels = CancelOutbox(store, ce, clock=clock, stopping=stopping, claims=claims)
-        ledger = JobLedger(
-            store,
-            cancels,
-            chain_id=chain_id,
-            contract=settings.contract_address,
-            poll_interval=settings.poll_interval,
-            clock=clock,
-        )
-        return cls(store=store, cancels=cancels, ledger=ledger, stopping=stopping)
-
-
 class Bridge:
     """One bridge process: the scanner, the CE worker and the writer over one database.
 
@@ -137,8 +96,6 @@ class Bridge:
         clock: epoch seconds.
         core: the store, cancel outbox and ledger, when built before ``tx`` (``from_settings``
             does, to hand ``tx`` the ledger's ``on_update_skipped``); else built here.
-        leadership: the scanner's lead among the processes on the database (PostgreSQL:
-            ``acquire_leadership``); None: always held (one process).
     """
 
     def __init__(
@@ -166,6 +123,7 @@ class Bridge:
         self.chain_id = chain_id
         self.contract = settings.contract_address
         core = core or Core.build(settings, db, ce, chain_id, clock, holder=tx.sender)
+        self.claims = core.claims
         self.store, self.cancels, self.ledger = core.store, core.cancels, core.ledger
         self._stop = core.stopping
         self.outputs = OutputStore(settings.output_root)
@@ -173,29 +131,20 @@ class Bridge:
         #: Mirror of the stored pause (``control.dispatch_paused``), read each worker round.
         self.dispatch_paused = self.pause.event
         self.scanner = Scanner(
-            settings,
-            store=self.store,
-            ledger=self.ledger,
-            cancels=self.cancels,
+            core,
             reader=reader,
             w3=w3,
             reopen=lambda session, fork: tx.reopen_after_reorg(session, fork),
             leadership=leadership,
         )
         self.worker = Worker(
-            settings,
-            store=self.store,
-            ledger=self.ledger,
-            cancels=self.cancels,
+            core,
             ce=ce,
             reader=reader,
             outputs=self.outputs,
             pause=self.pause,
             cursor=self.scanner.cursor,
             chain_id=chain_id,
-            clock=clock,
-            stopping=self._stop,
-            claims=self.cancels.claims,
         )
         self._threads: list[threading.Thread] = []
         self._process_lock: ProcessLock | None = None
@@ -322,8 +271,8 @@ class Bridge:
         for thread in self._threads:
             thread.join(timeout)
         self.worker.close()
-        self.ce.close()
         self.scanner.leadership.release()
+        self.ce.close()
         lock, self._process_lock = self._process_lock, None
         if lock is not None:
             lock.release()
@@ -335,9 +284,8 @@ class Bridge:
             referenced = set(session.exec(select(OutputFile.sha256)).all())
         # A store shared with other processes (PostgreSQL) keeps what is younger than an hour:
         # another process may be writing it, or about to commit the row that names it.
-        shared = self.cancels.claims.shared
         partial, unreferenced = self.outputs.sweep(
-            referenced, min_age=SHARED_SWEEP_AGE if shared else 0.0
+            referenced, min_age=SHARED_SWEEP_AGE if self.claims.shared else 0.0
         )
         if partial or unreferenced:
             log.info(

@@ -64,7 +64,7 @@ Several keys on one PostgreSQL database (one process each):
   ``adopt_after`` s) any other writer finishes them as far as no key is needed: it re-sends the
   stored bytes, confirms them, or marks them fatal and releases their updates
   (``_finish_orphaned``). A fee bump of such a transaction waits for its key.
-- The end state of a transaction is written under its row's lock, once (``_locked_unconfirmed``),
+- The end state of a transaction is written under its row's lock, once (``_end``),
   whichever process gets there first.
 """
 
@@ -109,6 +109,7 @@ from bridge.errors import (
 from bridge.store.claims import is_shared
 from bridge.store.locks import advisory_lock_held, operator_key
 from bridge.store.models import ChainTx, Job, TxState, Update
+from bridge.tx import plan
 from bridge.tx.policy import (
     DEFAULT_MAX_BATCH_GAS,
     DEFAULT_PRIORITY_FEE,
@@ -346,51 +347,72 @@ class TxManager:
             self._track_one(tx, head, chain_nonce, counts)
 
     def _track_one(self, tx: ChainTx, head: int, chain_nonce: int, counts: _Counts) -> None:
+        """Gathers the facts of ``tx`` and does what ``bridge.tx.plan`` answers."""
         assert tx.id is not None
         receipt = self._find_receipt(tx)
         if receipt is not None:
             tx = self._record_mined(tx, receipt)
             assert tx.mined_block is not None
-            if head - tx.mined_block < self._confirmations:
-                return
-            if not self._is_canonical(tx.mined_block, tx.mined_block_hash):
-                sendable = self._sendable(
-                    self._unmine(tx, "its block is no longer canonical"), counts
+            mined_block, succeeded = tx.mined_block, int(receipt["status"]) == 1
+            step = plan.plan_mined(
+                head=head,
+                mined_block=mined_block,
+                confirmations=self._confirmations,
+                succeeded=succeeded,
+            )
+            if step.action is plan.TxAction.CHECK_CANONICAL:
+                step = plan.plan_mined(
+                    head=head,
+                    mined_block=mined_block,
+                    confirmations=self._confirmations,
+                    succeeded=succeeded,
+                    canonical=self._is_canonical(mined_block, tx.mined_block_hash),
                 )
+        else:
+            step = plan.plan_unmined(
+                was_mined=tx.mined_block is not None, nonce=tx.nonce, chain_nonce=chain_nonce
+            )
+        match step.action:
+            case plan.TxAction.WAIT:
+                return
+            case plan.TxAction.RESEND_REORGED:
+                sendable = self._sendable(self._unmine(tx, step.reason), counts)
                 if sendable is not None and self._broadcast(sendable, counts) is _Sent.OK:
                     counts.sent += 1
                 return
-            if int(receipt["status"]) == 1:
+            case plan.TxAction.CONFIRM:
+                assert receipt is not None
                 self._confirm(tx, receipt)
                 counts.confirmed += 1
-            else:
+                return
+            case plan.TxAction.SPLIT_REVERTED:
                 self._split_reverted(tx)
                 counts.failed += 1
-            return
-        if tx.mined_block is not None:
-            sendable = self._sendable(self._unmine(tx, "its receipt is gone"), counts)
-            if sendable is not None and self._broadcast(sendable, counts) is _Sent.OK:
-                counts.sent += 1
-            return
-        if tx.nonce < chain_nonce:
-            # The nonce is used. Not by one of our hashes (no receipt above), unless it was
-            # mined between the two queries: look once more before calling it foreign.
-            if self._find_receipt(tx) is None:
-                self._fail(tx, NONCE_TAKEN)
-                counts.failed += 1
-            return
+                return
+            case plan.TxAction.NONCE_USED:
+                # Not by one of our hashes (no receipt above), unless it was mined between the
+                # two queries: look once more before calling it foreign.
+                if self._find_receipt(tx) is None:
+                    self._fail(tx, NONCE_TAKEN)
+                    counts.failed += 1
+                return
         sendable = self._sendable(tx, counts)
         if sendable is None:
             return
         tx = sendable
-        if tx.id in self._bump_now:
-            self._replace(tx, counts)  # a node called it underpriced
-        elif tx.id not in self._sent:
-            # Never accepted by the node in this run (new process, failed send): same bytes.
-            if self._broadcast(tx, counts) is _Sent.OK:
-                counts.sent += 1
-        elif self._is_stuck(tx):
+        assert tx.id is not None
+        step = plan.plan_send(
+            bump_requested=tx.id in self._bump_now,
+            sent_this_run=tx.id in self._sent,
+            broadcast_at=tx.broadcast_at,
+            now=self._clock(),
+            stuck_after=self._stuck_after,
+        )
+        if step.action is plan.TxAction.BUMP:
             self._replace(tx, counts)
+        elif step.action is plan.TxAction.SEND and self._broadcast(tx, counts) is _Sent.OK:
+            # Never accepted by the node in this run (new process, failed send): same bytes.
+            counts.sent += 1
 
     def _sendable(self, tx: ChainTx, counts: _Counts) -> ChainTx | None:
         """``tx`` (not mined) as it may be (re)sent now, or None while it must wait.
@@ -551,9 +573,6 @@ class TxManager:
             tx_hash=Web3.to_hex(Web3.keccak(HexBytes(tx.raw_tx))),
         )
 
-    def _is_stuck(self, tx: ChainTx) -> bool:
-        return tx.broadcast_at is not None and self._clock() - tx.broadcast_at >= self._stuck_after
-
     def _replace(self, tx: ChainTx, counts: _Counts) -> None:
         """Signs, stores, then sends a same-nonce replacement of ``tx`` with bumped fees."""
         assert tx.id is not None and tx.raw_tx is not None
@@ -616,11 +635,8 @@ class TxManager:
             key = (int(event["args"]["jobId"]), int(event["args"]["status"]))
             skips.setdefault(key, []).append(error_name(event["args"]["reason"], self._abi))
         skipped: list[tuple[int, int, str]] = []
-        with self._session() as session:
-            row = self._locked_unconfirmed(session, tx)
-            if row is None:
-                return  # finished meanwhile by another process (see finish_orphaned)
-            updates = self._updates_of(session, cast(int, tx.id))
+
+        def applied_or_skipped(updates: list[Update]) -> None:
             for u in updates:
                 reasons = skips.get((u.job_id, u.status))
                 if reasons:
@@ -628,12 +644,11 @@ class TxManager:
                     skipped.append((u.job_id, u.status, u.skip_reason))
                 else:
                     u.applied, u.skip_reason = True, None
-                session.add(u)
-            row.state = TxState.CONFIRMED
-            session.add(row)
-            session.commit()
-            jobs = _job_ids(updates)
-        self._forget(cast(int, tx.id))
+
+        ended = self._end(tx, TxState.CONFIRMED, None, applied_or_skipped)
+        if ended is None:
+            return
+        jobs = _job_ids(ended)
         log.info(
             "tx %s nonce %d confirmed in block %s: %d updates applied, %d skipped; jobs %s",
             tx.tx_hash,
@@ -669,19 +684,15 @@ class TxManager:
 
     def _fail(self, tx: ChainTx, reason: str) -> None:
         """Marks ``tx`` fatal and releases its updates for a new batch, in one commit."""
-        with self._session() as session:
-            row = self._locked_unconfirmed(session, tx)
-            if row is None:
-                return
-            updates = self._updates_of(session, cast(int, tx.id))
+
+        def released(updates: list[Update]) -> None:
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
-                session.add(u)
-            row.state, row.error = TxState.FATAL, reason
-            session.add(row)
-            session.commit()
-            jobs = _job_ids(updates)
-        self._forget(cast(int, tx.id))
+
+        ended = self._end(tx, TxState.FATAL, reason, released)
+        if ended is None:
+            return
+        jobs = _job_ids(ended)
         log.error(
             "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
             tx.tx_hash,
@@ -704,27 +715,22 @@ class TxManager:
         """
         assert tx.id is not None
         alone: list[Update] = []
-        with self._session() as session:
-            row = self._locked_unconfirmed(session, tx)
-            if row is None:
-                return
-            updates = self._updates_of(session, tx.id)
+
+        def split(updates: list[Update]) -> None:
             if len(updates) == 1:
                 (u,) = updates
                 u.applied, u.skip_reason = False, REVERTED_ALONE
-                session.add(u)
                 alone.append(u)
-            else:
-                half = (len(updates) + 1) // 2
-                for i, u in enumerate(updates):
-                    u.tx_id, u.applied, u.skip_reason = None, None, None
-                    u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
-                    session.add(u)
-            row.state, row.error = TxState.FATAL, REVERTED
-            session.add(row)
-            session.commit()
-            jobs = _job_ids(updates)
-        self._forget(tx.id)
+                return
+            half = (len(updates) + 1) // 2
+            for i, u in enumerate(updates):
+                u.tx_id, u.applied, u.skip_reason = None, None, None
+                u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
+
+        ended = self._end(tx, TxState.FATAL, REVERTED, split)
+        if ended is None:
+            return
+        jobs = _job_ids(ended)
         if not alone:
             half = (len(jobs) + 1) // 2
             log.error(
@@ -755,15 +761,34 @@ class TxManager:
             except Exception:  # the caller's code: its failure must not stop this round
                 log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
 
-    @staticmethod
-    def _locked_unconfirmed(session: Session, tx: ChainTx) -> ChainTx | None:
-        """The stored row of ``tx``, locked (PostgreSQL) for the end state about to be written,
-        or None if it is no longer unconfirmed: a key's transactions may be finished by the
-        key's own process and by another one adopting them (``finish_orphaned``) at once."""
-        row = session.get(ChainTx, tx.id, with_for_update=True, populate_existing=True)
-        if row is None or row.state != TxState.UNCONFIRMED:
-            return None
-        return row
+    def _end(
+        self,
+        tx: ChainTx,
+        state: TxState,
+        error: str | None,
+        mark: Callable[[list[Update]], None],
+    ) -> list[Update] | None:
+        """Moves ``tx`` to its end ``state`` (with ``error``, if any) and its updates as
+        ``mark`` sets them, in one commit; forgets it in memory. Returns its updates, or None
+        if it had ended already: a key's transactions may be ended by the key's own process and
+        by another one finishing them for it (``_finish_orphaned``) at once, so the row is
+        locked (PostgreSQL) and its state read again first; the end is written once."""
+        assert tx.id is not None
+        with self._session() as session:
+            row = session.get(ChainTx, tx.id, with_for_update=True, populate_existing=True)
+            if row is None or row.state != TxState.UNCONFIRMED:
+                self._forget(tx.id)
+                return None
+            updates = self._updates_of(session, tx.id)
+            mark(updates)
+            session.add_all(updates)
+            row.state = state
+            if error is not None:
+                row.error = error
+            session.add(row)
+            session.commit()
+        self._forget(tx.id)
+        return updates
 
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
@@ -892,9 +917,12 @@ class TxManager:
 
     def _send_new(self, counts: _Counts) -> None:
         for _ in range(self._max_inflight):
-            if self._count_unconfirmed() >= self._max_inflight:
-                return
-            if self._clock() < self._simulate_after:
+            if not plan.may_open_batch(
+                unconfirmed=self._count_unconfirmed(),
+                max_inflight=self._max_inflight,
+                now=self._clock(),
+                simulate_after=self._simulate_after,
+            ):
                 return
             # The claim: on PostgreSQL the batch's rows stay locked (FOR UPDATE SKIP LOCKED)
             # in this session until the signed transaction and its tx_id are committed in it,
@@ -947,14 +975,15 @@ class TxManager:
             ).all()
         )
         limits = self._callback_limits(session, _job_ids(batch))
-        batch = self._within_gas(batch, limits)
-        if first.split_group is not None:
-            return batch  # a reverted set's half goes at once
-        if not batch or self._batch_wait <= 0 or len(batch) >= self._batch_size:
-            return batch
-        if self._clock() - _epoch(batch[0].created_at) < self._batch_wait:
-            return []
-        return batch
+        batch = plan.within_gas(batch, limits, self._max_batch_gas)
+        ready = plan.batch_ready(
+            size=len(batch),
+            batch_size=self._batch_size,
+            batch_wait=self._batch_wait,
+            oldest_age=self._clock() - _epoch(batch[0].created_at) if batch else 0.0,
+            split=first.split_group is not None,  # a reverted set's half goes at once
+        )
+        return batch if ready else []
 
     @staticmethod
     def _callback_limits(session: Session, job_ids: list[int]) -> dict[int, int]:
@@ -965,16 +994,6 @@ class TxManager:
             select(Job.job_id, Job.callback_gas_limit).where(col(Job.job_id).in_(job_ids))
         ).all()
         return {int(job_id): int(limit or 0) for job_id, limit in rows}
-
-    def _within_gas(self, batch: list[Update], limits: Mapping[int, int]) -> list[Update]:
-        """The longest prefix of ``batch`` whose sized gas fits ``max_batch_gas`` (at least one
-        update: one alone always goes)."""
-        kept: list[Update] = []
-        for u in batch:
-            if kept and batch_gas([*kept, u], limits) > self._max_batch_gas:
-                break
-            kept.append(u)
-        return kept
 
     def _create(self, batch: list[Update], counts: _Counts, claim: Session) -> ChainTx | None:
         """Simulates, signs and stores (in ``claim``, the session that selected ``batch``) one
