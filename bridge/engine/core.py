@@ -62,8 +62,7 @@ class Core:
             store,
             cancels,
             chain_id=chain_id,
-            contract=settings.contract_address,
-            poll_interval=settings.poll_interval,
+            settings=settings,
             clock=clock,
         )
         return cls(settings, store, cancels, ledger, clock, stopping, claims)

@@ -1208,23 +1208,20 @@ class TxManager:
             self._fail(tx, NONCE_TAKEN)
             counts.failed += 1
             return _Sent.FATAL
-        if outcome is SendOutcome.UNDERPRICED:
-            self._bump_now.add(tx.id)
-            log.warning(
-                "tx %s nonce %d is underpriced for the node (%s); bumping its fees next round",
-                tx.tx_hash,
-                tx.nonce,
-                message,
-                extra={"tx_hash": tx.tx_hash},
-            )
-            return _Sent.KEPT
         if outcome is SendOutcome.INSUFFICIENT_FUNDS:
             raise self._insufficient_funds(tx)
+        if outcome is SendOutcome.UNDERPRICED:
+            self._bump_now.add(tx.id)
+            what, then = "is underpriced for the node", "bumping its fees next round"
+        else:
+            what, then = "was not accepted", "the stored tx is sent again next round"
         log.warning(
-            "sending tx %s nonce %d failed (%s); the stored tx is sent again next round",
+            "tx %s nonce %d %s (%s); %s",
             tx.tx_hash,
             tx.nonce,
+            what,
             message,
+            then,
             extra={"tx_hash": tx.tx_hash},
         )
         return _Sent.KEPT
