@@ -1,5 +1,10 @@
 """The durable transaction manager of one operator key (after Chainlink's txmgr broadcaster).
 
+Three parts, as Chainlink's txmgr: ``bridge.tx.plan`` decides (pure: what next with each
+stored transaction, and whether and what to batch), ``bridge.tx.policy`` holds the fee and gas
+rules (pure), and this module is the I/O shell that gathers the facts from the node, does what
+the plan says and stores it through ``bridge.tx.txstore.TxStore`` (the key's rows).
+
 ``TxManager.tick()`` turns queued ``applyUpdates`` items (``update_outbox`` rows with no
 ``tx_id``) into transactions, and drives every transaction of its key to an end state:
 
@@ -48,9 +53,8 @@ Guarantees:
   and the job ids.
 
 One ``TxManager`` per key and process: ``tick`` takes a lock, so threads may share an instance,
-but two processes must not drive the same key at once (the caller holds the key's process lock,
-``bridge.store.locks``; a second writer is detected by the ``(sender, nonce)`` unique
-constraint and backs off).
+but two processes must not drive the same key at once (the caller holds a lease for that; a
+second writer is detected by the ``(sender, nonce)`` unique constraint and backs off).
 
 Several keys on one PostgreSQL database (one process each):
 
@@ -64,7 +68,7 @@ Several keys on one PostgreSQL database (one process each):
   ``adopt_after`` s) any other writer finishes them as far as no key is needed: it re-sends the
   stored bytes, confirms them, or marks them fatal and releases their updates
   (``_finish_orphaned``). A fee bump of such a transaction waits for its key.
-- The end state of a transaction is written under its row's lock, once (``_end``),
+- The end state of a transaction is written under its row's lock, once (``TxStore.end``),
   whichever process gets there first.
 """
 
@@ -83,10 +87,9 @@ from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import ChecksumAddress, HexStr
 from hexbytes import HexBytes
-from sqlalchemy import Engine, func
-from sqlalchemy import update as sql_update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import (
@@ -106,9 +109,7 @@ from bridge.errors import (
     RpcUnavailable,
     StoreError,
 )
-from bridge.store.claims import is_shared
-from bridge.store.locks import advisory_lock_held, operator_key
-from bridge.store.models import ChainTx, Job, TxState, Update
+from bridge.store.models import ChainTx, TxState, Update
 from bridge.tx import plan
 from bridge.tx.policy import (
     DEFAULT_MAX_BATCH_GAS,
@@ -121,6 +122,7 @@ from bridge.tx.policy import (
     gas_limit_for,
     initial_fees,
 )
+from bridge.tx.txstore import TxStore
 
 log = logging.getLogger("bridge.tx")
 
@@ -252,6 +254,7 @@ class TxManager:
         self._escrow = escrow
         self._abi: list[dict[str, Any]] = list(cast(Sequence[dict[str, Any]], escrow.abi))
         self._sender: ChecksumAddress = Web3.to_checksum_address(account.address)
+        self._store = TxStore(db, self._sender)
         self._confirmations = confirmations
         self._batch_size = batch_size
         self._batch_wait = batch_wait
@@ -265,7 +268,6 @@ class TxManager:
         self._max_batch_gas = max_batch_gas
         self._skipped_topic = HexBytes(Web3.keccak(text="UpdateSkipped(uint256,uint8,bytes4)"))
         self._lock = threading.Lock()
-        self._shared = is_shared(db)  # PostgreSQL: other processes (other keys) write too
         self._chain_id: int | None = None
         # In memory only (lost on restart, which is what re-sends every stored transaction):
         self._sent: set[int] = set()  # tx ids whose current bytes the node accepted this run
@@ -314,7 +316,7 @@ class TxManager:
                 self._track(counts)
                 self._finish_orphaned(counts)
                 self._send_new(counts)
-                waiting, inflight = self._backlog()
+                waiting, inflight = self._store.backlog()
             except BridgeError:
                 raise
             except SQLAlchemyError as exc:
@@ -338,7 +340,7 @@ class TxManager:
     # ------------------------------------------------------------------ step 1: tracking
 
     def _track(self, counts: _Counts) -> None:
-        txs = self._unconfirmed()
+        txs = self._store.unconfirmed()
         if not txs:
             return
         head = int(self._w3.eth.block_number)
@@ -423,8 +425,8 @@ class TxManager:
         its job's submission is being re-checked after a reorg.
         """
         assert tx.id is not None
-        with self._session() as session:
-            updates = self._updates_of(session, tx.id)
+        with self._store.session() as session:
+            updates = self._store.updates_of(session, tx.id)
         keep = [u for u in updates if u.applied is not False]
         if len(keep) < len(updates):
             tx = self._rebuild(tx, keep, counts)
@@ -446,11 +448,11 @@ class TxManager:
         fees = bumped_fees(old, self._market_fees(), self._bump_percent, self._max_fee) or old
         raw, tx_hash = self._sign(tx.nonce, data, tx.gas_limit, fees)
         kept = {cast(int, u.id) for u in keep}
-        with self._session() as session:
+        with self._store.session() as session:
             row = session.get(ChainTx, tx.id)
             assert row is not None
             dropped = []
-            for u in self._updates_of(session, tx.id):
+            for u in self._store.updates_of(session, tx.id):
                 if u.id not in kept:
                     u.tx_id = None
                     session.add(u)
@@ -478,7 +480,7 @@ class TxManager:
         return row
 
     def reopen_after_reorg(self, session: Session, fork_block: int) -> list[int]:
-        """Reopens the transactions (of every key) confirmed in a block above ``fork_block``.
+        """Reopens this key's transactions confirmed in a block above ``fork_block``.
 
         Called by the scanner, in the transaction that rewinds it, when a reorg deeper than the
         confirmations replaced blocks above ``fork_block``: a confirmed write there may be gone.
@@ -488,30 +490,7 @@ class TxManager:
         Returns:
             The ids of the reopened transactions.
         """
-        rows = list(
-            session.exec(
-                select(ChainTx).where(
-                    # every key's: each process tracks its own again (a gone key's are adopted,
-                    # see ``finish_orphaned``)
-                    col(ChainTx.state) == TxState.CONFIRMED,
-                    col(ChainTx.mined_block) > fork_block,
-                )
-            ).all()
-        )
-        for row in rows:
-            row.state = TxState.UNCONFIRMED
-            session.add(row)
-            for u in self._updates_of(session, cast(int, row.id)):
-                u.applied, u.skip_reason = None, None
-                session.add(u)
-        if rows:
-            log.warning(
-                "reorg below block %d: %d confirmed txs reopened (nonces %s)",
-                fork_block + 1,
-                len(rows),
-                [r.nonce for r in rows],
-            )
-        return [cast(int, r.id) for r in rows]
+        return self._store.reopen_after(session, fork_block)
 
     def _find_receipt(self, tx: ChainTx) -> TxReceipt | None:
         """The receipt of whichever of the transaction's hashes was mined, newest first."""
@@ -527,7 +506,7 @@ class TxManager:
         if tx.mined_block == int(receipt["blockNumber"]) and tx.mined_block_hash == block_hash:
             return tx
         tx_hash = Web3.to_hex(receipt["transactionHash"])
-        updated = self._set(
+        updated = self._store.set(
             tx,
             mined_block=int(receipt["blockNumber"]),
             mined_block_hash=block_hash,
@@ -565,7 +544,7 @@ class TxManager:
             extra={"tx_hash": tx.tx_hash},
         )
         self._sent.discard(cast(int, tx.id))
-        return self._set(
+        return self._store.set(
             tx,
             mined_block=None,
             mined_block_hash=None,
@@ -596,7 +575,7 @@ class TxManager:
             return
         original = TypedTransaction.from_bytes(HexBytes(tx.raw_tx)).as_dict()
         raw, tx_hash = self._sign(tx.nonce, HexBytes(original["data"]), tx.gas_limit, fees)
-        replaced = self._set(
+        replaced = self._store.set(
             tx,
             raw_tx=raw,
             tx_hash=tx_hash,
@@ -619,7 +598,7 @@ class TxManager:
             fees.max_fee_per_gas,
             old.max_priority_fee_per_gas,
             fees.max_priority_fee_per_gas,
-            self._jobs_of(tx.id),
+            self._store.jobs_of(tx.id),
             extra={"tx_hash": tx_hash},
         )
         counts.replaced += 1
@@ -647,7 +626,7 @@ class TxManager:
 
         ended = self._end(tx, TxState.CONFIRMED, None, applied_or_skipped)
         if ended is None:
-            return
+            return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
         log.info(
             "tx %s nonce %d confirmed in block %s: %d updates applied, %d skipped; jobs %s",
@@ -768,26 +747,9 @@ class TxManager:
         error: str | None,
         mark: Callable[[list[Update]], None],
     ) -> list[Update] | None:
-        """Moves ``tx`` to its end ``state`` (with ``error``, if any) and its updates as
-        ``mark`` sets them, in one commit; forgets it in memory. Returns its updates, or None
-        if it had ended already: a key's transactions may be ended by the key's own process and
-        by another one finishing them for it (``_finish_orphaned``) at once, so the row is
-        locked (PostgreSQL) and its state read again first; the end is written once."""
-        assert tx.id is not None
-        with self._session() as session:
-            row = session.get(ChainTx, tx.id, with_for_update=True, populate_existing=True)
-            if row is None or row.state != TxState.UNCONFIRMED:
-                self._forget(tx.id)
-                return None
-            updates = self._updates_of(session, tx.id)
-            mark(updates)
-            session.add_all(updates)
-            row.state = state
-            if error is not None:
-                row.error = error
-            session.add(row)
-            session.commit()
-        self._forget(tx.id)
+        """``TxStore.end``, then forgets ``tx`` in memory; None if it had ended already."""
+        updates = self._store.end(tx, state, error, mark)
+        self._forget(cast(int, tx.id))
         return updates
 
     def _forget(self, tx_id: int) -> None:
@@ -808,23 +770,13 @@ class TxManager:
         updates to every writer. What needs the key (a fee bump, a rebuild without a dropped
         update) waits for the key's return. Checked at most every ``adopt_check_every`` s.
         """
-        if not self._shared or self._clock() < self._orphans_checked + self._adopt_check_every:
+        if (
+            not self._store.shared
+            or self._clock() < self._orphans_checked + self._adopt_check_every
+        ):
             return
         self._orphans_checked = self._clock()
-        with self._session() as session:
-            senders = set(
-                session.exec(
-                    select(ChainTx.sender)
-                    .where(
-                        col(ChainTx.state) == TxState.UNCONFIRMED,
-                        col(ChainTx.sender) != self._sender,
-                    )
-                    .distinct()
-                ).all()
-            )
-        if senders:
-            with self._db.connect() as conn:
-                senders = {s for s in senders if not advisory_lock_held(conn, operator_key(s))}
+        senders = set(self._store.orphaned_senders())
         now = time.monotonic()
         for gone in set(self._orphaned_since) - senders:
             del self._orphaned_since[gone]  # back, or nothing left to finish
@@ -834,17 +786,7 @@ class TxManager:
                 self._finish_key(sender, counts)
 
     def _finish_key(self, sender: str, counts: _Counts) -> None:
-        with self._session() as session:
-            txs = list(
-                session.exec(
-                    select(ChainTx)
-                    .where(
-                        col(ChainTx.sender) == sender,
-                        col(ChainTx.state) == TxState.UNCONFIRMED,
-                    )
-                    .order_by(col(ChainTx.nonce))
-                ).all()
-            )
+        txs = self._store.unconfirmed_of(sender)
         if not txs:
             return
         if sender not in self._adopted:
@@ -890,8 +832,8 @@ class TxManager:
                 self._fail(tx, NONCE_TAKEN)
                 counts.failed += 1
             return
-        with self._session() as session:
-            updates = self._updates_of(session, tx_id)
+        with self._store.session() as session:
+            updates = self._store.updates_of(session, tx_id)
         if tx_id in self._sent or any(u.held or u.applied is False for u in updates):
             return  # sent already, or it must be rebuilt first: that needs its key
         assert tx.raw_tx is not None
@@ -918,7 +860,7 @@ class TxManager:
     def _send_new(self, counts: _Counts) -> None:
         for _ in range(self._max_inflight):
             if not plan.may_open_batch(
-                unconfirmed=self._count_unconfirmed(),
+                unconfirmed=self._store.count_unconfirmed(),
                 max_inflight=self._max_inflight,
                 now=self._clock(),
                 simulate_after=self._simulate_after,
@@ -928,10 +870,8 @@ class TxManager:
             # in this session until the signed transaction and its tx_id are committed in it,
             # so writers of other keys batch other updates instead of colliding; a writer that
             # dies meanwhile leaves them unclaimed (its connection's transaction is rolled back).
-            with self._session() as claim:
+            with self._store.claim() as claim:
                 batch = self._next_batch(claim)
-                if not self._shared:
-                    claim.commit()  # SQLite: no row locks; the write opens its own transaction
                 tx = self._create(batch, counts, claim) if batch else None
             if not batch or tx is None:
                 return
@@ -941,40 +881,15 @@ class TxManager:
             elif sent is _Sent.KEPT:
                 return  # the node refuses for now: no more new transactions this round
 
-    def _next_batch(self, session: Session) -> list[Update]:
+    def _next_batch(self, claim: Session) -> list[Update]:
         """The oldest queued updates that may go together: of the oldest one's split group
         (a set that reverted on-chain is never re-sent whole), at most ``batch_size`` and,
-        beyond the first, within ``max_batch_gas`` (see ``batch_gas``). On PostgreSQL they are
-        locked in ``session`` and rows another writer has locked are skipped."""
-        eligible = (
-            col(Update.tx_id).is_(None),
-            col(Update.applied).is_(None),  # not dropped by the engine
-            col(Update.held).is_(False),
-        )
-        first = session.exec(
-            select(Update)
-            .where(*eligible)
-            .order_by(col(Update.id))
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).first()
-        if first is None:
+        beyond the first, within ``max_batch_gas`` (see ``batch_gas``); claimed in ``claim``
+        (``TxStore.queued``)."""
+        queued = self._store.queued(claim, self._batch_size)
+        if queued is None:
             return []
-        group = (
-            col(Update.split_group).is_(None)
-            if first.split_group is None
-            else col(Update.split_group) == first.split_group
-        )
-        batch = list(
-            session.exec(
-                select(Update)
-                .where(*eligible, group)
-                .order_by(col(Update.id))
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
-        )
-        limits = self._callback_limits(session, _job_ids(batch))
+        first, batch, limits = queued
         batch = plan.within_gas(batch, limits, self._max_batch_gas)
         ready = plan.batch_ready(
             size=len(batch),
@@ -985,16 +900,6 @@ class TxManager:
         )
         return batch if ready else []
 
-    @staticmethod
-    def _callback_limits(session: Session, job_ids: list[int]) -> dict[int, int]:
-        """Each job's callback gas limit, from its ``JobSubmitted`` event (0: no callback)."""
-        if not job_ids:
-            return {}
-        rows = session.exec(
-            select(Job.job_id, Job.callback_gas_limit).where(col(Job.job_id).in_(job_ids))
-        ).all()
-        return {int(job_id): int(limit or 0) for job_id, limit in rows}
-
     def _create(self, batch: list[Update], counts: _Counts, claim: Session) -> ChainTx | None:
         """Simulates, signs and stores (in ``claim``, the session that selected ``batch``) one
         ``applyUpdates`` for ``batch``; None if it cannot."""
@@ -1004,15 +909,13 @@ class TxManager:
         ]
         data = HexBytes(self._escrow.encode_abi("applyUpdates", args=[items]))
         jobs = _job_ids(batch)
-        with self._session() as session:
-            limits = self._callback_limits(session, jobs)
+        limits = self._store.callback_limits(jobs)
         fees = self._market_fees()
         gas = self._simulate(data, jobs, counts, batch_gas(batch, limits, len(data)), fees)
         if gas is None:
             return None
         nonce = self._next_nonce()
         raw, tx_hash = self._sign(nonce, data, gas, fees)
-        ids = [cast(int, u.id) for u in batch]
         row = ChainTx(
             sender=self._sender,
             nonce=nonce,
@@ -1025,27 +928,8 @@ class TxManager:
             max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
             gas_limit=gas,
         )
-        claim.add(row)
-        try:
-            claim.flush()
-        except IntegrityError:
-            claim.rollback()
-            log.warning(
-                "nonce %d of %s is already stored by another writer; backing off",
-                nonce,
-                self._sender,
-            )
+        if not self._store.insert(claim, row, [cast(int, u.id) for u in batch]):
             return None
-        claimed = claim.exec(
-            sql_update(Update)
-            .where(col(Update.id).in_(ids), col(Update.tx_id).is_(None))
-            .values(tx_id=row.id)
-        )
-        if claimed.rowcount != len(ids):
-            claim.rollback()
-            log.warning("updates of jobs %s were claimed by another writer", jobs)
-            return None
-        claim.commit()
         log.info(
             "stored tx %s nonce %d: applyUpdates of %d updates, gas limit %d, max fee %d wei, "
             "tip %d wei; jobs %s",
@@ -1072,18 +956,17 @@ class TxManager:
         Returns:
             The gas limit, or None when the batch must not be sent now.
         """
-        params: TxParams = {
+        unsized: TxParams = {
             "from": self._sender,
             "to": self._escrow.address,
             "data": data,
-            "gas": sized,
             "maxFeePerGas": Wei(fees.max_fee_per_gas),
             "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
         }
+        params: TxParams = {**unsized, "gas": sized}
         try:
             self._w3.eth.call(params)
-            floor: TxParams = {k: v for k, v in params.items() if k != "gas"}  # type: ignore[assignment]
-            estimate = max(sized, gas_limit_for(int(self._w3.eth.estimate_gas(floor))))
+            estimate = max(sized, gas_limit_for(int(self._w3.eth.estimate_gas(unsized))))
         except ContractLogicError as exc:
             self._simulation_reverted(decode_revert(revert_data(exc) or b"", self._abi), jobs)
             counts.failed += 1
@@ -1127,12 +1010,7 @@ class TxManager:
 
     def _next_nonce(self) -> int:
         """Highest nonce stored for this key + 1, or the chain's count if someone went further."""
-        with self._session() as session:
-            highest = session.exec(
-                select(func.max(col(ChainTx.nonce))).where(col(ChainTx.sender) == self._sender)
-            ).one()
-        stored = 0 if highest is None else int(highest) + 1
-        return max(stored, self._chain_nonce())
+        return max(self._store.next_nonce(), self._chain_nonce())
 
     def _chain_nonce(self) -> int:
         return int(self._w3.eth.get_transaction_count(self._sender, "latest"))
@@ -1191,7 +1069,7 @@ class TxManager:
         if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
             self._sent.add(tx.id)
             if tx.broadcast_at is None:
-                self._set(tx, broadcast_at=self._clock())
+                self._store.set(tx, broadcast_at=self._clock())
             log.info(
                 "sent tx %s nonce %d attempt %d%s",
                 tx.tx_hash,
@@ -1240,66 +1118,3 @@ class TxManager:
         )
         log.error(message, extra={"tx_hash": tx.tx_hash if tx is not None else None})
         return InsufficientFunds(message)
-
-    # ------------------------------------------------------------------ database
-
-    def _session(self) -> Session:
-        return Session(self._db, expire_on_commit=False)
-
-    def _unconfirmed(self) -> list[ChainTx]:
-        with self._session() as session:
-            return list(
-                session.exec(
-                    select(ChainTx)
-                    .where(
-                        col(ChainTx.sender) == self._sender,
-                        col(ChainTx.state) == TxState.UNCONFIRMED,
-                    )
-                    .order_by(col(ChainTx.nonce))
-                ).all()
-            )
-
-    def _count_unconfirmed(self) -> int:
-        with self._session() as session:
-            return int(
-                session.exec(
-                    select(func.count())
-                    .select_from(ChainTx)
-                    .where(
-                        col(ChainTx.sender) == self._sender,
-                        col(ChainTx.state) == TxState.UNCONFIRMED,
-                    )
-                ).one()
-            )
-
-    def _backlog(self) -> tuple[int, int]:
-        with self._session() as session:
-            waiting = session.exec(
-                select(func.count())
-                .select_from(Update)
-                .where(col(Update.tx_id).is_(None), col(Update.applied).is_(None))
-            ).one()
-        return int(waiting), self._count_unconfirmed()
-
-    @staticmethod
-    def _updates_of(session: Session, tx_id: int) -> list[Update]:
-        return list(
-            session.exec(
-                select(Update).where(col(Update.tx_id) == tx_id).order_by(col(Update.id))
-            ).all()
-        )
-
-    def _jobs_of(self, tx_id: int) -> list[int]:
-        with self._session() as session:
-            return _job_ids(self._updates_of(session, tx_id))
-
-    def _set(self, tx: ChainTx, **fields: Any) -> ChainTx:
-        """Commits ``fields`` on the stored row of ``tx``; returns the updated row."""
-        with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
-            for name, value in fields.items():
-                setattr(row, name, value)
-            session.add(row)
-            session.commit()
-            return row
