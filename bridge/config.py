@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     create_retry_budget: int = Field(
         default=10, ge=1, description="job-create rounds before the job is failed on-chain"
     )
+    claim_lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds a process holds a job's CE step before another may take it "
+        "(PostgreSQL, several processes)",
+    )
     deadline_margin: int = Field(
         default=300, ge=0, description="seconds before the deadline a running job is failed"
     )

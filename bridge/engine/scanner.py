@@ -6,6 +6,11 @@ still matches, reopens the writes confirmed above the fork and re-checks the job
 there), and stores new jobs, cancellation requests and on-chain settlements together with the
 new cursor in ONE unit of work. A range's last block hash is read before and after its logs,
 so both come from one chain.
+
+With several processes on one PostgreSQL database, one scans: the one that holds the scanner's
+leadership (``bridge.store.locks``: an advisory lock; the others stand by and take over within
+a scan interval of its end). A range is stored only if the cursor is still where the scan read
+it (its row locked), so even a leader that lost its lock unnoticed cannot store a range twice.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from bridge.engine.codec import spec_to_json, spec_to_request
 from bridge.engine.core import Core
 from bridge.engine.states import JobState
 from bridge.errors import RpcUnavailable, SpecError
+from bridge.store.locks import Leadership, SoleLeader
 from bridge.store.models import Job, OutputFile, ScanCursor, SeenBlock, Update, utcnow
 
 log = logging.getLogger("bridge.engine")
@@ -58,6 +64,7 @@ class Scanner:
         w3: the node (to find the deployment block when no start block is set).
         reopen: the writer's ``reopen_after_reorg(session, fork_block)``: reopens the writes
             confirmed above a fork, inside the rewinding unit of work.
+        leadership: whether this process scans now (always, alone on SQLite).
     """
 
     def __init__(
@@ -67,7 +74,9 @@ class Scanner:
         reader: LogReader,
         w3: Web3,
         reopen: Callable[[Session, int], object],
+        leadership: Leadership | None = None,
     ) -> None:
+        self.leadership: Leadership = leadership or SoleLeader()
         self._core = core
         self._reader = reader
         self._w3 = w3
@@ -99,7 +108,10 @@ class Scanner:
         return self._reader.block_hash(seen.number) == seen.hash
 
     def scan_once(self) -> ScanReport | None:
-        """Scans the next range of confirmed blocks. Returns None when there was nothing to do."""
+        """Scans the next range of confirmed blocks, if this process leads the scan. Returns
+        None when there was nothing to do (or another process scans)."""
+        if not self.leadership.held():
+            return None
         head = self._reader.head()
         safe = head - self._core.settings.confirmations
         last = self.cursor()
@@ -200,13 +212,24 @@ class Scanner:
         actions: list[tuple[int, m.Decision]] = []
         with self._core.store.begin() as uow:
             session = uow.session
+            # The cursor's row first, locked: a scanner that lost its lead unnoticed (its lock's
+            # connection gone) cannot store a range another one has stored meanwhile.
+            cursor = session.get(ScanCursor, self._contract, with_for_update=True)
+            if cursor is not None and cursor.block != last:
+                log.warning(
+                    "the scan cursor moved to block %d under this scanner (at %d): another "
+                    "process scans; this range is dropped",
+                    cursor.block,
+                    last,
+                )
+                return []
             for entry in logs:
                 if isinstance(entry, SubmittedLog):
                     stored = self._store_submission(session, entry)
                     if stored is not None and stored[1].actions:
                         actions.append(stored)
                     continue
-                job = session.get(Job, entry.job_id)
+                job = session.get(Job, entry.job_id, with_for_update=True)
                 if job is None:
                     continue  # a job from before our start block
                 if isinstance(entry, CancelRequestedLog):
@@ -229,9 +252,7 @@ class Scanner:
                 decision = self._core.ledger.orphan(session, job)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
-            cursor = session.get(ScanCursor, self._contract) or ScanCursor(
-                contract=self._contract, block=to_block
-            )
+            cursor = cursor or ScanCursor(contract=self._contract, block=to_block)
             cursor.block = to_block
             cursor.updated_at = utcnow()
             session.add(cursor)
@@ -251,7 +272,7 @@ class Scanner:
         self, session: Session, entry: SubmittedLog
     ) -> tuple[int, m.Decision] | None:
         """Stores a new job, or matches a known one; returns a decision whose actions to run."""
-        existing = session.get(Job, entry.job_id)
+        existing = session.get(Job, entry.job_id, with_for_update=True)
         at = entry.at
         generation = 0
         decision = None

@@ -55,7 +55,7 @@ from bridge.remote.client import CEClient
 from bridge.retry import Backoff
 from bridge.store import control
 from bridge.store.db import describe_db_error, open_database, shown_url
-from bridge.store.locks import ProcessLock
+from bridge.store.locks import Leadership, ProcessLock, acquire_leadership, scanner_label
 from bridge.store.models import Job, OutputFile, utcnow
 from bridge.tx.manager import TxManager
 
@@ -70,6 +70,10 @@ __all__ = [
     "spec_to_json",
     "spec_to_request",
 ]
+
+
+#: Seconds since its last write before a shared store's unreferenced file is swept.
+SHARED_SWEEP_AGE = 3600.0
 
 
 def _db_outage(exc: BaseException) -> str | None:
@@ -107,6 +111,7 @@ class Bridge:
         chain_id: int,
         clock: Callable[[], float] = time.time,
         core: Core | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -117,7 +122,8 @@ class Bridge:
         self.escrow = escrow
         self.chain_id = chain_id
         self.contract = settings.contract_address
-        core = core or Core.build(settings, db, ce, chain_id, clock)
+        core = core or Core.build(settings, db, ce, chain_id, clock, holder=tx.sender)
+        self.claims = core.claims
         self.store, self.cancels, self.ledger = core.store, core.cancels, core.ledger
         self._stop = core.stopping
         self.outputs = OutputStore(settings.output_root)
@@ -129,6 +135,7 @@ class Bridge:
             reader=reader,
             w3=w3,
             reopen=lambda session, fork: tx.reopen_after_reorg(session, fork),
+            leadership=leadership,
         )
         self.worker = Worker(
             core,
@@ -195,7 +202,7 @@ class Bridge:
             max_attempts=settings.ce_max_attempts,
             max_download_bytes=settings.max_output_bytes,
         )
-        core = Core.build(settings, db, ce, chain_id, time.time)
+        core = Core.build(settings, db, ce, chain_id, time.time, holder=account.address)
         tx = TxManager(
             w3,
             db,
@@ -208,8 +215,12 @@ class Bridge:
             fee_bump_percent=settings.fee_bump_percent,
             max_fee_wei=int(settings.max_fee_gwei * 10**9),
             on_skipped=core.ledger.on_update_skipped,
+            adopt_after=settings.claim_lease,
         )
         reader = LogReader(w3, escrow.address, abi)
+        leadership = acquire_leadership(
+            settings.database_url, scanner_label(chain_id, escrow.address), role="scanner"
+        )
         bridge = cls(
             settings,
             db=db,
@@ -220,6 +231,7 @@ class Bridge:
             escrow=escrow,
             chain_id=chain_id,
             core=core,
+            leadership=leadership,
         )
         bridge._process_lock = process_lock
         if paused:
@@ -259,6 +271,7 @@ class Bridge:
         for thread in self._threads:
             thread.join(timeout)
         self.worker.close()
+        self.scanner.leadership.release()
         self.ce.close()
         lock, self._process_lock = self._process_lock, None
         if lock is not None:
@@ -269,7 +282,11 @@ class Bridge:
         no download runs: at start). Returns how many of each were removed."""
         with Session(self.db) as session:
             referenced = set(session.exec(select(OutputFile.sha256)).all())
-        partial, unreferenced = self.outputs.sweep(referenced)
+        # A store shared with other processes (PostgreSQL) keeps what is younger than an hour:
+        # another process may be writing it, or about to commit the row that names it.
+        partial, unreferenced = self.outputs.sweep(
+            referenced, min_age=SHARED_SWEEP_AGE if self.claims.shared else 0.0
+        )
         if partial or unreferenced:
             log.info(
                 "output store: removed %d partial downloads and %d unreferenced files",
@@ -360,7 +377,7 @@ class Bridge:
         """
         with self.store.begin() as uow:
             session = uow.session
-            job = session.get(Job, job_id)
+            job = uow.job(job_id)
             if job is None:
                 raise JobNotFound(job_id)
             state = JobState(job.state)

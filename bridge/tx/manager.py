@@ -55,6 +55,21 @@ Guarantees:
 One ``TxManager`` per key and process: ``tick`` takes a lock, so threads may share an instance,
 but two processes must not drive the same key at once (the caller holds a lease for that; a
 second writer is detected by the ``(sender, nonce)`` unique constraint and backs off).
+
+Several keys on one PostgreSQL database (one process each):
+
+- Each writer batches any queued update, whoever's job it is. An update is claimed by exactly
+  one writer: its row is locked (``FOR UPDATE SKIP LOCKED``: other writers skip it) from its
+  selection until the signed transaction and its ``tx_id`` are committed together. There is no
+  "claimed but not signed" state on disk: a writer that dies before that commit holds nothing
+  (its transaction is rolled back with its connection) and the update is batched by the next.
+- A writer that dies after the commit leaves signed transactions of its key. The key's process
+  finishes them when it comes back; while it stays away (its operator lock free for
+  ``adopt_after`` s) any other writer finishes them as far as no key is needed: it re-sends the
+  stored bytes, confirms them, or marks them fatal and releases their updates
+  (``_finish_orphaned``). A fee bump of such a transaction waits for its key.
+- The end state of a transaction is written under its row's lock, once (``TxStore.end``),
+  whichever process gets there first.
 """
 
 from __future__ import annotations
@@ -205,6 +220,9 @@ class TxManager:
         revert_backoff: seconds before a batch whose simulation reverted is simulated again.
         max_batch_gas: most gas one batch is sized for (``batch_gas``); a batch is cut before
             the update that would pass it.
+        adopt_after: seconds another key's process must be gone (its operator lock free, on
+            PostgreSQL) before this writer finishes that key's stored transactions.
+        adopt_check_every: seconds between two looks for such keys.
     """
 
     def __init__(
@@ -225,6 +243,8 @@ class TxManager:
         on_skipped: Callable[[int, int, str], None] | None = None,
         revert_backoff: float = 10.0,
         max_batch_gas: int = DEFAULT_MAX_BATCH_GAS,
+        adopt_after: float = 60.0,
+        adopt_check_every: float = 2.0,
     ) -> None:
         if batch_size < 1 or max_inflight < 1 or confirmations < 0:
             raise ValueError("batch_size and max_inflight must be >= 1, confirmations >= 0")
@@ -254,6 +274,13 @@ class TxManager:
         self._bump_now: set[int] = set()  # tx ids a node called underpriced
         self._capped: set[int] = set()  # tx ids stuck at the fee cap (warned once)
         self._simulate_after = 0.0  # clock time before which a reverting batch is not retried
+        # Other keys whose process is gone (``_finish_orphaned``): monotonic time each was
+        # first seen without its lock; the ones whose transactions this writer finishes.
+        self._adopt_after = adopt_after
+        self._adopt_check_every = adopt_check_every
+        self._orphans_checked = float("-inf")
+        self._orphaned_since: dict[str, float] = {}
+        self._adopted: set[str] = set()
 
     @property
     def sender(self) -> ChecksumAddress:
@@ -287,6 +314,7 @@ class TxManager:
             counts = _Counts()
             try:
                 self._track(counts)
+                self._finish_orphaned(counts)
                 self._send_new(counts)
                 waiting, inflight = self._store.backlog()
             except BridgeError:
@@ -596,8 +624,10 @@ class TxManager:
                 else:
                     u.applied, u.skip_reason = True, None
 
-        jobs = _job_ids(self._store.end(tx, TxState.CONFIRMED, None, applied_or_skipped))
-        self._forget(cast(int, tx.id))
+        ended = self._end(tx, TxState.CONFIRMED, None, applied_or_skipped)
+        if ended is None:
+            return  # ended meanwhile by another process (see _finish_orphaned)
+        jobs = _job_ids(ended)
         log.info(
             "tx %s nonce %d confirmed in block %s: %d updates applied, %d skipped; jobs %s",
             tx.tx_hash,
@@ -638,8 +668,10 @@ class TxManager:
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
 
-        jobs = _job_ids(self._store.end(tx, TxState.FATAL, reason, released))
-        self._forget(cast(int, tx.id))
+        ended = self._end(tx, TxState.FATAL, reason, released)
+        if ended is None:
+            return
+        jobs = _job_ids(ended)
         log.error(
             "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
             tx.tx_hash,
@@ -674,8 +706,10 @@ class TxManager:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
                 u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
 
-        jobs = _job_ids(self._store.end(tx, TxState.FATAL, REVERTED, split))
-        self._forget(tx.id)
+        ended = self._end(tx, TxState.FATAL, REVERTED, split)
+        if ended is None:
+            return
+        jobs = _job_ids(ended)
         if not alone:
             half = (len(jobs) + 1) // 2
             log.error(
@@ -706,10 +740,120 @@ class TxManager:
             except Exception:  # the caller's code: its failure must not stop this round
                 log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
 
+    def _end(
+        self,
+        tx: ChainTx,
+        state: TxState,
+        error: str | None,
+        mark: Callable[[list[Update]], None],
+    ) -> list[Update] | None:
+        """``TxStore.end``, then forgets ``tx`` in memory; None if it had ended already."""
+        updates = self._store.end(tx, state, error, mark)
+        self._forget(cast(int, tx.id))
+        return updates
+
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
         self._bump_now.discard(tx_id)
         self._capped.discard(tx_id)
+
+    # ------------------------------------------------------------------ step 1b: gone keys
+
+    def _finish_orphaned(self, counts: _Counts) -> None:
+        """Finishes the stored transactions of other keys whose process is gone (PostgreSQL).
+
+        A key's process that dies leaves its signed transactions unconfirmed; it finishes them
+        itself when it comes back. If it stays away (its operator lock free for ``adopt_after``
+        seconds, read from ``pg_locks``), this writer finishes them instead, as far as that
+        needs no key: it re-sends the stored signed bytes, follows their receipts and confirms
+        them, or marks them fatal (reverted: split as usual; nonce taken), releasing their
+        updates to every writer. What needs the key (a fee bump, a rebuild without a dropped
+        update) waits for the key's return. Checked at most every ``adopt_check_every`` s.
+        """
+        if (
+            not self._store.shared
+            or self._clock() < self._orphans_checked + self._adopt_check_every
+        ):
+            return
+        self._orphans_checked = self._clock()
+        senders = set(self._store.orphaned_senders())
+        now = time.monotonic()
+        for gone in set(self._orphaned_since) - senders:
+            del self._orphaned_since[gone]  # back, or nothing left to finish
+        for sender in sorted(senders):
+            since = self._orphaned_since.setdefault(sender, now)
+            if now - since >= self._adopt_after:
+                self._finish_key(sender, counts)
+
+    def _finish_key(self, sender: str, counts: _Counts) -> None:
+        txs = self._store.unconfirmed_of(sender)
+        if not txs:
+            return
+        if sender not in self._adopted:
+            self._adopted.add(sender)
+            log.warning(
+                "operator %s: its process is gone; finishing its %d stored transactions "
+                "(nonces %s) from %s",
+                sender,
+                len(txs),
+                [t.nonce for t in txs],
+                self._sender,
+            )
+        head = int(self._w3.eth.block_number)
+        chain_nonce = int(
+            self._w3.eth.get_transaction_count(Web3.to_checksum_address(sender), "latest")
+        )
+        for tx in txs:
+            self._finish_one(tx, head, chain_nonce, counts)
+
+    def _finish_one(self, tx: ChainTx, head: int, chain_nonce: int, counts: _Counts) -> None:
+        """``_track_one`` for another key's transaction: everything but signing."""
+        tx_id = cast(int, tx.id)
+        receipt = self._find_receipt(tx)
+        if receipt is not None:
+            tx = self._record_mined(tx, receipt)
+            assert tx.mined_block is not None
+            if head - tx.mined_block < self._confirmations:
+                return
+            if not self._is_canonical(tx.mined_block, tx.mined_block_hash):
+                self._unmine(tx, "its block is no longer canonical")  # re-sent next round
+            elif int(receipt["status"]) == 1:
+                self._confirm(tx, receipt)
+                counts.confirmed += 1
+            else:
+                self._split_reverted(tx)
+                counts.failed += 1
+            return
+        if tx.mined_block is not None:
+            self._unmine(tx, "its receipt is gone")
+            return
+        if tx.nonce < chain_nonce:
+            if self._find_receipt(tx) is None:
+                self._fail(tx, NONCE_TAKEN)
+                counts.failed += 1
+            return
+        with self._store.session() as session:
+            updates = self._store.updates_of(session, tx_id)
+        if tx_id in self._sent or any(u.held or u.applied is False for u in updates):
+            return  # sent already, or it must be rebuilt first: that needs its key
+        assert tx.raw_tx is not None
+        try:
+            self._send_raw(tx.raw_tx)
+            outcome = SendOutcome.ACCEPTED
+        except Web3RPCError as exc:
+            outcome = classify_send_error(_node_message(exc))
+        except (Web3Exception, OSError):
+            outcome = SendOutcome.RETRYABLE
+        if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
+            self._sent.add(tx_id)
+            counts.sent += 1
+            log.info(
+                "sent tx %s nonce %d of operator %s (its process is gone)",
+                tx.tx_hash,
+                tx.nonce,
+                tx.sender,
+                extra={"tx_hash": tx.tx_hash},
+            )
 
     # ------------------------------------------------------------------ step 2: new batches
 
@@ -722,11 +866,14 @@ class TxManager:
                 simulate_after=self._simulate_after,
             ):
                 return
-            batch = self._next_batch()
-            if not batch:
-                return
-            tx = self._create(batch, counts)
-            if tx is None:
+            # The claim: on PostgreSQL the batch's rows stay locked (FOR UPDATE SKIP LOCKED)
+            # in this session until the signed transaction and its tx_id are committed in it,
+            # so writers of other keys batch other updates instead of colliding; a writer that
+            # dies meanwhile leaves them unclaimed (its connection's transaction is rolled back).
+            with self._store.claim() as claim:
+                batch = self._next_batch(claim)
+                tx = self._create(batch, counts, claim) if batch else None
+            if not batch or tx is None:
                 return
             sent = self._broadcast(tx, counts)
             if sent is _Sent.OK:
@@ -734,11 +881,12 @@ class TxManager:
             elif sent is _Sent.KEPT:
                 return  # the node refuses for now: no more new transactions this round
 
-    def _next_batch(self) -> list[Update]:
+    def _next_batch(self, claim: Session) -> list[Update]:
         """The oldest queued updates that may go together: of the oldest one's split group
         (a set that reverted on-chain is never re-sent whole), at most ``batch_size`` and,
-        beyond the first, within ``max_batch_gas`` (see ``batch_gas``)."""
-        queued = self._store.queued(self._batch_size)
+        beyond the first, within ``max_batch_gas`` (see ``batch_gas``); claimed in ``claim``
+        (``TxStore.queued``)."""
+        queued = self._store.queued(claim, self._batch_size)
         if queued is None:
             return []
         first, batch, limits = queued
@@ -752,8 +900,9 @@ class TxManager:
         )
         return batch if ready else []
 
-    def _create(self, batch: list[Update], counts: _Counts) -> ChainTx | None:
-        """Simulates, signs and stores one ``applyUpdates`` for ``batch``; None if it cannot."""
+    def _create(self, batch: list[Update], counts: _Counts, claim: Session) -> ChainTx | None:
+        """Simulates, signs and stores (in ``claim``, the session that selected ``batch``) one
+        ``applyUpdates`` for ``batch``; None if it cannot."""
         items = [
             (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
             for u in batch
@@ -779,7 +928,7 @@ class TxManager:
             max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
             gas_limit=gas,
         )
-        if not self._store.insert(row, [cast(int, u.id) for u in batch]):
+        if not self._store.insert(claim, row, [cast(int, u.id) for u in batch]):
             return None
         log.info(
             "stored tx %s nonce %d: applyUpdates of %d updates, gas limit %d, max fee %d wei, "
