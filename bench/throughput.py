@@ -33,6 +33,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 
+from bench.capacity import capacity
 from bench.common import (
     loadavg,
     percentile,
@@ -42,7 +43,6 @@ from bench.common import (
     user_accounts,
     wait_for,
 )
-from bench.capacity import capacity
 from bench.emulator import EmulatorProcess
 from bench.process import BridgeProcess
 from bridge.chain.deploy import connect, deploy_escrow
