@@ -50,7 +50,8 @@ from bridge.api.schemas import (
     TimelineKind,
 )
 from bridge.chain.reader import find_deployment_block
-from bridge.engine.service import Bridge, spec_from_json
+from bridge.engine.codec import spec_from_json
+from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.errors import (
     BridgeNotRunning,
