@@ -9,6 +9,7 @@ results" or a timeout and doubles after quiet ranges, between 1 and ``max_range`
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import re
 from collections.abc import Sequence
@@ -98,6 +99,10 @@ class RangeSizer:
     max_range: int
     size: int = 0
     quiet_logs: int = 1000
+    #: A range that returned more logs than this is halved for the next fetch: the logs of one
+    #: range are held (decoded, then stored in one transaction) at once, so this bounds the
+    #: memory a dense stretch of chain takes.
+    busy_logs: int = 2000
 
     def __post_init__(self) -> None:
         if self.size <= 0:
@@ -111,8 +116,11 @@ class RangeSizer:
         return True
 
     def record(self, n_logs: int) -> None:
-        """After a successful fetch: grow when the range returned few logs."""
-        if n_logs < self.quiet_logs:
+        """After a successful fetch: grow when the range returned few logs, shrink when it
+        returned more than ``busy_logs``."""
+        if n_logs > self.busy_logs:
+            self.size = max(1, self.size // 2)
+        elif n_logs < self.quiet_logs:
             self.size = min(self.max_range, self.size * 2)
 
 
@@ -288,6 +296,20 @@ class LogReader:
             text = redact(str(message or "no result"), self._secrets)
             raise RpcUnavailable(f"{where} failed: {text}")
         decoded: list[ChainLog] = []
+        # Decoding allocates many small objects, none of them cyclic: the cyclic collector's
+        # passes over the growing heap cost a quarter of the decoding (bench/ingest.py), so it
+        # is paused for the loop (reference counting still frees everything as usual).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._decode_all(raw, decoded)
+        finally:
+            if collecting:
+                gc.enable()
+        return decoded
+
+    def _decode_all(self, raw: list[Any], decoded: list[ChainLog]) -> None:
+        """Decodes ``raw`` into ``decoded``, skipping (and logging) what cannot be decoded."""
         for entry in raw:
             # Each log on its own: one that cannot be decoded is logged and skipped, never
             # failing the range (the scanner would stop at its block for good).
@@ -305,7 +327,6 @@ class LogReader:
                 continue
             if one is not None:
                 decoded.append(one)
-        return decoded
 
     def terminal_job_ids(self, from_block: int, to_block: int) -> set[int]:
         """Ids of the jobs with a terminal event (completed, failed, cancelled, expired) in the

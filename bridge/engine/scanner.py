@@ -42,6 +42,13 @@ from bridge.store.uow import Store
 log = logging.getLogger("bridge.engine")
 
 
+#: Blocks in the scanner's first ``eth_getLogs`` range (it doubles after each quiet range).
+FIRST_RANGE = 10
+
+#: Job ids per preloading query (SQLite allows 32,766 bound parameters; PostgreSQL more).
+_PRELOAD_CHUNK = 2000
+
+
 @dataclass(frozen=True)
 class ScanReport:
     """What one ``scan_once`` did."""
@@ -85,7 +92,11 @@ class Scanner:
         self._w3 = w3
         self._reopen = reopen
         self._contract = settings.contract_address
-        self._sizer = RangeSizer(max_range=settings.max_block_range)
+        # The first range is small and grows while quiet: a start far behind a dense chain
+        # must not read thousands of blocks' logs in one answer (the memory peak).
+        self._sizer = RangeSizer(
+            max_range=settings.max_block_range, size=min(settings.max_block_range, FIRST_RANGE)
+        )
 
     def start_block(self) -> int:
         """The first block to scan: ``BRIDGE_START_BLOCK``, else the escrow's deployment."""
@@ -212,13 +223,22 @@ class Scanner:
         actions: list[tuple[int, m.Decision]] = []
         with self._store.begin() as uow:
             session = uow.session
+            # The range's stored jobs in one query (not one per log, each flushing the jobs
+            # added so far): ``known`` holds them and the jobs this range adds, which go to the
+            # database in one batch at the commit.
+            ids = sorted({entry.job_id for entry in logs})
+            known: dict[int, Job] = {}
+            for start in range(0, len(ids), _PRELOAD_CHUNK):
+                chunk = ids[start : start + _PRELOAD_CHUNK]
+                for row in session.exec(select(Job).where(col(Job.job_id).in_(chunk))).all():
+                    known[row.job_id] = row
             for entry in logs:
                 if isinstance(entry, SubmittedLog):
-                    stored = self._store_submission(session, entry)
+                    stored = self._store_submission(session, entry, known)
                     if stored is not None and stored[1].actions:
                         actions.append(stored)
                     continue
-                job = session.get(Job, entry.job_id)
+                job = known.get(entry.job_id)
                 if job is None:
                     continue  # a job from before our start block
                 if isinstance(entry, CancelRequestedLog):
@@ -260,10 +280,13 @@ class Scanner:
         return actions
 
     def _store_submission(
-        self, session: Session, entry: SubmittedLog
+        self, session: Session, entry: SubmittedLog, known: dict[int, Job]
     ) -> tuple[int, m.Decision] | None:
-        """Stores a new job, or matches a known one; returns a decision whose actions to run."""
-        existing = session.get(Job, entry.job_id)
+        """Stores a new job, or matches a known one; returns a decision whose actions to run.
+
+        ``known``: the stored jobs of the range's ids (and those added since); a new job is
+        added to it."""
+        existing = known.get(entry.job_id)
         at = entry.at
         generation = 0
         decision = None
@@ -309,23 +332,23 @@ class Scanner:
                 spec_to_request(entry.spec)
             except SpecError as exc:
                 spec_error = str(exc)
-        session.add(
-            Job(
-                job_id=entry.job_id,
-                requester=entry.requester,
-                spec_json=spec_to_json(entry.spec),
-                spec_hash="0x" + entry.spec_hash.hex(),
-                spec_error=spec_error,
-                payment_wei=str(entry.payment),
-                deadline=entry.deadline,
-                block_number=at.block_number,
-                block_hash=at.block_hash,
-                tx_hash=at.tx_hash,
-                log_index=at.log_index,
-                callback_gas_limit=entry.callback_gas_limit,
-                generation=generation,
-            )
+        job = Job(
+            job_id=entry.job_id,
+            requester=entry.requester,
+            spec_json=spec_to_json(entry.spec),
+            spec_hash="0x" + entry.spec_hash.hex(),
+            spec_error=spec_error,
+            payment_wei=str(entry.payment),
+            deadline=entry.deadline,
+            block_number=at.block_number,
+            block_hash=at.block_hash,
+            tx_hash=at.tx_hash,
+            log_index=at.log_index,
+            callback_gas_limit=entry.callback_gas_limit,
+            generation=generation,
         )
+        session.add(job)
+        known[entry.job_id] = job
         log.info(
             "job %d: submitted by %s in block %d, tx %s%s",
             entry.job_id,

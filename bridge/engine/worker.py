@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine, delete
+from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
@@ -185,7 +186,7 @@ class Worker:
         self._pause.refresh()
         states = [s for s in _WORK_STATES if not (s is JobState.NEW and self._pause.event.is_set())]
         due = due_jobs(self._store.db, states, now)
-        futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
+        futures = [self._pool.submit(self._work_job, job, chain_now) for job in self._load(due)]
         futures += [self._pool.submit(self._cancels.send, row) for row in self._cancels.due()]
         for future in futures:
             try:
@@ -194,14 +195,25 @@ class Worker:
                 log.exception("a worker task failed; the round goes on")
         return len(due)
 
-    def _work_job(self, job_id: int, chain_now: int) -> None:
+    def _load(self, job_ids: list[int]) -> list[Job]:
+        """The jobs ``job_ids`` in one query (detached), in that order; gone ones left out.
+
+        A row may be a little older when its step starts than a row loaded by the step itself
+        would be: every step re-reads its job under the store's lock before changing it
+        (``JobLedger.commit_event``) and changes nothing if the state moved meanwhile.
+        """
+        if not job_ids:
+            return []
+        with Session(self._store.db) as session:
+            rows = session.exec(select(Job).where(col(Job.job_id).in_(job_ids))).all()
+            session.expunge_all()
+        by_id = {job.job_id: job for job in rows}
+        return [by_id[job_id] for job_id in job_ids if job_id in by_id]
+
+    def _work_job(self, job: Job, chain_now: int) -> None:
         if self._stopping.is_set():
             return  # stopping: the job stays due and the next start works it
-        with Session(self._store.db) as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                return
-            session.expunge(job)
+        job_id = job.job_id
         state = JobState(job.state)
         step = m.next_step(
             job_view(job),
@@ -322,13 +334,19 @@ class Worker:
         """Records, before the first job-create of ``job`` is sent, that CE may have a job for
         it from now on (see ``JobLedger.apply``). False if the job is no longer new."""
         with self._store.begin() as uow:
-            fresh = uow.session.get(Job, job.job_id)
-            if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
-                return False
-            fresh.create_sent_at = self._clock()
-            uow.session.add(fresh)
+            # One UPDATE (no row loaded into the session): it applies only to the job still
+            # new and of the same generation.
+            result = uow.session.exec(
+                sql_update(Job)
+                .where(
+                    col(Job.job_id) == job.job_id,
+                    col(Job.state) == JobState.NEW,
+                    col(Job.generation) == job.generation,
+                )
+                .values(create_sent_at=self._clock())
+            )
             uow.commit()
-        return True
+        return bool(result.rowcount == 1)
 
     def _settled_at_head(self, job: Job) -> bool:
         """Whether ``job`` (loaded as new) was settled on-chain meanwhile: a terminal event of it
