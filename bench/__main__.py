@@ -130,7 +130,7 @@ def render(results: dict[str, Any]) -> str:
                 rows.append(
                     (
                         "throughput: the CE emulator beside the bridge's figure",
-                        f"{cap['jobs_per_second']} jobs/s to a one-process async client "
+                        f"{cap['jobs_per_second']} jobs/s to 3 async client processes "
                         f"(concurrency {cap['concurrency']}); {cap['server_cpu_ms_per_job']} ms "
                         f"of its CPU a job = {cap['jobs_per_cpu_second']} jobs a CPU-second; "
                         f"during the run {r['emulator']['cpu_ms_per_job']} ms a job",
