@@ -19,16 +19,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import uvicorn
 
 from bench.common import process_cpu_seconds
-from bridge.devchain import free_port, stop_process_group
+from bridge.devchain import free_port
+from bridge.lifecycle import Service, start_process, stop_process_group
 from bridge.remote.emulator import API_PREFIX, EmulatorConfig, create_emulator_app
 
 #: Memory-backed files: output files written there cost no disk I/O.
@@ -38,7 +38,7 @@ SHM = Path("/dev/shm")
 ZERO_DELAYS = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
 
 
-class EmulatorProcess:
+class EmulatorProcess(Service):
     """``python -m bench.emulator`` on a free loopback port.
 
     Args:
@@ -68,25 +68,27 @@ class EmulatorProcess:
         ]
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> EmulatorProcess:
+    def start(self, timeout: float = 60.0) -> Self:
         """Starts the emulator; returns once ``/_emulator/stats`` answers."""
-        self._process = subprocess.Popen(
-            self._args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the emulator exited with {self._process.returncode}")
+
+        def answers() -> bool:
             try:
                 with urllib.request.urlopen(self.url + "/_emulator/stats", timeout=1):
-                    return self
+                    return True
             except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the emulator did not answer within {timeout}s")
+                return False
+
+        self._process = start_process(
+            self._args,
+            ready=answers,
+            timeout=timeout,
+            what="the emulator",
+            interval=0.1,
+            grace=10.0,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
 
     @property
     def pid(self) -> int:
@@ -107,17 +109,6 @@ class EmulatorProcess:
         if self._shm is not None:
             self._shm.cleanup()
             self._shm = None
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _available(module: str, fallback: str) -> str:

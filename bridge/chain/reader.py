@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.codec import ABICodec
+from eth_abi.exceptions import DecodingError
 from eth_typing import ChecksumAddress
 from eth_utils.abi import collapse_if_tuple, event_abi_to_log_topic
 from sha3 import keccak_256
@@ -176,6 +177,10 @@ def spec_from_raw(raw: Any) -> tuple[JobSpec, str | None]:
     return spec, (problems[0] if problems else None)
 
 
+#: What decoding a malformed log raises: eth_abi's errors, and the hex, key and type errors of a
+#: log whose fields are missing or not what the ABI says.
+_UNDECODABLE = (DecodingError, ValueError, KeyError, TypeError, IndexError, OverflowError)
+
 _TOO_MANY = ("too many", "query returned more than", "limit exceeded", "response size", "range")
 
 
@@ -315,7 +320,7 @@ class LogReader:
             # failing the range (the scanner would stop at its block for good).
             try:
                 one = self._decode(entry)
-            except Exception as exc:  # eth_abi raises several types; any must not stop the scan
+            except _UNDECODABLE as exc:
                 self.undecodable += 1
                 log.error(
                     "skipping an undecodable log (block %s, tx %s, index %s): %s",
