@@ -40,7 +40,13 @@ log = logging.getLogger("bridge.engine")
 
 
 #: Blocks in the scanner's first ``eth_getLogs`` range (it doubles after each quiet range).
-FIRST_RANGE = 10
+FIRST_RANGE = 4
+#: A range with fewer logs than this doubles; one with more than ``BUSY_LOGS`` halves. A range's
+#: logs are decoded and stored in one transaction, so ``BUSY_LOGS`` bounds the memory a dense
+#: stretch of chain takes (10,000 jobs in 100 blocks: ranges of 1,000 logs peaked at ~164 MiB,
+#: of 500 at ~141 MiB; bench/ingest.py, docs/BENCHMARKS.md section 6).
+QUIET_LOGS = 200
+BUSY_LOGS = 500
 
 #: Job ids per preloading query (SQLite allows 32,766 bound parameters; PostgreSQL more).
 _PRELOAD_CHUNK = 2000
@@ -83,7 +89,12 @@ class Scanner:
         # The first range is small and grows while quiet: a start far behind a dense chain
         # must not read thousands of blocks' logs in one answer (the memory peak).
         max_range = core.settings.max_block_range
-        self._sizer = RangeSizer(max_range=max_range, size=min(max_range, FIRST_RANGE))
+        self._sizer = RangeSizer(
+            max_range=max_range,
+            size=min(max_range, FIRST_RANGE),
+            quiet_logs=QUIET_LOGS,
+            busy_logs=BUSY_LOGS,
+        )
 
     def start_block(self) -> int:
         """The first block to scan: ``BRIDGE_START_BLOCK``, else the escrow's deployment."""
