@@ -45,6 +45,19 @@ from bridge.store.models import Job, OutputFile, ScanCursor, SeenBlock, Update, 
 log = logging.getLogger("bridge.engine")
 
 
+#: Blocks in the scanner's first ``eth_getLogs`` range (it doubles after each quiet range).
+FIRST_RANGE = 4
+#: A range with fewer logs than this doubles; one with more than ``BUSY_LOGS`` halves. A range's
+#: logs are decoded and stored in one transaction, so ``BUSY_LOGS`` bounds the memory a dense
+#: stretch of chain takes (10,000 jobs in 100 blocks: ranges of 1,000 logs peaked at ~164 MiB,
+#: of 500 at ~141 MiB; bench/ingest.py, docs/BENCHMARKS.md section 6).
+QUIET_LOGS = 200
+BUSY_LOGS = 500
+
+#: Job ids per preloading query (SQLite allows 32,766 bound parameters; PostgreSQL more).
+_PRELOAD_CHUNK = 2000
+
+
 @dataclass(frozen=True)
 class ScanReport:
     """What one ``scan_once`` did."""
@@ -82,7 +95,15 @@ class Scanner:
         self._w3 = w3
         self._reopen = reopen
         self._contract = core.settings.contract_address
-        self._sizer = RangeSizer(max_range=core.settings.max_block_range)
+        # The first range is small and grows while quiet: a start far behind a dense chain
+        # must not read thousands of blocks' logs in one answer (the memory peak).
+        max_range = core.settings.max_block_range
+        self._sizer = RangeSizer(
+            max_range=max_range,
+            size=min(max_range, FIRST_RANGE),
+            quiet_logs=QUIET_LOGS,
+            busy_logs=BUSY_LOGS,
+        )
 
     def start_block(self) -> int:
         """The first block to scan: ``BRIDGE_START_BLOCK``, else the escrow's deployment."""
@@ -223,13 +244,24 @@ class Scanner:
                     last,
                 )
                 return []
+            # The range's stored jobs in one query per chunk (not one per log, each flushing the
+            # jobs added so far), their rows locked for this transaction as a worker's change
+            # locks them: ``known`` holds them and the jobs this range adds, which go to the
+            # database in one batch at the commit.
+            ids = sorted({entry.job_id for entry in logs})
+            known: dict[int, Job] = {}
+            for start in range(0, len(ids), _PRELOAD_CHUNK):
+                chunk = ids[start : start + _PRELOAD_CHUNK]
+                query = select(Job).where(col(Job.job_id).in_(chunk)).with_for_update()
+                for row in session.exec(query).all():
+                    known[row.job_id] = row
             for entry in logs:
                 if isinstance(entry, SubmittedLog):
-                    stored = self._store_submission(session, entry)
+                    stored = self._store_submission(session, entry, known)
                     if stored is not None and stored[1].actions:
                         actions.append(stored)
                     continue
-                job = session.get(Job, entry.job_id, with_for_update=True)
+                job = known.get(entry.job_id)
                 if job is None:
                     continue  # a job from before our start block
                 if isinstance(entry, CancelRequestedLog):
@@ -269,10 +301,13 @@ class Scanner:
         return actions
 
     def _store_submission(
-        self, session: Session, entry: SubmittedLog
+        self, session: Session, entry: SubmittedLog, known: dict[int, Job]
     ) -> tuple[int, m.Decision] | None:
-        """Stores a new job, or matches a known one; returns a decision whose actions to run."""
-        existing = session.get(Job, entry.job_id, with_for_update=True)
+        """Stores a new job, or matches a known one; returns a decision whose actions to run.
+
+        ``known``: the stored jobs of the range's ids (and those added since); a new job is
+        added to it."""
+        existing = known.get(entry.job_id)
         at = entry.at
         generation = 0
         decision = None
@@ -318,23 +353,23 @@ class Scanner:
                 spec_to_request(entry.spec)
             except SpecError as exc:
                 spec_error = str(exc)
-        session.add(
-            Job(
-                job_id=entry.job_id,
-                requester=entry.requester,
-                spec_json=spec_to_json(entry.spec),
-                spec_hash="0x" + entry.spec_hash.hex(),
-                spec_error=spec_error,
-                payment_wei=str(entry.payment),
-                deadline=entry.deadline,
-                block_number=at.block_number,
-                block_hash=at.block_hash,
-                tx_hash=at.tx_hash,
-                log_index=at.log_index,
-                callback_gas_limit=entry.callback_gas_limit,
-                generation=generation,
-            )
+        job = Job(
+            job_id=entry.job_id,
+            requester=entry.requester,
+            spec_json=spec_to_json(entry.spec),
+            spec_hash="0x" + entry.spec_hash.hex(),
+            spec_error=spec_error,
+            payment_wei=str(entry.payment),
+            deadline=entry.deadline,
+            block_number=at.block_number,
+            block_hash=at.block_hash,
+            tx_hash=at.tx_hash,
+            log_index=at.log_index,
+            callback_gas_limit=entry.callback_gas_limit,
+            generation=generation,
         )
+        session.add(job)
+        known[entry.job_id] = job
         log.info(
             "job %d: submitted by %s in block %d, tx %s%s",
             entry.job_id,
