@@ -21,7 +21,7 @@ import tomllib
 from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -52,7 +52,17 @@ class Settings(BaseSettings):
     #: The TOML file ``load_settings`` reads (set per call; None: no file).
     _toml_file: ClassVar[Path | None] = None
 
-    rpc_url: str = Field(description="JSON-RPC URL of the Ethereum node")
+    rpc_url: str | None = Field(
+        default=None, description="JSON-RPC URL of the Ethereum node (or set BRIDGE_RPC_URLS)"
+    )
+    rpc_urls: str = Field(
+        default="",
+        description="comma-separated JSON-RPC URLs, preferred first: reads and writes fail over, "
+        "broadcasts go to all (instead of BRIDGE_RPC_URL)",
+    )
+    rpc_max_lag: int = Field(
+        default=3, ge=0, description="blocks an RPC endpoint may trail the others' head"
+    )
     contract_address: str = Field(description="address of the JobEscrow contract")
     operator_key: SecretStr | None = Field(
         default=None, description="private key of an account with OPERATOR_ROLE"
@@ -71,8 +81,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: `sqlite:///file.db` or `postgresql+psycopg://user@host/db`;"
         " one database per chain and contract",
     )
-    confirmations: int = Field(
-        default=2, ge=0, description="N: an event in block b is acted on once the head is at b + N"
+    confirmations: int | Literal["safe", "finalized"] = Field(
+        default=2,
+        description="N: an event in block b is acted on once the head is at b + N; or `safe` / "
+        "`finalized`: once the node's safe / finalized block reaches b",
     )
     start_block: int | None = Field(
         default=None, ge=0, description="first block a fresh database scans (unset: deployment's)"
@@ -111,7 +123,21 @@ class Settings(BaseSettings):
     )
     tx_stuck_after: float = Field(default=30.0, gt=0, description="seconds before a fee bump")
     fee_bump_percent: int = Field(default=25, ge=10, description="fee increase per bump")
-    max_fee_gwei: float = Field(default=500.0, gt=0, description="ceiling for maxFeePerGas")
+    max_fee_gwei: float = Field(
+        default=500.0, gt=0, description="ceiling for maxFeePerGas (or gasPrice on legacy chains)"
+    )
+    max_priority_fee_gwei: float = Field(
+        default=50.0, gt=0, description="ceiling for maxPriorityFeePerGas"
+    )
+    fee_percentile: float = Field(
+        default=50.0,
+        ge=0,
+        le=100,
+        description="percentile of recent priority fees (eth_feeHistory) the tip is set to",
+    )
+    fee_history_blocks: int = Field(
+        default=10, ge=1, le=1024, description="blocks of eth_feeHistory the tip is taken from"
+    )
     ce_max_attempts: int = Field(default=5, ge=1, description="CE tries per call")
     ce_timeout: float = Field(default=10.0, gt=0, description="seconds a CE call may take")
     create_retry_budget: int = Field(
@@ -138,6 +164,58 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, description="largest HTTP request body the API reads"
     )
     log_json: bool = Field(default=False, description="log one JSON object per line")
+
+    @field_validator("confirmations", mode="before")
+    @classmethod
+    def _confirmations(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("safe", "finalized"):
+                return text
+            if not text.isdigit():
+                raise ValueError(f"expected a number of blocks, `safe` or `finalized`, got {value!r}")
+            return int(text)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"expected a number of blocks, `safe` or `finalized`, got {value}")
+        return value
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _rpc_urls(cls, value: str) -> str:
+        for url in (u.strip() for u in value.split(",")):
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError("each URL must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _one_rpc_source(self) -> Settings:
+        if self.rpc_url is None and not self.rpc_endpoints:
+            raise ValueError("BRIDGE_RPC_URL (or BRIDGE_RPC_URLS) is required")
+        return self
+
+    @property
+    def rpc_endpoints(self) -> tuple[str, ...]:
+        """The JSON-RPC URLs, preferred first: ``BRIDGE_RPC_URLS``, else ``BRIDGE_RPC_URL``."""
+        urls = tuple(u.strip() for u in self.rpc_urls.split(",") if u.strip())
+        if urls:
+            return urls
+        return (self.rpc_url,) if self.rpc_url else ()
+
+    @property
+    def rpc_endpoint(self) -> str:
+        """The preferred JSON-RPC URL (the first of ``rpc_endpoints``)."""
+        return self.rpc_endpoints[0]
+
+    @property
+    def finality_tag(self) -> Literal["safe", "finalized"] | None:
+        """``safe`` or ``finalized`` when ``BRIDGE_CONFIRMATIONS`` names a tag, else None."""
+        return None if isinstance(self.confirmations, int) else self.confirmations
+
+    @property
+    def confirmation_depth(self) -> int:
+        """``BRIDGE_CONFIRMATIONS`` as a number of blocks; 0 when it names a tag (the tag,
+        not a count, decides: see ``bridge.chain.finality``)."""
+        return self.confirmations if isinstance(self.confirmations, int) else 0
 
     @field_validator("contract_address")
     @classmethod
@@ -404,9 +482,38 @@ def settings_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def update_readme(readme: Path) -> bool:
+    """Rewrites the settings table of ``readme`` between its ``settings-table`` markers.
+
+    Returns:
+        Whether the file changed.
+
+    Raises:
+        ConfigError: the markers are missing.
+    """
+    start, end = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise ConfigError(f"{readme}: no settings-table markers")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    new = f"{head}{start}{settings_table()}{end}{tail}"
+    if new == text:
+        return False
+    readme.write_text(new)
+    return True
+
+
 if __name__ == "__main__":
     import sys
 
+    if sys.argv[1:] == ["--update-readme"]:
+        changed = update_readme(Path(__file__).resolve().parent.parent / "README.md")
+        sys.stdout.write("README.md updated\n" if changed else "README.md is up to date\n")
+        sys.exit(0)
     if sys.argv[1:] != ["--markdown"]:
-        sys.exit("usage: python -m bridge.config --markdown  (prints the README's settings table)")
+        sys.exit(
+            "usage: python -m bridge.config --markdown | --update-readme\n"
+            "  (prints the README's settings table | rewrites it in README.md)"
+        )
     sys.stdout.write(settings_table())

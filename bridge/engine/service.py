@@ -37,6 +37,7 @@ from web3.contract import Contract
 
 from bridge.chain.artifacts import load_artifact
 from bridge.chain.deploy import connect
+from bridge.chain.finality import Finality, final_block
 from bridge.chain.reader import (
     CancelRequestedLog,
     ChainLog,
@@ -85,6 +86,7 @@ from bridge.store.models import (
     Update,
     utcnow,
 )
+from bridge.tx.fees import FeeOracle
 from bridge.tx.manager import TxManager
 from bridge.tx.policy import cap_reason
 
@@ -250,6 +252,7 @@ class Bridge:
         #: Why the bridge stopped itself (e.g. its process lock was taken), or None.
         self.fatal: str | None = None
         self.outputs = OutputStore(settings.output_root)
+        self.finality = Finality.of(settings.confirmations)
 
     @classmethod
     def from_settings(
@@ -266,15 +269,15 @@ class Bridge:
             DatabaseBound: the database belongs to another chain or contract (nothing written).
             StoreUnavailable, RpcUnavailable: the database or the node cannot be reached.
         """
-        install_redaction(settings.rpc_url)  # a provider key in the URL never reaches a log
+        install_redaction(*settings.rpc_endpoints)  # provider keys in URLs never reach a log
         db = open_database(settings.database_url)
-        w3 = connect(settings.rpc_url)
+        w3 = connect(settings.rpc_endpoints, max_lag=settings.rpc_max_lag)
         try:
             chain_id = int(w3.eth.chain_id)
         except Exception:
             db.dispose()
             raise RpcUnavailable(
-                f"cannot reach the RPC node at {redact_url(settings.rpc_url)}"
+                f"cannot reach the RPC node at {redact_url(settings.rpc_endpoint)}"
             ) from None
         try:
             control.bind(
@@ -308,7 +311,15 @@ class Bridge:
             db,
             account,
             escrow,
-            confirmations=settings.confirmations,
+            confirmations=settings.confirmation_depth,
+            finality_tag=settings.finality_tag,
+            fees=FeeOracle(
+                w3,
+                max_fee_wei=int(settings.max_fee_gwei * 10**9),
+                max_tip_wei=int(settings.max_priority_fee_gwei * 10**9),
+                percentile=settings.fee_percentile,
+                history_blocks=settings.fee_history_blocks,
+            ),
             batch_size=settings.batch_size,
             batch_wait=settings.batch_wait,
             stuck_after=settings.tx_stuck_after,
@@ -487,7 +498,7 @@ class Bridge:
     def scan_once(self) -> ScanReport | None:
         """Scans the next range of confirmed blocks. Returns None when there was nothing to do."""
         head = self.reader.head()
-        safe = head - self.settings.confirmations
+        safe = self.scan_target(head)
         with Session(self.db) as session:
             cursor = session.get(ScanCursor, self.contract)
             last = cursor.block if cursor else self._start_block() - 1
@@ -520,6 +531,11 @@ class Bridge:
         actions = self._store_scan(last, to_block, to_hash, logs)
         self._run_actions(actions)
         return ScanReport(last + 1, to_block, len(logs), rewound)
+
+    def scan_target(self, head: int) -> int:
+        """The last block the scanner reads: ``head - N``, or the node's safe/finalized block
+        (``BRIDGE_CONFIRMATIONS``; ``bridge.chain.finality``)."""
+        return final_block(self.w3, self.finality, head)
 
     def _check_reorg(self, cursor_block: int) -> int | None:
         """Returns the block to rewind the cursor to, or None when the chain under it is intact."""
