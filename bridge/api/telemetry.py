@@ -125,7 +125,7 @@ class _ScrapeCollector(Collector):
             value=s.fees_paid_wei,
         )
         yield CounterMetricFamily(
-            "ce_bridge_l1_fees_paid_wei",
+            "ce_bridge_data_fees_paid_wei",
             "L1 data fees of the operator's mined transactions, wei (OP-stack chains; else 0)",
             value=s.l1_fees_paid_wei,
         )
