@@ -173,7 +173,8 @@ class Settings(BaseSettings):
             if text in ("safe", "finalized"):
                 return text
             if not text.isdigit():
-                raise ValueError(f"expected a number of blocks, `safe` or `finalized`, got {value!r}")
+                expected = "expected a number of blocks, `safe` or `finalized`"
+                raise ValueError(f"{expected}, got {value!r}")
             return int(text)
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:
             raise ValueError(f"expected a number of blocks, `safe` or `finalized`, got {value}")
