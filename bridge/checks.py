@@ -151,6 +151,11 @@ def describe_setup(config_file: Path | None = None) -> list[str]:
         settings = load_settings(config_file)
     except ConfigError:
         return []
+    return describe_settings(settings)
+
+
+def describe_settings(settings: Settings) -> list[str]:
+    """``describe_setup`` for settings already loaded."""
     lines = ["RPC endpoints: " + ", ".join(redact_url(u) for u in settings.rpc_endpoints)]
     finality = Finality.of(settings.confirmations)
     w3 = connect(settings.rpc_endpoints, timeout=10, max_lag=settings.rpc_max_lag)

@@ -23,6 +23,7 @@ Besides the random faults, three standing behaviours (attributes, change them at
   positive, a head it cannot serve; negative, a node that lags).
 - ``log_range``: the most blocks one ``eth_getLogs`` may span; a larger range is refused with
   ``log_limit_message`` (default: Alchemy's wording), as providers do.
+- ``refuse``: methods answered with a provider's rate-limit error (-32005), not forwarded.
 - ``hide_1559``: the node looks like a legacy-fee chain: no ``baseFeePerGas`` in blocks,
   ``eth_feeHistory`` and ``eth_maxPriorityFeePerGas`` unknown, typed transactions refused.
 """
@@ -90,6 +91,7 @@ class RpcFaultProxy:
             "block range and no limit on the response size"
         )
         self.hide_1559 = False
+        self.refuse: frozenset[str] = frozenset()
         self.refused: Counter[str] = Counter()  # requests answered by a standing behaviour
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -166,9 +168,11 @@ class RpcFaultProxy:
             body = {"jsonrpc": "2.0", "id": ident, "error": {"code": code, "message": message}}
             return json.dumps(body).encode()
 
+        if method in self.refuse:
+            return error(-32005, "daily request count exceeded, request rate limited")
         if self.hide_1559 and method in ("eth_feeHistory", "eth_maxPriorityFeePerGas"):
             return error(-32601, f"the method {method} does not exist/is not available")
-        typed = bool(params) and not str(params[0]).startswith("0xf")  # legacy: an RLP list
+        typed = isinstance(params, list) and bool(params) and not str(params[0]).startswith("0xf")
         if self.hide_1559 and method == "eth_sendRawTransaction" and typed:
             return error(-32000, "transaction type not supported")
         if self.log_range is not None and method == "eth_getLogs" and params:
