@@ -25,7 +25,15 @@ from typing import Any, ClassVar, Final, Literal
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,13 +60,15 @@ class Settings(BaseSettings):
     #: The TOML file ``load_settings`` reads (set per call; None: no file).
     _toml_file: ClassVar[Path | None] = None
 
-    rpc_url: str | None = Field(
-        default=None, description="JSON-RPC URL of the Ethereum node (or set BRIDGE_RPC_URLS)"
-    )
     rpc_urls: str = Field(
         default="",
         description="comma-separated JSON-RPC URLs, preferred first: reads and writes fail over, "
         "broadcasts go to all (instead of BRIDGE_RPC_URL)",
+    )
+    rpc_url: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="JSON-RPC URL of the Ethereum node (required unless BRIDGE_RPC_URLS is set)",
     )
     rpc_max_lag: int = Field(
         default=3, ge=0, description="blocks an RPC endpoint may trail the others' head"
@@ -188,11 +198,13 @@ class Settings(BaseSettings):
                 raise ValueError("each URL must start with http:// or https://")
         return value
 
-    @model_validator(mode="after")
-    def _one_rpc_source(self) -> Settings:
-        if self.rpc_url is None and not self.rpc_endpoints:
-            raise ValueError("BRIDGE_RPC_URL (or BRIDGE_RPC_URLS) is required")
-        return self
+    @field_validator("rpc_url")
+    @classmethod
+    def _rpc_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # rpc_urls is declared first, so it is validated (or failed) by now.
+        if value is None and not str(info.data.get("rpc_urls") or "").strip():
+            raise PydanticCustomError("missing", "Field required")
+        return value
 
     @property
     def rpc_endpoints(self) -> tuple[str, ...]:

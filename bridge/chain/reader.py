@@ -23,6 +23,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.types import BlockIdentifier, RPCEndpoint
 
+from bridge.chain.rpc import is_log_limit
 from bridge.chain.spec import JOB_SPEC_ABI_TYPE, InputFile, JobSpec, Resources, Status
 from bridge.errors import RpcUnavailable
 from bridge.logs import redact, url_secrets
@@ -156,13 +157,10 @@ def spec_from_raw(raw: Any) -> tuple[JobSpec, str | None]:
     return spec, (problems[0] if problems else None)
 
 
-_TOO_MANY = ("too many", "query returned more than", "limit exceeded", "response size", "range")
-
-
 def is_range_error(exc: BaseException) -> bool:
-    """Whether an eth_getLogs error means "ask for fewer blocks" (or a timeout)."""
-    text = str(exc).lower()
-    return "timeout" in text or "timed out" in text or any(s in text for s in _TOO_MANY)
+    """Whether an eth_getLogs error means "ask for fewer blocks" (or a timeout): any provider's
+    wording, as collected in ``bridge.chain.rpc.LOG_LIMIT_WORDINGS``."""
+    return is_log_limit(str(exc))
 
 
 @dataclass(frozen=True)
