@@ -495,38 +495,38 @@ def settings_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def update_readme(readme: Path) -> bool:
-    """Rewrites the settings table of ``readme`` between its ``settings-table`` markers.
+README_MARKERS: Final = ("<!-- settings-table:start -->\n", "<!-- settings-table:end -->")
 
-    Returns:
-        Whether the file changed.
+
+def update_readme(readme: Path) -> bool:
+    """Rewrites the settings table between ``README_MARKERS`` in ``readme``; True if it changed.
 
     Raises:
         ConfigError: the markers are missing.
     """
-    start, end = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
     text = readme.read_text()
+    start, end = README_MARKERS
     if start not in text or end not in text:
-        raise ConfigError(f"{readme}: no settings-table markers")
+        raise ConfigError(f"{readme}: no {start.strip()} ... {end} markers")
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
-    new = f"{head}{start}{settings_table()}{end}{tail}"
-    if new == text:
-        return False
-    readme.write_text(new)
-    return True
+    new = head + start + settings_table() + end + tail
+    if new != text:
+        readme.write_text(new)
+    return new != text
 
 
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] == ["--update-readme"]:
-        changed = update_readme(Path(__file__).resolve().parent.parent / "README.md")
-        sys.stdout.write("README.md updated\n" if changed else "README.md is up to date\n")
-        sys.exit(0)
-    if sys.argv[1:] != ["--markdown"]:
-        sys.exit(
-            "usage: python -m bridge.config --markdown | --update-readme\n"
-            "  (prints the README's settings table | rewrites it in README.md)"
-        )
-    sys.stdout.write(settings_table())
+    usage = (
+        "usage: python -m bridge.config --markdown       (print the README's settings table)\n"
+        "       python -m bridge.config --update-readme  (rewrite it in README.md)"
+    )
+    if sys.argv[1:] == ["--markdown"]:
+        sys.stdout.write(settings_table())
+    elif sys.argv[1:] == ["--update-readme"]:
+        path = Path(__file__).resolve().parent.parent / "README.md"
+        print(f"{path}: " + ("settings table updated" if update_readme(path) else "up to date"))
+    else:
+        sys.exit(usage)

@@ -84,22 +84,40 @@ class JobDocument(_Strict):
     @classmethod
     def from_spec(cls, spec: JobSpec) -> JobDocument:
         """The document of an on-chain spec. Raises ``ValidationError`` if it breaks a bound."""
-        s = spec.specs
-        return cls.model_validate(
-            {
-                "app": spec.app,
-                "commandLine": spec.command_line,
-                "specs": {
-                    "vcpus": s.vcpus,
-                    "ram": s.ram,
-                    "disk": s.disk,
-                    "networkDownload": s.network_download,
-                    "networkUpload": s.network_upload,
-                },
-                "hours": spec.max_hours,
-                "inputFiles": [{"filename": f.filename, "url": f.url} for f in spec.input_files],
-            }
-        )
+        return cls.model_validate(body_of(spec))
+
+
+def body_of(spec: JobSpec) -> dict[str, Any]:
+    """The job document of an on-chain spec as CE's JSON, without validating it (for storage:
+    what the chain accepted is kept as it was). ``JobDocument.from_spec`` validates."""
+    s = spec.specs
+    return {
+        "app": spec.app,
+        "commandLine": spec.command_line,
+        "specs": {
+            "vcpus": s.vcpus,
+            "ram": s.ram,
+            "disk": s.disk,
+            "networkDownload": s.network_download,
+            "networkUpload": s.network_upload,
+        },
+        "hours": spec.max_hours,
+        "inputFiles": [{"filename": f.filename, "url": f.url} for f in spec.input_files],
+    }
+
+
+def spec_of(body: Mapping[str, Any]) -> JobSpec:
+    """The inverse of :func:`body_of`, without validation (a stored document is trusted)."""
+    s = body["specs"]
+    return JobSpec(
+        app=body["app"],
+        command_line=body["commandLine"],
+        specs=Resources(
+            s["vcpus"], s["ram"], s["disk"], s.get("networkDownload", 0), s.get("networkUpload", 0)
+        ),
+        max_hours=body["hours"],
+        input_files=tuple(InputFile(f["filename"], f["url"]) for f in body.get("inputFiles", [])),
+    )
 
 
 class CreateBody(JobDocument):

@@ -140,8 +140,7 @@ def install_redaction(*urls: str) -> RedactingFilter:
     for logger in (logging.getLogger("bridge"), logging.getLogger()):
         for handler in logger.handlers:
             if not any(
-                isinstance(f, RedactingFilter) and f.secrets == flt.secrets
-                for f in handler.filters
+                isinstance(f, RedactingFilter) and f.secrets == flt.secrets for f in handler.filters
             ):
                 handler.addFilter(flt)
     return flt

@@ -16,6 +16,7 @@ from typing import Any
 
 from eth_abi.abi import encode
 from eth_abi.codec import ABICodec
+from eth_abi.exceptions import DecodingError
 from eth_typing import ChecksumAddress
 from eth_utils.abi import collapse_if_tuple, event_abi_to_log_topic
 from eth_utils.crypto import keccak
@@ -157,6 +158,10 @@ def spec_from_raw(raw: Any) -> tuple[JobSpec, str | None]:
     return spec, (problems[0] if problems else None)
 
 
+#: What decoding a malformed log raises: eth_abi's errors, and the hex, key and type errors of a
+#: log whose fields are missing or not what the ABI says.
+_UNDECODABLE = (DecodingError, ValueError, KeyError, TypeError, IndexError, OverflowError)
+
 def is_range_error(exc: BaseException) -> bool:
     """Whether an eth_getLogs error means "ask for fewer blocks" (or a timeout): any provider's
     wording, as collected in ``bridge.chain.rpc.LOG_LIMIT_WORDINGS``."""
@@ -279,7 +284,7 @@ class LogReader:
             # failing the range (the scanner would stop at its block for good).
             try:
                 one = self._decode(entry)
-            except Exception as exc:  # eth_abi raises several types; any must not stop the scan
+            except _UNDECODABLE as exc:
                 self.undecodable += 1
                 log.error(
                     "skipping an undecodable log (block %s, tx %s, index %s): %s",

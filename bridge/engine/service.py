@@ -68,6 +68,7 @@ from bridge.errors import (
     StoreError,
     StoreUnavailable,
 )
+from bridge.jobdoc import body_of, spec_of
 from bridge.logs import install_redaction, redact_url
 from bridge.outputs import OutputStore, StoredObject
 from bridge.remote.client import CEClient
@@ -132,37 +133,13 @@ def spec_to_request(spec: JobSpec) -> CEJobRequest:
 
 
 def spec_to_json(spec: JobSpec) -> str:
-    """The spec as stored in the database (CE's field names)."""
-    s = spec.specs
-    return json.dumps(
-        {
-            "app": spec.app,
-            "commandLine": spec.command_line,
-            "specs": {
-                "vcpus": s.vcpus,
-                "ram": s.ram,
-                "disk": s.disk,
-                "networkDownload": s.network_download,
-                "networkUpload": s.network_upload,
-            },
-            "hours": spec.max_hours,
-            "inputFiles": [{"filename": f.filename, "url": f.url} for f in spec.input_files],
-        }
-    )
+    """The spec as stored in the database: CE's job document (``bridge.jobdoc``)."""
+    return json.dumps(body_of(spec))
 
 
 def spec_from_json(text: str) -> JobSpec:
     """Inverse of ``spec_to_json``."""
-    d = json.loads(text)
-    return JobSpec.from_abi(
-        {
-            "app": d["app"],
-            "commandLine": d["commandLine"],
-            "specs": d["specs"],
-            "maxHours": d["hours"],
-            "inputFiles": d["inputFiles"],
-        }
-    )
+    return spec_of(json.loads(text))
 
 
 def due_jobs(db: Engine, states: Iterable[JobState], now: float, limit: int = 256) -> list[int]:

@@ -908,17 +908,16 @@ class TxManager:
         Returns:
             The gas limit, or None when the batch must not be sent now.
         """
-        params: TxParams = {
+        unsized: TxParams = {
             "from": self._sender,
             "to": self._escrow.address,
             "data": data,
-            "gas": sized,
             **{k: v for k, v in self._fee_fields(fees).items() if k != "type"},  # type: ignore[typeddict-item]  # fee fields only
         }
+        params: TxParams = {**unsized, "gas": sized}
         try:
             self._w3.eth.call(params)
-            floor: TxParams = {k: v for k, v in params.items() if k != "gas"}  # type: ignore[assignment]
-            estimate = max(sized, gas_limit_for(int(self._w3.eth.estimate_gas(floor))))
+            estimate = max(sized, gas_limit_for(int(self._w3.eth.estimate_gas(unsized))))
         except ContractLogicError as exc:
             self._simulation_reverted(decode_revert(revert_data(exc) or b"", self._abi), jobs)
             counts.failed += 1

@@ -25,6 +25,7 @@ contract ExampleConsumer is IJobConsumer {
     }
 
     /// @notice Submits `spec` to the escrow, paying `msg.value`, with a callback of `callbackGasLimit` gas.
+    /// Anything above the quote is credited back to this contract (see `withdrawRefunds`).
     /// @return jobId the escrow's id for the job
     function submit(IJobEscrow.JobSpec calldata spec, uint32 callbackGasLimit)
         external
@@ -47,7 +48,8 @@ contract ExampleConsumer is IJobConsumer {
         results[jobId] = status == IJobEscrow.Status.Completed ? resultHash : bytes32(uint256(status));
     }
 
-    /// @notice Pulls refunds credited to this contract by the escrow and sends them to the owner.
+    /// @notice Pulls refunds and overpayments credited to this contract by the escrow and sends them to the
+    /// owner.
     function withdrawRefunds() external {
         if (msg.sender != owner) revert NotOwner(msg.sender);
         escrow.withdraw();

@@ -27,6 +27,8 @@ import { discoverWallets, listenForWallets, type Wallet } from "./wallet.ts";
 const STATUS = ["None", "Submitted", "Accepted", "Running", "Completed", "Failed", "Cancelled", "Expired"] as const;
 const TERMINAL = new Set([4, 5, 6, 7]);
 const POLL_MS = 1500;
+/** Results larger than this are not downloaded into the page to be verified. */
+const MAX_VERIFY_BYTES = 256 * 2 ** 20;
 
 // ------------------------------------------------------------------ DOM helpers
 
@@ -72,7 +74,7 @@ interface JobView {
   commandLine: string;
   events: Map<string, ChainEvent>;
   bridgeNote: string;
-  verify: "none" | "running" | "done" | "error";
+  verify: "none" | "running" | "done" | "error" | "too-large";
   verified: boolean | null;
   computedHash: string;
   files: { path: string; url: string; size: number; matchesListing: boolean }[];
@@ -140,7 +142,7 @@ async function loadEverything(): Promise<void> {
   });
   $("contract-line").textContent = `JobEscrow ${config.contract} on chain ${config.chainId} · bridge ${config.apiUrl}`;
   if (config.rpcUrl) {
-    reader = createPublicClient({ chain, transport: http(config.rpcUrl) });
+    reader = createPublicClient({ chain, transport: http(config.rpcUrl), pollingInterval: 1_000 });
     await loadLimits();
   }
 }
@@ -202,14 +204,22 @@ async function useWallet(chosen: Wallet): Promise<void> {
   chosen.provider.on?.("chainChanged", (id: string) => {
     walletChainId = Number(id);
     showChain();
+    void afterChainChange();
   });
   if (!config.rpcUrl) {
-    reader = createPublicClient({ chain, transport: custom(chosen.provider) });
+    reader = createPublicClient({ chain, transport: custom(chosen.provider), pollingInterval: 1_000 });
   }
   say(`Connected ${wallet?.info.name ?? "wallet"}: ${account}.`);
   showChain();
-  if (!limits) await loadLimits();
+  await afterChainChange();
   if (polling === undefined) polling = window.setInterval(() => void refresh(), POLL_MS);
+}
+
+/** Reads what needs the right chain once the wallet is on it (without a public RPC URL the page
+ * reads through the wallet, so nothing is read while it is on another chain). */
+async function afterChainChange(): Promise<void> {
+  if (!config || (!config.rpcUrl && !onRightChain())) return;
+  if (!limits) await loadLimits();
   void refresh();
 }
 
@@ -523,7 +533,7 @@ async function refresh(): Promise<void> {
     }
     await Promise.all(
       [...jobs.values()].map(async (job) => {
-        if (TERMINAL.has(job.status) && (job.status !== 4 || job.verify === "done")) return; // final
+        if (TERMINAL.has(job.status) && (job.status !== 4 || job.verify === "done" || job.verify === "too-large")) return; // final
         const onchain = await reader!.readContract({ address: config!.contract, abi: jobEscrowAbi, functionName: "getJob", args: [job.id] });
         job.status = onchain.status;
         job.cancelRequested = onchain.cancelRequested;
@@ -606,6 +616,13 @@ async function verify(job: JobView): Promise<void> {
       return;
     }
     const body = (await listing.json()) as { files: { path: string; size: number; sha256: string }[] };
+    const total = body.files.reduce((sum, f) => sum + f.size, 0);
+    if (total > MAX_VERIFY_BYTES) {
+      job.verify = "too-large";
+      job.files = body.files.map((f) => ({ path: f.path, url: fileUrl(job.id, f.path), size: f.size, matchesListing: true }));
+      job.computedHash = `${(total / 2 ** 20).toFixed(0)} MiB`;
+      return;
+    }
     const files = await Promise.all(
       body.files.map(async (f) => {
         const response = await bridgeGet(`/jobs/${job.id}/outputs/${f.path.split("/").map(encodeURIComponent).join("/")}`);
@@ -669,6 +686,17 @@ function txLink(hash: Hex): HTMLElement {
   return el("code", { title: hash }, hash);
 }
 
+function showFiles(job: JobView): void {
+  const list = el("ul");
+  for (const f of job.files) {
+    const item = el("li");
+    item.append(el("a", { href: f.url, download: f.path.split("/").pop() ?? f.path }, f.path), ` (${f.size} bytes)`);
+    if (!f.matchesListing) item.append(el("strong", { class: "bad" }, " differs from the hash the bridge lists for it"));
+    list.append(item);
+  }
+  job.row.outputs.replaceChildren(el("p", {}, `Result files (${job.files.length}):`), list);
+}
+
 function render(job: JobView): void {
   const r = job.row;
   const name = STATUS[job.status] ?? `status ${job.status}`;
@@ -700,18 +728,12 @@ function render(job: JobView): void {
   }
   if (job.verify === "running") r.verify.textContent = "Checking the result files against the on-chain hash…";
   if (job.verify === "error") r.verify.textContent = "The result files could not be checked yet.";
+  if (job.verify === "too-large" && r.outputs.childElementCount === 0) {
+    showFiles(job);
+    r.verify.textContent = `The result files (${job.computedHash}) are too large to check in the browser: download them and check them with sha256sum (README, "Result hash") against ${job.resultHash}.`;
+  }
   if (job.verify === "done" && r.verify.dataset.verified === undefined) {
-    r.outputs.replaceChildren(
-      el("p", {}, `Result files (${job.files.length}):`),
-      el("ul", {}),
-    );
-    const list = r.outputs.querySelector("ul")!;
-    for (const f of job.files) {
-      const item = el("li");
-      item.append(el("a", { href: f.url, download: f.path.split("/").pop() ?? f.path }, f.path), ` (${f.size} bytes)`);
-      if (!f.matchesListing) item.append(el("strong", { class: "bad" }, " differs from the hash the bridge lists for it"));
-      list.append(item);
-    }
+    showFiles(job);
     r.verify.dataset.verified = String(job.verified);
     r.verify.textContent = job.verified
       ? `✓ Verified: the files hash to the on-chain result hash ${job.resultHash}.`

@@ -152,11 +152,11 @@ def open_dapp(browser: Any, site: Site) -> Iterator[OpenDapp]:
         context.close()
 
 
-def screenshot(page: Any, name: str, *, readme: bool = False) -> Path:
+def screenshot(page: Any, name: str, *, readme: bool = False, full_page: bool = True) -> Path:
     """Writes ``screenshots/<name>.png`` (and ``docs/img/<name>.png`` when asked for the README)."""
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     if readme and README_SHOTS:
         shutil.copyfile(path, REPO_ROOT / "docs" / "img" / f"{name}.png")
     return path

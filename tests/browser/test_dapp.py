@@ -224,7 +224,8 @@ def test_a_job_submitted_from_the_page_completes_verifies_and_downloads(
         "data-verified", "true", timeout=SLOW
     )
     overflow = phone.evaluate("document.documentElement.scrollWidth")
-    screenshot(phone, "dapp-phone", readme=True)
+    phone.get_by_test_id(f"job-row-{job_id}").scroll_into_view_if_needed()
+    screenshot(phone, "dapp-phone", readme=True, full_page=False)
     wide = phone.evaluate(
         """() => [...document.querySelectorAll('body *')]
               .filter(e => e.getBoundingClientRect().right > 376)
@@ -393,3 +394,31 @@ def test_a_wrong_chain_is_flagged_and_switched(open_dapp: OpenDapp, site: Site) 
     expect(warning).to_be_hidden()
     expect(page.get_by_test_id("message")).to_have_text(f"Switched to chain {site.chain_id}.")
     assert page.evaluate("window.__testWallet.chainId") == hex(site.chain_id)
+
+
+def test_without_a_public_rpc_url_the_page_reads_through_the_wallet(
+    open_dapp: OpenDapp, site: Site, tmp_path: Path, serve_static: Any
+) -> None:
+    config = {
+        "chainId": site.chain_id,
+        "rpcUrl": None,
+        "contract": site.stack.escrow.address,
+        "apiUrl": site.stack.api_url,
+    }
+    build_static_site(tmp_path / "site", config)
+    url = serve_static(tmp_path / "site", site.static_port)
+    page = open_dapp(url + "/", chain_id=5)
+    expect(page.get_by_test_id("quote")).to_have_text("—")  # nothing to read with yet
+    connect(page)
+    expect(page.get_by_test_id("chain-warning")).to_be_visible()
+    expect(page.get_by_test_id("quote")).not_to_have_attribute("data-wei", re.compile(".*"))
+    page.get_by_test_id("switch-chain").click()
+    spec = JobSpec(
+        app="charityengine:wolframengine",
+        command_line=page.get_by_test_id("command-line").input_value(),
+        specs=Resources(vcpus=1, ram=512, disk=512),
+        max_hours=1,
+    )
+    expected = site.stack.escrow.functions.quote(spec.to_abi(), 0).call()
+    expect(page.get_by_test_id("quote")).to_have_attribute("data-wei", str(expected))
+    expect(page.get_by_test_id("credits")).to_have_attribute("data-wei", "0")

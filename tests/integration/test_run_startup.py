@@ -540,7 +540,7 @@ def test_database_errors_say_what_is_wrong_and_whether_waiting_helps() -> None:
     assert 'database "ce_bridge_no_such_db" does not exist' in message
     assert "hunter2" not in message and "\n" not in message
     closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
-    with pytest.raises(StoreUnavailable, match="(?i)connection refused"):
+    with pytest.raises(StoreUnavailable, match=r"(?i)connection refused"):
         open_database(closed)
 
 

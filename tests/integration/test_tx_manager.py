@@ -35,7 +35,8 @@ from bridge.store.db import open_database
 from bridge.store.models import ChainTx, TxState, Update
 from bridge.tx import NONCE_TAKEN, REVERTED, TickReport, TxManager
 from bridge.tx.manager import REVERTED_ALONE
-from tests.builders import Accounts, send, spec, status_of
+from tests.builders import Accounts, send, spec, status_of, stored_job, submit_via_consumer
+from tests.contracts import deploy_test_contract
 
 DEADLINE = 60.0
 
@@ -637,3 +638,54 @@ def test_reorged_out_transaction_is_resent_with_the_same_bytes(
     assert final.tx_hash == mined.tx_hash and final.attempt == 0
     assert final.mined_block is not None
     assert status_of(escrow, job) == Status.ACCEPTED
+
+
+def test_a_consumer_that_burns_its_gas_only_when_mined_cannot_starve_the_batch(
+    chain: Web3,
+    escrow: Contract,
+    consumer: Contract,
+    accounts: Accounts,
+    operator: LocalAccount,
+    db: Engine,
+) -> None:
+    """Issue 9, finding 2: simulated at gas price 0 such a consumer costs nothing, so a batch
+    sized from an estimate left the next callbacks without their gas once mined. Sized from the
+    callback limits and simulated with real fees, every item of the batch goes through."""
+    burner = deploy_test_contract(
+        chain, "SimulationAwareBurnerConsumer", accounts.user, escrow.address
+    )
+    burning = [submit_via_consumer(chain, escrow, burner, accounts.user, spec(), 1_500_000)[0]]
+    burning.append(submit_via_consumer(chain, escrow, burner, accounts.user, spec(), 1_500_000)[0])
+    polite = [
+        submit_via_consumer(chain, escrow, consumer, accounts.user, spec(), 100_000)[0]
+        for _ in range(3)
+    ]
+    limits = {j: 1_500_000 for j in burning} | {j: 100_000 for j in polite}
+    ordered = [burning[0], *polite[:2], burning[1], polite[2]]  # burners ahead of others
+    with Session(db) as session:
+        for job_id in ordered:
+            session.add(stored_job(job_id, callback_gas_limit=limits[job_id]))
+        for job_id in ordered:
+            session.add(Update(job_id=job_id, status=int(Status.ACCEPTED), data=f"ce-{job_id}"))
+        for job_id in ordered:
+            session.add(
+                Update(
+                    job_id=job_id,
+                    status=int(Status.COMPLETED),
+                    result_hash="0x" + "11" * 32,
+                    data=f"https://bridge.example/jobs/{job_id}/outputs/",
+                )
+            )
+        session.commit()
+    tx_manager = manager(chain, db, operator, escrow)
+
+    tick_until(tx_manager, chain, lambda: all_applied(db))
+
+    assert all(status_of(escrow, j) == Status.COMPLETED for j in ordered)
+    assert all(u.applied is True for u in updates(db)), "an item was skipped"
+    assert all(t.state == TxState.CONFIRMED and t.error is None for t in txs(db))
+    failed = {
+        int(e["args"]["jobId"]) for e in escrow.events.CallbackFailed().get_logs(from_block=0)
+    }
+    assert failed >= set(burning), "the burners ran, with their whole gas, and failed"
+    assert not failed & set(polite), "every other consumer got its callback"

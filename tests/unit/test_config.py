@@ -186,7 +186,7 @@ def test_unknown_settings_are_reported_with_close_matches(
 
 
 def test_the_readme_settings_table_is_generated_from_settings() -> None:
-    """Regenerate with: .venv/bin/python -m bridge.config --markdown (between the markers)."""
+    """Regenerate with: .venv/bin/python -m bridge.config --update-readme."""
     from bridge.config import Settings, settings_table
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -194,8 +194,8 @@ def test_the_readme_settings_table_is_generated_from_settings() -> None:
     assert start in readme and end in readme, "the README lost its settings-table markers"
     table = readme.split(start, 1)[1].split(end, 1)[0].strip("\n")
     assert table == settings_table().strip("\n"), (
-        "README.md's settings table is stale: run `.venv/bin/python -m bridge.config --markdown` "
-        "and paste its output between the settings-table markers"
+        "README.md's settings table is stale: run `.venv/bin/python -m bridge.config "
+        "--update-readme`"
     )
     for name in Settings.model_fields:
         assert f"`BRIDGE_{name.upper()}`" in table
@@ -209,3 +209,22 @@ def test_role_names_in_reverts_match_the_contract() -> None:
     error = ContractRevert("AccessControlUnauthorizedAccount", ("0xAbC", bytes(OPERATOR_ROLE)))
     assert str(error).endswith("AccessControlUnauthorizedAccount(0xAbC, OPERATOR_ROLE)")
     assert "0x" + "ab" * 32 in str(ContractRevert("X", (b"\xab" * 32,)))
+
+
+def test_update_readme_rewrites_only_the_table(tmp_path: Path) -> None:
+    from bridge.config import settings_table, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "intro\n<!-- settings-table:start -->\n| old |\n<!-- settings-table:end -->\noutro\n"
+    )
+    assert update_readme(readme) is True
+    assert readme.read_text() == (
+        "intro\n<!-- settings-table:start -->\n"
+        + settings_table()
+        + "<!-- settings-table:end -->\noutro\n"
+    )
+    assert update_readme(readme) is False
+    readme.write_text("no markers\n")
+    with pytest.raises(ConfigError, match="markers"):
+        update_readme(readme)

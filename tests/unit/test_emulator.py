@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from bridge.remote.emulator import EmulatorConfig, create_emulator_app
+from bridge.remote.emulator import (
+    EmulatorConfig,
+    create_emulator_app,
+    generated_sha256,
+    parse_directives,
+)
 
 AUTH = "emulator-unit-secret-6f1d"
 BASE = "/remotejobs/v2/"
@@ -328,3 +333,42 @@ def test_inspection_never_shows_the_authenticator(make: Any, clock: Clock) -> No
     assert client.get("/_emulator/jobs/nope").status_code == 404
     config = EmulatorConfig(authenticators=frozenset({AUTH}))
     assert AUTH not in repr(config) and AUTH not in str(config)
+
+
+# ---------------------------------------------------------------------------- directives
+
+
+def test_generated_outputs_are_listed_and_streamed_without_being_stored(
+    make: Any, clock: Clock, tmp_path: Path
+) -> None:
+    client = make(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
+    job_id = create(client, {**BODY, "commandLine": "ce-emulator:outputs=2x3000000"})
+    files = {f["filename"]: f["url"] for f in status(client, job_id)["outputFiles"]}
+    assert {"big/000000.bin", "big/000001.bin"} <= set(files)
+    response = client.get(files["big/000001.bin"])
+    assert response.status_code == 200 and len(response.content) == 3_000_000
+    digest = hashlib.sha256(response.content).hexdigest()
+    assert digest == generated_sha256(job_id, "big/000001.bin", 3_000_000)
+    assert not list(tmp_path.rglob("*.bin")), "generated files are never written to disk"
+
+
+def test_a_fail_message_directive_fails_the_job_with_that_many_bytes(make: Any) -> None:
+    client = make(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
+    job_id = create(client, {**BODY, "commandLine": "ce-emulator:fail-message=5000"})
+    answer = status(client, job_id)
+    assert answer["status"] == "Failed" and len(answer["error"]) == 5000
+
+
+def test_unavailable_outputs_answer_503(make: Any) -> None:
+    client = make(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
+    job_id = create(client, {**BODY, "commandLine": "ce-emulator:outputs-unavailable"})
+    (first, *_) = status(client, job_id)["outputFiles"]
+    assert client.get(first["url"]).status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("command", "files"),
+    [("ce-emulator:outputs=1x", 0), ("ce-emulator:outputs=100001x1", 0), ("no directive", 0)],
+)
+def test_malformed_or_oversized_directives_are_ignored(command: str, files: int) -> None:
+    assert len(parse_directives(command).generated) == files

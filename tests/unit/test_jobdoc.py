@@ -120,3 +120,13 @@ def test_flag_names_replace_paths() -> None:
 def test_the_example_job_files_are_valid(path: Path) -> None:
     job = parse_job_file(json.loads(path.read_text()))
     assert job.app.startswith(("charityengine:", "docker:")) or "/" in job.app
+
+
+def test_storage_round_trip_is_the_codec_shape() -> None:
+    """The engine stores a spec as the job document; reading it back gives the same spec."""
+    from bridge.engine.service import spec_from_json, spec_to_json
+    from bridge.jobdoc import body_of, spec_of
+
+    spec = JobDocument.model_validate(DOC).to_spec()
+    assert json.loads(spec_to_json(spec)) == DOC == body_of(spec)
+    assert spec_from_json(spec_to_json(spec)) == spec == spec_of(DOC)

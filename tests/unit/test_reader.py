@@ -1,11 +1,23 @@
-"""The log reader's pure parts: the adaptive block range and the classification of errors."""
+"""The log reader: the adaptive block range, the classification of errors, and decoding each log
+on its own from a canned node answer (no network)."""
 
 from __future__ import annotations
 
-import pytest
+import logging
+from typing import Any
 
-from bridge.chain.reader import RangeSizer, is_range_error
+import pytest
+from eth_abi.abi import encode
+from eth_utils.abi import collapse_if_tuple, event_abi_to_log_topic
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.providers.base import BaseProvider
+from web3.types import RPCEndpoint, RPCResponse
+
+from bridge.chain.artifacts import load_artifact
+from bridge.chain.reader import LogReader, RangeSizer, SubmittedLog, is_range_error, spec_from_raw
 from bridge.errors import RpcUnavailable
+from tests.hostile import RAW_SPEC_ABI_TYPE, raw_spec
 
 
 def test_range_starts_at_the_maximum_and_halves_down_to_one_block() -> None:
@@ -47,3 +59,82 @@ def test_errors_that_ask_for_a_smaller_range(message: str) -> None:
 @pytest.mark.parametrize("message", ["connection refused", "invalid params", "internal error"])
 def test_other_errors_are_not_range_errors(message: str) -> None:
     assert not is_range_error(RpcUnavailable(message))
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def _node_with_logs(logs: list[dict[str, object]]) -> Web3:
+    """A Web3 whose node answers every ``eth_getLogs`` with ``logs`` (no network)."""
+
+    class Canned(BaseProvider):
+        def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+            assert method == "eth_getLogs"
+            return {"jsonrpc": "2.0", "id": 1, "result": logs}
+
+        def is_connected(self, show_traceback: bool = False) -> bool:
+            return True
+
+    return Web3(Canned())
+
+
+def _submitted_log(spec: tuple[Any, ...], index: int, data: bytes | None = None) -> dict[str, Any]:
+    abi = load_artifact("JobEscrow").abi
+    (event,) = [e for e in abi if e.get("type") == "event" and e["name"] == "JobSubmitted"]
+    types = [collapse_if_tuple(i) for i in event["inputs"] if not i["indexed"]]
+    raw_types = [t.replace("string", "bytes") for t in types]
+    if data is None:
+        raw_spec = RAW_SPEC_ABI_TYPE
+        spec_hash = keccak(encode([raw_spec], [spec]))
+        data = encode(raw_types, [spec_hash, 10, 99, spec, 0])
+    topic = "0x" + bytes(event_abi_to_log_topic(event)).hex()
+    return {
+        "topics": [topic, "0x" + index.to_bytes(32, "big").hex(), "0x" + "00" * 12 + "11" * 20],
+        "data": "0x" + data.hex(),
+        "blockNumber": "0x5",
+        "blockHash": "0x" + "ab" * 32,
+        "transactionHash": "0x" + f"{index:064x}",
+        "logIndex": hex(index),
+    }
+
+
+def test_each_log_is_decoded_on_its_own_and_an_unreadable_spec_is_flagged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = raw_spec()
+    bad_app = raw_spec(app=b"\xff\xfe")
+    garbage = _submitted_log(good, 2, data=b"\x01" * 40)  # not an ABI encoding at all
+    logs = [_submitted_log(good, 1), garbage, _submitted_log(bad_app, 3)]
+    w3 = _node_with_logs(logs)
+    reader = LogReader(
+        w3, Web3.to_checksum_address("0x" + "22" * 20), load_artifact("JobEscrow").abi
+    )
+
+    with caplog.at_level(logging.ERROR, logger="bridge.chain"):
+        decoded = reader.fetch(5, 5)
+
+    assert [d.job_id for d in decoded] == [1, 3], "the undecodable log is skipped, not the range"
+    first, third = decoded
+    assert isinstance(first, SubmittedLog) and isinstance(third, SubmittedLog)
+    assert first.unreadable is None and first.spec_hash_matches
+    assert third.unreadable == "app is not valid UTF-8" and third.spec_hash_matches
+    assert third.spec.app == "\ufffd\ufffd"
+    assert reader.undecodable == 1
+    errors = [r.getMessage() for r in caplog.records]
+    assert len(errors) == 1 and "undecodable log" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "spec", "problem"),
+    [
+        ("app", raw_spec(app=b"\xc3"), "app is not valid UTF-8"),
+        ("command", raw_spec(command_line=b"a\xffb"), "commandLine is not valid UTF-8"),
+        ("name", raw_spec(files=((b"\xfe", b"https://x.org/a"),)), "input file 0 name"),
+        ("url", raw_spec(files=((b"a", b"https://x.org/\xfe"),)), "input file 0 URL"),
+    ],
+)
+def test_spec_from_raw_names_the_first_field_that_is_not_utf8(
+    field: str, spec: tuple[Any, ...], problem: str
+) -> None:
+    _, unreadable = spec_from_raw(spec)
+    assert unreadable is not None and unreadable.startswith(problem), field

@@ -298,7 +298,6 @@ def test_a_passed_in_http_client_is_not_closed() -> None:
     http.close()
 
 
-
 def test_observers_see_each_call_with_its_time_and_error() -> None:
     client, _ = make_client(
         answers(

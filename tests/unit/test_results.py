@@ -16,6 +16,7 @@ from bridge.results import (
     hash_directory,
     manifest_from_digests,
     result_hash,
+    safe_input_url,
     safe_relative_path,
 )
 
@@ -155,3 +156,35 @@ def test_manifest_refuses_unsafe_paths_and_bad_digests() -> None:
         manifest_from_digests({"x": "ABC"})
     with pytest.raises(ValueError):
         manifest_from_digests({"x": _sha(b"").upper()})
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("a" * 256, "longer than 255"), ("/".join(["a" * 200] * 6), "longer than 1024")],
+)
+def test_overlong_paths_are_refused(name: str, problem: str) -> None:
+    with pytest.raises(SpecError, match=problem):
+        safe_relative_path(name)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("", "empty"),
+        ("file:///etc/passwd", "not http"),
+        ("javascript:alert(1)", "not http"),
+        ("https://", "without a host"),
+        ("http://host:99999/x", "malformed"),
+        ("http://ho st/x", "whitespace"),
+        ("https://x.org/\x00", "control"),
+        ("https://x.org/" + "a" * 3000, "over 2048"),
+    ],
+)
+def test_unsafe_input_urls_are_refused(url: str, problem: str) -> None:
+    with pytest.raises(SpecError, match=problem):
+        safe_input_url(url, "in.txt")
+
+
+def test_a_plain_https_url_is_accepted() -> None:
+    url = "https://example.org/data/in.txt?version=2"
+    assert safe_input_url(url) == url

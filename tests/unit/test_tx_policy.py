@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+from dataclasses import dataclass
 
 import pytest
 
@@ -11,7 +12,9 @@ from bridge.tx import policy
 from bridge.tx.policy import (
     Fees,
     SendOutcome,
+    batch_gas,
     bumped_fees,
+    cap_reason,
     classify_send_error,
     gas_limit_for,
     initial_fees,
@@ -95,3 +98,38 @@ def test_policy_is_pure() -> None:
         for alias in node.names
     }
     assert imported <= {"__future__", "collections", "dataclasses", "enum", "typing"}
+
+
+# ---------------------------------------------------------------------------- hostile requesters
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [("a" * 1000, 256), ("é" * 300, 256), ("€" * 100, 256), ("x" * 256, 256), ("🙂" * 70, 256)],
+)
+def test_reasons_are_capped_at_a_utf8_boundary(text: str, limit: int) -> None:
+    capped = cap_reason(text, limit)
+    encoded = capped.encode("utf-8")
+    assert len(encoded) <= limit
+    if len(text.encode()) <= limit:
+        assert capped == text
+    else:
+        assert capped.endswith("...") and text.startswith(capped[:-3])
+
+
+@dataclass
+class _U:
+    job_id: int
+    status: int
+    data: str = ""
+
+
+def test_batch_gas_gives_each_callback_item_its_whole_limit() -> None:
+    plain = batch_gas([_U(1, 2, "remote-1")], {})
+    with_callback = batch_gas([_U(1, 4, "https://x/1")], {1: 2_000_000})
+    assert with_callback - plain >= 2_000_000 + 2_000_000 // 63
+    # An Accepted item never calls back; a Cancelled one neither.
+    assert batch_gas([_U(1, 2)], {1: 2_000_000}) < 200_000
+    assert batch_gas([_U(1, 6)], {1: 2_000_000}) < 200_000
+    many = batch_gas([_U(i, 4) for i in range(50)], {i: 1_000_000 for i in range(50)})
+    assert many > 50 * 1_000_000

@@ -1,0 +1,53 @@
+"""The output file store: content-addressed, written while hashed, swept of leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from bridge.outputs import OutputStore
+
+
+def test_a_file_is_stored_under_its_sha256_and_read_back_in_chunks(tmp_path: Path) -> None:
+    store = OutputStore(tmp_path)
+    content = b"x" * 3_000_000
+    stored = store.put([content[:1000], content[1000:]])
+    assert stored.sha256 == hashlib.sha256(content).hexdigest() and stored.size == len(content)
+    assert store.path_of(stored.sha256).read_bytes() == content
+    assert b"".join(store.read_chunks(stored.sha256, 1 << 20)) == content
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_a_restarted_download_keeps_only_its_last_attempt(tmp_path: Path) -> None:
+    store = OutputStore(tmp_path)
+    with store.partial() as part:
+        part.write(b"half of a first attempt")
+        part.restart()
+        part.write(b"whole")
+        stored = part.commit()
+    assert stored.sha256 == hashlib.sha256(b"whole").hexdigest() and stored.size == 5
+
+
+def test_an_uncommitted_download_leaves_nothing(tmp_path: Path) -> None:
+    store = OutputStore(tmp_path)
+    with pytest.raises(RuntimeError), store.partial() as part:
+        part.write(b"partial")
+        raise RuntimeError("the download failed")
+    assert not list((tmp_path / "tmp").iterdir())
+
+
+def test_the_sweep_removes_partial_and_unreferenced_files_only(tmp_path: Path) -> None:
+    store = OutputStore(tmp_path)
+    kept = store.put([b"kept"])
+    dropped = store.put([b"dropped"])
+    (tmp_path / "tmp" / "left-by-a-crash.part").write_bytes(b"partial")
+    assert store.sweep({kept.sha256}) == (1, 1)
+    assert store.has(kept.sha256) and not store.has(dropped.sha256)
+
+
+@pytest.mark.parametrize("digest", ["", "../../etc/passwd", "A" * 64, "0" * 63])
+def test_only_a_sha256_names_a_file(tmp_path: Path, digest: str) -> None:
+    with pytest.raises(ValueError):
+        OutputStore(tmp_path).path_of(digest)
