@@ -77,7 +77,7 @@ def stored_job(job_id: int, **overrides: Any) -> Job:
     """A ``Job`` row as the scanner stores it for a ``JobSubmitted`` of the typical spec (state
     ``new``, on-chain ``Submitted``), with any column replaced, e.g. ``stored_job(3,
     state="settled", onchain_status=Status.COMPLETED)``."""
-    from bridge.engine.service import spec_to_json
+    from bridge.engine.codec import spec_to_json
 
     typical = spec()
     columns: dict[str, Any] = {

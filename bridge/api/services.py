@@ -53,7 +53,8 @@ from bridge.api.schemas import (
 from bridge.chain.finality import tagged_block
 from bridge.chain.reader import find_deployment_block
 from bridge.chain.rpc import FailoverProvider
-from bridge.engine.service import Bridge, spec_from_json
+from bridge.engine.codec import spec_from_json
+from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.errors import (
     BridgeNotRunning,

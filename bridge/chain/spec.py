@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
 #: The ABI type of ``JobSpec`` as a single tuple (app, commandLine, specs, maxHours, inputFiles).
@@ -107,4 +106,6 @@ class JobSpec:
 
 def spec_hash(spec: JobSpec) -> bytes:
     """``keccak256(abi.encode(spec))`` exactly as ``JobEscrow.submitJob`` computes it."""
+    from eth_abi.abi import encode  # here, not at import: the module stays light and pure
+
     return keccak(encode([JOB_SPEC_ABI_TYPE], [spec.to_abi()]))

@@ -25,7 +25,7 @@ from enum import StrEnum
 
 from bridge.chain.spec import Status
 from bridge.engine.states import JobState
-from bridge.remote.convention import CEStatus
+from bridge.remote.convention import CEStatus, is_terminal
 
 _REMOTE_VALUES = frozenset(s.value for s in CEStatus)
 _REMOTE_ORDER = {
@@ -351,3 +351,82 @@ def _remote_status(job: JobView, event: RemoteStatusSeen) -> Outcome:
             remote_status=status,
         )
     return Decision(state=state, reason=f"remote job {status.lower()}", remote_status=status)
+
+
+# ---------------------------------------------------------------------------- the next step
+
+
+class Step(StrEnum):
+    """The I/O the worker does next for a due job (``next_step``)."""
+
+    FAIL_DEADLINE = "fail_deadline"  # apply ``DeadlineNear``: fail it while a refund is possible
+    DISPATCH = "dispatch"  # send job-create
+    FINISH = "finish"  # download and hash the outputs
+    POLL = "poll"  # ask CE for the remote job's status (and cancel it when cancelling)
+    SPEC_INVALID = "spec_invalid"  # apply ``SpecInvalid``: the spec can never run
+    WAIT = "wait"  # nothing now: poll again later
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What to do next with one job, and why."""
+
+    step: Step
+    reason: str
+
+
+#: States whose remote work a near deadline cuts short (downloads that keep failing too).
+_DEADLINE_STATES = (
+    JobState.NEW,
+    JobState.DISPATCHED,
+    JobState.RUNNING,
+    JobState.CANCELLING,
+    JobState.FINISHING,
+)
+
+
+def next_step(job: JobView, *, chain_now: int, deadline: int, deadline_margin: int) -> NextStep:
+    """The worker's next step for a due open job at chain time ``chain_now`` (pure).
+
+    A job whose on-chain ``deadline`` is within ``deadline_margin`` is failed first, whatever
+    it was doing; otherwise a new job is dispatched, a finishing one downloads its outputs, and
+    any other is polled.
+    """
+    if chain_now >= deadline - deadline_margin and job.state in _DEADLINE_STATES:
+        return NextStep(Step.FAIL_DEADLINE, "the on-chain deadline is within the margin")
+    if job.state is JobState.NEW:
+        return NextStep(Step.DISPATCH, "new job")
+    if job.state is JobState.FINISHING:
+        return NextStep(Step.FINISH, "remote job completed")
+    return NextStep(Step.POLL, f"remote job followed in state {job.state}")
+
+
+def dispatch_step(*, spec_error: str | None, rechecking: bool, settled_at_head: bool) -> NextStep:
+    """Whether a new job may be sent to CE now (pure).
+
+    Args:
+        spec_error: why its spec cannot run, if known: it is failed instead.
+        rechecking: a reorg went under its submission; it waits until it is seen again.
+        settled_at_head: cancelled or expired in a block not yet confirmed; creating a remote
+            job would waste compute, and the confirmed event settles it (if a reorg removes
+            that block, it is dispatched then).
+    """
+    if spec_error:
+        return NextStep(Step.SPEC_INVALID, spec_error)
+    if rechecking:
+        return NextStep(Step.WAIT, "its submission is re-checked after a reorg")
+    if settled_at_head:
+        return NextStep(Step.WAIT, "settled on-chain above the scan cursor")
+    return NextStep(Step.DISPATCH, "new job")
+
+
+def cancel_while_polling(state: JobState, remote_status: str) -> bool:
+    """Whether a poll must also ask CE to cancel: the requester cancelled and the remote job
+    has not ended yet (pure)."""
+    return state is JobState.CANCELLING and not is_terminal(remote_status)
+
+
+def create_exhausted(state: JobState, attempts: int, budget: int, *, counted: bool) -> bool:
+    """Whether a new job's job-create failed transiently often enough to give up (pure): only
+    counted failures (CE's, not the node's) use up ``budget``."""
+    return counted and state is JobState.NEW and attempts >= budget

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from bridge.remote.client import CEClient
+from typing import TYPE_CHECKING, Any
+
 from bridge.remote.convention import (
     DEFAULT_BASE_URL,
     CEJobRequest,
@@ -21,6 +22,19 @@ from bridge.remote.convention import (
     is_success,
     is_terminal,
 )
+
+if TYPE_CHECKING:
+    from bridge.remote.client import CEClient
+
+
+def __getattr__(name: str) -> Any:
+    # The client (httpx) is loaded on first use, so the pure convention imports light.
+    if name == "CEClient":
+        from bridge.remote.client import CEClient
+
+        return CEClient
+    raise AttributeError(f"module 'bridge.remote' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -93,6 +93,7 @@ from bridge.errors import (
     StoreError,
 )
 from bridge.store.models import ChainTx, Job, TxState, Update
+from bridge.tx import plan
 from bridge.tx.fees import FeeOracle
 from bridge.tx.policy import (
     DEFAULT_MAX_BATCH_GAS,
@@ -331,51 +332,72 @@ class TxManager:
             self._track_one(tx, head, chain_nonce, counts)
 
     def _track_one(self, tx: ChainTx, head: int, chain_nonce: int, counts: _Counts) -> None:
+        """Gathers the facts of ``tx`` and does what ``bridge.tx.plan`` answers."""
         assert tx.id is not None
         receipt = self._find_receipt(tx)
         if receipt is not None:
             tx = self._record_mined(tx, receipt)
             assert tx.mined_block is not None
-            if head - tx.mined_block < self._confirmations:
-                return
-            if not self._is_canonical(tx.mined_block, tx.mined_block_hash):
-                sendable = self._sendable(
-                    self._unmine(tx, "its block is no longer canonical"), counts
+            mined_block, succeeded = tx.mined_block, int(receipt["status"]) == 1
+            step = plan.plan_mined(
+                head=head,
+                mined_block=mined_block,
+                confirmations=self._confirmations,
+                succeeded=succeeded,
+            )
+            if step.action is plan.TxAction.CHECK_CANONICAL:
+                step = plan.plan_mined(
+                    head=head,
+                    mined_block=mined_block,
+                    confirmations=self._confirmations,
+                    succeeded=succeeded,
+                    canonical=self._is_canonical(mined_block, tx.mined_block_hash),
                 )
+        else:
+            step = plan.plan_unmined(
+                was_mined=tx.mined_block is not None, nonce=tx.nonce, chain_nonce=chain_nonce
+            )
+        match step.action:
+            case plan.TxAction.WAIT:
+                return
+            case plan.TxAction.RESEND_REORGED:
+                sendable = self._sendable(self._unmine(tx, step.reason), counts)
                 if sendable is not None and self._broadcast(sendable, counts) is _Sent.OK:
                     counts.sent += 1
                 return
-            if int(receipt["status"]) == 1:
+            case plan.TxAction.CONFIRM:
+                assert receipt is not None
                 self._confirm(tx, receipt)
                 counts.confirmed += 1
-            else:
+                return
+            case plan.TxAction.SPLIT_REVERTED:
                 self._split_reverted(tx)
                 counts.failed += 1
-            return
-        if tx.mined_block is not None:
-            sendable = self._sendable(self._unmine(tx, "its receipt is gone"), counts)
-            if sendable is not None and self._broadcast(sendable, counts) is _Sent.OK:
-                counts.sent += 1
-            return
-        if tx.nonce < chain_nonce:
-            # The nonce is used. Not by one of our hashes (no receipt above), unless it was
-            # mined between the two queries: look once more before calling it foreign.
-            if self._find_receipt(tx) is None:
-                self._fail(tx, NONCE_TAKEN)
-                counts.failed += 1
-            return
+                return
+            case plan.TxAction.NONCE_USED:
+                # Not by one of our hashes (no receipt above), unless it was mined between the
+                # two queries: look once more before calling it foreign.
+                if self._find_receipt(tx) is None:
+                    self._fail(tx, NONCE_TAKEN)
+                    counts.failed += 1
+                return
         sendable = self._sendable(tx, counts)
         if sendable is None:
             return
         tx = sendable
-        if tx.id in self._bump_now:
-            self._replace(tx, counts)  # a node called it underpriced
-        elif tx.id not in self._sent:
-            # Never accepted by the node in this run (new process, failed send): same bytes.
-            if self._broadcast(tx, counts) is _Sent.OK:
-                counts.sent += 1
-        elif self._is_stuck(tx):
+        assert tx.id is not None
+        step = plan.plan_send(
+            bump_requested=tx.id in self._bump_now,
+            sent_this_run=tx.id in self._sent,
+            broadcast_at=tx.broadcast_at,
+            now=self._clock(),
+            stuck_after=self._stuck_after,
+        )
+        if step.action is plan.TxAction.BUMP:
             self._replace(tx, counts)
+        elif step.action is plan.TxAction.SEND and self._broadcast(tx, counts) is _Sent.OK:
+            # Never accepted by the node in this run (new process, failed send): same bytes.
+            counts.sent += 1
 
     def _sendable(self, tx: ChainTx, counts: _Counts) -> ChainTx | None:
         """``tx`` (not mined) as it may be (re)sent now, or None while it must wait.
@@ -549,9 +571,6 @@ class TxManager:
             gas_used=None,
             tx_hash=Web3.to_hex(Web3.keccak(HexBytes(tx.raw_tx))),
         )
-
-    def _is_stuck(self, tx: ChainTx) -> bool:
-        return tx.broadcast_at is not None and self._clock() - tx.broadcast_at >= self._stuck_after
 
     def _replace(self, tx: ChainTx, counts: _Counts) -> None:
         """Signs, stores, then sends a same-nonce replacement of ``tx`` with bumped fees."""
@@ -759,9 +778,12 @@ class TxManager:
 
     def _send_new(self, counts: _Counts) -> None:
         for _ in range(self._max_inflight):
-            if self._count_unconfirmed() >= self._max_inflight:
-                return
-            if self._clock() < self._simulate_after:
+            if not plan.may_open_batch(
+                unconfirmed=self._count_unconfirmed(),
+                max_inflight=self._max_inflight,
+                now=self._clock(),
+                simulate_after=self._simulate_after,
+            ):
                 return
             batch = self._next_batch()
             if not batch:
@@ -802,14 +824,15 @@ class TxManager:
                 ).all()
             )
             limits = self._callback_limits(session, _job_ids(batch))
-        batch = self._within_gas(batch, limits)
-        if first.split_group is not None:
-            return batch  # a reverted set's half goes at once
-        if not batch or self._batch_wait <= 0 or len(batch) >= self._batch_size:
-            return batch
-        if self._clock() - _epoch(batch[0].created_at) < self._batch_wait:
-            return []
-        return batch
+        batch = plan.within_gas(batch, limits, self._max_batch_gas)
+        ready = plan.batch_ready(
+            size=len(batch),
+            batch_size=self._batch_size,
+            batch_wait=self._batch_wait,
+            oldest_age=self._clock() - _epoch(batch[0].created_at) if batch else 0.0,
+            split=first.split_group is not None,  # a reverted set's half goes at once
+        )
+        return batch if ready else []
 
     @staticmethod
     def _callback_limits(session: Session, job_ids: list[int]) -> dict[int, int]:
@@ -820,16 +843,6 @@ class TxManager:
             select(Job.job_id, Job.callback_gas_limit).where(col(Job.job_id).in_(job_ids))
         ).all()
         return {int(job_id): int(limit or 0) for job_id, limit in rows}
-
-    def _within_gas(self, batch: list[Update], limits: Mapping[int, int]) -> list[Update]:
-        """The longest prefix of ``batch`` whose sized gas fits ``max_batch_gas`` (at least one
-        update: one alone always goes)."""
-        kept: list[Update] = []
-        for u in batch:
-            if kept and batch_gas([*kept, u], limits) > self._max_batch_gas:
-                break
-            kept.append(u)
-        return kept
 
     def _create(self, batch: list[Update], counts: _Counts) -> ChainTx | None:
         """Simulates, signs and stores one ``applyUpdates`` for ``batch``; None if it cannot."""

@@ -160,10 +160,15 @@ BATCH_GAS_MARGIN_PERCENT = 10
 DEFAULT_MAX_BATCH_GAS = 15_000_000
 
 
-class _Item(Protocol):
+class BatchItem(Protocol):
+    """What sizing a batch needs of each update."""
+
     job_id: int
     status: int
     data: str
+
+
+_Item = BatchItem
 
 
 def batch_gas(items: Sequence[_Item], callback_limits: Mapping[int, int], calldata: int = 0) -> int:

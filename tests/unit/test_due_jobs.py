@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from bridge.engine.service import due_jobs
 from bridge.engine.states import JobState
+from bridge.engine.worker import due_jobs
 from bridge.store.db import open_database
 from bridge.store.models import Job
 

@@ -1,0 +1,347 @@
+"""The scanner: the chain into the store, and the repair of reorganisations.
+
+``Scanner.scan_once`` reads the escrow's logs up to ``head - confirmations`` (or the node's
+``safe`` / ``finalized`` block: ``bridge.chain.finality``) in adaptive ranges,
+checks the stored block hash under the cursor (a mismatch rewinds to the last block whose hash
+still matches, reopens the writes confirmed above the fork and re-checks the jobs submitted
+there), and stores new jobs, cancellation requests and on-chain settlements together with the
+new cursor in ONE unit of work. A range's last block hash is read before and after its logs,
+so both come from one chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import delete
+from sqlalchemy import update as sql_update
+from sqlmodel import Session, col, select
+from web3 import Web3
+
+from bridge.chain.finality import Finality, final_block
+from bridge.chain.reader import (
+    CancelRequestedLog,
+    ChainLog,
+    LogReader,
+    RangeSizer,
+    StatusLog,
+    SubmittedLog,
+    find_deployment_block,
+    is_range_error,
+)
+from bridge.config import Settings
+from bridge.engine import machine as m
+from bridge.engine.cancels import CancelOutbox
+from bridge.engine.codec import spec_to_json, spec_to_request
+from bridge.engine.ledger import JobLedger
+from bridge.engine.states import JobState
+from bridge.errors import RpcUnavailable, SpecError
+from bridge.store.models import Job, OutputFile, ScanCursor, SeenBlock, Update, utcnow
+from bridge.store.uow import Store
+
+log = logging.getLogger("bridge.engine")
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """What one ``scan_once`` did."""
+
+    from_block: int
+    to_block: int
+    logs: int
+    rewound_to: int | None = None
+
+
+class Scanner:
+    """Chain to store, with reorg repair (see the module).
+
+    Args:
+        settings: confirmations, start block, range and reorg-depth settings.
+        store: the units of work.
+        ledger: applies the events found to the jobs.
+        cancels: sends the remote cancellations the events decided.
+        reader: the escrow's logs.
+        w3: the node (to find the deployment block when no start block is set).
+        reopen: the writer's ``reopen_after_reorg(session, fork_block)``: reopens the writes
+            confirmed above a fork, inside the rewinding unit of work.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        ledger: JobLedger,
+        cancels: CancelOutbox,
+        reader: LogReader,
+        w3: Web3,
+        reopen: Callable[[Session, int], object],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._ledger = ledger
+        self._cancels = cancels
+        self._reader = reader
+        self._w3 = w3
+        self._reopen = reopen
+        self._contract = settings.contract_address
+        self._sizer = RangeSizer(max_range=settings.max_block_range)
+        self.finality = Finality.of(settings.confirmations)
+
+    def start_block(self) -> int:
+        """The first block to scan: ``BRIDGE_START_BLOCK``, else the escrow's deployment."""
+        if self._settings.start_block is not None:
+            return self._settings.start_block
+        return find_deployment_block(self._w3, Web3.to_checksum_address(self._contract))
+
+    def cursor(self) -> int:
+        """The last block scanned."""
+        with Session(self._store.db) as session:
+            cursor = session.get(ScanCursor, self._contract)
+            return cursor.block if cursor else self.start_block() - 1
+
+    def target(self, head: int) -> int:
+        """The last block to read at ``head``: ``head - N``, or the node's safe/finalized block
+        (``BRIDGE_CONFIRMATIONS``). Above it nothing is read, so the reorg checks only ever see
+        blocks at or below it."""
+        return final_block(self._w3, self.finality, head)
+
+    def view_current(self) -> bool:
+        """Whether the block at the scan cursor still has the hash the scanner stored."""
+        with Session(self._store.db) as session:
+            cursor = session.get(ScanCursor, self._contract)
+            seen = (
+                None if cursor is None else session.get(SeenBlock, (self._contract, cursor.block))
+            )
+        if seen is None:
+            return True
+        return self._reader.block_hash(seen.number) == seen.hash
+
+    def scan_once(self) -> ScanReport | None:
+        """Scans the next range of confirmed blocks. Returns None when there was nothing to do."""
+        head = self._reader.head()
+        safe = self.target(head)
+        last = self.cursor()
+        rewound = self._check_reorg(last)
+        if rewound is not None:
+            last = rewound
+        if last >= safe:
+            return None if rewound is None else ScanReport(last, last, 0, rewound)
+        while True:
+            to_block = min(safe, last + self._sizer.size)
+            to_hash = self._reader.block_hash(to_block)
+            if to_hash is None:
+                return None  # the chain got shorter under us: try again next round
+            try:
+                logs = self._reader.fetch(last + 1, to_block)
+                break
+            except RpcUnavailable as exc:
+                if is_range_error(exc) and self._sizer.shrink():
+                    continue
+                raise
+        self._sizer.record(len(logs))
+        # The logs and the hash stored for to_block must come from the same chain: a reorg
+        # between the two reads would store old-chain jobs under a new-chain hash, and the
+        # next round's check could not see it. Read the hash again; on a change, start over.
+        if self._reader.block_hash(to_block) != to_hash or any(
+            e.at.block_number == to_block and e.at.block_hash != to_hash for e in logs
+        ):
+            log.warning("the chain changed while blocks %d..%d were read", last + 1, to_block)
+            return None
+        actions = self._store_scan(last, to_block, to_hash, logs)
+        self._cancels.run_actions(actions)
+        return ScanReport(last + 1, to_block, len(logs), rewound)
+
+    def _check_reorg(self, cursor_block: int) -> int | None:
+        """Returns the block to rewind the cursor to, or None when the chain under it is intact."""
+        with Session(self._store.db) as session:
+            seen = session.exec(
+                select(SeenBlock)
+                .where(SeenBlock.contract == self._contract)
+                .order_by(col(SeenBlock.number).desc())
+            ).all()
+        if not seen or seen[0].number != cursor_block:
+            return None
+        if self._reader.block_hash(seen[0].number) == seen[0].hash:
+            return None
+        fork = seen[-1].number - 1
+        for block in seen[1:]:
+            if self._reader.block_hash(block.number) == block.hash:
+                fork = block.number
+                break
+        log.warning("reorg below block %d: rewinding the scan to block %d", cursor_block, fork)
+        with self._store.begin() as uow:
+            session = uow.session
+            session.exec(
+                delete(SeenBlock).where(
+                    col(SeenBlock.contract) == self._contract, col(SeenBlock.number) > fork
+                )
+            )
+            # Our writes confirmed above the fork may be gone: tracked again, re-sent if so.
+            self._reopen(session, fork)
+            session.flush()
+            # Every job submitted above the fork must be seen again, the same submission,
+            # before the re-scan passes the old cursor (_store_scan); meanwhile it is not
+            # dispatched and none of its writes is sent.
+            suspects = list(
+                session.exec(
+                    select(Job).where(
+                        col(Job.block_number) > fork, col(Job.state) != JobState.ORPHANED
+                    )
+                ).all()
+            )
+            for job in suspects:
+                job.recheck_until = max(job.recheck_until or 0, cursor_block)
+                session.add(job)
+            if suspects:
+                session.exec(
+                    sql_update(Update)
+                    .where(
+                        col(Update.job_id).in_([j.job_id for j in suspects]),
+                        col(Update.applied).is_(None),
+                    )
+                    .values(held=True)
+                )
+                log.warning(
+                    "jobs %s were submitted above the fork: re-checking them",
+                    [j.job_id for j in suspects],
+                )
+            cursor = session.get(ScanCursor, self._contract)
+            if cursor is not None:
+                cursor.block = fork
+                session.add(cursor)
+            uow.commit()
+        return fork
+
+    def _store_scan(
+        self, last: int, to_block: int, to_hash: str, logs: list[ChainLog]
+    ) -> list[tuple[int, m.Decision]]:
+        actions: list[tuple[int, m.Decision]] = []
+        with self._store.begin() as uow:
+            session = uow.session
+            for entry in logs:
+                if isinstance(entry, SubmittedLog):
+                    stored = self._store_submission(session, entry)
+                    if stored is not None and stored[1].actions:
+                        actions.append(stored)
+                    continue
+                job = session.get(Job, entry.job_id)
+                if job is None:
+                    continue  # a job from before our start block
+                if isinstance(entry, CancelRequestedLog):
+                    event: m.Event = m.CancelRequestedSeen()
+                elif isinstance(entry, StatusLog):
+                    job.onchain_status = max(job.onchain_status, int(entry.status))
+                    session.add(job)
+                    if not entry.status.is_terminal:
+                        continue
+                    event = m.SettledOnChain(entry.status)
+                decision = self._ledger.apply(session, job, event)
+                if decision is not None and decision.actions:
+                    actions.append((job.job_id, decision))
+            # The re-scan passed the old cursor: a job not seen again has no submission now.
+            for job in session.exec(
+                select(Job).where(
+                    col(Job.recheck_until).is_not(None), col(Job.recheck_until) <= to_block
+                )
+            ).all():
+                decision = self._ledger.orphan(session, job)
+                if decision is not None and decision.actions:
+                    actions.append((job.job_id, decision))
+            cursor = session.get(ScanCursor, self._contract) or ScanCursor(
+                contract=self._contract, block=to_block
+            )
+            cursor.block = to_block
+            cursor.updated_at = utcnow()
+            session.add(cursor)
+            session.merge(SeenBlock(contract=self._contract, number=to_block, hash=to_hash))
+            session.exec(
+                delete(SeenBlock).where(
+                    col(SeenBlock.contract) == self._contract,
+                    col(SeenBlock.number) < to_block - self._settings.reorg_depth,
+                )
+            )
+            uow.commit()
+        if logs:
+            log.info("scanned blocks %d..%d: %d events", last + 1, to_block, len(logs))
+        return actions
+
+    def _store_submission(
+        self, session: Session, entry: SubmittedLog
+    ) -> tuple[int, m.Decision] | None:
+        """Stores a new job, or matches a known one; returns a decision whose actions to run."""
+        existing = session.get(Job, entry.job_id)
+        at = entry.at
+        generation = 0
+        decision = None
+        if existing is not None:
+            same = (
+                existing.tx_hash.lower() == at.tx_hash.lower()
+                and existing.spec_hash == "0x" + entry.spec_hash.hex()
+                and existing.state != JobState.ORPHANED
+            )
+            if same:
+                # The same submission, seen again after a rewind (perhaps in another block):
+                # keep the bridge's progress, refresh the position, release held writes.
+                existing.block_number, existing.block_hash = at.block_number, at.block_hash
+                existing.tx_hash, existing.log_index = at.tx_hash, at.log_index
+                if existing.recheck_until is not None:
+                    existing.recheck_until = None
+                    self._ledger.hold_updates(session, existing.job_id, held=False)
+                    log.info("job %d: submission seen again after the reorg", existing.job_id)
+                session.add(existing)
+                return None
+            # A different submission got this job id after a reorg: the old one is orphaned
+            # (its remote job cancelled, its writes dropped) and the new one starts afresh
+            # under the next generation of the id, so it gets its own remote job.
+            decision = self._ledger.orphan(session, existing)
+            generation = existing.generation + 1
+            session.exec(delete(OutputFile).where(col(OutputFile.job_id) == existing.job_id))
+            session.delete(existing)
+            session.flush()
+            log.warning(
+                "job %d: id reused by another submission (tx %s) after a reorg: generation %d",
+                entry.job_id,
+                at.tx_hash,
+                generation,
+                extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
+            )
+        spec_error: str | None = None
+        if entry.unreadable is not None:
+            spec_error = entry.unreadable  # failed on-chain with this reason, and refunded
+        elif not entry.spec_hash_matches:
+            spec_error = "the event's spec does not match its specHash"
+        else:
+            try:
+                spec_to_request(entry.spec)
+            except SpecError as exc:
+                spec_error = str(exc)
+        session.add(
+            Job(
+                job_id=entry.job_id,
+                requester=entry.requester,
+                spec_json=spec_to_json(entry.spec),
+                spec_hash="0x" + entry.spec_hash.hex(),
+                spec_error=spec_error,
+                payment_wei=str(entry.payment),
+                deadline=entry.deadline,
+                block_number=at.block_number,
+                block_hash=at.block_hash,
+                tx_hash=at.tx_hash,
+                log_index=at.log_index,
+                callback_gas_limit=entry.callback_gas_limit,
+                generation=generation,
+            )
+        )
+        log.info(
+            "job %d: submitted by %s in block %d, tx %s%s",
+            entry.job_id,
+            entry.requester,
+            at.block_number,
+            at.tx_hash,
+            f" (cannot run: {spec_error})" if spec_error else "",
+            extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
+        )
+        return None if decision is None else (entry.job_id, decision)

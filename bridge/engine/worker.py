@@ -1,0 +1,497 @@
+"""The CE worker: for each open job that is due, the one step the machine names.
+
+``Worker.work_once`` takes the due jobs (longest-waiting first) and, in a thread pool, does for
+each the step ``machine.next_step`` decides: fail it before its deadline, create its remote job
+(``Idempotency-Key`` makes a repeat return the same one), poll it (and cancel it when the
+requester cancelled), or stream and hash its outputs into the file store. Each outcome goes
+through ``JobLedger.commit_event`` with the CE calls it came from. One job's unexpected error
+stays its own: logged once with its id, that job alone backs off. The round also sends the
+cancel outbox's due rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine, delete
+from sqlmodel import Session, col, select
+
+from bridge.chain.reader import LogReader
+from bridge.config import Settings
+from bridge.engine import machine as m
+from bridge.engine.cancels import CancelOutbox
+from bridge.engine.codec import spec_from_json, spec_to_request
+from bridge.engine.ledger import JobLedger, job_view
+from bridge.engine.states import JobState
+from bridge.errors import (
+    DownloadRefused,
+    OutputTooLarge,
+    RemoteError,
+    RemoteRejected,
+    RpcUnavailable,
+    SpecError,
+)
+from bridge.outputs import OutputStore, StoredObject
+from bridge.remote.client import CEClient
+from bridge.remote.convention import RemoteJobStatus, idempotency_key
+from bridge.results import manifest_from_digests, safe_relative_path
+from bridge.retry import Backoff
+from bridge.store import control
+from bridge.store.models import Job, OutputFile, RemoteCall
+from bridge.store.uow import CallRecord, Store
+
+log = logging.getLogger("bridge.engine")
+
+_WORK_STATES = (
+    JobState.NEW,
+    JobState.DISPATCHED,
+    JobState.RUNNING,
+    JobState.CANCELLING,
+    JobState.FINISHING,
+)
+
+#: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
+ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
+
+
+def due_jobs(db: Engine, states: Iterable[JobState], now: float, limit: int = 256) -> list[int]:
+    """Ids of the jobs in ``states`` due at ``now``, longest-waiting first, at most ``limit``.
+
+    New jobs (never attempted, ``next_attempt_at`` 0) come before ones polled a moment ago, so a
+    round's limit never starves the newest jobs behind the oldest open ones.
+    """
+    with Session(db) as session:
+        return list(
+            session.exec(
+                select(Job.job_id)
+                .where(col(Job.state).in_(list(states)), col(Job.next_attempt_at) <= now)
+                .order_by(col(Job.next_attempt_at), col(Job.job_id))
+                .limit(limit)
+            ).all()
+        )
+
+
+class DispatchPause:
+    """The operator's pause of new dispatches: stored (``control``), mirrored in ``event``.
+
+    Stored in the database, so it survives restarts and holds for every process on it; the
+    worker reads it each round (``refresh``) and a change is logged once.
+    """
+
+    def __init__(self, db: Engine) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        #: Set while paused (read by the worker each round).
+        self.event = threading.Event()
+
+    def set(self, paused: bool) -> None:
+        """Pauses (or resumes); stored first. Idempotent.
+
+        Raises:
+            SQLAlchemyError: the database failed (nothing changed).
+        """
+        with self._lock:
+            changed = control.set_dispatch_paused(self._db, paused)
+            self._mirror(paused)
+        if changed:
+            log.warning(
+                "dispatch of new jobs %s by the operator (stored: it holds across restarts)",
+                "paused" if paused else "resumed",
+            )
+
+    def refresh(self) -> None:
+        """Reads the stored pause: another process on the database may have changed it."""
+        with self._lock:
+            paused = control.dispatch_paused(self._db)
+            changed = paused != self.event.is_set()
+            self._mirror(paused)
+        if changed:
+            log.warning(
+                "dispatch of new jobs %s (changed in the database)",
+                "paused" if paused else "resumed",
+            )
+
+    def _mirror(self, paused: bool) -> None:
+        if paused:
+            self.event.set()
+        else:
+            self.event.clear()
+
+
+class Worker:
+    """Works the due jobs on CE (see the module).
+
+    Args:
+        settings: intervals, limits and the public URL of the outputs.
+        store: the units of work.
+        ledger: applies each step's outcome to its job.
+        cancels: the cancel outbox (its due rows are sent each round).
+        ce: the CE client.
+        reader: the escrow's logs (chain time, settlements above the scan cursor).
+        outputs: the file store the outputs are streamed into.
+        pause: the dispatch pause.
+        cursor: the scanner's last scanned block.
+        chain_id: with the contract, names the remote jobs (``Idempotency-Key``).
+        clock: epoch seconds.
+        stopping: set when the bridge stops: no new step starts.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        ledger: JobLedger,
+        cancels: CancelOutbox,
+        ce: CEClient,
+        reader: LogReader,
+        outputs: OutputStore,
+        pause: DispatchPause,
+        cursor: Callable[[], int],
+        chain_id: int,
+        clock: Callable[[], float],
+        stopping: threading.Event,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._ledger = ledger
+        self._cancels = cancels
+        self._ce = ce
+        self._reader = reader
+        self._outputs = outputs
+        self._pause = pause
+        self._cursor = cursor
+        self._chain_id = chain_id
+        self._contract = settings.contract_address
+        self._clock = clock
+        self._stopping = stopping
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ce-work")
+        self._head_lock = threading.Lock()
+        self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
+
+    def close(self) -> None:
+        """Skips the steps still queued and waits for the running ones."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def work_once(self) -> int:
+        """Works every open job that is due; returns how many were worked."""
+        now = self._clock()
+        chain_now = self._reader.block_timestamp()
+        self._pause.refresh()
+        states = [s for s in _WORK_STATES if not (s is JobState.NEW and self._pause.event.is_set())]
+        due = due_jobs(self._store.db, states, now)
+        futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
+        futures += [self._pool.submit(self._cancels.send, row) for row in self._cancels.due()]
+        for future in futures:
+            try:
+                future.result()
+            except Exception:  # one task's failure must not stop the others' round
+                log.exception("a worker task failed; the round goes on")
+        return len(due)
+
+    def _work_job(self, job_id: int, chain_now: int) -> None:
+        if self._stopping.is_set():
+            return  # stopping: the job stays due and the next start works it
+        with Session(self._store.db) as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                return
+            session.expunge(job)
+        state = JobState(job.state)
+        step = m.next_step(
+            job_view(job),
+            chain_now=chain_now,
+            deadline=job.deadline,
+            deadline_margin=self._settings.deadline_margin,
+        )
+        try:
+            if step.step is m.Step.FAIL_DEADLINE:
+                self._ledger.commit_event(job_id, m.DeadlineNear(), state)
+            elif step.step is m.Step.DISPATCH:
+                self._dispatch(job)
+            elif step.step is m.Step.FINISH:
+                self._finish(job)
+            else:
+                self._poll(job)
+        except RemoteError as exc:
+            if self._stopping.is_set():
+                return  # a call cut short by the shutdown is not a failed attempt
+            prefix = "CE refused: " if isinstance(exc, RemoteRejected) else ""
+            self._retry_later(job, f"{prefix}{exc}")
+        except RpcUnavailable as exc:
+            # The node's failure, not CE's: retried, but never counted against the job-create
+            # budget (a node outage must not fail jobs on-chain as "CE unavailable").
+            self._retry_later(job, str(exc), counted=False)
+        except Exception as exc:  # this job's boundary: its unexpected error stays its own
+            if self._stopping.is_set():
+                return
+            # Logged once here with its traceback and job id; the job alone backs off
+            # (exponentially, per job) while every other job keeps its pace.
+            log.exception(
+                "job %d: unexpected error in state %s",
+                job.job_id,
+                state,
+                extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
+            )
+            self._retry_later(job, f"unexpected error ({exc.__class__.__name__})", logged=True)
+
+    def _retry_later(
+        self, job: Job, message: str, *, counted: bool = True, logged: bool = False
+    ) -> None:
+        with self._store.begin() as uow:
+            fresh = uow.session.get(Job, job.job_id)
+            if fresh is None or fresh.state != job.state:
+                return
+            if counted:
+                fresh.attempts += 1
+            fresh.remote_error = message
+            fresh.next_attempt_at = self._clock() + ATTEMPT_BACKOFF.delay(max(fresh.attempts, 1))
+            uow.session.add(fresh)
+            uow.commit()
+            attempts = fresh.attempts
+        if not logged:
+            log.warning(
+                "job %d: attempt %d failed: %s",
+                job.job_id,
+                attempts,
+                message,
+                extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
+            )
+        if m.create_exhausted(
+            JobState(job.state), attempts, self._settings.create_retry_budget, counted=counted
+        ):
+            self._ledger.commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
+
+    def _dispatch(self, job: Job) -> None:
+        request = None
+        spec_error = job.spec_error
+        if not spec_error:
+            try:
+                request = spec_to_request(spec_from_json(job.spec_json))
+            except SpecError as exc:
+                spec_error = str(exc)
+        step = m.dispatch_step(
+            spec_error=spec_error,
+            rechecking=job.recheck_until is not None,
+            settled_at_head=not spec_error
+            and job.recheck_until is None
+            and self._settled_at_head(job),
+        )
+        if step.step is m.Step.SPEC_INVALID:
+            self._ledger.commit_event(job.job_id, m.SpecInvalid(step.reason), JobState.NEW)
+            return
+        if step.step is m.Step.WAIT or request is None:
+            self._schedule_poll(job.job_id, JobState.NEW)
+            return
+        key = idempotency_key(self._chain_id, self._contract, job.job_id, job.generation)
+        if job.create_sent_at is None and not self._mark_create_sent(job):
+            return  # the job moved on meanwhile
+        try:
+            remote_id = self._ce.create_job(request, key)
+        except RemoteRejected as exc:
+            self._ledger.commit_event(
+                job.job_id,
+                m.CreateRejected(str(exc)),
+                JobState.NEW,
+                job.generation,
+                calls=[("create", False, str(exc))],
+            )
+            return
+        except RemoteError as exc:
+            self._store.record_calls(job.job_id, [("create", False, str(exc))])
+            raise
+        created = m.RemoteCreated(remote_id)
+        # The call's record and the remote job id are stored together: one commit, not two.
+        call: CallRecord = ("create", True, remote_id)
+        if (
+            self._ledger.commit_event(
+                job.job_id, created, JobState.NEW, job.generation, calls=[call]
+            )
+            is None
+        ):
+            # The job moved on while job-create was in flight (cancelled or settled on-chain
+            # meanwhile): nobody will follow this remote job, so it must not keep running.
+            self._cancels.cancel_stray(job.job_id, remote_id)
+
+    def _mark_create_sent(self, job: Job) -> bool:
+        """Records, before the first job-create of ``job`` is sent, that CE may have a job for
+        it from now on (see ``JobLedger.apply``). False if the job is no longer new."""
+        with self._store.begin() as uow:
+            fresh = uow.session.get(Job, job.job_id)
+            if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
+                return False
+            fresh.create_sent_at = self._clock()
+            uow.session.add(fresh)
+            uow.commit()
+        return True
+
+    def _settled_at_head(self, job: Job) -> bool:
+        """Whether ``job`` (loaded as new) was settled on-chain meanwhile: a terminal event of it
+        in the blocks above the scan cursor, or one the scanner stored since it was loaded.
+
+        The blocks above the cursor are read once for every job (``_head_settled``), not with a
+        ``getJob`` call per job; the database is read again because the snapshot may come from
+        after the job was loaded, when the scanner may have settled it below its cursor.
+        """
+        if job.job_id in self._head_settled():
+            return True
+        with Session(self._store.db) as session:
+            state = session.exec(select(Job.state).where(col(Job.job_id) == job.job_id)).first()
+        return state != job.state
+
+    def _head_settled(self) -> set[int]:
+        """Ids of the jobs with a terminal event above the scan cursor, at most
+        ``poll_interval / 4`` (the worker's round) old."""
+        with self._head_lock:
+            now = time.monotonic()
+            if (
+                self._head_cache is None
+                or now - self._head_cache[0] > self._settings.poll_interval / 4
+            ):
+                # The cursor first: a settlement the scanner stores after this read is at a
+                # block above it, so in the logs read next if that block is already mined.
+                last = self._cursor()
+                head = self._reader.head()
+                settled = self._reader.terminal_job_ids(last + 1, head) if head > last else set()
+                self._head_cache = (now, settled)
+            return self._head_cache[1]
+
+    def _status(self, job: Job, calls: list[CallRecord] | None = None) -> RemoteJobStatus:
+        """CE's status of the job's remote job. A changed status is recorded as a call: into
+        ``calls`` if given (the caller stores it with the state change), else at once."""
+        assert job.remote_job_id is not None
+        try:
+            status = self._ce.job_status(job.remote_job_id)
+        except RemoteError as exc:
+            self._store.record_calls(job.job_id, [("status", False, str(exc))])
+            raise
+        if status.status != job.remote_status:
+            if calls is None:
+                self._store.record_calls(job.job_id, [("status", True, status.status)])
+            else:
+                calls.append(("status", True, status.status))
+        return status
+
+    def _poll(self, job: Job) -> None:
+        state = JobState(job.state)
+        calls: list[CallRecord] = []
+        status = self._status(job, calls)
+        if m.cancel_while_polling(state, status.status):
+            try:
+                self._ce.cancel_job(job.remote_job_id or "")
+            except RemoteError:
+                self._store.record_calls(job.job_id, calls)
+                raise
+            calls.append(("cancel", True, job.remote_job_id))
+        decision = self._ledger.commit_event(
+            job.job_id,
+            m.RemoteStatusSeen(status.status, status.error),
+            state,
+            job.generation,
+            calls=calls,
+            repoll=True,
+        )
+        if decision is not None and decision.state is JobState.FINISHING:
+            self._finish(job, status)
+
+    def _schedule_poll(self, job_id: int, state: JobState) -> None:
+        with self._store.begin() as uow:
+            job = uow.session.get(Job, job_id)
+            if job is not None and job.state == state:
+                job.next_attempt_at = self._clock() + self._settings.poll_interval
+                uow.session.add(job)
+                uow.commit()
+
+    def _finish(self, job: Job, status: RemoteJobStatus | None = None) -> None:
+        """Downloads the outputs into the file store (streamed, hashed as they arrive), then
+        stores their rows and queues ``Completed`` in one commit. A listing or a file over the
+        job's limits (``max_output_files``, ``max_job_output_bytes``, ``max_output_bytes``
+        per file) fails the job with "outputs too large"."""
+        status = status or self._status(job)
+        try:
+            stored = self._download(status)
+        except OutputTooLarge as exc:
+            self._ledger.commit_event(
+                job.job_id,
+                m.OutputsUnavailable(f"outputs too large: {exc}"),
+                JobState.FINISHING,
+                calls=[("download", False, f"outputs too large: {exc}")],
+            )
+            return
+        except (DownloadRefused, SpecError) as exc:
+            self._ledger.commit_event(
+                job.job_id,
+                m.OutputsUnavailable(str(exc)),
+                JobState.FINISHING,
+                calls=[("download", False, str(exc))],
+            )
+            return
+        digest = hashlib.sha256(
+            manifest_from_digests({p: o.sha256 for p, o in stored.items()})
+        ).digest()
+        uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
+        with self._store.begin() as uow:
+            session = uow.session
+            fresh = session.get(Job, job.job_id)
+            if fresh is None or fresh.state != JobState.FINISHING:
+                return
+            if fresh.generation != job.generation:
+                return
+            session.exec(delete(OutputFile).where(col(OutputFile.job_id) == job.job_id))
+            for path, obj in stored.items():
+                session.add(
+                    OutputFile(job_id=job.job_id, path=path, sha256=obj.sha256, size=obj.size)
+                )
+            self._ledger.apply(session, fresh, m.OutputsHashed(digest, uri))
+            session.add(
+                RemoteCall(
+                    job_id=job.job_id,
+                    kind="download",
+                    ok=True,
+                    detail=f"{len(stored)} files, {sum(o.size for o in stored.values())} bytes",
+                )
+            )
+            uow.commit()
+
+    def _download(self, status: RemoteJobStatus) -> dict[str, StoredObject]:
+        """Streams every output file into the file store within the job's limits.
+
+        Raises:
+            OutputTooLarge: too many files, a file or the total over its limit.
+            DownloadRefused, SpecError: a file that must not be fetched or stored.
+        """
+        settings = self._settings
+        stored: dict[str, StoredObject] = {}
+        if len(status.output_files) > settings.max_output_files:
+            raise OutputTooLarge(
+                f"{len(status.output_files)} files, over the limit of {settings.max_output_files}"
+            )
+        total = 0
+        for output in status.output_files:
+            path = safe_relative_path(output.filename)
+            if path in stored:
+                raise SpecError(f"output file {ascii(path)[:120]} is listed twice")
+            left = settings.max_job_output_bytes - total
+            cap = min(settings.max_output_bytes, left)
+            with self._outputs.partial() as part:
+                try:
+                    self._ce.download_into(output.url, part, cap)
+                except OutputTooLarge as exc:
+                    if cap < settings.max_output_bytes:
+                        raise OutputTooLarge(
+                            f"over the job's limit of {settings.max_job_output_bytes} bytes"
+                        ) from exc
+                    raise
+                stored[path] = part.commit()
+            total += stored[path].size
+        return stored
+
+    def _public_url(self) -> str:
+        if self._settings.public_url:
+            return self._settings.public_url.rstrip("/")
+        return f"http://{self._settings.api_host}:{self._settings.api_port}"
