@@ -18,7 +18,7 @@ from web3.exceptions import TransactionNotFound
 from web3.types import RPCEndpoint, TxParams, Wei
 
 from bridge.chain.deploy import connect, deploy_escrow
-from bridge.chain.finality import Finality, tagged_block
+from bridge.chain.finality import Finality, FinalityTag, tagged_block
 from bridge.chain.spec import Status
 from bridge.checks import describe_settings, find_problems
 from bridge.config import load_settings
@@ -62,13 +62,15 @@ def _job_stored(stack: LocalStack, job_id: int) -> bool:
         return session.get(Job, job_id) is not None
 
 
-def test_finalized_mode_reads_up_to_the_finalized_block_and_a_reorg_above_it_is_never_seen(
-    tmp_path: Path,
+@pytest.mark.parametrize("tag", ["finalized", "safe"])
+def test_a_tag_mode_reads_up_to_the_tagged_block_and_a_reorg_above_it_is_never_seen(
+    tmp_path: Path, tag: FinalityTag
 ) -> None:
+    behind = 2 * SLOTS if tag == "finalized" else SLOTS
     with LocalStack(
         tmp_path,
         block_time=None,  # automine: the test moves the chain
-        confirmations="finalized",
+        confirmations=tag,
         anvil_args=("--slots-in-an-epoch", str(SLOTS)),
         start_bridge=False,
     ) as stack:
@@ -76,25 +78,25 @@ def test_finalized_mode_reads_up_to_the_finalized_block_and_a_reorg_above_it_is_
         _mine(w3, 3 * SLOTS)
         finality = Finality.of(stack.settings.confirmations)
         head = int(w3.eth.block_number)
-        finalized = tagged_block(w3, "finalized")
-        assert finalized == head - 2 * SLOTS and finality.target(head, finalized) == finalized
+        tagged = tagged_block(w3, tag)
+        assert tagged == head - behind and finality.target(head, tagged) == tagged
         lines = describe_settings(stack.settings)
-        assert f"the node's `finalized` block ({finalized}, {2 * SLOTS} blocks behind" in (
+        assert f"the node's `{tag}` block ({tagged}, {behind} blocks behind" in (
             "\n".join(lines)
         ), lines
         stack.start_bridge()
         work = Workload(stack)
 
-        # A job above the finalized block: the scanner reaches the finalized block, not it.
+        # A job above the tagged block: the scanner reaches the tagged block, not it.
         (doomed,) = work.submit(["ok"])
-        finalized = tagged_block(w3, "finalized")
-        assert finalized is not None and finalized < doomed.block
-        wait_for(lambda: _cursor(stack) == finalized, 60, "the scan to reach the finalized block")
+        tagged = tagged_block(w3, tag)
+        assert tagged is not None and tagged < doomed.block
+        wait_for(lambda: _cursor(stack) == tagged, 60, "the scan to reach the tagged block")
         assert not _job_stored(stack, doomed.job_id)
-        assert _metric(stack.api_url, "ce_bridge_finality_lag_blocks") == 2 * SLOTS
+        assert _metric(stack.api_url, "ce_bridge_finality_lag_blocks") == behind
         assert _metric(stack.api_url, "ce_bridge_finalized_lag_blocks") == 2 * SLOTS
 
-        # Reorg the last 2 blocks (above finalized): the submission is gone, never acted on.
+        # Reorg the last 2 blocks (above the tag): the submission is gone, never acted on.
         rpc(stack.anvil.url, "anvil_reorg", [2, []])  # type: ignore[union-attr]
         with pytest.raises(TransactionNotFound):
             w3.eth.get_transaction_receipt(HexBytes(doomed.tx_hash))
