@@ -26,6 +26,7 @@ from web3.types import Wei
 
 from bridge.chain.spec import JobSpec
 from bridge.devchain import anvil_binary, anvil_key
+from bridge.waiting import wait_until
 
 #: Fees every benchmark transaction offers: far above Anvil's base fee even after a run of full
 #: blocks, so no transaction waits on its price.
@@ -174,13 +175,8 @@ def wait_for(
     Raises:
         TimeoutError: not true within ``timeout`` seconds (benchmarks are bounded).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return time.monotonic()
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    wait_until(condition, timeout, interval, what)
+    return time.monotonic()
 
 
 def percentile(values: Sequence[float], q: float) -> float:

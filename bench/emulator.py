@@ -10,22 +10,22 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import uvicorn
 
-from bridge.devchain import free_port, stop_process_group
+from bridge.devchain import free_port
+from bridge.lifecycle import Service, start_process, stop_process_group
 from bridge.remote.emulator import API_PREFIX, EmulatorConfig, create_emulator_app
 
 #: The CE emulator with every phase at zero: a job is Completed as soon as it is created.
 ZERO_DELAYS = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
 
 
-class EmulatorProcess:
+class EmulatorProcess(Service):
     """``python -m bench.emulator`` on a free loopback port.
 
     Args:
@@ -50,42 +50,33 @@ class EmulatorProcess:
         ]
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> EmulatorProcess:
+    def start(self, timeout: float = 60.0) -> Self:
         """Starts the emulator; returns once ``/_emulator/stats`` answers."""
-        self._process = subprocess.Popen(
-            self._args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the emulator exited with {self._process.returncode}")
+
+        def answers() -> bool:
             try:
                 with urllib.request.urlopen(self.url + "/_emulator/stats", timeout=1):
-                    return self
+                    return True
             except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the emulator did not answer within {timeout}s")
+                return False
+
+        self._process = start_process(
+            self._args,
+            ready=answers,
+            timeout=timeout,
+            what="the emulator",
+            interval=0.1,
+            grace=10.0,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
 
     def stop(self) -> None:
         """Stops the emulator; it is gone when this returns."""
         process, self._process = self._process, None
         if process is not None:
             stop_process_group(process, grace=10.0)
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 from bridge.config import Settings
-from bridge.devchain import stop_process_group
+from bridge.lifecycle import Service, start_process, stop_process_group
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -42,7 +40,7 @@ def read_status_kb(pid: int, field: str) -> int | None:
     return None
 
 
-class BridgeProcess:
+class BridgeProcess(Service):
     """``ce-bridge run`` in its own process group, logging to ``log_path``.
 
     Args:
@@ -66,7 +64,7 @@ class BridgeProcess:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout: float = 60.0) -> BridgeProcess:
+    def start(self, timeout: float = 60.0) -> Self:
         """Starts the bridge; returns once it has logged that it runs.
 
         Raises:
@@ -75,25 +73,28 @@ class BridgeProcess:
         script = Path(sys.executable).parent / "ce-bridge"
         command = [str(script), "run"] if script.exists() else [sys.executable, "-m", "bridge.cli"]
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            command,
-            env=self._env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"ce-bridge run exited at start:\n{tail}")
-            if b"bridge running" in self.log_path.read_bytes():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"ce-bridge run did not start within {timeout}s")
+
+        def exited(_: subprocess.Popen[bytes]) -> str:
+            return "exited at start:\n" + self.log_path.read_text(errors="replace")[-2000:]
+
+        try:
+            self.process = start_process(
+                command,
+                ready=lambda: b"bridge running" in self.log_path.read_bytes(),
+                timeout=timeout,
+                what="ce-bridge run",
+                interval=0.1,
+                exited=exited,
+                grace=15.0,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def peak_rss_mb(self) -> float | None:
         """The process's peak resident set size so far (VmHWM), in MiB."""
@@ -116,14 +117,3 @@ class BridgeProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def __enter__(self) -> BridgeProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

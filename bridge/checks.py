@@ -48,6 +48,7 @@ from bridge.errors import (
 )
 from bridge.logs import redact_url
 from bridge.remote.client import CEClient
+from bridge.retry import Backoff
 from bridge.store import control
 from bridge.store.db import describe_db_error, open_database, shown_url
 from bridge.store.locks import ProcessLock, acquire_process_lock
@@ -242,7 +243,7 @@ def start_bridge(
     """
     from bridge.engine.service import Bridge
 
-    delay = first_delay
+    backoff = Backoff(initial=first_delay, cap=max_delay)
     lock: ProcessLock | None = None
     try:
         while not stop.is_set():
@@ -265,9 +266,9 @@ def start_bridge(
                 reason = f"BRIDGE_DATABASE_URL: {exc}"
             except RpcUnavailable:  # its message may carry the URL's credentials
                 reason = f"cannot reach a JSON-RPC node at {redact_url(settings.rpc_endpoint)}"
-            log.warning("waiting to start: %s; retrying in %g s", reason, delay)
-            stop.wait(delay)
-            delay = min(max_delay, delay * 2)
+            log.warning("waiting to start: %s; retrying in %g s", reason, backoff.current)
+            stop.wait(backoff.current)
+            backoff.failed()
         return None
     finally:
         if lock is not None:

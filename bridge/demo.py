@@ -9,9 +9,10 @@ downloaded independently from CE. Everything it started is stopped on exit or Ct
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import tempfile
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.devstack import LocalStack
 from bridge.remote.emulator import EmulatorConfig
 from bridge.results import result_hash
+from bridge.waiting import wait_until
 
 FAIL_MARKER = "exit 1"
 _STYLE = {
@@ -163,17 +165,29 @@ def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
     return table
 
 
+def _until_interrupted() -> None:
+    """Blocks until Ctrl-C (or SIGTERM, mapped to it)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+def _demo_emulator(seconds: tuple[float, float, float]) -> EmulatorConfig:
+    """The demo's emulator: provisioning, downloading and running seconds; the fail marker."""
+    provisioning, downloading, running = seconds
+    return EmulatorConfig(
+        provisioning_seconds=provisioning,
+        downloading_seconds=downloading,
+        running_seconds=running,
+        fail_commands=frozenset({FAIL_MARKER}),
+    )
+
+
 def run_demo(
     console: Console, *, jobs_per_kind: int = 1, keep_running: bool = False, timeout: float = 180.0
 ) -> bool:
     """Runs the demo; True when every job ended as expected and every hash matched."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    config = EmulatorConfig(
-        provisioning_seconds=0.5,
-        downloading_seconds=0.5,
-        running_seconds=2.0,
-        fail_commands=frozenset({FAIL_MARKER}),
-    )
+    config = _demo_emulator((0.5, 0.5, 2.0))
     with tempfile.TemporaryDirectory(prefix="ce-bridge-demo-") as tmp:
         console.print("[bold]Starting Anvil, the CE emulator and the bridge…[/]")
         with LocalStack(
@@ -186,29 +200,32 @@ def run_demo(
             console.print(f"  consumer {stack.consumer.address}")
             jobs = submit_demo_jobs(stack, jobs_per_kind)
             console.print(f"Submitted {len(jobs)} jobs from {stack.roles.user}")
-            deadline = time.monotonic() + timeout
-            with Live(_table(stack, jobs, False), console=console, refresh_per_second=4) as live:
-                while time.monotonic() < deadline:
-                    if all(onchain(stack, j.job_id)[0].is_terminal for j in jobs):
-                        break
-                    time.sleep(0.5)
-                    live.update(_table(stack, jobs, False))
-            # The bridge marks a job settled once its terminal event has 2 confirmations.
-            settle_by = time.monotonic() + 15
-            while time.monotonic() < settle_by and any(
-                row[1] != "settled" for row in _bridge_rows(stack).values()
+            # A wait that times out is not an error here: the final table shows what did not end.
+            with (
+                Live(_table(stack, jobs, False), console=console, refresh_per_second=4) as live,
+                contextlib.suppress(TimeoutError),
             ):
-                time.sleep(0.5)
+                wait_until(
+                    lambda: all(onchain(stack, j.job_id)[0].is_terminal for j in jobs),
+                    timeout,
+                    0.5,
+                    "every demo job to end on-chain",
+                    between=lambda: live.update(_table(stack, jobs, False)),
+                )
+            # The bridge marks a job settled once its terminal event has 2 confirmations.
+            with contextlib.suppress(TimeoutError):
+                wait_until(
+                    lambda: all(row[1] == "settled" for row in _bridge_rows(stack).values()),
+                    15,
+                    0.5,
+                    "every demo job to be settled",
+                )
             final = _table(stack, jobs, True)
             console.print(final)
             ok = _verdict(stack, jobs, console)
             if keep_running:
                 console.print("Running until Ctrl-C…")
-                try:
-                    while True:
-                        time.sleep(1)
-                except KeyboardInterrupt:
-                    pass
+                _until_interrupted()
     return ok
 
 
@@ -246,12 +263,7 @@ def serve_demo(console: Console, *, port: int = 8080, cors_origins: str = "") ->
     from bridge.devchain import free_port
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    config = EmulatorConfig(
-        provisioning_seconds=1.0,
-        downloading_seconds=1.0,
-        running_seconds=3.0,
-        fail_commands=frozenset({FAIL_MARKER}),
-    )
+    config = _demo_emulator((1.0, 1.0, 3.0))
     with tempfile.TemporaryDirectory(prefix="ce-bridge-demo-") as tmp:
         console.print("[bold]Starting Anvil, the CE emulator and the bridge…[/]")
         settings = {"api_port": port or free_port(), "cors_origins": cors_origins}
@@ -273,9 +285,5 @@ def serve_demo(console: Console, *, port: int = 8080, cors_origins: str = "") ->
                 f"Add the network to your wallet (RPC {stack.anvil.url}, chain id {chain_id}), "
                 "open the dapp, connect. Ctrl-C stops everything."
             )
-            try:
-                while True:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
+            _until_interrupted()
     console.print("stopped: Anvil, the emulator and the bridge")

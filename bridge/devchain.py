@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from bridge.errors import ConfigError
+from bridge.lifecycle import Service, start_process, stop_process_group
+
+__all__ = ["Anvil", "anvil_binary", "anvil_key", "free_port", "rpc", "stop_process_group"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,22 +70,7 @@ def rpc(url: str, method: str, params: list[Any] | None = None, timeout: float =
     return reply.get("result")
 
 
-def stop_process_group(process: subprocess.Popen[Any], grace: float) -> None:
-    """Stops ``process`` (started with ``start_new_session=True``) and its whole process group:
-    SIGTERM, then SIGKILL after ``grace`` seconds. It is gone when this returns."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
-
-
-class Anvil:
+class Anvil(Service):
     """An Anvil process on a free port.
 
     Args:
@@ -120,40 +105,33 @@ class Anvil:
             self._args += ["--block-time", str(block_time)]
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> Anvil:
+    def start(self, timeout: float = 30.0) -> Self:
         """Starts Anvil and returns once it answers ``eth_chainId``."""
-        self._process = subprocess.Popen(
-            self._args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                err = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise RuntimeError(f"anvil exited with {self._process.returncode}: {err.strip()}")
+
+        def answers() -> bool:
             try:
                 rpc(self.url, "eth_chainId", timeout=1.0)
-                return self
             except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"anvil did not answer on {self.url} within {timeout}s")
+                return False
+            return True
+
+        def exited(process: subprocess.Popen[bytes]) -> str:
+            err = process.stderr.read().decode() if process.stderr else ""
+            return f"exited with {process.returncode}: {err.strip()}"
+
+        self._process = start_process(
+            self._args,
+            ready=answers,
+            timeout=timeout,
+            what="anvil",
+            exited=exited,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        return self
 
     def stop(self) -> None:
         """Stops Anvil; the process is gone when this returns."""
         process, self._process = self._process, None
         if process is not None:
             stop_process_group(process, grace=5.0)
-
-    def __enter__(self) -> Anvil:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from eth_account import Account
@@ -22,6 +21,7 @@ from bridge.chain.deploy import connect, consumer, deploy, deploy_escrow, escrow
 from bridge.config import Settings, load_settings
 from bridge.devchain import Anvil, anvil_key, free_port
 from bridge.engine.service import Bridge
+from bridge.lifecycle import Service
 from bridge.remote.emulator import EmulatorConfig
 from bridge.remote.server import EmulatorServer
 
@@ -47,7 +47,7 @@ def local_roles() -> Roles:
     return Roles(admin, operator, user, treasury, keys)
 
 
-class LocalStack:
+class LocalStack(Service):
     """Anvil + emulator + contracts + bridge on free loopback ports.
 
     Args:
@@ -180,13 +180,6 @@ class LocalStack:
             self.anvil.stop()
             self.anvil = None
 
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """Same as ``close``: the ``with`` block's exit."""
         self.close()

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from types import TracebackType
 from typing import Any
 
 import httpx
 import uvicorn
 
 from bridge.errors import BridgeError, ConfigError
+from bridge.lifecycle import Service
+from bridge.waiting import wait_until
 
 _POLL_INTERVAL = 0.01
 
 
-class ThreadedServer:
+class ThreadedServer(Service):
     """Serves ``app`` on ``host:port`` from a daemon thread named ``name``.
 
     Raises:
@@ -87,31 +87,20 @@ class ThreadedServer:
             self._thread.join(timeout=10)
         self._socket.close()
 
-    def __enter__(self) -> ThreadedServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def _wait_until_answering(self, probe_path: str, timeout: float) -> None:
         probe_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         probe_host = f"[{probe_host}]" if ":" in probe_host else probe_host
         probe = f"http://{probe_host}:{self.port}{probe_path}"
-        deadline = time.monotonic() + timeout
         with httpx.Client(timeout=1.0) as http:
-            while True:
+
+            def answers() -> bool:
                 if not self._thread.is_alive():
                     raise BridgeError(f"the {self._name} server thread exited during startup")
                 try:
-                    if http.get(probe).status_code == 200:
-                        return
+                    return http.get(probe).status_code == 200
                 except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BridgeError(f"the {self._name} server did not answer within {timeout:g}s")
-                time.sleep(_POLL_INTERVAL)
+                    return False
+
+            wait_until(
+                answers, timeout, _POLL_INTERVAL, f"the {self._name} server", error=BridgeError
+            )

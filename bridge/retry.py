@@ -69,4 +69,4 @@ class Backoff:
     def _jittered(self, value: float) -> float:
         if not self.jitter:
             return value
-        return value * (1.0 - self.jitter * self.rng())
+        return value * (1.0 - self.jitter + self.jitter * self.rng())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from bridge.chain.spec import JobSpec
+from bridge.jobdoc import document_fields
 from bridge.remote.convention import CEJobRequest
 from bridge.results import safe_input_url, safe_relative_path
 
@@ -39,23 +40,8 @@ def spec_to_request(spec: JobSpec) -> CEJobRequest:
 
 
 def spec_to_json(spec: JobSpec) -> str:
-    """The spec as stored in the database (CE's field names)."""
-    s = spec.specs
-    return json.dumps(
-        {
-            "app": spec.app,
-            "commandLine": spec.command_line,
-            "specs": {
-                "vcpus": s.vcpus,
-                "ram": s.ram,
-                "disk": s.disk,
-                "networkDownload": s.network_download,
-                "networkUpload": s.network_upload,
-            },
-            "hours": spec.max_hours,
-            "inputFiles": [{"filename": f.filename, "url": f.url} for f in spec.input_files],
-        }
-    )
+    """The spec as stored in the database (CE's field names, ``jobdoc.document_fields``)."""
+    return json.dumps(document_fields(spec))
 
 
 def spec_from_json(text: str) -> JobSpec:

@@ -17,6 +17,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col
 
 from bridge.chain.spec import Status
+from bridge.config import Settings
 from bridge.engine import machine as m
 from bridge.engine.cancels import CancelOutbox
 from bridge.engine.states import JobState
@@ -47,8 +48,9 @@ class JobLedger:
     Args:
         store: the units of work.
         cancels: sends the remote cancellations a decision queued.
-        chain_id, contract: name the remote jobs (``Idempotency-Key``).
-        poll_interval: seconds before a job an event left where it was is polled again.
+        chain_id: with the settings' contract, names the remote jobs (``Idempotency-Key``).
+        settings: the contract, and ``poll_interval``: seconds before a job an event left
+            where it was is polled again.
         clock: epoch seconds.
     """
 
@@ -58,16 +60,12 @@ class JobLedger:
         cancels: CancelOutbox,
         *,
         chain_id: int,
-        contract: str,
-        poll_interval: float,
+        settings: Settings,
         clock: Callable[[], float],
     ) -> None:
-        self._store = store
-        self._cancels = cancels
-        self._chain_id = chain_id
-        self._contract = contract
-        self._poll_interval = poll_interval
-        self._clock = clock
+        self._store, self._cancels, self._clock = store, cancels, clock
+        self._chain_id, self._contract = chain_id, settings.contract_address
+        self._poll_interval = settings.poll_interval
 
     def apply(self, session: Session, job: Job, event: m.Event) -> m.Decision | None:
         """Applies ``event`` to ``job`` inside ``session`` (the caller commits); None when the

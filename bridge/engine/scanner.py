@@ -31,15 +31,12 @@ from bridge.chain.reader import (
     find_deployment_block,
     is_range_error,
 )
-from bridge.config import Settings
 from bridge.engine import machine as m
-from bridge.engine.cancels import CancelOutbox
 from bridge.engine.codec import spec_to_json, spec_to_request
-from bridge.engine.ledger import JobLedger
+from bridge.engine.core import Core
 from bridge.engine.states import JobState
 from bridge.errors import RpcUnavailable, SpecError
 from bridge.store.models import Job, OutputFile, ScanCursor, SeenBlock, Update, utcnow
-from bridge.store.uow import Store
 
 log = logging.getLogger("bridge.engine")
 
@@ -58,10 +55,7 @@ class Scanner:
     """Chain to store, with reorg repair (see the module).
 
     Args:
-        settings: confirmations, start block, range and reorg-depth settings.
-        store: the units of work.
-        ledger: applies the events found to the jobs.
-        cancels: sends the remote cancellations the events decided.
+        core: the shared parts (settings: confirmations, start block, ranges, reorg depth).
         reader: the escrow's logs.
         w3: the node (to find the deployment block when no start block is set).
         reopen: the writer's ``reopen_after_reorg(session, fork_block)``: reopens the writes
@@ -70,35 +64,29 @@ class Scanner:
 
     def __init__(
         self,
-        settings: Settings,
+        core: Core,
         *,
-        store: Store,
-        ledger: JobLedger,
-        cancels: CancelOutbox,
         reader: LogReader,
         w3: Web3,
         reopen: Callable[[Session, int], object],
     ) -> None:
-        self._settings = settings
-        self._store = store
-        self._ledger = ledger
-        self._cancels = cancels
+        self._core = core
         self._reader = reader
         self._w3 = w3
         self._reopen = reopen
-        self._contract = settings.contract_address
-        self._sizer = RangeSizer(max_range=settings.max_block_range)
-        self.finality = Finality.of(settings.confirmations)
+        self._contract = core.settings.contract_address
+        self._sizer = RangeSizer(max_range=core.settings.max_block_range)
+        self.finality = Finality.of(core.settings.confirmations)
 
     def start_block(self) -> int:
         """The first block to scan: ``BRIDGE_START_BLOCK``, else the escrow's deployment."""
-        if self._settings.start_block is not None:
-            return self._settings.start_block
+        if self._core.settings.start_block is not None:
+            return self._core.settings.start_block
         return find_deployment_block(self._w3, Web3.to_checksum_address(self._contract))
 
     def cursor(self) -> int:
         """The last block scanned."""
-        with Session(self._store.db) as session:
+        with Session(self._core.store.db) as session:
             cursor = session.get(ScanCursor, self._contract)
             return cursor.block if cursor else self.start_block() - 1
 
@@ -110,7 +98,7 @@ class Scanner:
 
     def view_current(self) -> bool:
         """Whether the block at the scan cursor still has the hash the scanner stored."""
-        with Session(self._store.db) as session:
+        with Session(self._core.store.db) as session:
             cursor = session.get(ScanCursor, self._contract)
             seen = (
                 None if cursor is None else session.get(SeenBlock, (self._contract, cursor.block))
@@ -151,12 +139,12 @@ class Scanner:
             log.warning("the chain changed while blocks %d..%d were read", last + 1, to_block)
             return None
         actions = self._store_scan(last, to_block, to_hash, logs)
-        self._cancels.run_actions(actions)
+        self._core.cancels.run_actions(actions)
         return ScanReport(last + 1, to_block, len(logs), rewound)
 
     def _check_reorg(self, cursor_block: int) -> int | None:
         """Returns the block to rewind the cursor to, or None when the chain under it is intact."""
-        with Session(self._store.db) as session:
+        with Session(self._core.store.db) as session:
             seen = session.exec(
                 select(SeenBlock)
                 .where(SeenBlock.contract == self._contract)
@@ -172,7 +160,7 @@ class Scanner:
                 fork = block.number
                 break
         log.warning("reorg below block %d: rewinding the scan to block %d", cursor_block, fork)
-        with self._store.begin() as uow:
+        with self._core.store.begin() as uow:
             session = uow.session
             session.exec(
                 delete(SeenBlock).where(
@@ -219,7 +207,7 @@ class Scanner:
         self, last: int, to_block: int, to_hash: str, logs: list[ChainLog]
     ) -> list[tuple[int, m.Decision]]:
         actions: list[tuple[int, m.Decision]] = []
-        with self._store.begin() as uow:
+        with self._core.store.begin() as uow:
             session = uow.session
             for entry in logs:
                 if isinstance(entry, SubmittedLog):
@@ -238,7 +226,7 @@ class Scanner:
                     if not entry.status.is_terminal:
                         continue
                     event = m.SettledOnChain(entry.status)
-                decision = self._ledger.apply(session, job, event)
+                decision = self._core.ledger.apply(session, job, event)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
             # The re-scan passed the old cursor: a job not seen again has no submission now.
@@ -247,7 +235,7 @@ class Scanner:
                     col(Job.recheck_until).is_not(None), col(Job.recheck_until) <= to_block
                 )
             ).all():
-                decision = self._ledger.orphan(session, job)
+                decision = self._core.ledger.orphan(session, job)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
             cursor = session.get(ScanCursor, self._contract) or ScanCursor(
@@ -260,7 +248,7 @@ class Scanner:
             session.exec(
                 delete(SeenBlock).where(
                     col(SeenBlock.contract) == self._contract,
-                    col(SeenBlock.number) < to_block - self._settings.reorg_depth,
+                    col(SeenBlock.number) < to_block - self._core.settings.reorg_depth,
                 )
             )
             uow.commit()
@@ -289,14 +277,14 @@ class Scanner:
                 existing.tx_hash, existing.log_index = at.tx_hash, at.log_index
                 if existing.recheck_until is not None:
                     existing.recheck_until = None
-                    self._ledger.hold_updates(session, existing.job_id, held=False)
+                    self._core.ledger.hold_updates(session, existing.job_id, held=False)
                     log.info("job %d: submission seen again after the reorg", existing.job_id)
                 session.add(existing)
                 return None
             # A different submission got this job id after a reorg: the old one is orphaned
             # (its remote job cancelled, its writes dropped) and the new one starts afresh
             # under the next generation of the id, so it gets its own remote job.
-            decision = self._ledger.orphan(session, existing)
+            decision = self._core.ledger.orphan(session, existing)
             generation = existing.generation + 1
             session.exec(delete(OutputFile).where(col(OutputFile.job_id) == existing.job_id))
             session.delete(existing)

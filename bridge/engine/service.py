@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -34,9 +33,9 @@ from bridge.chain.deploy import connect
 from bridge.chain.reader import LogReader
 from bridge.config import Settings
 from bridge.engine import machine as m
-from bridge.engine.cancels import CancelOutbox
 from bridge.engine.codec import spec_from_json, spec_to_json, spec_to_request
-from bridge.engine.ledger import DROPPED, JobLedger, job_view
+from bridge.engine.core import Core
+from bridge.engine.ledger import DROPPED, job_view
 from bridge.engine.scanner import Scanner, ScanReport
 from bridge.engine.states import JobState
 from bridge.engine.worker import DispatchPause, Worker, due_jobs
@@ -58,7 +57,6 @@ from bridge.store import control
 from bridge.store.db import describe_db_error, open_database, shown_url
 from bridge.store.locks import ProcessLock
 from bridge.store.models import Job, OutputFile, utcnow
-from bridge.store.uow import Store
 from bridge.tx.fees import FeeOracle
 from bridge.tx.manager import TxManager
 
@@ -84,35 +82,6 @@ def _db_outage(exc: BaseException) -> str | None:
             reason, transient = describe_db_error(error)
             return reason if transient else None
     return None
-
-
-@dataclass(frozen=True)
-class Core:
-    """The roles built before the writer (so it can report to the ledger without a reference
-    back): the store, the cancel outbox, the ledger, and the stop signal they share."""
-
-    store: Store
-    cancels: CancelOutbox
-    ledger: JobLedger
-    stopping: threading.Event
-
-    @classmethod
-    def build(
-        cls, settings: Settings, db: Engine, ce: CEClient, chain_id: int, clock: Callable[[], float]
-    ) -> Core:
-        """The core roles over ``db`` and ``ce``."""
-        store = Store(db)
-        stopping = threading.Event()
-        cancels = CancelOutbox(store, ce, clock=clock, stopping=stopping)
-        ledger = JobLedger(
-            store,
-            cancels,
-            chain_id=chain_id,
-            contract=settings.contract_address,
-            poll_interval=settings.poll_interval,
-            clock=clock,
-        )
-        return cls(store=store, cancels=cancels, ledger=ledger, stopping=stopping)
 
 
 class Bridge:
@@ -157,27 +126,19 @@ class Bridge:
         #: Mirror of the stored pause (``control.dispatch_paused``), read each worker round.
         self.dispatch_paused = self.pause.event
         self.scanner = Scanner(
-            settings,
-            store=self.store,
-            ledger=self.ledger,
-            cancels=self.cancels,
+            core,
             reader=reader,
             w3=w3,
             reopen=lambda session, fork: tx.reopen_after_reorg(session, fork),
         )
         self.worker = Worker(
-            settings,
-            store=self.store,
-            ledger=self.ledger,
-            cancels=self.cancels,
+            core,
             ce=ce,
             reader=reader,
             outputs=self.outputs,
             pause=self.pause,
             cursor=self.scanner.cursor,
             chain_id=chain_id,
-            clock=clock,
-            stopping=self._stop,
         )
         #: Confirmations by count or by the node's safe/finalized tag (``scan_target``).
         self.finality = self.scanner.finality

@@ -22,11 +22,10 @@ from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
-from bridge.config import Settings
 from bridge.engine import machine as m
-from bridge.engine.cancels import CancelOutbox
 from bridge.engine.codec import spec_from_json, spec_to_request
-from bridge.engine.ledger import JobLedger, job_view
+from bridge.engine.core import Core
+from bridge.engine.ledger import job_view
 from bridge.engine.states import JobState
 from bridge.errors import (
     DownloadRefused,
@@ -43,7 +42,7 @@ from bridge.results import manifest_from_digests, safe_relative_path
 from bridge.retry import Backoff
 from bridge.store import control
 from bridge.store.models import Job, OutputFile, RemoteCall
-from bridge.store.uow import CallRecord, Store
+from bridge.store.uow import CallRecord
 
 log = logging.getLogger("bridge.engine")
 
@@ -127,49 +126,31 @@ class Worker:
     """Works the due jobs on CE (see the module).
 
     Args:
-        settings: intervals, limits and the public URL of the outputs.
-        store: the units of work.
-        ledger: applies each step's outcome to its job.
-        cancels: the cancel outbox (its due rows are sent each round).
+        core: the shared parts (settings: intervals, limits, the outputs' public URL).
         ce: the CE client.
         reader: the escrow's logs (chain time, settlements above the scan cursor).
         outputs: the file store the outputs are streamed into.
         pause: the dispatch pause.
         cursor: the scanner's last scanned block.
         chain_id: with the contract, names the remote jobs (``Idempotency-Key``).
-        clock: epoch seconds.
-        stopping: set when the bridge stops: no new step starts.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        core: Core,
         *,
-        store: Store,
-        ledger: JobLedger,
-        cancels: CancelOutbox,
         ce: CEClient,
         reader: LogReader,
         outputs: OutputStore,
         pause: DispatchPause,
         cursor: Callable[[], int],
         chain_id: int,
-        clock: Callable[[], float],
-        stopping: threading.Event,
     ) -> None:
-        self._settings = settings
-        self._store = store
-        self._ledger = ledger
-        self._cancels = cancels
-        self._ce = ce
-        self._reader = reader
-        self._outputs = outputs
-        self._pause = pause
-        self._cursor = cursor
+        self._core = core
+        self._ce, self._reader, self._outputs = ce, reader, outputs
+        self._pause, self._cursor = pause, cursor
         self._chain_id = chain_id
-        self._contract = settings.contract_address
-        self._clock = clock
-        self._stopping = stopping
+        self._contract = core.settings.contract_address
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ce-work")
         self._head_lock = threading.Lock()
         self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
@@ -180,13 +161,15 @@ class Worker:
 
     def work_once(self) -> int:
         """Works every open job that is due; returns how many were worked."""
-        now = self._clock()
+        now = self._core.clock()
         chain_now = self._reader.block_timestamp()
         self._pause.refresh()
         states = [s for s in _WORK_STATES if not (s is JobState.NEW and self._pause.event.is_set())]
-        due = due_jobs(self._store.db, states, now)
+        due = due_jobs(self._core.store.db, states, now)
         futures = [self._pool.submit(self._work_job, job_id, chain_now) for job_id in due]
-        futures += [self._pool.submit(self._cancels.send, row) for row in self._cancels.due()]
+        futures += [
+            self._pool.submit(self._core.cancels.send, row) for row in self._core.cancels.due()
+        ]
         for future in futures:
             try:
                 future.result()
@@ -195,9 +178,9 @@ class Worker:
         return len(due)
 
     def _work_job(self, job_id: int, chain_now: int) -> None:
-        if self._stopping.is_set():
+        if self._core.stopping.is_set():
             return  # stopping: the job stays due and the next start works it
-        with Session(self._store.db) as session:
+        with Session(self._core.store.db) as session:
             job = session.get(Job, job_id)
             if job is None:
                 return
@@ -207,11 +190,11 @@ class Worker:
             job_view(job),
             chain_now=chain_now,
             deadline=job.deadline,
-            deadline_margin=self._settings.deadline_margin,
+            deadline_margin=self._core.settings.deadline_margin,
         )
         try:
             if step.step is m.Step.FAIL_DEADLINE:
-                self._ledger.commit_event(job_id, m.DeadlineNear(), state)
+                self._core.ledger.commit_event(job_id, m.DeadlineNear(), state)
             elif step.step is m.Step.DISPATCH:
                 self._dispatch(job)
             elif step.step is m.Step.FINISH:
@@ -219,7 +202,7 @@ class Worker:
             else:
                 self._poll(job)
         except RemoteError as exc:
-            if self._stopping.is_set():
+            if self._core.stopping.is_set():
                 return  # a call cut short by the shutdown is not a failed attempt
             prefix = "CE refused: " if isinstance(exc, RemoteRejected) else ""
             self._retry_later(job, f"{prefix}{exc}")
@@ -228,7 +211,7 @@ class Worker:
             # budget (a node outage must not fail jobs on-chain as "CE unavailable").
             self._retry_later(job, str(exc), counted=False)
         except Exception as exc:  # this job's boundary: its unexpected error stays its own
-            if self._stopping.is_set():
+            if self._core.stopping.is_set():
                 return
             # Logged once here with its traceback and job id; the job alone backs off
             # (exponentially, per job) while every other job keeps its pace.
@@ -243,14 +226,16 @@ class Worker:
     def _retry_later(
         self, job: Job, message: str, *, counted: bool = True, logged: bool = False
     ) -> None:
-        with self._store.begin() as uow:
+        with self._core.store.begin() as uow:
             fresh = uow.session.get(Job, job.job_id)
             if fresh is None or fresh.state != job.state:
                 return
             if counted:
                 fresh.attempts += 1
             fresh.remote_error = message
-            fresh.next_attempt_at = self._clock() + ATTEMPT_BACKOFF.delay(max(fresh.attempts, 1))
+            fresh.next_attempt_at = self._core.clock() + ATTEMPT_BACKOFF.delay(
+                max(fresh.attempts, 1)
+            )
             uow.session.add(fresh)
             uow.commit()
             attempts = fresh.attempts
@@ -263,9 +248,9 @@ class Worker:
                 extra={"job_id": job.job_id, "remote_job_id": job.remote_job_id},
             )
         if m.create_exhausted(
-            JobState(job.state), attempts, self._settings.create_retry_budget, counted=counted
+            JobState(job.state), attempts, self._core.settings.create_retry_budget, counted=counted
         ):
-            self._ledger.commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
+            self._core.ledger.commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
 
     def _dispatch(self, job: Job) -> None:
         request = None
@@ -283,7 +268,7 @@ class Worker:
             and self._settled_at_head(job),
         )
         if step.step is m.Step.SPEC_INVALID:
-            self._ledger.commit_event(job.job_id, m.SpecInvalid(step.reason), JobState.NEW)
+            self._core.ledger.commit_event(job.job_id, m.SpecInvalid(step.reason), JobState.NEW)
             return
         if step.step is m.Step.WAIT or request is None:
             self._schedule_poll(job.job_id, JobState.NEW)
@@ -294,7 +279,7 @@ class Worker:
         try:
             remote_id = self._ce.create_job(request, key)
         except RemoteRejected as exc:
-            self._ledger.commit_event(
+            self._core.ledger.commit_event(
                 job.job_id,
                 m.CreateRejected(str(exc)),
                 JobState.NEW,
@@ -303,29 +288,29 @@ class Worker:
             )
             return
         except RemoteError as exc:
-            self._store.record_calls(job.job_id, [("create", False, str(exc))])
+            self._core.store.record_calls(job.job_id, [("create", False, str(exc))])
             raise
         created = m.RemoteCreated(remote_id)
         # The call's record and the remote job id are stored together: one commit, not two.
         call: CallRecord = ("create", True, remote_id)
         if (
-            self._ledger.commit_event(
+            self._core.ledger.commit_event(
                 job.job_id, created, JobState.NEW, job.generation, calls=[call]
             )
             is None
         ):
             # The job moved on while job-create was in flight (cancelled or settled on-chain
             # meanwhile): nobody will follow this remote job, so it must not keep running.
-            self._cancels.cancel_stray(job.job_id, remote_id)
+            self._core.cancels.cancel_stray(job.job_id, remote_id)
 
     def _mark_create_sent(self, job: Job) -> bool:
         """Records, before the first job-create of ``job`` is sent, that CE may have a job for
         it from now on (see ``JobLedger.apply``). False if the job is no longer new."""
-        with self._store.begin() as uow:
+        with self._core.store.begin() as uow:
             fresh = uow.session.get(Job, job.job_id)
             if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
                 return False
-            fresh.create_sent_at = self._clock()
+            fresh.create_sent_at = self._core.clock()
             uow.session.add(fresh)
             uow.commit()
         return True
@@ -340,7 +325,7 @@ class Worker:
         """
         if job.job_id in self._head_settled():
             return True
-        with Session(self._store.db) as session:
+        with Session(self._core.store.db) as session:
             state = session.exec(select(Job.state).where(col(Job.job_id) == job.job_id)).first()
         return state != job.state
 
@@ -351,7 +336,7 @@ class Worker:
             now = time.monotonic()
             if (
                 self._head_cache is None
-                or now - self._head_cache[0] > self._settings.poll_interval / 4
+                or now - self._head_cache[0] > self._core.settings.poll_interval / 4
             ):
                 # The cursor first: a settlement the scanner stores after this read is at a
                 # block above it, so in the logs read next if that block is already mined.
@@ -368,11 +353,11 @@ class Worker:
         try:
             status = self._ce.job_status(job.remote_job_id)
         except RemoteError as exc:
-            self._store.record_calls(job.job_id, [("status", False, str(exc))])
+            self._core.store.record_calls(job.job_id, [("status", False, str(exc))])
             raise
         if status.status != job.remote_status:
             if calls is None:
-                self._store.record_calls(job.job_id, [("status", True, status.status)])
+                self._core.store.record_calls(job.job_id, [("status", True, status.status)])
             else:
                 calls.append(("status", True, status.status))
         return status
@@ -385,10 +370,10 @@ class Worker:
             try:
                 self._ce.cancel_job(job.remote_job_id or "")
             except RemoteError:
-                self._store.record_calls(job.job_id, calls)
+                self._core.store.record_calls(job.job_id, calls)
                 raise
             calls.append(("cancel", True, job.remote_job_id))
-        decision = self._ledger.commit_event(
+        decision = self._core.ledger.commit_event(
             job.job_id,
             m.RemoteStatusSeen(status.status, status.error),
             state,
@@ -400,10 +385,10 @@ class Worker:
             self._finish(job, status)
 
     def _schedule_poll(self, job_id: int, state: JobState) -> None:
-        with self._store.begin() as uow:
+        with self._core.store.begin() as uow:
             job = uow.session.get(Job, job_id)
             if job is not None and job.state == state:
-                job.next_attempt_at = self._clock() + self._settings.poll_interval
+                job.next_attempt_at = self._core.clock() + self._core.settings.poll_interval
                 uow.session.add(job)
                 uow.commit()
 
@@ -416,7 +401,7 @@ class Worker:
         try:
             stored = self._download(status)
         except OutputTooLarge as exc:
-            self._ledger.commit_event(
+            self._core.ledger.commit_event(
                 job.job_id,
                 m.OutputsUnavailable(f"outputs too large: {exc}"),
                 JobState.FINISHING,
@@ -424,7 +409,7 @@ class Worker:
             )
             return
         except (DownloadRefused, SpecError) as exc:
-            self._ledger.commit_event(
+            self._core.ledger.commit_event(
                 job.job_id,
                 m.OutputsUnavailable(str(exc)),
                 JobState.FINISHING,
@@ -435,7 +420,7 @@ class Worker:
             manifest_from_digests({p: o.sha256 for p, o in stored.items()})
         ).digest()
         uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
-        with self._store.begin() as uow:
+        with self._core.store.begin() as uow:
             session = uow.session
             fresh = session.get(Job, job.job_id)
             if fresh is None or fresh.state != JobState.FINISHING:
@@ -447,7 +432,7 @@ class Worker:
                 session.add(
                     OutputFile(job_id=job.job_id, path=path, sha256=obj.sha256, size=obj.size)
                 )
-            self._ledger.apply(session, fresh, m.OutputsHashed(digest, uri))
+            self._core.ledger.apply(session, fresh, m.OutputsHashed(digest, uri))
             session.add(
                 RemoteCall(
                     job_id=job.job_id,
@@ -465,7 +450,7 @@ class Worker:
             OutputTooLarge: too many files, a file or the total over its limit.
             DownloadRefused, SpecError: a file that must not be fetched or stored.
         """
-        settings = self._settings
+        settings = self._core.settings
         stored: dict[str, StoredObject] = {}
         if len(status.output_files) > settings.max_output_files:
             raise OutputTooLarge(
@@ -492,6 +477,6 @@ class Worker:
         return stored
 
     def _public_url(self) -> str:
-        if self._settings.public_url:
-            return self._settings.public_url.rstrip("/")
-        return f"http://{self._settings.api_host}:{self._settings.api_port}"
+        if self._core.settings.public_url:
+            return self._core.settings.public_url.rstrip("/")
+        return f"http://{self._core.settings.api_host}:{self._core.settings.api_port}"

@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -55,6 +54,7 @@ from bridge.errors import (
     RemoteRejected,
     RemoteTransient,
 )
+from bridge.lifecycle import Closing
 from bridge.remote.convention import (
     IDEMPOTENCY_HEADER,
     JOB_CANCEL_PATH,
@@ -68,6 +68,7 @@ from bridge.remote.convention import (
     parse_cancel_response,
     parse_create_response,
 )
+from bridge.retry import Backoff
 
 log = logging.getLogger("bridge.remote.client")
 
@@ -86,7 +87,7 @@ _PING_JOB_ID: Final = "ce-bridge-readiness-probe"
 CallObserver = Callable[[str, float, RemoteError | None], None]
 
 
-class CEClient:
+class CEClient(Closing):
     """Client for one CE account at one base URL (``.../remotejobs/v2/``).
 
     Args:
@@ -141,6 +142,12 @@ class CEClient:
         self._sleep = sleep if sleep is not None else self._interrupted.wait
         self._max_download_bytes = max_download_bytes
         self._rng = random.Random()
+        self._backoff = Backoff(
+            initial=backoff_base,
+            cap=backoff_max,
+            jitter=1.0,
+            rng=lambda: self._rng.uniform(0.0, 1.0),
+        )
         self._observers: tuple[CallObserver, ...] = ()
 
     @property
@@ -174,17 +181,6 @@ class CEClient:
         """Close the underlying ``httpx.Client`` if this client created it."""
         if self._owns_http:
             self._http.close()
-
-    def __enter__(self) -> CEClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- API ---------------------------------------------------------------------------------
 
@@ -281,17 +277,7 @@ class CEClient:
         cap = self._max_download_bytes
 
         def once() -> bytes:
-            with (
-                _transport_errors("download", self._timeout, self._redact),
-                self._http.stream(
-                    "GET",
-                    target,
-                    headers={"Accept-Encoding": "identity"},
-                    timeout=self._timeout,
-                    follow_redirects=False,
-                ) as resp,
-            ):
-                self._check_download(resp, cap)
+            with self._open_download(target, cap) as resp:
                 data = _read_capped(resp, cap)
                 if data is None:
                     raise OutputTooLarge(f"download: the file is over the {cap}-byte cap")
@@ -300,6 +286,23 @@ class CEClient:
         data = self._retrying("download", once, self._max_attempts)
         log.debug("downloaded %d bytes from %s", len(data), _origin_text(target))
         return data
+
+    @contextmanager
+    def _open_download(self, target: httpx.URL, cap: int) -> Iterator[httpx.Response]:
+        """One GET of an output file, streamed as sent (no decompression, no redirects),
+        transport errors translated, the answer checked against ``cap`` before its body."""
+        with (
+            _transport_errors("download", self._timeout, self._redact),
+            self._http.stream(
+                "GET",
+                target,
+                headers={"Accept-Encoding": "identity"},
+                timeout=self._timeout,
+                follow_redirects=False,
+            ) as resp,
+        ):
+            self._check_download(resp, cap)
+            yield resp
 
     def download_into(self, url: str, sink: DownloadSink, max_bytes: int | None = None) -> int:
         """Stream one output file from the CE host into ``sink``, never holding it in memory.
@@ -330,17 +333,7 @@ class CEClient:
             if started:
                 sink.restart()
             started = True
-            with (
-                _transport_errors("download", self._timeout, self._redact),
-                self._http.stream(
-                    "GET",
-                    target,
-                    headers={"Accept-Encoding": "identity"},
-                    timeout=self._timeout,
-                    follow_redirects=False,
-                ) as resp,
-            ):
-                self._check_download(resp, cap)
+            with self._open_download(target, cap) as resp:
                 total = 0
                 for chunk in resp.iter_raw(_STREAM_CHUNK):
                     total += len(chunk)
@@ -500,9 +493,7 @@ class CEClient:
                 break
             if self._interrupted.is_set():
                 raise RemoteTransient(f"{op}: not retried, the client is stopping") from last
-            delay = self._rng.uniform(
-                0.0, min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
-            )
+            delay = self._backoff.delay(attempt - 1)  # full jitter
             if last.retry_after is not None:
                 if last.retry_after > self._backoff_max:
                     log.warning(

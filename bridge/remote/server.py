@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 import uvicorn
 
 from bridge.http_thread import ThreadedServer
+from bridge.lifecycle import Service
 from bridge.remote.emulator import API_PREFIX, Emulator, EmulatorConfig, create_emulator_app
 
 log = logging.getLogger("bridge.remote.server")
 
 
-class EmulatorServer:
+class EmulatorServer(Service):
     """The emulator served over real HTTP from a daemon thread.
 
     Args:
@@ -111,17 +111,6 @@ class EmulatorServer:
             self._tmp.cleanup()
         self._server = None
         self._tmp = None
-
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve_emulator(host: str, port: int, config: EmulatorConfig | None = None) -> None:

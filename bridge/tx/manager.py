@@ -633,10 +633,8 @@ class TxManager:
             key = (int(event["args"]["jobId"]), int(event["args"]["status"]))
             skips.setdefault(key, []).append(error_name(event["args"]["reason"], self._abi))
         skipped: list[tuple[int, int, str]] = []
-        with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
-            updates = self._updates_of(session, cast(int, tx.id))
+
+        def applied_or_skipped(updates: list[Update]) -> None:
             for u in updates:
                 reasons = skips.get((u.job_id, u.status))
                 if reasons:
@@ -644,12 +642,8 @@ class TxManager:
                     skipped.append((u.job_id, u.status, u.skip_reason))
                 else:
                     u.applied, u.skip_reason = True, None
-                session.add(u)
-            row.state = TxState.CONFIRMED
-            session.add(row)
-            session.commit()
-            jobs = _job_ids(updates)
-        self._forget(cast(int, tx.id))
+
+        jobs = _job_ids(self._end(tx, TxState.CONFIRMED, None, applied_or_skipped))
         log.info(
             "tx %s nonce %d confirmed in block %s: %d updates applied, %d skipped; jobs %s",
             tx.tx_hash,
@@ -685,18 +679,12 @@ class TxManager:
 
     def _fail(self, tx: ChainTx, reason: str) -> None:
         """Marks ``tx`` fatal and releases its updates for a new batch, in one commit."""
-        with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
-            updates = self._updates_of(session, cast(int, tx.id))
+
+        def released(updates: list[Update]) -> None:
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
-                session.add(u)
-            row.state, row.error = TxState.FATAL, reason
-            session.add(row)
-            session.commit()
-            jobs = _job_ids(updates)
-        self._forget(cast(int, tx.id))
+
+        jobs = _job_ids(self._end(tx, TxState.FATAL, reason, released))
         log.error(
             "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
             tx.tx_hash,
@@ -719,26 +707,19 @@ class TxManager:
         """
         assert tx.id is not None
         alone: list[Update] = []
-        with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
-            updates = self._updates_of(session, tx.id)
+
+        def split(updates: list[Update]) -> None:
             if len(updates) == 1:
                 (u,) = updates
                 u.applied, u.skip_reason = False, REVERTED_ALONE
-                session.add(u)
                 alone.append(u)
-            else:
-                half = (len(updates) + 1) // 2
-                for i, u in enumerate(updates):
-                    u.tx_id, u.applied, u.skip_reason = None, None, None
-                    u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
-                    session.add(u)
-            row.state, row.error = TxState.FATAL, REVERTED
-            session.add(row)
-            session.commit()
-            jobs = _job_ids(updates)
-        self._forget(tx.id)
+                return
+            half = (len(updates) + 1) // 2
+            for i, u in enumerate(updates):
+                u.tx_id, u.applied, u.skip_reason = None, None, None
+                u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
+
+        jobs = _job_ids(self._end(tx, TxState.FATAL, REVERTED, split))
         if not alone:
             half = (len(jobs) + 1) // 2
             log.error(
@@ -768,6 +749,30 @@ class TxManager:
                 self._on_skipped(u.job_id, u.status, REVERTED_ALONE)
             except Exception:  # the caller's code: its failure must not stop this round
                 log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
+
+    def _end(
+        self,
+        tx: ChainTx,
+        state: TxState,
+        error: str | None,
+        mark: Callable[[list[Update]], None],
+    ) -> list[Update]:
+        """Moves ``tx`` to its end ``state`` (with ``error``, if any) and its updates as
+        ``mark`` sets them, in one commit; forgets it in memory. Returns its updates."""
+        assert tx.id is not None
+        with self._session() as session:
+            row = session.get(ChainTx, tx.id)
+            assert row is not None
+            updates = self._updates_of(session, tx.id)
+            mark(updates)
+            session.add_all(updates)
+            row.state = state
+            if error is not None:
+                row.error = error
+            session.add(row)
+            session.commit()
+        self._forget(tx.id)
+        return updates
 
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
@@ -1057,23 +1062,20 @@ class TxManager:
             self._fail(tx, NONCE_TAKEN)
             counts.failed += 1
             return _Sent.FATAL
-        if outcome is SendOutcome.UNDERPRICED:
-            self._bump_now.add(tx.id)
-            log.warning(
-                "tx %s nonce %d is underpriced for the node (%s); bumping its fees next round",
-                tx.tx_hash,
-                tx.nonce,
-                message,
-                extra={"tx_hash": tx.tx_hash},
-            )
-            return _Sent.KEPT
         if outcome is SendOutcome.INSUFFICIENT_FUNDS:
             raise self._insufficient_funds(tx)
+        if outcome is SendOutcome.UNDERPRICED:
+            self._bump_now.add(tx.id)
+            what, then = "is underpriced for the node", "bumping its fees next round"
+        else:
+            what, then = "was not accepted", "the stored tx is sent again next round"
         log.warning(
-            "sending tx %s nonce %d failed (%s); the stored tx is sent again next round",
+            "tx %s nonce %d %s (%s); %s",
             tx.tx_hash,
             tx.nonce,
+            what,
             message,
+            then,
             extra={"tx_hash": tx.tx_hash},
         )
         return _Sent.KEPT

@@ -41,6 +41,7 @@ from bridge.devstack import LocalStack
 from bridge.remote.convention import is_terminal
 from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import ChainTx, TxState, Update
+from bridge.waiting import wait_until
 
 #: A command line containing this makes the emulator's job fail.
 FAIL_MARKER = "exit 1"
@@ -98,15 +99,8 @@ def wait_for(
         AssertionError: the condition did not hold in time.
     """
     started = time.monotonic()
-    deadline = started + timeout
-    while True:
-        if condition():
-            return time.monotonic() - started
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        if between is not None:
-            between()
-        time.sleep(interval)
+    wait_until(condition, timeout, interval, what, between=between, error=AssertionError)
+    return time.monotonic() - started
 
 
 # ---------------------------------------------------------------------------- the bridge process

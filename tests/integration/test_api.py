@@ -30,6 +30,7 @@ from bridge.devstack import LocalStack
 from bridge.engine.service import Bridge
 from bridge.remote.emulator import EmulatorConfig
 from bridge.results import result_hash
+from bridge.waiting import wait_until
 from tests.builders import get_job, spec, submit_job, submit_via_consumer
 
 TOKEN = "integration-admin-token-3f9a"
@@ -64,13 +65,7 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     """Polls ``condition`` until it returns something truthy; returns that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return wait_until(condition, timeout, 0.1, what, error=AssertionError)
 
 
 def api_job(api: httpx.Client, job_id: int) -> dict[str, Any] | None:

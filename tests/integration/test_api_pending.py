@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
 from bridge.chain.spec import JobSpec, Resources
 from bridge.devstack import LocalStack
+from bridge.waiting import wait_until
 
 
 def _wait_for(predicate: object, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    assert callable(predicate)
+    wait_until(predicate, timeout, 0.1, what, error=AssertionError)
 
 
 def test_a_submission_not_yet_confirmed_is_pending_then_known(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy import create_engine, text
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.devstack import LocalStack
 from bridge.remote.emulator import EmulatorConfig
+from bridge.waiting import wait_until
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 FAIL_MARKER = "exit 1"
@@ -79,12 +79,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 def _wait(condition: object, timeout: float, what: str) -> None:
     assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    wait_until(condition, timeout, 0.25, what, error=AssertionError)
 
 
 def _submit(stack: LocalStack, spec: JobSpec, *, callback_gas: int = 0) -> tuple[int, int]:

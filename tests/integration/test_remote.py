@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from bridge.remote.convention import CEJobRequest, CEStatus, RemoteJobStatus, id
 from bridge.remote.emulator import EmulatorConfig
 from bridge.remote.server import EmulatorServer
 from bridge.results import hash_directory, result_hash
+from bridge.waiting import wait_until
 
 T = TypeVar("T")
 
@@ -62,14 +62,16 @@ def new_key() -> str:
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 10.0) -> T:
     """Poll ``probe`` until it returns something other than None (or fail at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    found: list[T] = []
+
+    def probed() -> bool:
         value = probe()
         if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.005)
+            found.append(value)
+        return value is not None
+
+    wait_until(probed, timeout, 0.005, "the probe", error=AssertionError)
+    return found[-1]
 
 
 class Recorder:

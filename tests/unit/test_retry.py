@@ -28,9 +28,11 @@ def test_failed_grows_to_the_cap_with_floors_and_resets() -> None:
 def test_jitter_stays_within_its_fraction() -> None:
     draws = iter([0.0, 1.0, 0.5])
     b = Backoff(initial=1.0, cap=10.0, jitter=1.0, rng=lambda: next(draws))
-    assert b.delay(2) == 4.0
     assert b.delay(2) == 0.0
+    assert b.delay(2) == 4.0
     assert b.delay(2) == 2.0
+    half = Backoff(initial=1.0, cap=10.0, jitter=0.5, rng=lambda: 0.0)
+    assert half.delay(2) == 2.0
 
 
 @pytest.mark.parametrize(
