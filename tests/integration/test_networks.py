@@ -13,6 +13,7 @@ import httpx
 import pytest
 from hexbytes import HexBytes
 from sqlmodel import Session, col, select
+from typer.testing import CliRunner
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 from web3.types import RPCEndpoint, TxParams, Wei
@@ -21,6 +22,7 @@ from bridge.chain.deploy import connect, deploy_escrow
 from bridge.chain.finality import Finality, FinalityTag, tagged_block
 from bridge.chain.spec import Status
 from bridge.checks import describe_settings, find_problems
+from bridge.cli import app
 from bridge.config import load_settings
 from bridge.devchain import Anvil, rpc
 from bridge.devstack import LocalStack
@@ -28,7 +30,13 @@ from bridge.store.models import ChainTx, Job, TxState
 from bridge.tx.fees import GAS_PRICE_ORACLE, FeeOracle
 from bridge.tx.policy import write_cost
 from tests.builders import Accounts
-from tests.faults.harness import Workload, emulator_stats, wait_for, writes_settled
+from tests.faults.harness import (
+    Workload,
+    bridge_env,
+    emulator_stats,
+    wait_for,
+    writes_settled,
+)
 from tests.faults.rpc_proxy import RpcFaultProxy
 
 GWEI = 10**9
@@ -84,6 +92,10 @@ def test_a_tag_mode_reads_up_to_the_tagged_block_and_a_reorg_above_it_is_never_s
         assert f"the node's `{tag}` block ({tagged}, {behind} blocks behind" in (
             "\n".join(lines)
         ), lines
+        checked = CliRunner().invoke(app, ["config", "check"], env=bridge_env(stack.settings))
+        said = " ".join(checked.output.split())
+        assert checked.exit_code == 0 and f"the node's `{tag}` block" in said, checked.output
+        assert f"{behind} blocks behind head" in said
         stack.start_bridge()
         work = Workload(stack)
 
