@@ -84,13 +84,12 @@ class JobDocument(_Strict):
     @classmethod
     def from_spec(cls, spec: JobSpec) -> JobDocument:
         """The document of an on-chain spec. Raises ``ValidationError`` if it breaks a bound."""
-        return cls.model_validate(document_fields(spec))
+        return cls.model_validate(body_of(spec))
 
 
-def document_fields(spec: JobSpec) -> dict[str, Any]:
-    """The spec in the job document's shape (CE's field names), not validated: the one place
-    that maps ``JobSpec`` to CE's names (``JobDocument.from_spec`` validates it; the engine
-    stores it as ``Job.spec_json``)."""
+def body_of(spec: JobSpec) -> dict[str, Any]:
+    """The job document of an on-chain spec as CE's JSON, without validating it (for storage:
+    what the chain accepted is kept as it was). ``JobDocument.from_spec`` validates."""
     s = spec.specs
     return {
         "app": spec.app,
@@ -107,11 +106,6 @@ def document_fields(spec: JobSpec) -> dict[str, Any]:
     }
 
 
-
-#: The name i10-cli gave ``document_fields`` (both merged; one function).
-body_of = document_fields
-
-
 def spec_of(body: Mapping[str, Any]) -> JobSpec:
     """The inverse of :func:`body_of`, without validation (a stored document is trusted)."""
     s = body["specs"]
@@ -124,6 +118,7 @@ def spec_of(body: Mapping[str, Any]) -> JobSpec:
         max_hours=body["hours"],
         input_files=tuple(InputFile(f["filename"], f["url"]) for f in body.get("inputFiles", [])),
     )
+
 
 class CreateBody(JobDocument):
     """A ``job-create`` request body as CE receives it: the document, the authenticator and CE's

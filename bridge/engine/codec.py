@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from bridge.chain.spec import JobSpec
-from bridge.jobdoc import document_fields
+from bridge.jobdoc import body_of, spec_of
 from bridge.remote.convention import CEJobRequest
 from bridge.results import safe_input_url, safe_relative_path
 
@@ -40,19 +40,10 @@ def spec_to_request(spec: JobSpec) -> CEJobRequest:
 
 
 def spec_to_json(spec: JobSpec) -> str:
-    """The spec as stored in the database (CE's field names, ``jobdoc.document_fields``)."""
-    return json.dumps(document_fields(spec))
+    """The spec as stored in the database: CE's job document (``bridge.jobdoc.body_of``)."""
+    return json.dumps(body_of(spec))
 
 
 def spec_from_json(text: str) -> JobSpec:
     """Inverse of ``spec_to_json``."""
-    d = json.loads(text)
-    return JobSpec.from_abi(
-        {
-            "app": d["app"],
-            "commandLine": d["commandLine"],
-            "specs": d["specs"],
-            "maxHours": d["hours"],
-            "inputFiles": d["inputFiles"],
-        }
-    )
+    return spec_of(json.loads(text))

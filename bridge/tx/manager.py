@@ -1,5 +1,10 @@
 """The durable transaction manager of one operator key (after Chainlink's txmgr broadcaster).
 
+Three parts, as Chainlink's txmgr: ``bridge.tx.plan`` decides (pure: what next with each
+stored transaction, and whether and what to batch), ``bridge.tx.policy`` holds the fee and gas
+rules (pure), and this module is the I/O shell that gathers the facts from the node, does what
+the plan says and stores it through ``bridge.tx.txstore.TxStore`` (the key's rows).
+
 ``TxManager.tick()`` turns queued ``applyUpdates`` items (``update_outbox`` rows with no
 ``tx_id``) into transactions, and drives every transaction of its key to an end state:
 
@@ -68,10 +73,9 @@ from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import ChecksumAddress, HexStr
 from hexbytes import HexBytes
-from sqlalchemy import Engine, func
-from sqlalchemy import update as sql_update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import (
@@ -92,7 +96,7 @@ from bridge.errors import (
     RpcUnavailable,
     StoreError,
 )
-from bridge.store.models import ChainTx, Job, TxState, Update
+from bridge.store.models import ChainTx, TxState, Update
 from bridge.tx import plan
 from bridge.tx.fees import FeeOracle
 from bridge.tx.policy import (
@@ -105,6 +109,7 @@ from bridge.tx.policy import (
     gas_limit_for,
     write_cost,
 )
+from bridge.tx.txstore import TxStore
 
 log = logging.getLogger("bridge.tx")
 
@@ -241,6 +246,7 @@ class TxManager:
         self._escrow = escrow
         self._abi: list[dict[str, Any]] = list(cast(Sequence[dict[str, Any]], escrow.abi))
         self._sender: ChecksumAddress = Web3.to_checksum_address(account.address)
+        self._store = TxStore(db, self._sender)
         self._confirmations = confirmations
         self._batch_size = batch_size
         self._batch_wait = batch_wait
@@ -296,7 +302,7 @@ class TxManager:
             try:
                 self._track(counts)
                 self._send_new(counts)
-                waiting, inflight = self._backlog()
+                waiting, inflight = self._store.backlog()
             except BridgeError:
                 raise
             except SQLAlchemyError as exc:
@@ -320,7 +326,7 @@ class TxManager:
     # ------------------------------------------------------------------ step 1: tracking
 
     def _track(self, counts: _Counts) -> None:
-        txs = self._unconfirmed()
+        txs = self._store.unconfirmed()
         if not txs:
             return
         head = int(self._w3.eth.block_number)
@@ -408,8 +414,8 @@ class TxManager:
         its job's submission is being re-checked after a reorg.
         """
         assert tx.id is not None
-        with self._session() as session:
-            updates = self._updates_of(session, tx.id)
+        with self._store.session() as session:
+            updates = self._store.updates_of(session, tx.id)
         keep = [u for u in updates if u.applied is not False]
         if len(keep) < len(updates):
             tx = self._rebuild(tx, keep, counts)
@@ -431,11 +437,11 @@ class TxManager:
         fees = bumped_fees(old, self._market_fees(), self._bump_percent, self._max_fee) or old
         raw, tx_hash = self._sign(tx.nonce, data, tx.gas_limit, fees)
         kept = {cast(int, u.id) for u in keep}
-        with self._session() as session:
+        with self._store.session() as session:
             row = session.get(ChainTx, tx.id)
             assert row is not None
             dropped = []
-            for u in self._updates_of(session, tx.id):
+            for u in self._store.updates_of(session, tx.id):
                 if u.id not in kept:
                     u.tx_id = None
                     session.add(u)
@@ -473,29 +479,7 @@ class TxManager:
         Returns:
             The ids of the reopened transactions.
         """
-        rows = list(
-            session.exec(
-                select(ChainTx).where(
-                    col(ChainTx.sender) == self._sender,
-                    col(ChainTx.state) == TxState.CONFIRMED,
-                    col(ChainTx.mined_block) > fork_block,
-                )
-            ).all()
-        )
-        for row in rows:
-            row.state = TxState.UNCONFIRMED
-            session.add(row)
-            for u in self._updates_of(session, cast(int, row.id)):
-                u.applied, u.skip_reason = None, None
-                session.add(u)
-        if rows:
-            log.warning(
-                "reorg below block %d: %d confirmed txs reopened (nonces %s)",
-                fork_block + 1,
-                len(rows),
-                [r.nonce for r in rows],
-            )
-        return [cast(int, r.id) for r in rows]
+        return self._store.reopen_after(session, fork_block)
 
     def _find_receipt(self, tx: ChainTx) -> TxReceipt | None:
         """The receipt of whichever of the transaction's hashes was mined, newest first."""
@@ -511,7 +495,7 @@ class TxManager:
         if tx.mined_block == int(receipt["blockNumber"]) and tx.mined_block_hash == block_hash:
             return tx
         tx_hash = Web3.to_hex(receipt["transactionHash"])
-        updated = self._set(
+        updated = self._store.set(
             tx,
             mined_block=int(receipt["blockNumber"]),
             mined_block_hash=block_hash,
@@ -564,7 +548,7 @@ class TxManager:
             extra={"tx_hash": tx.tx_hash},
         )
         self._sent.discard(cast(int, tx.id))
-        return self._set(
+        return self._store.set(
             tx,
             mined_block=None,
             mined_block_hash=None,
@@ -594,7 +578,7 @@ class TxManager:
                 counts.sent += 1
             return
         raw, tx_hash = self._sign(tx.nonce, _tx_data(tx.raw_tx), tx.gas_limit, fees)
-        replaced = self._set(
+        replaced = self._store.set(
             tx,
             raw_tx=raw,
             tx_hash=tx_hash,
@@ -617,7 +601,7 @@ class TxManager:
             fees.max_fee_per_gas,
             old.max_priority_fee_per_gas,
             fees.max_priority_fee_per_gas,
-            self._jobs_of(tx.id),
+            self._store.jobs_of(tx.id),
             extra={"tx_hash": tx_hash},
         )
         counts.replaced += 1
@@ -757,21 +741,9 @@ class TxManager:
         error: str | None,
         mark: Callable[[list[Update]], None],
     ) -> list[Update]:
-        """Moves ``tx`` to its end ``state`` (with ``error``, if any) and its updates as
-        ``mark`` sets them, in one commit; forgets it in memory. Returns its updates."""
-        assert tx.id is not None
-        with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
-            updates = self._updates_of(session, tx.id)
-            mark(updates)
-            session.add_all(updates)
-            row.state = state
-            if error is not None:
-                row.error = error
-            session.add(row)
-            session.commit()
-        self._forget(tx.id)
+        """``TxStore.end``, then forgets ``tx`` in memory."""
+        updates = self._store.end(tx, state, error, mark)
+        self._forget(cast(int, tx.id))
         return updates
 
     def _forget(self, tx_id: int) -> None:
@@ -784,7 +756,7 @@ class TxManager:
     def _send_new(self, counts: _Counts) -> None:
         for _ in range(self._max_inflight):
             if not plan.may_open_batch(
-                unconfirmed=self._count_unconfirmed(),
+                unconfirmed=self._store.count_unconfirmed(),
                 max_inflight=self._max_inflight,
                 now=self._clock(),
                 simulate_after=self._simulate_after,
@@ -806,29 +778,10 @@ class TxManager:
         """The oldest queued updates that may go together: of the oldest one's split group
         (a set that reverted on-chain is never re-sent whole), at most ``batch_size`` and,
         beyond the first, within ``max_batch_gas`` (see ``batch_gas``)."""
-        eligible = (
-            col(Update.tx_id).is_(None),
-            col(Update.applied).is_(None),  # not dropped by the engine
-            col(Update.held).is_(False),
-        )
-        with self._session() as session:
-            first = session.exec(select(Update).where(*eligible).order_by(col(Update.id))).first()
-            if first is None:
-                return []
-            group = (
-                col(Update.split_group).is_(None)
-                if first.split_group is None
-                else col(Update.split_group) == first.split_group
-            )
-            batch = list(
-                session.exec(
-                    select(Update)
-                    .where(*eligible, group)
-                    .order_by(col(Update.id))
-                    .limit(self._batch_size)
-                ).all()
-            )
-            limits = self._callback_limits(session, _job_ids(batch))
+        queued = self._store.queued(self._batch_size)
+        if queued is None:
+            return []
+        first, batch, limits = queued
         batch = plan.within_gas(batch, limits, self._max_batch_gas)
         ready = plan.batch_ready(
             size=len(batch),
@@ -839,16 +792,6 @@ class TxManager:
         )
         return batch if ready else []
 
-    @staticmethod
-    def _callback_limits(session: Session, job_ids: list[int]) -> dict[int, int]:
-        """Each job's callback gas limit, from its ``JobSubmitted`` event (0: no callback)."""
-        if not job_ids:
-            return {}
-        rows = session.exec(
-            select(Job.job_id, Job.callback_gas_limit).where(col(Job.job_id).in_(job_ids))
-        ).all()
-        return {int(job_id): int(limit or 0) for job_id, limit in rows}
-
     def _create(self, batch: list[Update], counts: _Counts) -> ChainTx | None:
         """Simulates, signs and stores one ``applyUpdates`` for ``batch``; None if it cannot."""
         items = [
@@ -857,49 +800,27 @@ class TxManager:
         ]
         data = HexBytes(self._escrow.encode_abi("applyUpdates", args=[items]))
         jobs = _job_ids(batch)
-        with self._session() as session:
-            limits = self._callback_limits(session, jobs)
+        limits = self._store.callback_limits(jobs)
         fees = self._market_fees()
         gas = self._simulate(data, jobs, counts, batch_gas(batch, limits, len(data)), fees)
         if gas is None:
             return None
         nonce = self._next_nonce()
         raw, tx_hash = self._sign(nonce, data, gas, fees)
-        ids = [cast(int, u.id) for u in batch]
-        with self._session() as session:
-            row = ChainTx(
-                sender=self._sender,
-                nonce=nonce,
-                attempt=0,
-                hashes=tx_hash,
-                state=TxState.UNCONFIRMED,
-                raw_tx=raw,
-                tx_hash=tx_hash,
-                max_fee_per_gas=fees.max_fee_per_gas,
-                max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
-                gas_limit=gas,
-            )
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()
-                log.warning(
-                    "nonce %d of %s is already stored by another writer; backing off",
-                    nonce,
-                    self._sender,
-                )
-                return None
-            claimed = session.exec(
-                sql_update(Update)
-                .where(col(Update.id).in_(ids), col(Update.tx_id).is_(None))
-                .values(tx_id=row.id)
-            )
-            if claimed.rowcount != len(ids):
-                session.rollback()
-                log.warning("updates of jobs %s were claimed by another writer", jobs)
-                return None
-            session.commit()
+        row = ChainTx(
+            sender=self._sender,
+            nonce=nonce,
+            attempt=0,
+            hashes=tx_hash,
+            state=TxState.UNCONFIRMED,
+            raw_tx=raw,
+            tx_hash=tx_hash,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+            gas_limit=gas,
+        )
+        if not self._store.insert(row, [cast(int, u.id) for u in batch]):
+            return None
         log.info(
             "stored tx %s nonce %d: applyUpdates of %d updates, gas limit %d, max fee %d wei, "
             "tip %d wei; jobs %s",
@@ -979,12 +900,7 @@ class TxManager:
 
     def _next_nonce(self) -> int:
         """Highest nonce stored for this key + 1, or the chain's count if someone went further."""
-        with self._session() as session:
-            highest = session.exec(
-                select(func.max(col(ChainTx.nonce))).where(col(ChainTx.sender) == self._sender)
-            ).one()
-        stored = 0 if highest is None else int(highest) + 1
-        return max(stored, self._chain_nonce())
+        return max(self._store.next_nonce(), self._chain_nonce())
 
     def _chain_nonce(self) -> int:
         return int(self._w3.eth.get_transaction_count(self._sender, "latest"))
@@ -1045,7 +961,7 @@ class TxManager:
         if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
             self._sent.add(tx.id)
             if tx.broadcast_at is None:
-                self._set(tx, broadcast_at=self._clock())
+                self._store.set(tx, broadcast_at=self._clock())
             log.info(
                 "sent tx %s nonce %d attempt %d%s",
                 tx.tx_hash,
@@ -1094,66 +1010,3 @@ class TxManager:
         )
         log.error(message, extra={"tx_hash": tx.tx_hash if tx is not None else None})
         return InsufficientFunds(message)
-
-    # ------------------------------------------------------------------ database
-
-    def _session(self) -> Session:
-        return Session(self._db, expire_on_commit=False)
-
-    def _unconfirmed(self) -> list[ChainTx]:
-        with self._session() as session:
-            return list(
-                session.exec(
-                    select(ChainTx)
-                    .where(
-                        col(ChainTx.sender) == self._sender,
-                        col(ChainTx.state) == TxState.UNCONFIRMED,
-                    )
-                    .order_by(col(ChainTx.nonce))
-                ).all()
-            )
-
-    def _count_unconfirmed(self) -> int:
-        with self._session() as session:
-            return int(
-                session.exec(
-                    select(func.count())
-                    .select_from(ChainTx)
-                    .where(
-                        col(ChainTx.sender) == self._sender,
-                        col(ChainTx.state) == TxState.UNCONFIRMED,
-                    )
-                ).one()
-            )
-
-    def _backlog(self) -> tuple[int, int]:
-        with self._session() as session:
-            waiting = session.exec(
-                select(func.count())
-                .select_from(Update)
-                .where(col(Update.tx_id).is_(None), col(Update.applied).is_(None))
-            ).one()
-        return int(waiting), self._count_unconfirmed()
-
-    @staticmethod
-    def _updates_of(session: Session, tx_id: int) -> list[Update]:
-        return list(
-            session.exec(
-                select(Update).where(col(Update.tx_id) == tx_id).order_by(col(Update.id))
-            ).all()
-        )
-
-    def _jobs_of(self, tx_id: int) -> list[int]:
-        with self._session() as session:
-            return _job_ids(self._updates_of(session, tx_id))
-
-    def _set(self, tx: ChainTx, **fields: Any) -> ChainTx:
-        """Commits ``fields`` on the stored row of ``tx``; returns the updated row."""
-        with self._session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
-            for name, value in fields.items():
-                setattr(row, name, value)
-            session.add(row)
-            session.commit()
-            return row
