@@ -18,6 +18,7 @@ import random
 from pathlib import Path
 
 import pytest
+from web3 import Web3
 from web3.types import RPCEndpoint
 
 from bridge.chain.rpc import FailoverProvider
@@ -79,7 +80,9 @@ def test_jobs_complete_through_two_endpoints_one_failing_lagging_and_lying(
                 update={"rpc_urls": f"{bad_url}, {good_url}", "rpc_max_lag": 3}
             )
             from_block = int(stack.w3.eth.block_number)
-            nonce_before = int(stack.w3.eth.get_transaction_count(stack.roles.operator))
+            nonce_before = int(
+                stack.w3.eth.get_transaction_count(Web3.to_checksum_address(stack.roles.operator))
+            )
             stack.w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(40)])
 
             # 1. A provider's eth_getLogs limit shrinks that provider's range only.
