@@ -136,6 +136,7 @@ class BridgeProcess:
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._log_offset = 0  # where the current start's output begins in log_path
 
     @property
     def running(self) -> bool:
@@ -146,6 +147,7 @@ class BridgeProcess:
         """Starts ``ce-bridge run`` (the previous process must be gone)."""
         assert not self.running, "the bridge is already running"
         with self.log_path.open("ab") as out:
+            self._log_offset = out.tell()
             out.write(f"\n===== start {self.starts + 1} at {time.time():.3f}\n".encode())
             out.flush()
             self._process = subprocess.Popen(
@@ -157,6 +159,12 @@ class BridgeProcess:
                 start_new_session=True,
             )
         self.starts += 1
+
+    def started(self) -> bool:
+        """Whether the current start (not an earlier one in the same log) logged that it runs."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return b"bridge running" in log.read()
 
     def kill(self) -> None:
         """SIGKILLs the process and its group (a crash) and reaps it."""

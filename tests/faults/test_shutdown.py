@@ -57,7 +57,7 @@ def test_sigterm_stops_the_bridge_in_bounded_time_and_it_resumes(tmp_path: Path)
         try:
             for _ in range(STOPS):
                 bridge.start()
-                wait_for(lambda: "bridge running" in bridge.tail(400), 30, "the bridge to start")
+                wait_for(bridge.started, 30, "the bridge to start")
                 work.submit(mixed_kinds(16, rng))
                 up = time.monotonic()
                 # Let it get into the middle of things: random uptime, cancellations sent.
