@@ -131,7 +131,8 @@ def _pending(settings: Settings, bridge: Bridge | None) -> PendingSubmissions | 
         return None
     depth = settings.confirmation_depth
     window = min(depth + settings.max_scan_lag + 1, settings.max_block_range)
-    return PendingSubmissions(bridge.w3, settings.contract_address, depth, window)
+    target = bridge.scan_target if settings.finality_tag is not None else None
+    return PendingSubmissions(bridge.w3, settings.contract_address, depth, window, target)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

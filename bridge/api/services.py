@@ -20,6 +20,7 @@ import logging
 import mimetypes
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,11 +353,21 @@ class PendingSubmissions:
     bridge could not decode is still reported.
     """
 
-    def __init__(self, w3: Web3, contract: str, confirmations: int, window: int) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        contract: str,
+        confirmations: int,
+        window: int,
+        target: Callable[[int], int] | None = None,
+    ) -> None:
         self._w3 = w3
         self._contract = Web3.to_checksum_address(contract)
         self._confirmations = confirmations
         self._window = max(window, confirmations + 1)
+        #: With a finality tag: the last block acted on at a head (``Bridge.scan_target``); the
+        #: confirmations required are then how far behind the head it is now.
+        self._target = target
         self._topic = "0x" + _submitted_topic().hex()
 
     def find(self, job_id: int) -> JobPending | None:
@@ -367,10 +378,14 @@ class PendingSubmissions:
         """
         try:
             head = int(self._w3.eth.block_number)
+            required = self._confirmations
+            if self._target is not None:
+                required = max(0, head - self._target(head))
+            window = max(self._window, required + 1)
             logs = self._w3.eth.get_logs(
                 {
                     "address": self._contract,
-                    "fromBlock": max(head - self._window + 1, 0),
+                    "fromBlock": max(head - window + 1, 0),
                     "toBlock": head,
                     "topics": [self._topic, "0x" + job_id.to_bytes(32, "big").hex()],
                 }
@@ -388,7 +403,7 @@ class PendingSubmissions:
                 block_number=block,
                 tx_hash="0x" + bytes(entry["transactionHash"]).hex(),
                 confirmations=head - block,
-                confirmations_required=self._confirmations,
+                confirmations_required=required,
             )
         return None
 

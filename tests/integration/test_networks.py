@@ -105,6 +105,8 @@ def test_a_tag_mode_reads_up_to_the_tagged_block_and_a_reorg_above_it_is_never_s
         assert tagged is not None and tagged < doomed.block
         wait_for(lambda: _cursor(stack) == tagged, 60, "the scan to reach the tagged block")
         assert not _job_stored(stack, doomed.job_id)
+        pending = httpx.get(f"{stack.api_url}/jobs/{doomed.job_id}", timeout=10).json()
+        assert pending["state"] == "pending" and pending["confirmations_required"] == behind
         assert _metric(stack.api_url, "ce_bridge_finality_lag_blocks") == behind
         assert _metric(stack.api_url, "ce_bridge_finalized_lag_blocks") == 2 * SLOTS
 
