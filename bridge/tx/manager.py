@@ -627,7 +627,8 @@ class TxManager:
                 else:
                     u.applied, u.skip_reason = True, None
 
-        jobs = _job_ids(self._end(tx, TxState.CONFIRMED, None, applied_or_skipped))
+        jobs = _job_ids(self._store.end(tx, TxState.CONFIRMED, None, applied_or_skipped))
+        self._forget(cast(int, tx.id))
         log.info(
             "tx %s nonce %d confirmed in block %s: %d updates applied, %d skipped; jobs %s",
             tx.tx_hash,
@@ -668,7 +669,8 @@ class TxManager:
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
 
-        jobs = _job_ids(self._end(tx, TxState.FATAL, reason, released))
+        jobs = _job_ids(self._store.end(tx, TxState.FATAL, reason, released))
+        self._forget(cast(int, tx.id))
         log.error(
             "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
             tx.tx_hash,
@@ -703,7 +705,8 @@ class TxManager:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
                 u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
 
-        jobs = _job_ids(self._end(tx, TxState.FATAL, REVERTED, split))
+        jobs = _job_ids(self._store.end(tx, TxState.FATAL, REVERTED, split))
+        self._forget(tx.id)
         if not alone:
             half = (len(jobs) + 1) // 2
             log.error(
@@ -733,18 +736,6 @@ class TxManager:
                 self._on_skipped(u.job_id, u.status, REVERTED_ALONE)
             except Exception:  # the caller's code: its failure must not stop this round
                 log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
-
-    def _end(
-        self,
-        tx: ChainTx,
-        state: TxState,
-        error: str | None,
-        mark: Callable[[list[Update]], None],
-    ) -> list[Update]:
-        """``TxStore.end``, then forgets ``tx`` in memory."""
-        updates = self._store.end(tx, state, error, mark)
-        self._forget(cast(int, tx.id))
-        return updates
 
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
