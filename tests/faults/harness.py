@@ -443,17 +443,20 @@ def _order(entry: Any) -> tuple[int, int]:
     return (int(entry["blockNumber"]), int(entry["logIndex"]))
 
 
-def _running_cancel_charges(
+def _treasury_shares(
     w3: Web3, escrow: Contract, ids: set[int], from_block: int
 ) -> dict[int, int]:
-    """What the treasury keeps of each job of ``ids`` cancelled once Running (the contract's money
-    rule): the base fee and the vCPU-hour price of each hour started between ``JobRunning`` and
-    ``JobCancelled`` (at most the job's hours), at the prices of its submission (the workloads
-    never change them). Jobs without a callback, as every workload's, keep no callback fee."""
-    base_fee, vcpu_hour, _ = escrow.functions.pricing().call()
+    """What the treasury keeps of each job of ``ids`` that was not completed, by the contract's
+    money rules at the prices of its submission (the workloads never change them): a job cancelled
+    once Running keeps the base fee and the vCPU-hour price of each hour started between
+    ``JobRunning`` and ``JobCancelled`` (at most the job's hours); a failed job that asked for a
+    callback keeps the callback fee. Every other refund is whole.
+
+    Only the specs of jobs cancelled once running are decoded (a hostile spec that is not UTF-8,
+    which web3 cannot decode, is never one of them: it never runs); a failed job's callback gas
+    limit is read with ``getJob``, not from its event."""
+    base_fee, vcpu_hour, per_callback_gas = escrow.functions.pricing().call()
     ran = {int(e["args"]["jobId"]): e for e in _events(escrow, "JobRunning", from_block)}
-    # Only the specs of jobs cancelled once running (a hostile spec that is not UTF-8, which
-    # web3 cannot decode, is never one of them: it never runs).
     cancelled_running = {
         int(e["args"]["jobId"]) for e in _events(escrow, "JobCancelled", from_block)
     } & set(ran)
@@ -464,7 +467,7 @@ def _running_cancel_charges(
             from_block=0, argument_filters={"jobId": job_id}
         )
     }
-    charges: dict[int, int] = {}
+    shares: dict[int, int] = {}
     for entry in _events(escrow, "JobCancelled", from_block):
         job_id = int(entry["args"]["jobId"])
         if job_id not in ids or job_id not in ran:
@@ -473,8 +476,15 @@ def _running_cancel_charges(
         ended_at = int(w3.eth.get_block(entry["blockNumber"])["timestamp"])
         spec = specs[job_id]
         hours = min((ended_at - started_at) // 3600 + 1, int(spec["maxHours"]))
-        charges[job_id] = base_fee + vcpu_hour * int(spec["specs"]["vcpus"]) * hours
-    return charges
+        shares[job_id] = base_fee + vcpu_hour * int(spec["specs"]["vcpus"]) * hours
+    for entry in _events(escrow, "JobFailed", from_block):
+        job_id = int(entry["args"]["jobId"])
+        if job_id not in ids:
+            continue
+        callback_gas = int(escrow.functions.getJob(job_id).call()[4])  # callbackGasLimit
+        if callback_gas:
+            shares[job_id] = per_callback_gas * callback_gas
+    return shares
 
 
 def audit(
@@ -491,7 +501,8 @@ def audit(
     - every job is terminal on-chain, in the status its kind calls for, with no payment left;
     - one terminal event per job; credits to the treasury and to each requester equal the
       payments of the completed and of the refunded jobs by the money rules (a job cancelled once
-      Running pays its base fee and started hours), no payout doubled;
+      Running pays its base fee and started hours, a failed one with a callback its callback
+      fee), no payout doubled;
     - the contract's balance equals escrowed payments plus every credit;
     - the emulator made exactly one remote job per key, and one per job that had to run;
     - every item the bridge queued is in the outbox once per (job, status);
@@ -524,7 +535,7 @@ def audit(
     credited: Counter[str] = Counter()
     for entry in _events(escrow, "Credited", from_block):
         credited[Web3.to_checksum_address(entry["args"]["account"])] += int(entry["args"]["amount"])
-    kept = _running_cancel_charges(w3, escrow, ids, from_block)
+    kept = _treasury_shares(w3, escrow, ids, from_block)
     earned = sum(j.payment for j in jobs if j.expected is Status.COMPLETED) + sum(kept.values())
     assert credited[treasury] == earned, (
         f"treasury credited {credited[treasury]} wei, completed jobs paid {earned}"
