@@ -1,6 +1,7 @@
 """The scanner: the chain into the store, and the repair of reorganisations.
 
-``Scanner.scan_once`` reads the escrow's logs up to ``head - confirmations`` in adaptive ranges,
+``Scanner.scan_once`` reads the escrow's logs up to ``head - confirmations`` (or the node's
+``safe`` / ``finalized`` block: ``bridge.chain.finality``) in adaptive ranges,
 checks the stored block hash under the cursor (a mismatch rewinds to the last block whose hash
 still matches, reopens the writes confirmed above the fork and re-checks the jobs submitted
 there), and stores new jobs, cancellation requests and on-chain settlements together with the
@@ -24,6 +25,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 from web3 import Web3
 
+from bridge.chain.finality import Finality, final_block
 from bridge.chain.reader import (
     CancelRequestedLog,
     ChainLog,
@@ -104,6 +106,7 @@ class Scanner:
             quiet_logs=QUIET_LOGS,
             busy_logs=BUSY_LOGS,
         )
+        self.finality = Finality.of(core.settings.confirmations)
 
     def start_block(self) -> int:
         """The first block to scan: ``BRIDGE_START_BLOCK``, else the escrow's deployment."""
@@ -116,6 +119,12 @@ class Scanner:
         with Session(self._core.store.db) as session:
             cursor = session.get(ScanCursor, self._contract)
             return cursor.block if cursor else self.start_block() - 1
+
+    def target(self, head: int) -> int:
+        """The last block to read at ``head``: ``head - N``, or the node's safe/finalized block
+        (``BRIDGE_CONFIRMATIONS``). Above it nothing is read, so the reorg checks only ever see
+        blocks at or below it."""
+        return final_block(self._w3, self.finality, head)
 
     def view_current(self) -> bool:
         """Whether the block at the scan cursor still has the hash the scanner stored."""
@@ -134,7 +143,7 @@ class Scanner:
         if not self.leadership.held():
             return None
         head = self._reader.head()
-        safe = head - self._core.settings.confirmations
+        safe = self.target(head)
         last = self.cursor()
         rewound = self._check_reorg(last)
         if rewound is not None:
