@@ -190,6 +190,10 @@ def run(
     another `run` holding the database or the key) ends it with one line and exit status 1; an
     unreachable node, database or CE is waited for, one log line per back-off.
     """
+    # First of all, so a SIGTERM or Ctrl-C during the start-up checks is a clean stop too.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     from bridge.api import create_app, serve_api_in_thread
     from bridge.checks import start_bridge
     from bridge.config import load_settings, unknown_settings
@@ -198,9 +202,6 @@ def run(
     _setup_logging(settings.log_json)
     for line in unknown_settings(config):
         logging.getLogger("bridge").warning("ignored: %s", line)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     bridge = start_bridge(settings, stop)
     if bridge is None:
         return  # stopped while waiting for a service
@@ -605,9 +606,11 @@ def config_check(
     config: Annotated[Path | None, typer.Option(help="TOML config file (or BRIDGE_CONFIG)")] = None,
 ) -> None:
     """Validate the configuration and reach the RPC node, the database and CE: one line each."""
-    from bridge.checks import run_checks
+    from bridge.checks import describe_setup, run_checks
 
     problems = run_checks(config)
+    for line in describe_setup(config):
+        console.print(f"  {line}", highlight=False)
     for line in problems:
         err_console.print(f"[red]✗[/] {line}", highlight=False)
     if problems:

@@ -120,14 +120,14 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
             // forge-lint: disable-next-line(unsafe-typecast)
             _nextJobId = uint40(jobId + 1);
         }
-        uint256 maxHours = spec.maxHours;
+        uint16 maxHours = spec.maxHours;
         uint64 deadline = uint64(block.timestamp) + uint64(maxHours) * 1 hours + _deadlineGrace;
         StoredJob storage job = _jobs[jobId];
         // Slot 0 in StoredJob's layout: requester, status Submitted, no cancel request, deadline (fits 40
         // bits: now + 65535 hours + 2^32 s of grace is far below 2^40 s), callback gas limit (fits 24 bits:
         // _quote checked it against maxCallbackGasLimit, capped at 2,000,000) and hours.
         uint256 slot0 = uint256(uint160(msg.sender)) | (uint256(uint8(Status.Submitted)) << 160)
-            | (uint256(deadline) << 176) | (uint256(callbackGasLimit) << 216) | (maxHours << 240);
+            | (uint256(deadline) << 176) | (uint256(callbackGasLimit) << 216) | (uint256(maxHours) << 240);
         // Assembly: one SSTORE for the slot, where the compiler writes a struct member by member (measured
         // with bench/gas.py, together with taking the terms from _quote: 973 gas less per submit).
         // slither-disable-next-line assembly (one SSTORE for the packed slot, measured; layout tested)
@@ -387,7 +387,8 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         }
         uint256 baseFee = _baseFee;
         uint256 pricePerCallbackGas = _pricePerCallbackGas;
-        price = baseFee + uint256(_pricePerVcpuHour) * res.vcpus * spec.maxHours + pricePerCallbackGas * callbackGasLimit;
+        price =
+            baseFee + uint256(_pricePerVcpuHour) * res.vcpus * spec.maxHours + pricePerCallbackGas * callbackGasLimit;
         // Fits the 96 bits of the payment: see _MAX_HOURS_CAP.
         terms = price | (baseFee << 96) | (pricePerCallbackGas << 160);
     }
@@ -433,7 +434,9 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
             if (status == Status.Completed) {
                 job.terms = uint256(resultHash);
                 emit JobCompleted(jobId, resultHash, data);
-                earned = uint96(terms); // the payment (see _payment)
+                // The payment: the low 96 bits of the terms (see _payment).
+                // forge-lint: disable-next-line(unsafe-typecast)
+                earned = uint96(terms);
             } else {
                 earned = _refund(job, jobId, status, data, terms, callbackGasLimit, callsBack);
             }
@@ -471,11 +474,15 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
 
     /// @dev The escrowed payment held in `terms` (bits 0-95; see StoredJob).
     function _payment(uint256 terms) private pure returns (uint256) {
+        // Truncating is the point: the payment is the low 96 bits.
+        // forge-lint: disable-next-line(unsafe-typecast)
         return uint96(terms);
     }
 
     /// @dev The callback fee of a job: the price per callback gas at submission (bits 160-207) times its limit.
     function _callbackFee(uint256 terms, uint256 callbackGasLimit) private pure returns (uint256) {
+        // Truncating is the point: the price is bits 160-207.
+        // forge-lint: disable-next-line(unsafe-typecast)
         return uint256(uint48(terms >> 160)) * callbackGasLimit;
     }
 
@@ -487,8 +494,11 @@ contract JobEscrow is IJobEscrow, AccessControl, ReentrancyGuardTransient, Pausa
         view
         returns (uint256)
     {
+        // Truncating is the point: the running start is bits 208-247 and the base fee bits 96-159.
+        // forge-lint: disable-next-line(unsafe-typecast)
         uint256 runningSince = uint40(terms >> 208);
         if (runningSince == 0) return 0;
+        // forge-lint: disable-next-line(unsafe-typecast)
         uint256 baseFee = uint64(terms >> 96);
         // The quote was baseFee + vcpuHourPrice * vcpus * maxHours + callbackFee, at these prices.
         uint256 hoursPrice = payment - baseFee - _callbackFee(terms, callbackGasLimit);

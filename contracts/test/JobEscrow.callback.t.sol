@@ -237,9 +237,7 @@ contract JobEscrowCallbackTest is EscrowTest {
     /// (or the whole transaction runs out of gas): it never reverts with InsufficientGasForCallback. Checks
     /// the settlement reserve for the costliest item: a Failed one whose refund opens the requester's credit
     /// slot, with a long reason.
-    function testFuzz_batch_callbackItemGetsItsGasOrIsSkipped(uint256 gasSeed, uint256 reasonLength, bool fail)
-        public
-    {
+    function testFuzz_batch_callbackItemGetsItsGasOrIsSkipped(uint256 gasSeed, uint256 reasonLength, bool fail) public {
         uint32 cb = 300_000;
         RecordingConsumer consumer = new RecordingConsumer(escrow);
         uint256 jobId = _submitFrom(consumer, cb);

@@ -101,10 +101,11 @@ contract JobEscrowHostileTest is EscrowTest {
         RecordingConsumer honest = new RecordingConsumer(escrow);
         uint256 jobId = _submitFrom(honest, 1_000_000);
         vm.prank(operator);
-        (bool ok, bytes memory ret) = address(escrow).call{gas: 700_000}(
-            abi.encodeCall(IJobEscrow.completeJob, (jobId, RESULT_HASH, RESULT_URI))
-        );
+        (bool ok, bytes memory ret) =
+            address(escrow).call{gas: 700_000}(abi.encodeCall(IJobEscrow.completeJob, (jobId, RESULT_HASH, RESULT_URI)));
         assertTrue(!ok, "reverted");
+        // The selector is the first four bytes: truncating is the point.
+        // forge-lint: disable-next-line(unsafe-typecast)
         assertEq(bytes4(ret), IJobEscrow.InsufficientGasForCallback.selector, "InsufficientGasForCallback");
         assertEq(escrow.getJob(jobId).status, IJobEscrow.Status.Submitted, "nothing written");
     }
@@ -158,7 +159,9 @@ contract JobEscrowHostileTest is EscrowTest {
         lim.maxCallbackGasLimit = MAX_CALLBACK_GAS + 1;
         vm.prank(admin);
         vm.expectRevert(
-            abi.encodeWithSelector(IJobEscrow.LimitAboveCap.selector, "maxCallbackGasLimit", MAX_CALLBACK_GAS + 1, MAX_CALLBACK_GAS)
+            abi.encodeWithSelector(
+                IJobEscrow.LimitAboveCap.selector, "maxCallbackGasLimit", MAX_CALLBACK_GAS + 1, MAX_CALLBACK_GAS
+            )
         );
         escrow.setLimits(lim, GRACE);
         lim.maxCallbackGasLimit = MAX_CALLBACK_GAS;
@@ -232,6 +235,8 @@ contract JobEscrowHostileTest is EscrowTest {
         (bool ok, bytes memory ret) =
             address(escrow).call{gas: 1_500_000}(abi.encodeCall(IJobEscrow.reclaimExpired, (jobId)));
         assertTrue(!ok, "too little gas");
+        // The selector is the first four bytes: truncating is the point.
+        // forge-lint: disable-next-line(unsafe-typecast)
         assertEq(bytes4(ret), IJobEscrow.InsufficientGasForCallback.selector, "InsufficientGasForCallback");
         _assertJob(jobId, address(honest), IJobEscrow.Status.Submitted, payment, 0);
         escrow.reclaimExpired{gas: 2_200_000}(jobId);

@@ -339,9 +339,7 @@ contract JobEscrowSubmitTest is EscrowTest {
         uint256 price = _price(spec, 2_000_000);
         assertEq(escrow.quote(spec, 2_000_000), price, "quote");
         vm.expectEmit(true, true, true, true, address(escrow));
-        emit IJobEscrow.JobSubmitted(
-            1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, 2_000_000
-        );
+        emit IJobEscrow.JobSubmitted(1, alice, keccak256(abi.encode(spec)), price, _deadlineFor(spec), spec, 2_000_000);
         uint256 jobId = _submit(alice, spec, 2_000_000, price);
         assertEq(escrow.getJob(jobId).callbackGasLimit, 2_000_000, "callback gas at its limit");
     }

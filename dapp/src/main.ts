@@ -17,39 +17,20 @@ import {
   type WalletClient,
 } from "viem";
 import { jobEscrowAbi } from "../../abi/JobEscrow.ts";
-import { eventsOf, submissionsOf, type ChainEvent } from "./chain.ts";
+import { eventsOf, submissionsOf } from "./chain.ts";
 import { loadConfig, type DappConfig } from "./config.ts";
 import { BridgeUnreachable, describeError, formatWei } from "./errors.ts";
 import { checkForm, type Checked, type FormValues, type Limits } from "./spec.ts";
+import { $, el, short } from "./dom.ts";
+import { createJobRow, renderJob, TERMINAL, type JobView, type RowActions } from "./rows.ts";
 import { resultHashOf, sha256Hex } from "./verify.ts";
 import { discoverWallets, listenForWallets, type Wallet } from "./wallet.ts";
 
-const STATUS = ["None", "Submitted", "Accepted", "Running", "Completed", "Failed", "Cancelled", "Expired"] as const;
-const TERMINAL = new Set([4, 5, 6, 7]);
 const POLL_MS = 1500;
 /** Results larger than this are not downloaded into the page to be verified. */
 const MAX_VERIFY_BYTES = 256 * 2 ** 20;
 
-// ------------------------------------------------------------------ DOM helpers
-
-function $(id: string): HTMLElement {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return el;
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  attrs: Record<string, string> = {},
-  text?: string,
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-const short = (hex: string): string => `${hex.slice(0, 10)}…${hex.slice(-6)}`;
+// ------------------------------------------------------------------ messages
 
 function say(text: string, kind: "error" | "notice" = "notice"): void {
   const box = $("message");
@@ -62,36 +43,6 @@ function sayError(error: unknown): void {
 }
 
 // ------------------------------------------------------------------ state
-
-interface JobView {
-  id: bigint;
-  status: number;
-  cancelRequested: boolean;
-  deadline: bigint;
-  resultHash: Hex;
-  paid: bigint;
-  app: string;
-  commandLine: string;
-  events: Map<string, ChainEvent>;
-  bridgeNote: string;
-  verify: "none" | "running" | "done" | "error" | "too-large";
-  verified: boolean | null;
-  computedHash: string;
-  files: { path: string; url: string; size: number; matchesListing: boolean }[];
-  row: JobRow;
-}
-
-interface JobRow {
-  li: HTMLLIElement;
-  status: HTMLSpanElement;
-  meta: HTMLParagraphElement;
-  bridge: HTMLParagraphElement;
-  cancel: HTMLButtonElement;
-  reclaim: HTMLButtonElement;
-  outputs: HTMLDivElement;
-  verify: HTMLParagraphElement;
-  timeline: HTMLOListElement;
-}
 
 let config: DappConfig | null = null;
 let chain: Chain | null = null;
@@ -501,6 +452,11 @@ async function act(job: JobView, label: string, functionName: "cancelJob" | "rec
   void refresh();
 }
 
+const rowActions: RowActions = {
+  cancel: (job) => void act(job, "Cancel", "cancelJob"),
+  reclaim: (job) => void act(job, "Reclaim", "reclaimExpired"),
+};
+
 async function withdraw(): Promise<void> {
   if (!ready()) return;
   try {
@@ -525,7 +481,9 @@ async function refresh(): Promise<void> {
     if (head > scannedTo) {
       const from = scannedTo < 0n ? config.fromBlock : scannedTo + 1n;
       for (const s of await submissionsOf(reader, config.contract, account, from, head)) {
-        if (!jobs.has(s.jobId)) addJob(s.jobId, s.payment, s.app, s.commandLine);
+        if (!jobs.has(s.jobId)) {
+          jobs.set(s.jobId, createJobRow($("jobs"), s.jobId, s.payment, s.app, s.commandLine, rowActions));
+        }
       }
       const events = await eventsOf(reader, config.contract, [...jobs.keys()], from, head);
       for (const e of events) jobs.get(e.jobId)?.events.set(`${e.txHash}:${e.logIndex}`, e);
@@ -546,7 +504,7 @@ async function refresh(): Promise<void> {
     await bridgeNotes();
     for (const job of jobs.values()) {
       if (job.status === 4 && (job.verify === "none" || job.verify === "error")) await verify(job);
-      render(job);
+      renderJob(job, { chainTime, explorerUrl: config.explorerUrl });
     }
     $("jobs-empty").hidden = jobs.size > 0;
   } catch (error) {
@@ -607,7 +565,7 @@ function fileUrl(id: bigint, path: string): string {
 
 async function verify(job: JobView): Promise<void> {
   job.verify = "running";
-  render(job);
+  renderJob(job, { chainTime, explorerUrl: config?.explorerUrl ?? null });
   try {
     const listing = await bridgeGet(`/jobs/${job.id}/outputs/`);
     if (!listing.ok) {
@@ -646,98 +604,6 @@ async function verify(job: JobView): Promise<void> {
     job.verify = "error";
     if (!bridgeDown) sayError(error);
     bridgeDown = error instanceof BridgeUnreachable;
-  }
-}
-
-function addJob(id: bigint, paid: bigint, app: string, commandLine: string): void {
-  const li = el("li", { class: "job", "data-testid": `job-row-${id}`, "data-status": "Submitted" });
-  const head = el("div", { class: "job-head" });
-  const status = el("span", { class: "status" }, "Submitted");
-  head.append(el("span", { class: "job-title" }, `Job #${id}`), status, el("code", {}, app));
-  const meta = el("p", { class: "job-meta" });
-  const bridge = el("p", { class: "job-meta" });
-  const actions = el("div", { class: "job-actions" });
-  const cancel = el("button", { type: "button", "data-testid": `cancel-${id}` }, "Cancel");
-  const reclaim = el("button", { type: "button", "data-testid": `reclaim-${id}` }, "Reclaim payment");
-  actions.append(cancel, reclaim);
-  const outputs = el("div", { class: "outputs", "data-testid": `outputs-${id}` });
-  const verifyLine = el("p", { class: "verify", "data-testid": `verify-${id}`, "aria-live": "polite" });
-  const details = el("details");
-  const timeline = el("ol", { class: "timeline" });
-  details.append(el("summary", {}, "Timeline"), timeline);
-  li.append(head, el("p", { class: "job-meta" }, commandLine), meta, bridge, actions, outputs, verifyLine, details);
-  const row: JobRow = { li, status, meta, bridge, cancel, reclaim, outputs, verify: verifyLine, timeline };
-  const job: JobView = {
-    id, status: 1, cancelRequested: false, deadline: 0n, resultHash: "0x", paid, app, commandLine,
-    events: new Map(), bridgeNote: "", verify: "none", verified: null, computedHash: "", files: [], row,
-  };
-  cancel.addEventListener("click", () => void act(job, "Cancel", "cancelJob"));
-  reclaim.addEventListener("click", () => void act(job, "Reclaim", "reclaimExpired"));
-  jobs.set(id, job);
-  const list = $("jobs");
-  const after = [...list.children].find((child) => BigInt((child as HTMLElement).dataset.testid!.slice(8)) < id);
-  list.insertBefore(li, after ?? null);
-}
-
-function txLink(hash: Hex): HTMLElement {
-  if (config?.explorerUrl) {
-    return el("a", { href: `${config.explorerUrl}/tx/${hash}`, target: "_blank", rel: "noopener", class: "mono" }, short(hash));
-  }
-  return el("code", { title: hash }, hash);
-}
-
-function showFiles(job: JobView): void {
-  const list = el("ul");
-  for (const f of job.files) {
-    const item = el("li");
-    item.append(el("a", { href: f.url, download: f.path.split("/").pop() ?? f.path }, f.path), ` (${f.size} bytes)`);
-    if (!f.matchesListing) item.append(el("strong", { class: "bad" }, " differs from the hash the bridge lists for it"));
-    list.append(item);
-  }
-  job.row.outputs.replaceChildren(el("p", {}, `Result files (${job.files.length}):`), list);
-}
-
-function render(job: JobView): void {
-  const r = job.row;
-  const name = STATUS[job.status] ?? `status ${job.status}`;
-  r.li.dataset.status = name;
-  r.status.textContent = name + (job.cancelRequested && !TERMINAL.has(job.status) ? " (cancel requested)" : "");
-  const deadline = job.deadline > 0n ? new Date(Number(job.deadline) * 1000).toLocaleString() : "—";
-  r.meta.textContent = `Paid ${formatWei(job.paid)} · deadline ${deadline}`;
-  r.bridge.textContent = TERMINAL.has(job.status) ? "" : job.bridgeNote;
-  r.cancel.hidden = !(job.status === 1 || ((job.status === 2 || job.status === 3) && !job.cancelRequested));
-  r.reclaim.hidden = !(job.status >= 1 && job.status <= 3 && job.deadline > 0n && chainTime > job.deadline);
-
-  const events = [...job.events.values()].sort((a, b) =>
-    a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1,
-  );
-  if (r.timeline.children.length !== events.length) {
-    r.timeline.replaceChildren(
-      ...events.map((e) => {
-        const item = el("li");
-        item.append(`${e.name}${e.detail ? ` (${e.detail})` : ""}, block ${e.blockNumber}, tx `, txLink(e.txHash));
-        return item;
-      }),
-    );
-  }
-
-  if (job.status !== 4) {
-    r.outputs.replaceChildren();
-    r.verify.textContent = "";
-    return;
-  }
-  if (job.verify === "running") r.verify.textContent = "Checking the result files against the on-chain hash…";
-  if (job.verify === "error") r.verify.textContent = "The result files could not be checked yet.";
-  if (job.verify === "too-large" && r.outputs.childElementCount === 0) {
-    showFiles(job);
-    r.verify.textContent = `The result files (${job.computedHash}) are too large to check in the browser: download them and check them with sha256sum (README, "Result hash") against ${job.resultHash}.`;
-  }
-  if (job.verify === "done" && r.verify.dataset.verified === undefined) {
-    showFiles(job);
-    r.verify.dataset.verified = String(job.verified);
-    r.verify.textContent = job.verified
-      ? `✓ Verified: the files hash to the on-chain result hash ${job.resultHash}.`
-      : `✗ Verification failed: the files hash to ${job.computedHash}, but the on-chain result hash is ${job.resultHash}. Do not trust these files.`;
   }
 }
 

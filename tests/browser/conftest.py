@@ -125,6 +125,7 @@ def open_dapp(browser: Any, site: Site) -> Iterator[OpenDapp]:
         width: int = 1280,
         height: int = 900,
         legacy_wallet: bool = False,
+        two_wallets: bool = False,
     ) -> Any:
         context = browser.new_context(
             viewport={"width": width, "height": height}, accept_downloads=True
@@ -136,6 +137,7 @@ def open_dapp(browser: Any, site: Site) -> Iterator[OpenDapp]:
             "chainId": hex(site.chain_id),
             "startChainId": hex(chain_id if chain_id is not None else site.chain_id),
             "legacy": legacy_wallet,
+            "second": two_wallets,
         }
         context.add_init_script(f"window.__testWalletSettings = {json.dumps(wallet)};")
         context.add_init_script(WALLET_JS)

@@ -92,6 +92,22 @@ def test_a_wallet_without_eip6963_is_found_through_window_ethereum(open_dapp: Op
     )
 
 
+def test_with_two_wallets_the_user_chooses(open_dapp: OpenDapp) -> None:
+    page = open_dapp(two_wallets=True)
+    page.get_by_test_id("connect").click()
+    other = page.get_by_test_id("wallet-org.example.other")
+    mine = page.get_by_test_id("wallet-org.ce-bridge.test-wallet")
+    expect(other).to_have_text("Other Wallet")
+    expect(mine).to_be_visible()
+    other.click()
+    expect(page.get_by_test_id("message")).to_have_text(
+        "You rejected the request in your wallet; nothing was sent."
+    )
+    page.get_by_test_id("connect").click()
+    page.get_by_test_id("wallet-org.ce-bridge.test-wallet").click()
+    expect(page.get_by_test_id("account")).to_have_text(page.account)
+
+
 def test_every_field_has_a_label_and_the_page_works_by_keyboard(open_dapp: OpenDapp) -> None:
     page = open_dapp()
     page.keyboard.press("Tab")

@@ -4,7 +4,7 @@
 //   refuse(method)   the next request of `method` fails with code 4001, as when a user says no
 //   chainId          what eth_chainId answers (a wrong chain until wallet_switchEthereumChain)
 // Its settings come from window.__testWalletSettings = {rpcUrl, account, chainId, startChainId,
-// legacy}: chainId is Anvil's, the one chain it can switch to; it starts on startChainId; legacy
+// legacy, second}: chainId is Anvil's, the one chain it can switch to; it starts on startChainId; legacy
 // makes it an older wallet, only set as window.ethereum and never announced.
 (() => {
   const settings = window.__testWalletSettings;
@@ -103,7 +103,24 @@
     window.ethereum = provider; // an older wallet: no EIP-6963, only the injected global
     return;
   }
-  const announce = () => window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail }));
+  // With settings.second, another wallet is announced too (one that refuses everything), so the
+  // page has to let the user choose.
+  const other = Object.freeze({
+    info: { ...detail.info, uuid: "7c0d6a4e-1f2b-4b8e-a1c3-0e5d2f9b8a77", name: "Other Wallet", rdns: "org.example.other" },
+    provider: {
+      async request() {
+        const error = new Error("User rejected the request.");
+        error.code = 4001;
+        throw error;
+      },
+      on() {},
+      removeListener() {},
+    },
+  });
+  const announce = () => {
+    window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail }));
+    if (settings.second) window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail: other }));
+  };
   window.addEventListener("eip6963:requestProvider", announce);
   announce();
 })();

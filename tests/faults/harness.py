@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,28 @@ def wait_for(
     return time.monotonic() - started
 
 
+# ---------------------------------------------------------------------------- the database
+
+#: ``CE_FAULTS_DB=postgresql`` runs the suite's bridges on PostgreSQL (a database of each test's
+#: own on 127.0.0.1:5432, dropped afterwards) instead of a SQLite file.
+FAULTS_DB = os.environ.get("CE_FAULTS_DB", "sqlite").strip().lower()
+
+
+@contextlib.contextmanager
+def fault_database(tmp_path: Path, backend: str | None = None) -> Iterator[str]:
+    """The database URL of one fault test: a SQLite file in ``tmp_path``, or a fresh PostgreSQL
+    database (``backend`` "postgresql", default ``$CE_FAULTS_DB``) dropped on exit."""
+    backend = backend or FAULTS_DB
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bridge.db'}"
+        return
+    assert backend == "postgresql", f"CE_FAULTS_DB must be sqlite or postgresql, not {backend!r}"
+    from tests.pg import postgres_database
+
+    with postgres_database("ce_bridge_faults") as url:
+        yield url
+
+
 # ---------------------------------------------------------------------------- the bridge process
 
 
@@ -136,16 +158,23 @@ class BridgeProcess:
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._log_offset = 0  # where the current start's output begins in log_path
 
     @property
     def running(self) -> bool:
         """Whether the process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running process, or None."""
+        return self._process.pid if self.running and self._process is not None else None
+
     def start(self) -> None:
         """Starts ``ce-bridge run`` (the previous process must be gone)."""
         assert not self.running, "the bridge is already running"
         with self.log_path.open("ab") as out:
+            self._log_offset = out.tell()
             out.write(f"\n===== start {self.starts + 1} at {time.time():.3f}\n".encode())
             out.flush()
             self._process = subprocess.Popen(
@@ -157,6 +186,12 @@ class BridgeProcess:
                 start_new_session=True,
             )
         self.starts += 1
+
+    def started(self) -> bool:
+        """Whether the current start (not an earlier one in the same log) logged that it runs."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return b"bridge running" in log.read()
 
     def kill(self) -> None:
         """SIGKILLs the process and its group (a crash) and reaps it."""
@@ -290,21 +325,24 @@ class Workload:
 
     def send_due_cancellations(self) -> int:
         """Cancels ``cancel-early`` jobs at once and ``cancel-running`` ones once accepted."""
-        sent = 0
+        sent: list[tuple[Submitted, Any]] = []
         for job in self.jobs:
             if job.cancel_sent or job.kind not in ("cancel-early", "cancel-running"):
                 continue
             status = self.status(job.job_id)
             if job.kind == "cancel-running" and status < Status.ACCEPTED:
                 continue
+            tx = None
             if not status.is_terminal:
                 fn = self.stack.escrow.functions.cancelJob(job.job_id)
                 tx = fn.transact({"from": job.requester, "gas": 200_000})
+            sent.append((job, tx))
+        for job, tx in sent:  # all sent first: one block's wait, not one per cancellation
+            if tx is not None:
                 receipt = self.stack.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
                 assert receipt["status"] == 1, f"cancelJob({job.job_id}) reverted"
             job.cancel_sent = True
-            sent += 1
-        return sent
+        return len(sent)
 
     def all_terminal(self) -> bool:
         """Every submitted job is terminal on-chain (and every cancellation was sent)."""
@@ -435,17 +473,20 @@ def _order(entry: Any) -> tuple[int, int]:
     return (int(entry["blockNumber"]), int(entry["logIndex"]))
 
 
-def _running_cancel_charges(
+def _treasury_shares(
     w3: Web3, escrow: Contract, ids: set[int], from_block: int
 ) -> dict[int, int]:
-    """What the treasury keeps of each job of ``ids`` cancelled once Running (the contract's money
-    rule): the base fee and the vCPU-hour price of each hour started between ``JobRunning`` and
-    ``JobCancelled`` (at most the job's hours), at the prices of its submission (the workloads
-    never change them). Jobs without a callback, as every workload's, keep no callback fee."""
-    base_fee, vcpu_hour, _ = escrow.functions.pricing().call()
+    """What the treasury keeps of each job of ``ids`` that was not completed, by the contract's
+    money rules at the prices of its submission (the workloads never change them): a job cancelled
+    once Running keeps the base fee and the vCPU-hour price of each hour started between
+    ``JobRunning`` and ``JobCancelled`` (at most the job's hours); a failed job that asked for a
+    callback keeps the callback fee. Every other refund is whole.
+
+    Only the specs of jobs cancelled once running are decoded (a hostile spec that is not UTF-8,
+    which web3 cannot decode, is never one of them: it never runs); a failed job's callback gas
+    limit is read with ``getJob``, not from its event."""
+    base_fee, vcpu_hour, per_callback_gas = escrow.functions.pricing().call()
     ran = {int(e["args"]["jobId"]): e for e in _events(escrow, "JobRunning", from_block)}
-    # Only the specs of jobs cancelled once running (a hostile spec that is not UTF-8, which
-    # web3 cannot decode, is never one of them: it never runs).
     cancelled_running = {
         int(e["args"]["jobId"]) for e in _events(escrow, "JobCancelled", from_block)
     } & set(ran)
@@ -456,7 +497,7 @@ def _running_cancel_charges(
             from_block=0, argument_filters={"jobId": job_id}
         )
     }
-    charges: dict[int, int] = {}
+    shares: dict[int, int] = {}
     for entry in _events(escrow, "JobCancelled", from_block):
         job_id = int(entry["args"]["jobId"])
         if job_id not in ids or job_id not in ran:
@@ -465,8 +506,15 @@ def _running_cancel_charges(
         ended_at = int(w3.eth.get_block(entry["blockNumber"])["timestamp"])
         spec = specs[job_id]
         hours = min((ended_at - started_at) // 3600 + 1, int(spec["maxHours"]))
-        charges[job_id] = base_fee + vcpu_hour * int(spec["specs"]["vcpus"]) * hours
-    return charges
+        shares[job_id] = base_fee + vcpu_hour * int(spec["specs"]["vcpus"]) * hours
+    for entry in _events(escrow, "JobFailed", from_block):
+        job_id = int(entry["args"]["jobId"])
+        if job_id not in ids:
+            continue
+        callback_gas = int(escrow.functions.getJob(job_id).call()[4])  # callbackGasLimit
+        if callback_gas:
+            shares[job_id] = per_callback_gas * callback_gas
+    return shares
 
 
 def audit(
@@ -477,19 +525,23 @@ def audit(
     from_block: int,
     operator_nonce_before: int,
     foreign_nonces: int = 0,
+    operators_before: Mapping[str, int] | None = None,
 ) -> AuditReport:
     """The end-of-run checks; asserts each guarantee and returns what it counted.
 
     - every job is terminal on-chain, in the status its kind calls for, with no payment left;
     - one terminal event per job; credits to the treasury and to each requester equal the
       payments of the completed and of the refunded jobs by the money rules (a job cancelled once
-      Running pays its base fee and started hours), no payout doubled;
+      Running pays its base fee and started hours, a failed one with a callback its callback
+      fee), no payout doubled;
     - the contract's balance equals escrowed payments plus every credit;
     - the emulator made exactly one remote job per key, and one per job that had to run;
     - every item the bridge queued is in the outbox once per (job, status);
     - the operator's nonce equals the number of its mined transactions, and the bridge's
       confirmed transactions hold the nonces from ``operator_nonce_before`` up, without a gap
-      (``foreign_nonces`` of them used by someone else with the key).
+      (``foreign_nonces`` of them used by someone else with the key); with
+      ``operators_before`` (operator address -> its nonce at the start), for each of those keys
+      instead of the stack's one operator.
     """
     w3, escrow = stack.w3, stack.escrow
     ids = {j.job_id for j in jobs}
@@ -516,7 +568,7 @@ def audit(
     credited: Counter[str] = Counter()
     for entry in _events(escrow, "Credited", from_block):
         credited[Web3.to_checksum_address(entry["args"]["account"])] += int(entry["args"]["amount"])
-    kept = _running_cancel_charges(w3, escrow, ids, from_block)
+    kept = _treasury_shares(w3, escrow, ids, from_block)
     earned = sum(j.payment for j in jobs if j.expected is Status.COMPLETED) + sum(kept.values())
     assert credited[treasury] == earned, (
         f"treasury credited {credited[treasury]} wei, completed jobs paid {earned}"
@@ -585,34 +637,23 @@ def audit(
     twice = {k: n for k, n in queued.items() if n > 1}
     assert not twice, f"updates queued more than once: {twice}"
 
-    # 7. Nonces: chain count == mined txs; the stored txs cover them with no gap.
-    operator = Web3.to_checksum_address(stack.roles.operator)
-    mined = 0
+    # 7. Nonces, per operator key: chain count == mined txs; the stored txs cover them with no
+    # gap.
+    before = dict(operators_before or {stack.roles.operator: operator_nonce_before})
+    before = {Web3.to_checksum_address(a): n for a, n in before.items()}
+    mined_by: Counter[str] = Counter()
     for number in range(from_block, int(w3.eth.block_number) + 1):
         block = w3.eth.get_block(number, full_transactions=True)
-        mined += sum(1 for tx in block["transactions"] if tx["from"] == operator)  # type: ignore[index]
-    chain_nonce = int(w3.eth.get_transaction_count(operator))
-    assert chain_nonce - operator_nonce_before == mined, (
-        f"operator nonce {chain_nonce} (from {operator_nonce_before}) but {mined} mined txs"
-    )
-    ours = [t for t in txs if t.sender == operator]
-    assert all(t.state != TxState.UNCONFIRMED for t in ours), "transactions left unconfirmed"
-    confirmed = sorted(t.nonce for t in ours if t.state == TxState.CONFIRMED)
-    fatal = [t for t in ours if t.state == TxState.FATAL]
-    assert len(confirmed) == len(set(confirmed)), "two confirmed transactions share a nonce"
-    assert len(confirmed) + foreign_nonces == chain_nonce - operator_nonce_before, (
-        f"{len(confirmed)} confirmed txs + {foreign_nonces} foreign for "
-        f"{chain_nonce - operator_nonce_before} nonces"
-    )
-    used = set(confirmed) | {t.nonce for t in fatal}
-    gaps = set(range(operator_nonce_before, chain_nonce)) - used
-    assert len(gaps) <= foreign_nonces, f"nonces with no stored transaction: {sorted(gaps)}"
-    for t in ours:
-        if t.state == TxState.CONFIRMED:
-            receipt = w3.eth.get_transaction_receipt(t.tx_hash or "")
-            assert int(receipt["status"]) == 1 and t.nonce == int(
-                w3.eth.get_transaction(t.tx_hash or "")["nonce"]
-            )
+        for tx in block["transactions"]:
+            sender = tx["from"]  # type: ignore[index]
+            if sender in before:
+                mined_by[sender] += 1
+    mined = fatal_count = replaced = 0
+    for operator, nonce_before in before.items():
+        checked = _check_nonces(w3, txs, operator, nonce_before, mined_by[operator], foreign_nonces)
+        mined += mined_by[operator]
+        fatal_count += checked[0]
+        replaced += checked[1]
 
     return AuditReport(
         jobs=len(jobs),
@@ -623,6 +664,44 @@ def audit(
         skips=dict(skips),
         already_applied_skips=already,
         operator_txs=mined,
-        fatal_txs=len(fatal),
-        replaced_txs=sum(1 for t in ours if t.attempt > 0),
+        fatal_txs=fatal_count,
+        replaced_txs=replaced,
     )
+
+
+def _check_nonces(
+    w3: Web3,
+    txs: list[ChainTx],
+    operator: str,
+    operator_nonce_before: int,
+    mined: int,
+    foreign_nonces: int,
+) -> tuple[int, int]:
+    """Asserts one key's nonces: its chain count == its ``mined`` txs since the start, none of
+    its stored txs unconfirmed, and its confirmed txs cover the nonces without a gap. Returns
+    (fatal txs, fee-bumped txs) of the key."""
+    chain_nonce = int(w3.eth.get_transaction_count(Web3.to_checksum_address(operator)))
+    assert chain_nonce - operator_nonce_before == mined, (
+        f"{operator}: nonce {chain_nonce} (from {operator_nonce_before}) but {mined} mined txs"
+    )
+    ours = [t for t in txs if t.sender == operator]
+    assert all(t.state != TxState.UNCONFIRMED for t in ours), (
+        f"{operator}: transactions left unconfirmed"
+    )
+    confirmed = sorted(t.nonce for t in ours if t.state == TxState.CONFIRMED)
+    fatal = [t for t in ours if t.state == TxState.FATAL]
+    assert len(confirmed) == len(set(confirmed)), "two confirmed transactions share a nonce"
+    assert len(confirmed) + foreign_nonces == chain_nonce - operator_nonce_before, (
+        f"{len(confirmed)} confirmed txs + {foreign_nonces} foreign for "
+        f"{chain_nonce - operator_nonce_before} nonces"
+    )
+    used = set(confirmed) | {t.nonce for t in fatal}
+    gaps = set(range(operator_nonce_before, chain_nonce)) - used
+    assert len(gaps) <= foreign_nonces, f"{operator}: nonces with no tx stored: {sorted(gaps)}"
+    for t in ours:
+        if t.state == TxState.CONFIRMED:
+            receipt = w3.eth.get_transaction_receipt(t.tx_hash or "")
+            assert int(receipt["status"]) == 1 and t.nonce == int(
+                w3.eth.get_transaction(t.tx_hash or "")["nonce"]
+            )
+    return len(fatal), sum(1 for t in ours if t.attempt > 0)

@@ -79,7 +79,7 @@ def test_2_gib_of_outputs_keep_the_bridge_under_300_mib(tmp_path: Path) -> None:
         bridge = BridgeProcess(stack.settings, tmp_path / "bridge.log")
         try:
             bridge.start()
-            wait_for(lambda: "bridge running" in bridge.tail(400), 60, "the bridge to start")
+            wait_for(bridge.started, 60, "the bridge to start")
             assert bridge._process is not None
             pid = bridge._process.pid
             job_id = _submit(stack, f"ce-emulator:outputs={files}x{size}")

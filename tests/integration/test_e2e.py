@@ -177,6 +177,19 @@ def test_twenty_mixed_jobs_end_to_end(tmp_path: Path, database_url: str) -> None
             result = stack.escrow.functions.getJob(job.job_id).call()[6]
             assert stack.consumer.functions.results(job.job_id).call() == result
 
+        # The scanner stored each job's callback gas limit from JobSubmitted's last field (the
+        # transaction manager sizes batches from it).
+        from sqlmodel import Session
+
+        from bridge.store.models import Job
+
+        assert stack.bridge is not None
+        with Session(stack.bridge.db) as session:
+            for job in jobs:
+                row = session.get(Job, job.job_id)
+                assert row is not None
+                assert row.callback_gas_limit == (100_000 if job.via_consumer else 0), job
+
         # Exactly one remote job per on-chain job that was dispatched.
         assert stack.emulator is not None
         stats = httpx.get(stack.emulator.url + "_emulator/stats").json()

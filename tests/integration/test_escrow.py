@@ -8,7 +8,7 @@ it. Custom errors are checked by their 4-byte selector and decoded arguments.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from eth_abi.abi import decode
@@ -160,7 +160,7 @@ def test_log_reader_reads_the_callback_gas_limit_from_the_event(
         chain, escrow, consumer, accounts.user, callback_gas_limit=CALLBACK_GAS
     )
     without_callback, _ = submit_job(chain, escrow, accounts.user, spec())
-    reader = LogReader(chain, escrow.address, escrow.abi)
+    reader = LogReader(chain, escrow.address, cast(list[dict[str, Any]], escrow.abi))
     submitted = {
         entry.job_id: entry
         for entry in reader.fetch(receipt["blockNumber"], reader.head())

@@ -212,9 +212,13 @@ contract JobEscrowHandler {
 
     /// @notice The admin changes the prices; open jobs keep the prices of their submission.
     function reprice(uint256 seed) external {
+        // Casts below are of values already reduced below the target type's maximum.
         IJobEscrow.Pricing memory p = IJobEscrow.Pricing({
+            // forge-lint: disable-next-line(unsafe-typecast)
             baseFee: uint64(seed % 0.001 ether),
+            // forge-lint: disable-next-line(unsafe-typecast)
             pricePerVcpuHour: uint64((seed >> 64) % 0.001 ether),
+            // forge-lint: disable-next-line(unsafe-typecast)
             pricePerCallbackGas: uint48((seed >> 128) % 10 gwei)
         });
         vm.prank(admin);
