@@ -552,8 +552,10 @@ class TxManager:
         receipt's ``l1Fee`` on an OP-stack node, else the oracle's estimate, else 0)."""
         price = int(receipt.get("effectiveGasPrice", 0) or 0)
         reported = receipt.get("l1Fee")  # OP-stack receipts only
-        l1 = int(str(reported), 16) if isinstance(reported, str) else (
-            int(reported) if isinstance(reported, int) else self._l1_fee(tx)
+        l1 = (
+            int(str(reported), 16)
+            if isinstance(reported, str)
+            else (int(reported) if isinstance(reported, int) else self._l1_fee(tx))
         )
         return {"l1_fee_wei": l1, "fee_paid_wei": int(receipt["gasUsed"]) * price + l1}
 
@@ -655,7 +657,7 @@ class TxManager:
                 else:
                     u.applied, u.skip_reason = True, None
 
-        ended = self._end(tx, TxState.CONFIRMED, None, applied_or_skipped)
+        ended = self._end(tx, self._store.end(tx, TxState.CONFIRMED, None, applied_or_skipped))
         if ended is None:
             return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
@@ -699,7 +701,7 @@ class TxManager:
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
 
-        ended = self._end(tx, TxState.FATAL, reason, released)
+        ended = self._end(tx, self._store.end(tx, TxState.FATAL, reason, released))
         if ended is None:
             return
         jobs = _job_ids(ended)
@@ -737,7 +739,7 @@ class TxManager:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
                 u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
 
-        ended = self._end(tx, TxState.FATAL, REVERTED, split)
+        ended = self._end(tx, self._store.end(tx, TxState.FATAL, REVERTED, split))
         if ended is None:
             return
         jobs = _job_ids(ended)
@@ -771,17 +773,10 @@ class TxManager:
             except Exception:  # the caller's code: its failure must not stop this round
                 log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
 
-    def _end(
-        self,
-        tx: ChainTx,
-        state: TxState,
-        error: str | None,
-        mark: Callable[[list[Update]], None],
-    ) -> list[Update] | None:
-        """``TxStore.end``, then forgets ``tx`` in memory; None if it had ended already."""
-        updates = self._store.end(tx, state, error, mark)
+    def _end(self, tx: ChainTx, ended: list[Update] | None) -> list[Update] | None:
+        """Forgets ``tx`` in memory once ``TxStore.end`` ended it; passes its answer on."""
         self._forget(cast(int, tx.id))
-        return updates
+        return ended
 
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
