@@ -624,7 +624,8 @@ class TxManager:
                 else:
                     u.applied, u.skip_reason = True, None
 
-        ended = self._end(tx, TxState.CONFIRMED, None, applied_or_skipped)
+        ended = self._store.end(tx, TxState.CONFIRMED, None, applied_or_skipped)
+        self._forget(cast(int, tx.id))
         if ended is None:
             return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
@@ -668,9 +669,10 @@ class TxManager:
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
 
-        ended = self._end(tx, TxState.FATAL, reason, released)
+        ended = self._store.end(tx, TxState.FATAL, reason, released)
+        self._forget(cast(int, tx.id))
         if ended is None:
-            return
+            return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
         log.error(
             "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
@@ -706,9 +708,10 @@ class TxManager:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
                 u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
 
-        ended = self._end(tx, TxState.FATAL, REVERTED, split)
+        ended = self._store.end(tx, TxState.FATAL, REVERTED, split)
+        self._forget(tx.id)
         if ended is None:
-            return
+            return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
         if not alone:
             half = (len(jobs) + 1) // 2
@@ -739,18 +742,6 @@ class TxManager:
                 self._on_skipped(u.job_id, u.status, REVERTED_ALONE)
             except Exception:  # the caller's code: its failure must not stop this round
                 log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
-
-    def _end(
-        self,
-        tx: ChainTx,
-        state: TxState,
-        error: str | None,
-        mark: Callable[[list[Update]], None],
-    ) -> list[Update] | None:
-        """``TxStore.end``, then forgets ``tx`` in memory; None if it had ended already."""
-        updates = self._store.end(tx, state, error, mark)
-        self._forget(cast(int, tx.id))
-        return updates
 
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
