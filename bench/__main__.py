@@ -58,7 +58,19 @@ TARGETS: list[tuple[str, Callable[[dict[str, Any]], float], str, float]] = [
     ),
     ("ingest: events/s", lambda r: r["ingest"]["ingest"]["events_per_second"], ">=", 5000),
     ("ingest: reader / raw eth_getLogs", lambda r: r["ingest"]["ingest"]["ratio"], "<=", 1.5),
-    ("memory: peak RSS (MiB)", lambda r: r["ingest"]["memory"]["peak_rss_mb"], "<=", 200),
+    (
+        "throughput: bridge CPU a job (ms)",
+        lambda r: r["throughput"]["bridge"]["cpu_ms_per_job"],
+        "<=",
+        8,
+    ),
+    ("memory: peak RSS (MiB)", lambda r: r["ingest"]["memory"]["peak_rss_mb"], "<=", 150),
+    (
+        "memory: seconds until every job is dispatched",
+        lambda r: r["ingest"]["memory"]["all_dispatched_after_s"] or float("inf"),
+        "<=",
+        60,
+    ),
 ]
 
 
@@ -109,9 +121,21 @@ def render(results: dict[str, Any]) -> str:
                 (
                     f"throughput: {r['jobs']} jobs in a burst, {who}",
                     f"{r['seconds']} s, {r['jobs_per_second']} jobs/s, {r['blocks']} blocks, "
-                    f"{r['operator_txs']} operator txs, CPU {r['cpu_seconds']} s",
+                    f"{r['operator_txs']} operator txs, CPU {r['cpu_seconds']} s"
+                    f" ({r.get('cpu_ms_per_job')} ms a job)",
                 )
             )
+            cap = (r.get("emulator") or {}).get("capacity")
+            if cap:
+                rows.append(
+                    (
+                        "throughput: the CE emulator beside the bridge's figure",
+                        f"{cap['jobs_per_second']} jobs/s to 3 async client processes "
+                        f"(concurrency {cap['concurrency']}); {cap['server_cpu_ms_per_job']} ms "
+                        f"of its CPU a job = {cap['jobs_per_cpu_second']} jobs a CPU-second; "
+                        f"during the run {r['emulator']['cpu_ms_per_job']} ms a job",
+                    )
+                )
         rows.append(("throughput: bridge / naive time", _fmt(t["ratio"])))
     if "latency" in results:
         for key, r in results["latency"].items():

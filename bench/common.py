@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -71,6 +72,16 @@ def _version(cmd: list[str]) -> str:
 def loadavg() -> float:
     """The 1-minute load average (the machine has other users: recorded with each figure)."""
     return round(os.getloadavg()[0], 2)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (``/proc/<pid>/stat`` utime + stime,
+    all its threads); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rpc_batch(

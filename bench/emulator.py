@@ -1,6 +1,12 @@
 """The CE emulator in its own process for the benchmarks: every phase at zero seconds, no access
 log, so that neither the benchmark's own work nor logging slows the CE side down.
 
+Lean, so that the benchmarks measure the bridge and not the emulator (``bench/capacity.py``
+measures what it serves): no fault-injection middleware (``inject_faults=False``), uvicorn on
+``httptools`` and ``uvloop`` (dev dependencies; the pure-Python defaults otherwise), and the
+jobs' output files under ``/dev/shm`` when it exists (``EmulatorProcess``'s ``data_dir`` is
+then only the fallback).
+
 Run: ``python -m bench.emulator --port P --data-dir DIR``. ``EmulatorProcess`` starts it, waits
 until it answers, and always stops it.
 """
@@ -8,8 +14,11 @@ until it answers, and always stops it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,9 +26,13 @@ from typing import Self
 
 import uvicorn
 
+from bench.common import process_cpu_seconds
 from bridge.devchain import free_port
 from bridge.lifecycle import Service, start_process, stop_process_group
 from bridge.remote.emulator import API_PREFIX, EmulatorConfig, create_emulator_app
+
+#: Memory-backed files: output files written there cost no disk I/O.
+SHM = Path("/dev/shm")
 
 #: The CE emulator with every phase at zero: a job is Completed as soon as it is created.
 ZERO_DELAYS = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
@@ -29,11 +42,16 @@ class EmulatorProcess(Service):
     """``python -m bench.emulator`` on a free loopback port.
 
     Args:
-        data_dir: where the emulator writes the jobs' output files.
+        data_dir: where the emulator writes the jobs' output files when there is no
+            ``/dev/shm`` (there, a temporary directory of its own, removed on stop).
         running_seconds: how long each job runs (0: it completes when created).
     """
 
     def __init__(self, data_dir: Path, running_seconds: float = 0.0) -> None:
+        self._shm: tempfile.TemporaryDirectory[str] | None = None
+        if SHM.is_dir() and os.access(SHM, os.W_OK):
+            self._shm = tempfile.TemporaryDirectory(prefix="ce-bench-emulator-", dir=SHM)
+            data_dir = Path(self._shm.name)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = self.url + API_PREFIX
@@ -72,11 +90,30 @@ class EmulatorProcess(Service):
         )
         return self
 
+    @property
+    def pid(self) -> int:
+        """The emulator's process id (valid once started)."""
+        assert self._process is not None
+        return self._process.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the emulator has used so far (0 once it is gone)."""
+        return process_cpu_seconds(self.pid)
+
     def stop(self) -> None:
-        """Stops the emulator; it is gone when this returns."""
+        """Stops the emulator; it is gone (and its /dev/shm directory removed) when this
+        returns."""
         process, self._process = self._process, None
         if process is not None:
             stop_process_group(process, grace=10.0)
+        if self._shm is not None:
+            self._shm.cleanup()
+            self._shm = None
+
+
+def _available(module: str, fallback: str) -> str:
+    """``module`` if it can be imported (uvicorn's faster implementations), else ``fallback``."""
+    return module if importlib.util.find_spec(module) is not None else fallback
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,8 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ZERO_DELAYS.model_copy(
         update={"data_dir": args.data_dir, "running_seconds": args.running_seconds}
     )
-    app = create_emulator_app(config)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    app = create_emulator_app(config, inject_faults=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        http=_available("httptools", "h11"),
+        loop=_available("uvloop", "asyncio"),
+    )
     return 0
 
 

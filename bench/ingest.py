@@ -226,12 +226,14 @@ def memory(
                 stored, dispatched = _counts(db)
                 elapsed = time.monotonic() - start
     stored_at = next((t for t, s, _, _ in samples if s >= chain.jobs), None)
+    dispatched_at = next((t for t, _, d, _ in samples if d >= chain.jobs), None)
     return {
         "jobs": chain.jobs,
         "stored": stored,
         "dispatched": dispatched,
         "seconds": round(elapsed, 1),
         "all_stored_after_s": stored_at,
+        "all_dispatched_after_s": dispatched_at,
         "peak_rss_mb": round(peak or 0.0, 1),
         "rss_end_mb": round(rss_end, 1),
         "samples": samples[:: max(1, len(samples) // 20)],

@@ -33,6 +33,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 
+from bench.capacity import capacity
 from bench.common import (
     loadavg,
     percentile,
@@ -75,6 +76,10 @@ class RunResult:
         cpu_seconds: CPU time (user + system) the bridge or naive process used in the run.
         load: the 1-minute load average when the run ended.
         operator_txs: transactions the operator sent.
+        emulator: the CE emulator beside the figure: its CPU during the run (``cpu_seconds``,
+            ``cpu_ms_per_job``) and, measured after the run, its ``capacity``
+            (``bench.capacity``).
+        cpu_ms_per_job: the bridge's CPU a job, in milliseconds.
     """
 
     who: str
@@ -90,6 +95,8 @@ class RunResult:
     cpu_seconds: float | None = None
     load: float = 0.0
     operator_txs: int = 0
+    emulator: dict[str, Any] = field(default_factory=dict)
+    cpu_ms_per_job: float | None = None
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -275,6 +282,7 @@ def bridge_run(
     workdir: Path | None = None,
     settings: dict[str, Any] | None = None,
     profile: Path | None = None,
+    measure_capacity: bool = True,
 ) -> RunResult:
     """Submits ``jobs`` jobs (a burst, or one every ``pace`` seconds) to a fresh Anvil, with
     ``ce-bridge run`` and the zero-delay CE emulator as child processes; returns once all are
@@ -282,7 +290,8 @@ def bridge_run(
 
     ``settings``: more bridge settings; ``profile``: a file for py-spy's collapsed stacks of
     the bridge process during the run (py-spy must be installed; ``BENCH_PYSPY_ARGS`` adds
-    options such as ``--idle`` or ``--gil``).
+    options such as ``--idle`` or ``--gil``); ``measure_capacity``: measure the emulator's
+    capacity after the run (``bench.capacity``, ~5-15 s).
 
     Raises:
         TimeoutError: not all completed within ``timeout`` seconds.
@@ -309,6 +318,7 @@ def bridge_run(
                 _profiler(bridge.pid, profile),
             ):
                 cpu0 = bridge.cpu_seconds() or 0.0
+                emulator_cpu0 = ce.cpu_seconds()
                 completions = _Completions(node.url, escrow, start_block)
                 t0 = time.monotonic()
                 _send(node.url, raws, pace)
@@ -320,6 +330,13 @@ def bridge_run(
                 )
                 result.peak_rss_mb = bridge.peak_rss_mb()
                 result.cpu_seconds = round((bridge.cpu_seconds() or 0.0) - cpu0, 2)
+                result.cpu_ms_per_job = round(result.cpu_seconds / jobs * 1000, 2)
+                emulator_cpu = ce.cpu_seconds() - emulator_cpu0
+            if measure_capacity:
+                # The same emulator process, once the bridge has stopped: what it can serve.
+                result.emulator["capacity"] = capacity(ce.base_url, server_pids=[ce.pid])
+            result.emulator["cpu_seconds"] = round(emulator_cpu, 2)
+            result.emulator["cpu_ms_per_job"] = round(emulator_cpu / jobs * 1000, 2)
             operator = str(user_accounts([1])[0].address)
             return _finish(result, w3, escrow, node.url, start_block, t0, t1, operator)
 
@@ -392,6 +409,8 @@ def throughput(jobs: int, timeout: float = 300.0) -> dict[str, Any]:
 def latency(jobs: int, pace: float, timeout: float = 300.0) -> dict[str, Any]:
     """Jobs at a steady ``pace`` through the bridge at confirmations 0 and 2."""
     return {
-        f"confirmations{c}": asdict(bridge_run(jobs, confirmations=c, pace=pace, timeout=timeout))
+        f"confirmations{c}": asdict(
+            bridge_run(jobs, confirmations=c, pace=pace, timeout=timeout, measure_capacity=False)
+        )
         for c in (0, 2)
     }

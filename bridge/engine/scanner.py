@@ -1,6 +1,7 @@
 """The scanner: the chain into the store, and the repair of reorganisations.
 
-``Scanner.scan_once`` reads the escrow's logs up to ``head - confirmations`` in adaptive ranges,
+``Scanner.scan_once`` reads the escrow's logs up to ``head - confirmations`` (or the node's
+``safe`` / ``finalized`` block: ``bridge.chain.finality``) in adaptive ranges,
 checks the stored block hash under the cursor (a mismatch rewinds to the last block whose hash
 still matches, reopens the writes confirmed above the fork and re-checks the jobs submitted
 there), and stores new jobs, cancellation requests and on-chain settlements together with the
@@ -24,6 +25,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 from web3 import Web3
 
+from bridge.chain.finality import Finality, final_block
 from bridge.chain.reader import (
     CancelRequestedLog,
     ChainLog,
@@ -43,6 +45,19 @@ from bridge.store.locks import Leadership, SoleLeader
 from bridge.store.models import Job, OutputFile, ScanCursor, SeenBlock, Update, utcnow
 
 log = logging.getLogger("bridge.engine")
+
+
+#: Blocks in the scanner's first ``eth_getLogs`` range (it doubles after each quiet range).
+FIRST_RANGE = 4
+#: A range with fewer logs than this doubles; one with more than ``BUSY_LOGS`` halves. A range's
+#: logs are decoded and stored in one transaction, so ``BUSY_LOGS`` bounds the memory a dense
+#: stretch of chain takes (10,000 jobs in 100 blocks: ranges of 1,000 logs peaked at ~164 MiB,
+#: of 500 at ~141 MiB; bench/ingest.py, docs/BENCHMARKS.md section 6).
+QUIET_LOGS = 200
+BUSY_LOGS = 500
+
+#: Job ids per preloading query (SQLite allows 32,766 bound parameters; PostgreSQL more).
+_PRELOAD_CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,16 @@ class Scanner:
         self._w3 = w3
         self._reopen = reopen
         self._contract = core.settings.contract_address
-        self._sizer = RangeSizer(max_range=core.settings.max_block_range)
+        # The first range is small and grows while quiet: a start far behind a dense chain
+        # must not read thousands of blocks' logs in one answer (the memory peak).
+        max_range = core.settings.max_block_range
+        self._sizer = RangeSizer(
+            max_range=max_range,
+            size=min(max_range, FIRST_RANGE),
+            quiet_logs=QUIET_LOGS,
+            busy_logs=BUSY_LOGS,
+        )
+        self.finality = Finality.of(core.settings.confirmations)
 
     def start_block(self) -> int:
         """The first block to scan: ``BRIDGE_START_BLOCK``, else the escrow's deployment."""
@@ -95,6 +119,12 @@ class Scanner:
         with Session(self._core.store.db) as session:
             cursor = session.get(ScanCursor, self._contract)
             return cursor.block if cursor else self.start_block() - 1
+
+    def target(self, head: int) -> int:
+        """The last block to read at ``head``: ``head - N``, or the node's safe/finalized block
+        (``BRIDGE_CONFIRMATIONS``). Above it nothing is read, so the reorg checks only ever see
+        blocks at or below it."""
+        return final_block(self._w3, self.finality, head)
 
     def view_current(self) -> bool:
         """Whether the block at the scan cursor still has the hash the scanner stored."""
@@ -113,7 +143,7 @@ class Scanner:
         if not self.leadership.held():
             return None
         head = self._reader.head()
-        safe = head - self._core.settings.confirmations
+        safe = self.target(head)
         last = self.cursor()
         rewound = self._check_reorg(last)
         if rewound is not None:
@@ -223,13 +253,24 @@ class Scanner:
                     last,
                 )
                 return []
+            # The range's stored jobs in one query per chunk (not one per log, each flushing the
+            # jobs added so far), their rows locked for this transaction as a worker's change
+            # locks them: ``known`` holds them and the jobs this range adds, which go to the
+            # database in one batch at the commit.
+            ids = sorted({entry.job_id for entry in logs})
+            known: dict[int, Job] = {}
+            for start in range(0, len(ids), _PRELOAD_CHUNK):
+                chunk = ids[start : start + _PRELOAD_CHUNK]
+                query = select(Job).where(col(Job.job_id).in_(chunk)).with_for_update()
+                for row in session.exec(query).all():
+                    known[row.job_id] = row
             for entry in logs:
                 if isinstance(entry, SubmittedLog):
-                    stored = self._store_submission(session, entry)
+                    stored = self._store_submission(session, entry, known)
                     if stored is not None and stored[1].actions:
                         actions.append(stored)
                     continue
-                job = session.get(Job, entry.job_id, with_for_update=True)
+                job = known.get(entry.job_id)
                 if job is None:
                     continue  # a job from before our start block
                 if isinstance(entry, CancelRequestedLog):
@@ -269,10 +310,13 @@ class Scanner:
         return actions
 
     def _store_submission(
-        self, session: Session, entry: SubmittedLog
+        self, session: Session, entry: SubmittedLog, known: dict[int, Job]
     ) -> tuple[int, m.Decision] | None:
-        """Stores a new job, or matches a known one; returns a decision whose actions to run."""
-        existing = session.get(Job, entry.job_id, with_for_update=True)
+        """Stores a new job, or matches a known one; returns a decision whose actions to run.
+
+        ``known``: the stored jobs of the range's ids (and those added since); a new job is
+        added to it."""
+        existing = known.get(entry.job_id)
         at = entry.at
         generation = 0
         decision = None
@@ -318,23 +362,23 @@ class Scanner:
                 spec_to_request(entry.spec)
             except SpecError as exc:
                 spec_error = str(exc)
-        session.add(
-            Job(
-                job_id=entry.job_id,
-                requester=entry.requester,
-                spec_json=spec_to_json(entry.spec),
-                spec_hash="0x" + entry.spec_hash.hex(),
-                spec_error=spec_error,
-                payment_wei=str(entry.payment),
-                deadline=entry.deadline,
-                block_number=at.block_number,
-                block_hash=at.block_hash,
-                tx_hash=at.tx_hash,
-                log_index=at.log_index,
-                callback_gas_limit=entry.callback_gas_limit,
-                generation=generation,
-            )
+        job = Job(
+            job_id=entry.job_id,
+            requester=entry.requester,
+            spec_json=spec_to_json(entry.spec),
+            spec_hash="0x" + entry.spec_hash.hex(),
+            spec_error=spec_error,
+            payment_wei=str(entry.payment),
+            deadline=entry.deadline,
+            block_number=at.block_number,
+            block_hash=at.block_hash,
+            tx_hash=at.tx_hash,
+            log_index=at.log_index,
+            callback_gas_limit=entry.callback_gas_limit,
+            generation=generation,
         )
+        session.add(job)
+        known[entry.job_id] = job
         log.info(
             "job %d: submitted by %s in block %d, tx %s%s",
             entry.job_id,

@@ -57,6 +57,7 @@ from bridge.store import control
 from bridge.store.db import describe_db_error, open_database, shown_url
 from bridge.store.locks import Leadership, ProcessLock, acquire_leadership, scanner_label
 from bridge.store.models import Job, OutputFile, utcnow
+from bridge.tx.fees import FeeOracle
 from bridge.tx.manager import TxManager
 
 log = logging.getLogger("bridge.engine")
@@ -146,6 +147,8 @@ class Bridge:
             cursor=self.scanner.cursor,
             chain_id=chain_id,
         )
+        #: Confirmations by count or by the node's safe/finalized tag (``scan_target``).
+        self.finality = self.scanner.finality
         self._threads: list[threading.Thread] = []
         self._process_lock: ProcessLock | None = None
         #: Why the bridge stopped itself (e.g. its process lock was taken), or None.
@@ -166,15 +169,15 @@ class Bridge:
             DatabaseBound: the database belongs to another chain or contract (nothing written).
             StoreUnavailable, RpcUnavailable: the database or the node cannot be reached.
         """
-        install_redaction(settings.rpc_url)  # a provider key in the URL never reaches a log
+        install_redaction(*settings.rpc_endpoints)  # provider keys in URLs never reach a log
         db = open_database(settings.database_url)
-        w3 = connect(settings.rpc_url)
+        w3 = connect(settings.rpc_endpoints, max_lag=settings.rpc_max_lag)
         try:
             chain_id = int(w3.eth.chain_id)
         except Exception:
             db.dispose()
             raise RpcUnavailable(
-                f"cannot reach the RPC node at {redact_url(settings.rpc_url)}"
+                f"cannot reach the RPC node at {redact_url(settings.rpc_endpoint)}"
             ) from None
         try:
             control.bind(
@@ -208,7 +211,15 @@ class Bridge:
             db,
             account,
             escrow,
-            confirmations=settings.confirmations,
+            confirmations=settings.confirmation_depth,
+            finality_tag=settings.finality_tag,
+            fees=FeeOracle(
+                w3,
+                max_fee_wei=int(settings.max_fee_gwei * 10**9),
+                max_tip_wei=int(settings.max_priority_fee_gwei * 10**9),
+                percentile=settings.fee_percentile,
+                history_blocks=settings.fee_history_blocks,
+            ),
             batch_size=settings.batch_size,
             batch_wait=settings.batch_wait,
             stuck_after=settings.tx_stuck_after,
@@ -417,6 +428,10 @@ class Bridge:
     def scan_once(self) -> ScanReport | None:
         """One scanner round (``Scanner.scan_once``)."""
         return self.scanner.scan_once()
+
+    def scan_target(self, head: int) -> int:
+        """The last block the scanner reads at ``head`` (``Scanner.target``)."""
+        return self.scanner.target(head)
 
     def work_once(self) -> int:
         """One worker round (``Worker.work_once``); returns how many jobs were worked."""

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from sqlalchemy import Engine, delete
+from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
@@ -168,7 +169,10 @@ class Worker:
         claims = self._core.claims
         due = claims.claim_jobs(states, now)
         cancels = self._core.cancels.due()
-        jobs = {self._pool.submit(self._work_job, job_id, chain_now): job_id for job_id in due}
+        jobs = {
+            self._pool.submit(self._work_job, job, chain_now): job.job_id
+            for job in self._load(due)
+        }
         sends = {self._pool.submit(self._core.cancels.send, row): row.id or 0 for row in cancels}
         try:
             self._wait_renewing(jobs, sends)
@@ -196,14 +200,25 @@ class Worker:
                     [sends[f] for f in pending if f in sends],
                 )
 
-    def _work_job(self, job_id: int, chain_now: int) -> None:
+    def _load(self, job_ids: list[int]) -> list[Job]:
+        """The jobs ``job_ids`` in one query (detached), in that order; gone ones left out.
+
+        A row may be a little older when its step starts than a row loaded by the step itself
+        would be: every step re-reads its job under the store's lock before changing it
+        (``JobLedger.commit_event``) and changes nothing if the state moved meanwhile.
+        """
+        if not job_ids:
+            return []
+        with Session(self._core.store.db) as session:
+            rows = session.exec(select(Job).where(col(Job.job_id).in_(job_ids))).all()
+            session.expunge_all()
+        by_id = {job.job_id: job for job in rows}
+        return [by_id[job_id] for job_id in job_ids if job_id in by_id]
+
+    def _work_job(self, job: Job, chain_now: int) -> None:
         if self._core.stopping.is_set():
             return  # stopping: the job stays due and the next start works it
-        with Session(self._core.store.db) as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                return
-            session.expunge(job)
+        job_id = job.job_id
         state = JobState(job.state)
         step = m.next_step(
             job_view(job),
@@ -326,13 +341,19 @@ class Worker:
         """Records, before the first job-create of ``job`` is sent, that CE may have a job for
         it from now on (see ``JobLedger.apply``). False if the job is no longer new."""
         with self._core.store.begin() as uow:
-            fresh = uow.job(job.job_id)
-            if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
-                return False
-            fresh.create_sent_at = self._core.clock()
-            uow.session.add(fresh)
+            # One UPDATE (no row loaded into the session): it applies only to the job still
+            # new and of the same generation.
+            result = uow.session.exec(
+                sql_update(Job)
+                .where(
+                    col(Job.job_id) == job.job_id,
+                    col(Job.state) == JobState.NEW,
+                    col(Job.generation) == job.generation,
+                )
+                .values(create_sent_at=self._core.clock())
+            )
             uow.commit()
-        return True
+        return bool(result.rowcount == 1)
 
     def _settled_at_head(self, job: Job) -> bool:
         """Whether ``job`` (loaded as new) was settled on-chain meanwhile: a terminal event of it

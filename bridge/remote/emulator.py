@@ -527,13 +527,19 @@ class Emulator:
 
 
 def create_emulator_app(
-    config: EmulatorConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    config: EmulatorConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    inject_faults: bool = True,
 ) -> FastAPI:
     """Build the emulator's FastAPI app.
 
     Args:
         config: Its settings (defaults: any authenticator, 0.5/0.5/1.0 s phases, no faults).
         clock: Monotonic seconds; tests may drive time by hand.
+        inject_faults: False leaves out the fault-injection middleware (the fault rates are
+            then never applied): the benchmarks' lean emulator, where the middleware's cost
+            per request would be measured instead of the bridge.
 
     Returns:
         The app; its :class:`Emulator` is ``app.state.emulator``.
@@ -546,7 +552,6 @@ def create_emulator_app(
     async def _api_error(_request: Request, exc: _ApiError) -> JSONResponse:
         return JSONResponse({F_ERROR: exc.message}, status_code=exc.status)
 
-    @app.middleware("http")
     async def _faults(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
@@ -570,6 +575,9 @@ def create_emulator_app(
         if fault == "malformed" and not request.url.path.startswith(API_PREFIX + FILES_PATH):
             return Response(_MALFORMED_BODY, 200, media_type="application/json")
         return response
+
+    if inject_faults:
+        app.middleware("http")(_faults)
 
     def api_base(request: Request) -> str:
         return str(request.base_url).rstrip("/") + API_PREFIX

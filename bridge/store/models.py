@@ -205,6 +205,10 @@ class ChainTx(SQLModel, table=True):
     mined_block: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     mined_block_hash: str | None = None
     gas_used: int | None = None
+    #: What the mined transaction cost, wei: gas used at its effective price plus the L1 fee.
+    fee_paid_wei: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    #: The OP-stack L1 data fee in ``fee_paid_wei`` (0 on other chains).
+    l1_fee_wei: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -83,6 +83,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, cast
 
+import rlp  # type: ignore[import-untyped]  # pyrlp ships no types
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import ChecksumAddress, HexStr
@@ -101,6 +102,7 @@ from web3.exceptions import (
 )
 from web3.types import LogReceipt, TxParams, TxReceipt, Wei
 
+from bridge.chain.finality import FinalityTag, tagged_block
 from bridge.chain.revert import decode_revert, error_name, revert_data
 from bridge.errors import (
     BridgeError,
@@ -111,16 +113,16 @@ from bridge.errors import (
 )
 from bridge.store.models import ChainTx, TxState, Update
 from bridge.tx import plan
+from bridge.tx.fees import FeeOracle
 from bridge.tx.policy import (
     DEFAULT_MAX_BATCH_GAS,
-    DEFAULT_PRIORITY_FEE,
     Fees,
     SendOutcome,
     batch_gas,
     bumped_fees,
     classify_send_error,
     gas_limit_for,
-    initial_fees,
+    write_cost,
 )
 from bridge.tx.txstore import TxStore
 
@@ -191,6 +193,14 @@ def _node_message(exc: Web3RPCError) -> str:
     return str(exc.message or exc)[:_MAX_NODE_MESSAGE]
 
 
+def _tx_data(raw_tx: str) -> HexBytes:
+    """The call data of a signed transaction: typed (EIP-2718) or legacy (an RLP list)."""
+    blob = HexBytes(raw_tx)
+    if blob[0] >= 0xC0:
+        return HexBytes(rlp.decode(bytes(blob))[5])
+    return HexBytes(TypedTransaction.from_bytes(blob).as_dict()["data"])
+
+
 def _epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -245,6 +255,8 @@ class TxManager:
         max_batch_gas: int = DEFAULT_MAX_BATCH_GAS,
         adopt_after: float = 60.0,
         adopt_check_every: float = 2.0,
+        fees: FeeOracle | None = None,
+        finality_tag: FinalityTag | None = None,
     ) -> None:
         if batch_size < 1 or max_inflight < 1 or confirmations < 0:
             raise ValueError("batch_size and max_inflight must be >= 1, confirmations >= 0")
@@ -266,6 +278,8 @@ class TxManager:
         self._on_skipped = on_skipped
         self._revert_backoff = revert_backoff
         self._max_batch_gas = max_batch_gas
+        self._fees = fees or FeeOracle(w3, max_fee_wei=max_fee_wei)
+        self._finality_tag = finality_tag
         self._skipped_topic = HexBytes(Web3.keccak(text="UpdateSkipped(uint256,uint8,bytes4)"))
         self._lock = threading.Lock()
         self._chain_id: int | None = None
@@ -344,6 +358,9 @@ class TxManager:
         if not txs:
             return
         head = int(self._w3.eth.block_number)
+        if self._finality_tag is not None:
+            # Confirmed once the node's safe/finalized block reaches the tx's block (+ N).
+            head = min(head, tagged_block(self._w3, self._finality_tag) or -1)
         chain_nonce = self._chain_nonce()
         for tx in txs:
             self._track_one(tx, head, chain_nonce, counts)
@@ -512,6 +529,7 @@ class TxManager:
             mined_block_hash=block_hash,
             gas_used=int(receipt["gasUsed"]),
             tx_hash=tx_hash,
+            **self._fees_paid(tx, receipt),
         )
         log.info(
             "tx %s nonce %d mined in block %d (status %d, gas used %d)",
@@ -524,6 +542,20 @@ class TxManager:
         )
         self._sent.add(cast(int, tx.id))
         return updated
+
+    def _l1_fee(self, tx: ChainTx) -> int:
+        """The L1 data fee of ``tx`` on an OP-stack chain (0 elsewhere)."""
+        return self._fees.l1_fee(tx.raw_tx) if tx.raw_tx else 0
+
+    def _fees_paid(self, tx: ChainTx, receipt: TxReceipt) -> dict[str, int]:
+        """What the mined ``tx`` cost: gas used at its effective price plus the L1 fee (the
+        receipt's ``l1Fee`` on an OP-stack node, else the oracle's estimate, else 0)."""
+        price = int(receipt.get("effectiveGasPrice", 0) or 0)
+        reported = receipt.get("l1Fee")  # OP-stack receipts only
+        l1 = int(str(reported), 16) if isinstance(reported, str) else (
+            int(reported) if isinstance(reported, int) else self._l1_fee(tx)
+        )
+        return {"l1_fee_wei": l1, "fee_paid_wei": int(receipt["gasUsed"]) * price + l1}
 
     def _is_canonical(self, number: int, block_hash: str | None) -> bool:
         try:
@@ -573,8 +605,7 @@ class TxManager:
             if tx.id not in self._sent and self._broadcast(tx, counts) is _Sent.OK:
                 counts.sent += 1
             return
-        original = TypedTransaction.from_bytes(HexBytes(tx.raw_tx)).as_dict()
-        raw, tx_hash = self._sign(tx.nonce, HexBytes(original["data"]), tx.gas_limit, fees)
+        raw, tx_hash = self._sign(tx.nonce, _tx_data(tx.raw_tx), tx.gas_limit, fees)
         replaced = self._store.set(
             tx,
             raw_tx=raw,
@@ -624,8 +655,7 @@ class TxManager:
                 else:
                     u.applied, u.skip_reason = True, None
 
-        ended = self._store.end(tx, TxState.CONFIRMED, None, applied_or_skipped)
-        self._forget(cast(int, tx.id))
+        ended = self._end(tx, TxState.CONFIRMED, None, applied_or_skipped)
         if ended is None:
             return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
@@ -669,8 +699,7 @@ class TxManager:
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
 
-        ended = self._store.end(tx, TxState.FATAL, reason, released)
-        self._forget(cast(int, tx.id))
+        ended = self._end(tx, TxState.FATAL, reason, released)
         if ended is None:
             return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
@@ -708,8 +737,7 @@ class TxManager:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
                 u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
 
-        ended = self._store.end(tx, TxState.FATAL, REVERTED, split)
-        self._forget(tx.id)
+        ended = self._end(tx, TxState.FATAL, REVERTED, split)
         if ended is None:
             return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
@@ -742,6 +770,18 @@ class TxManager:
                 self._on_skipped(u.job_id, u.status, REVERTED_ALONE)
             except Exception:  # the caller's code: its failure must not stop this round
                 log.exception("on_skipped(%d, %d) raised", u.job_id, u.status)
+
+    def _end(
+        self,
+        tx: ChainTx,
+        state: TxState,
+        error: str | None,
+        mark: Callable[[list[Update]], None],
+    ) -> list[Update] | None:
+        """``TxStore.end``, then forgets ``tx`` in memory; None if it had ended already."""
+        updates = self._store.end(tx, state, error, mark)
+        self._forget(cast(int, tx.id))
+        return updates
 
     def _forget(self, tx_id: int) -> None:
         self._sent.discard(tx_id)
@@ -951,8 +991,7 @@ class TxManager:
             "from": self._sender,
             "to": self._escrow.address,
             "data": data,
-            "maxFeePerGas": Wei(fees.max_fee_per_gas),
-            "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
+            **{k: v for k, v in self._fee_fields(fees).items() if k != "type"},  # type: ignore[typeddict-item]  # fee fields only
         }
         params: TxParams = {**unsized, "gas": sized}
         try:
@@ -1007,13 +1046,17 @@ class TxManager:
         return int(self._w3.eth.get_transaction_count(self._sender, "latest"))
 
     def _market_fees(self) -> Fees:
-        try:
-            priority = int(self._w3.eth.max_priority_fee)
-        except Web3Exception:
-            priority = DEFAULT_PRIORITY_FEE
-        block = self._w3.eth.get_block("latest")
-        base_fee = int(block.get("baseFeePerGas", 0) or 0)
-        return initial_fees(base_fee, priority, self._max_fee)
+        return self._fees.market()
+
+    def _fee_fields(self, fees: Fees) -> dict[str, Any]:
+        """The fee fields of a transaction: ``gasPrice`` on a legacy chain, else EIP-1559's."""
+        if self._fees.legacy:
+            return {"gasPrice": Wei(fees.max_fee_per_gas)}
+        return {
+            "type": 2,
+            "maxFeePerGas": Wei(fees.max_fee_per_gas),
+            "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
+        }
 
     def _sign(self, nonce: int, data: HexBytes, gas: int, fees: Fees) -> tuple[str, str]:
         """Signs locally; returns the raw transaction and its hash, both 0x-hex."""
@@ -1021,15 +1064,13 @@ class TxManager:
             self._chain_id = int(self._w3.eth.chain_id)
         signed = self._account.sign_transaction(
             {
-                "type": 2,
                 "chainId": self._chain_id,
                 "nonce": nonce,
                 "to": self._escrow.address,
                 "data": data,
                 "gas": gas,
                 "value": Wei(0),
-                "maxFeePerGas": Wei(fees.max_fee_per_gas),
-                "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
+                **self._fee_fields(fees),
             }
         )
         return Web3.to_hex(signed.raw_transaction), Web3.to_hex(signed.hash)
@@ -1101,7 +1142,7 @@ class TxManager:
         if tx is None:
             what = "simulating the next batch"
         else:
-            need = tx.gas_limit * tx.max_fee_per_gas
+            need = write_cost(tx.gas_limit, tx.max_fee_per_gas, self._l1_fee(tx))
             what = f"tx {tx.tx_hash} nonce {tx.nonce} needs up to {need} wei"
         message = (
             f"operator account {self._sender} has insufficient funds for gas: balance "

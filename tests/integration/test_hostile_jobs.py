@@ -75,11 +75,22 @@ def test_one_jobs_unexpected_error_is_contained_to_that_job(
 ) -> None:
     with LocalStack(tmp_path, block_time=None, confirmations=0, start_bridge=False) as stack:
         settings = stack.settings
-        bridge = Bridge.from_settings(settings)
-        bridge.ce = CEClient(
-            settings.ce_url,
-            settings.ce_authenticator.get_secret_value(),
-            http=httpx.Client(transport=_Poisoned()),
+        built = Bridge.from_settings(settings)
+        # The same bridge with a CE client that fails one job unexpectedly (the roles take
+        # their client when they are built, so it is given to the constructor).
+        bridge = Bridge(
+            settings,
+            db=built.db,
+            w3=built.w3,
+            ce=CEClient(
+                settings.ce_url,
+                settings.ce_authenticator.get_secret_value(),
+                http=httpx.Client(transport=_Poisoned()),
+            ),
+            tx=built.tx,
+            reader=built.reader,
+            escrow=built.escrow,
+            chain_id=built.chain_id,
         )
         try:
             poison = _submit(stack, "echo poison > output/out.txt", app=POISON_APP)
@@ -119,6 +130,7 @@ def test_one_jobs_unexpected_error_is_contained_to_that_job(
             assert rounds < 150
         finally:
             bridge.stop()
+            built.stop()
 
 
 @pytest.fixture

@@ -335,6 +335,15 @@ def test_inspection_never_shows_the_authenticator(make: Any, clock: Clock) -> No
     assert AUTH not in repr(config) and AUTH not in str(config)
 
 
+def test_the_lean_app_for_the_benchmarks_injects_no_fault(tmp_path: Path, clock: Clock) -> None:
+    config = EmulatorConfig(authenticators=frozenset({AUTH}), data_dir=tmp_path, error_rate=1.0)
+    with TestClient(create_emulator_app(config, clock=clock, inject_faults=False)) as lean:
+        job_id = create(lean)  # every request would fail with the middleware
+        assert status(lean, job_id)["jobId"] == job_id
+    with TestClient(create_emulator_app(config, clock=clock)) as full:
+        assert full.post(BASE + "job-create", json=BODY).status_code in (500, 503)
+
+
 # ---------------------------------------------------------------------------- directives
 
 

@@ -24,6 +24,7 @@ PURE_MODULES = (
     "bridge.jobdoc",
     "bridge.chain.spec",
     "bridge.chain.address",
+    "bridge.chain.submitted",
     "bridge.remote.convention",
     "bridge.retry",
 )

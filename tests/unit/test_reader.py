@@ -42,6 +42,17 @@ def test_range_grows_back_when_quiet_and_not_when_busy() -> None:
     assert sizer.size == 1000, "never past the maximum"
 
 
+def test_range_shrinks_after_a_dense_range() -> None:
+    sizer = RangeSizer(max_range=1000, size=400, quiet_logs=100, busy_logs=2000)
+    sizer.record(2001)
+    assert sizer.size == 200, "more logs than busy_logs: half the blocks next time"
+    sizer.record(2000)
+    assert sizer.size == 200, "between quiet and busy: unchanged"
+    for _ in range(20):
+        sizer.record(50_000)
+    assert sizer.size == 1, "never below one block"
+
+
 @pytest.mark.parametrize(
     "message",
     [

@@ -1,0 +1,244 @@
+"""The specialised JobSubmitted decoder (bridge/chain/submitted.py) against eth_abi's answers.
+
+Seeded random generators (reproducible; the seed is in each test's name): valid encodings of
+random specs (empty, long and non-UTF-8 strings, many input files, every integer at its
+extremes), the same encodings mutated (random bytes, words set to small or huge values, cut,
+extended), and pure garbage. For every input the decoder either returns exactly eth_abi's
+values or raises ``LogDecodingError`` where eth_abi raises too; the one documented difference
+(strings adding up to more bytes than the data: aliased pointers) is checked where it occurs.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from eth_abi import decode, encode
+from eth_utils.crypto import keccak
+
+from bridge.chain.submitted import (
+    SUBMITTED_DATA_TYPES,
+    LogDecodingError,
+    RawSpec,
+    decode_submitted,
+    decode_submitted_data,
+    encode_raw_spec,
+)
+
+TYPES = list(SUBMITTED_DATA_TYPES)
+SPEC_TYPE = SUBMITTED_DATA_TYPES[3]
+WORD = 32
+
+
+def _text(rng: random.Random) -> bytes:
+    kind = rng.random()
+    if kind < 0.15:
+        return b""
+    if kind < 0.25:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000)))  # long, binary
+    if kind < 0.35:
+        return b"\xff\xfe" + b"x" * rng.randrange(40)  # not UTF-8
+    n = rng.choice([1, 5, 31, 32, 33, 63, 64, 65, rng.randrange(200)])
+    return bytes(rng.choice(b"abcdefghij /:.-\xc3\xa9") for _ in range(n))
+
+
+def _uint(rng: random.Random, bits: int) -> int:
+    return rng.choice([0, 1, 2**bits - 1, rng.randrange(2**bits)])
+
+
+def random_spec(rng: random.Random) -> RawSpec:
+    """A random spec with its strings as bytes."""
+    files = tuple((_text(rng), _text(rng)) for _ in range(rng.choice([0, 1, 2, rng.randrange(40)])))
+    resources = (_uint(rng, 16), _uint(rng, 32), _uint(rng, 32), _uint(rng, 32), _uint(rng, 32))
+    return (_text(rng), _text(rng), resources, _uint(rng, 16), files)
+
+
+def random_data(rng: random.Random) -> bytes:
+    """A valid encoding of random JobSubmitted data (as Solidity's emit writes it)."""
+    values = [
+        bytes(rng.randrange(256) for _ in range(32)),
+        _uint(rng, 256),
+        _uint(rng, 64),
+        random_spec(rng),
+        _uint(rng, 32),
+    ]
+    return encode(TYPES, values)
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    """``data`` with a few random changes: bytes, whole words, cuts and extensions."""
+    out = bytearray(data)
+    for _ in range(rng.randrange(1, 4)):
+        kind = rng.randrange(6)
+        if kind == 0 and out:
+            out[rng.randrange(len(out))] = rng.randrange(256)
+        elif kind in (1, 2) and len(out) >= WORD:
+            at = rng.randrange(len(out) // WORD) * WORD
+            size = len(out)
+            value = rng.choice(
+                [
+                    0,
+                    1,
+                    31,
+                    32,
+                    64,
+                    160,
+                    288,
+                    size,
+                    size - 32,
+                    2**64,
+                    2**255,
+                    rng.randrange(size + 64),
+                ]
+            )
+            out[at : at + WORD] = value.to_bytes(WORD, "big")
+        elif kind == 3:
+            del out[rng.randrange(len(out) + 1) :]
+        elif kind == 4:
+            out += bytes(rng.randrange(256) for _ in range(rng.randrange(1, 100)))
+        else:
+            out += bytes(rng.choice([0, 32]) for _ in range(rng.randrange(1, 70)))
+    return bytes(out)
+
+
+def eth_abi_answer(data: bytes) -> tuple[Any, ...] | None:
+    """eth_abi's values for ``data``, or None when it refuses it (any exception)."""
+    try:
+        return decode(TYPES, data)
+    except Exception:  # eth_abi raises several types (DecodingError, OverflowError, ...)
+        return None
+
+
+def string_bytes(values: tuple[Any, ...]) -> int:
+    """How many bytes the strings of decoded data add up to."""
+    app, command, _, _, files = values[3]
+    return len(app) + len(command) + sum(len(n) + len(u) for n, u in files)
+
+
+def check(data: bytes) -> str:
+    """Compares the decoder with eth_abi on ``data``; returns which case it was."""
+    expected = eth_abi_answer(data)
+    try:
+        got, encoding = decode_submitted(data)
+    except LogDecodingError:
+        if expected is None:
+            return "both refuse"
+        # The decoder's one extra rule: no more string bytes than the data holds.
+        assert string_bytes(expected) > len(data), f"refused what eth_abi decodes: {data.hex()}"
+        return "aliased strings refused"
+    assert expected is not None, f"decoded what eth_abi refuses: {data.hex()}"
+    assert got == expected
+    assert decode_submitted_data(data) == expected
+    assert encoding == encode([SPEC_TYPE], [got[3]]), "the spec's encoding differs from eth_abi"
+    return "both decode"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_valid_encodings_decode_as_eth_abi_decodes_them(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(150):
+        data = random_data(rng)
+        assert check(data) == "both decode"
+        got, encoding = decode_submitted(data)
+        assert keccak(encoding) == keccak(encode([SPEC_TYPE], [got[3]]))
+        assert encoding == encode_raw_spec(got[3])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_encodings_are_decoded_or_refused_as_eth_abi_does(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    cases: dict[str, int] = {}
+    for _ in range(1500):
+        case = check(mutate(rng, random_data(rng)))
+        cases[case] = cases.get(case, 0) + 1
+    # The generator reaches both sides: mutations that still decode and ones that do not.
+    assert cases.get("both decode", 0) > 50 and cases.get("both refuse", 0) > 50, cases
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_garbage_is_refused_with_the_decoding_error(seed: int) -> None:
+    rng = random.Random(2000 + seed)
+    for _ in range(1500):
+        size = rng.choice([0, 1, 31, 32, 159, 160, 161, rng.randrange(2000)])
+        data = bytes(rng.randrange(256) for _ in range(size))
+        assert check(data) == "both refuse"
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(WORD, "big")
+
+
+def _head(spec_at: int = 160) -> bytes:
+    return bytes(WORD) + _word(1) + _word(2) + _word(spec_at) + _word(3)
+
+
+def _spec_head(app: int, command: int, files: int) -> bytes:
+    return _word(app) + _word(command) + _word(1) + _word(2) * 4 + _word(1) + _word(files)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # a string that claims 2**255 bytes
+        _head() + _spec_head(288, 320, 352) + _word(2**255) + _word(0) + _word(0),
+        # 2**200 input files
+        _head() + _spec_head(288, 320, 352) + _word(0) + _word(0) + _word(2**200),
+        # the spec pointer past the end, and into the head
+        _head(10**6) + _spec_head(288, 320, 352),
+        _head(32) + _spec_head(288, 320, 352),
+        # a uint16 with a bit above 16
+        _head()
+        + _word(288)
+        + _word(320)
+        + _word(2**16)
+        + bytes(5 * WORD)
+        + _word(352)
+        + _word(0) * 3,
+    ],
+    ids=["huge-string", "huge-array", "pointer-past-end", "pointer-into-head", "wide-uint16"],
+)
+def test_hostile_lengths_and_pointers_are_refused(data: bytes) -> None:
+    assert check(data) == "both refuse"
+    with pytest.raises(LogDecodingError):
+        decode_submitted(data)
+
+
+def test_aliased_pointers_cannot_multiply_one_string() -> None:
+    # 200 input files whose names and URLs all point at one 2,000-byte string: eth_abi would
+    # return 400 copies of it (quadratic in the data's size); the decoder refuses.
+    count = 200
+    spec = 160
+    app_at = 288  # relative to the spec
+    files_at = app_at + WORD  # the app string is empty
+    items = spec + files_at + WORD
+    big = items + count * WORD  # absolute position of the shared item and its long string
+    item_rel = big - items
+    body = (
+        _head()
+        + _spec_head(app_at, app_at, files_at)
+        + _word(0)
+        + _word(count)
+        + _word(item_rel) * count
+        + _word(64)
+        + _word(64)
+        + _word(2000)
+        + b"x" * 2000
+        + bytes(16)  # padding to a whole word
+    )
+    assert check(body) == "aliased strings refused"
+    expected = eth_abi_answer(body)
+    assert expected is not None and len(expected[3][4]) == count
+
+
+def test_a_canonical_event_is_hashed_from_its_own_bytes_and_a_rearranged_one_re_encoded() -> None:
+    rng = random.Random(7)
+    spec = random_spec(rng)
+    data = encode(TYPES, [b"\x01" * 32, 5, 6, spec, 7])
+    # The same values with 64 bytes of gap before the spec: valid, not canonical.
+    rearranged = _head(224) + bytes(64) + data[160:]
+    for one in (data, rearranged):
+        assert check(one) == "both decode"
+        got, encoding = decode_submitted(one)
+        assert got[3] == spec
+        assert encoding == encode([SPEC_TYPE], [spec])
