@@ -703,7 +703,7 @@ class TxManager:
 
         ended = self._end(tx, self._store.end(tx, TxState.FATAL, reason, released))
         if ended is None:
-            return
+            return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
         log.error(
             "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
@@ -741,7 +741,7 @@ class TxManager:
 
         ended = self._end(tx, self._store.end(tx, TxState.FATAL, REVERTED, split))
         if ended is None:
-            return
+            return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
         if not alone:
             half = (len(jobs) + 1) // 2
