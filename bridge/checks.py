@@ -7,7 +7,12 @@ services it names, each marked:
   an operator key without ``OPERATOR_ROLE``, a database bound to another chain or contract, a
   rejected CE authenticator, a database that does not exist. Retrying cannot help.
 - **transient**: the node, the database or CE cannot be reached right now.
-- **warning**: worth saying, not a reason to stop (an operator account with no ETH yet).
+- **warning**: worth saying, not a reason to stop (an operator account with no ETH yet; a raw
+  key from the environment on a chain that is not a development chain).
+
+``describe_setup`` is the facts ``config check`` prints besides: the finality mode and how far
+behind the head the scanner reads, the fee mode (EIP-1559, legacy, OP-stack L1 fee), the RPC
+endpoints (redacted).
 
 ``run_checks`` is ``config check``: every line, and a ``BRIDGE_*`` variable or TOML key that is no
 setting (a misspelling, most likely) with the close matches suggested. ``start_bridge`` is
@@ -30,6 +35,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception, Web3RPCError
 
 from bridge.chain.deploy import OPERATOR_ROLE, connect, escrow
+from bridge.chain.finality import Finality, tagged_block
 from bridge.config import Settings, load_settings, unknown_settings
 from bridge.errors import (
     BridgeError,
@@ -46,11 +52,16 @@ from bridge.retry import Backoff
 from bridge.store import control
 from bridge.store.db import describe_db_error, open_database, shown_url
 from bridge.store.locks import ProcessLock, acquire_process_lock
+from bridge.tx.fees import FeeOracle
 
 if TYPE_CHECKING:
     from bridge.engine.service import Bridge
 
 log = logging.getLogger("bridge.start")
+
+#: Chain ids of development chains (Anvil and Hardhat 31337, Ganache and geth --dev 1337):
+#: a raw key in the environment is fine there, and warned about anywhere else.
+DEV_CHAIN_IDS = frozenset({31337, 1337, 1338, 5777})
 
 
 @dataclass(frozen=True)
@@ -81,8 +92,8 @@ def find_problems(settings: Settings) -> list[Problem]:
 
 def _check_rpc(settings: Settings) -> tuple[list[Problem], int | None]:
     """Problems with the node and the contract, and the node's chain id (None: unreachable)."""
-    node = redact_url(settings.rpc_url)
-    w3 = connect(settings.rpc_url, timeout=10)
+    node = ", ".join(redact_url(url) for url in settings.rpc_endpoints)
+    w3 = connect(settings.rpc_endpoints, timeout=10, max_lag=settings.rpc_max_lag)
     try:
         chain_id = int(w3.eth.chain_id)
     except Exception:  # web3 and requests raise many types; each means the node did not answer
@@ -117,10 +128,61 @@ def _check_rpc(settings: Settings) -> tuple[list[Problem], int | None]:
             )
         if w3.eth.get_balance(Web3.to_checksum_address(operator)) == 0:
             problems.append(Problem(f"operator {operator} has no ETH for gas", warning=True))
+        if settings.operator_key is not None and chain_id not in DEV_CHAIN_IDS:
+            problems.append(
+                Problem(
+                    f"BRIDGE_OPERATOR_KEY: a raw private key from the environment on chain "
+                    f"{chain_id}, not a development chain: use an encrypted keystore "
+                    "(BRIDGE_OPERATOR_KEYSTORE with BRIDGE_OPERATOR_KEYSTORE_PASSWORD_FILE; "
+                    "docs/RUNBOOK.md)",
+                    warning=True,
+                )
+            )
     except (OSError, Web3RPCError) as exc:
         line = f"BRIDGE_RPC_URL: the node at {node} failed: {type(exc).__name__}"
         return [Problem(line, True)], chain_id
     return problems, chain_id
+
+
+def describe_setup(config_file: Path | None = None) -> list[str]:
+    """What ``config check`` says besides problems: the RPC endpoints (redacted), the finality
+    mode with how far behind the head the scanner reads now, and the fee mode. Empty when the
+    settings do not load; a node that does not answer gives the lines it can."""
+    try:
+        settings = load_settings(config_file)
+    except ConfigError:
+        return []
+    return describe_settings(settings)
+
+
+def describe_settings(settings: Settings) -> list[str]:
+    """``describe_setup`` for settings already loaded."""
+    lines = ["RPC endpoints: " + ", ".join(redact_url(u) for u in settings.rpc_endpoints)]
+    finality = Finality.of(settings.confirmations)
+    w3 = connect(settings.rpc_endpoints, timeout=10, max_lag=settings.rpc_max_lag)
+    try:
+        head = int(w3.eth.block_number)
+        tagged = tagged_block(w3, finality.tag) if finality.tag else None
+        lines.append(
+            finality.describe(head, tagged)
+            if finality.tag
+            else f"{finality.describe()} (reads up to block {finality.target(head)} of {head})"
+        )
+        fees = FeeOracle(w3, max_fee_wei=int(settings.max_fee_gwei * 10**9))
+        if fees.legacy:
+            mode = "legacy gasPrice (the chain has no base fee)"
+        else:
+            mode = (
+                f"EIP-1559, tip at the {settings.fee_percentile:g}th percentile of "
+                f"{settings.fee_history_blocks} blocks (at most {settings.max_priority_fee_gwei:g}"
+                f" gwei), max fee at most {settings.max_fee_gwei:g} gwei"
+            )
+        if fees.op_stack:
+            mode += "; OP-stack chain: writes also pay an L1 data fee (GasPriceOracle)"
+        lines.append(f"fees: {mode}")
+    except (RpcUnavailable, Web3Exception, OSError):
+        lines.append(finality.describe())
+    return lines
 
 
 def _check_database(settings: Settings, chain_id: int | None) -> list[Problem]:
@@ -203,7 +265,7 @@ def start_bridge(
             except StoreUnavailable as exc:
                 reason = f"BRIDGE_DATABASE_URL: {exc}"
             except RpcUnavailable:  # its message may carry the URL's credentials
-                reason = f"cannot reach a JSON-RPC node at {redact_url(settings.rpc_url)}"
+                reason = f"cannot reach a JSON-RPC node at {redact_url(settings.rpc_endpoint)}"
             log.warning("waiting to start: %s; retrying in %g s", reason, backoff.current)
             stop.wait(backoff.current)
             backoff.failed()

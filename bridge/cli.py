@@ -606,9 +606,11 @@ def config_check(
     config: Annotated[Path | None, typer.Option(help="TOML config file (or BRIDGE_CONFIG)")] = None,
 ) -> None:
     """Validate the configuration and reach the RPC node, the database and CE: one line each."""
-    from bridge.checks import run_checks
+    from bridge.checks import describe_setup, run_checks
 
     problems = run_checks(config)
+    for line in describe_setup(config):
+        console.print(f"  {line}", highlight=False)
     for line in problems:
         err_console.print(f"[red]✗[/] {line}", highlight=False)
     if problems:

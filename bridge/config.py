@@ -21,11 +21,19 @@ import tomllib
 from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -52,7 +60,19 @@ class Settings(BaseSettings):
     #: The TOML file ``load_settings`` reads (set per call; None: no file).
     _toml_file: ClassVar[Path | None] = None
 
-    rpc_url: str = Field(description="JSON-RPC URL of the Ethereum node")
+    rpc_urls: str = Field(
+        default="",
+        description="comma-separated JSON-RPC URLs, preferred first: reads and writes fail over, "
+        "broadcasts go to all (instead of BRIDGE_RPC_URL)",
+    )
+    rpc_url: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="JSON-RPC URL of the Ethereum node (required unless BRIDGE_RPC_URLS is set)",
+    )
+    rpc_max_lag: int = Field(
+        default=3, ge=0, description="blocks an RPC endpoint may trail the others' head"
+    )
     contract_address: str = Field(description="address of the JobEscrow contract")
     operator_key: SecretStr | None = Field(
         default=None, description="private key of an account with OPERATOR_ROLE"
@@ -71,8 +91,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: `sqlite:///file.db` or `postgresql+psycopg://user@host/db`;"
         " one database per chain and contract",
     )
-    confirmations: int = Field(
-        default=2, ge=0, description="N: an event in block b is acted on once the head is at b + N"
+    confirmations: int | Literal["safe", "finalized"] = Field(
+        default=2,
+        description="N: an event in block b is acted on once the head is at b + N; or `safe` / "
+        "`finalized`: once the node's safe / finalized block reaches b",
     )
     start_block: int | None = Field(
         default=None, ge=0, description="first block a fresh database scans (unset: deployment's)"
@@ -111,11 +133,31 @@ class Settings(BaseSettings):
     )
     tx_stuck_after: float = Field(default=30.0, gt=0, description="seconds before a fee bump")
     fee_bump_percent: int = Field(default=25, ge=10, description="fee increase per bump")
-    max_fee_gwei: float = Field(default=500.0, gt=0, description="ceiling for maxFeePerGas")
+    max_fee_gwei: float = Field(
+        default=500.0, gt=0, description="ceiling for maxFeePerGas (or gasPrice on legacy chains)"
+    )
+    max_priority_fee_gwei: float = Field(
+        default=50.0, gt=0, description="ceiling for maxPriorityFeePerGas"
+    )
+    fee_percentile: float = Field(
+        default=50.0,
+        ge=0,
+        le=100,
+        description="percentile of recent priority fees (eth_feeHistory) the tip is set to",
+    )
+    fee_history_blocks: int = Field(
+        default=10, ge=1, le=1024, description="blocks of eth_feeHistory the tip is taken from"
+    )
     ce_max_attempts: int = Field(default=5, ge=1, description="CE tries per call")
     ce_timeout: float = Field(default=10.0, gt=0, description="seconds a CE call may take")
     create_retry_budget: int = Field(
         default=10, ge=1, description="job-create rounds before the job is failed on-chain"
+    )
+    claim_lease: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds a process holds a job's CE step before another may take it "
+        "(PostgreSQL, several processes)",
     )
     deadline_margin: int = Field(
         default=300, ge=0, description="seconds before the deadline a running job is failed"
@@ -138,6 +180,61 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, description="largest HTTP request body the API reads"
     )
     log_json: bool = Field(default=False, description="log one JSON object per line")
+
+    @field_validator("confirmations", mode="before")
+    @classmethod
+    def _confirmations(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("safe", "finalized"):
+                return text
+            if not text.isdigit():
+                expected = "expected a number of blocks, `safe` or `finalized`"
+                raise ValueError(f"{expected}, got {value!r}")
+            return int(text)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"expected a number of blocks, `safe` or `finalized`, got {value}")
+        return value
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _rpc_urls(cls, value: str) -> str:
+        for url in (u.strip() for u in value.split(",")):
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError("each URL must start with http:// or https://")
+        return value
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _rpc_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # rpc_urls is declared first, so it is validated (or failed) by now.
+        if value is None and not str(info.data.get("rpc_urls") or "").strip():
+            raise PydanticCustomError("missing", "Field required")
+        return value
+
+    @property
+    def rpc_endpoints(self) -> tuple[str, ...]:
+        """The JSON-RPC URLs, preferred first: ``BRIDGE_RPC_URLS``, else ``BRIDGE_RPC_URL``."""
+        urls = tuple(u.strip() for u in self.rpc_urls.split(",") if u.strip())
+        if urls:
+            return urls
+        return (self.rpc_url,) if self.rpc_url else ()
+
+    @property
+    def rpc_endpoint(self) -> str:
+        """The preferred JSON-RPC URL (the first of ``rpc_endpoints``)."""
+        return self.rpc_endpoints[0]
+
+    @property
+    def finality_tag(self) -> Literal["safe", "finalized"] | None:
+        """``safe`` or ``finalized`` when ``BRIDGE_CONFIRMATIONS`` names a tag, else None."""
+        return None if isinstance(self.confirmations, int) else self.confirmations
+
+    @property
+    def confirmation_depth(self) -> int:
+        """``BRIDGE_CONFIRMATIONS`` as a number of blocks; 0 when it names a tag (the tag,
+        not a count, decides: see ``bridge.chain.finality``)."""
+        return self.confirmations if isinstance(self.confirmations, int) else 0
 
     @field_validator("contract_address")
     @classmethod

@@ -60,6 +60,8 @@ class LocalStack(Service):
         settings: extra ``Settings`` fields for the bridge.
         serve_api: serve the bridge's HTTP API (``bridge.api``) next to it, on
             ``settings.api_host:settings.api_port`` (where the on-chain ``resultURI`` points).
+        anvil_args: more command line arguments for Anvil (``--slots-in-an-epoch 2``,
+            ``--network optimism``, ``--chain-id 11155111``...).
     """
 
     def __init__(
@@ -67,12 +69,13 @@ class LocalStack(Service):
         workdir: Path,
         *,
         block_time: float | None = 1.0,
-        confirmations: int = 2,
+        confirmations: int | str = 2,
         database_url: str | None = None,
         emulator_config: EmulatorConfig | None = None,
         start_bridge: bool = True,
         settings: dict[str, Any] | None = None,
         serve_api: bool = True,
+        anvil_args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.roles = local_roles()
@@ -87,6 +90,7 @@ class LocalStack(Service):
         self._start_bridge = start_bridge
         self._extra = settings or {}
         self._serve_api = serve_api
+        self._anvil_args = anvil_args
         self.api: ApiServer | None = None
         self.anvil: Anvil | None = None
         self.emulator: EmulatorServer | None = None
@@ -107,7 +111,7 @@ class LocalStack(Service):
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.anvil = Anvil(block_time=self._block_time).start()
+        self.anvil = Anvil(block_time=self._block_time, extra_args=self._anvil_args).start()
         config = self._emulator_config.model_copy(update={"data_dir": self.workdir / "emulator"})
         self.emulator = EmulatorServer(config).start()
         r = self.roles

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,20 +136,29 @@ class OutputStore:
             while chunk := f.read(chunk_size):
                 yield chunk
 
-    def sweep(self, referenced: set[str]) -> tuple[int, int]:
-        """Removes every partial download and every object not in ``referenced``.
+    def sweep(self, referenced: set[str], *, min_age: float = 0.0) -> tuple[int, int]:
+        """Removes every partial download and every object not in ``referenced``, of those not
+        written for ``min_age`` seconds.
 
         Run it before any download starts (at the bridge's start): a download in progress
-        would lose its file.
+        would lose its file. A store shared by several processes (one PostgreSQL database) is
+        swept with a ``min_age`` longer than any download or commit takes, so one process's
+        start never removes what another is writing or about to reference.
 
         Returns:
             How many partial files and unreferenced objects were removed.
         """
+        cutoff = time.time() - min_age
+
+        def stale(path: Path) -> bool:
+            return min_age <= 0 or path.stat().st_mtime < cutoff
+
         partial = 0
         for leftover in (self.root / "tmp").iterdir():
             with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-                partial += 1
+                if stale(leftover):
+                    leftover.unlink()
+                    partial += 1
         unreferenced = 0
         for shard in (self.root / "objects").iterdir():
             if not shard.is_dir():
@@ -156,6 +166,7 @@ class OutputStore:
             for obj in shard.iterdir():
                 if obj.name not in referenced:
                     with contextlib.suppress(FileNotFoundError):
-                        obj.unlink()
-                        unreferenced += 1
+                        if stale(obj):
+                            obj.unlink()
+                            unreferenced += 1
         return partial, unreferenced

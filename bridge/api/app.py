@@ -86,7 +86,7 @@ def create_app(
             bridge.w3,
             bridge.contract,
             first_block=settings.start_block,
-            confirmations=settings.confirmations,
+            confirmations=settings.confirmation_depth,
             block_range=settings.max_block_range,
         )
     telemetry = ApiMetrics(MetricsSampler(db, bridge, callbacks))
@@ -129,8 +129,10 @@ def _pending(settings: Settings, bridge: Bridge | None) -> PendingSubmissions | 
     """Finds submissions not yet confirmed, within the blocks the scanner may still be behind."""
     if bridge is None:
         return None
-    window = min(settings.confirmations + settings.max_scan_lag + 1, settings.max_block_range)
-    return PendingSubmissions(bridge.w3, settings.contract_address, settings.confirmations, window)
+    depth = settings.confirmation_depth
+    window = min(depth + settings.max_scan_lag + 1, settings.max_block_range)
+    target = bridge.scan_target if settings.finality_tag is not None else None
+    return PendingSubmissions(bridge.w3, settings.contract_address, depth, window, target)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

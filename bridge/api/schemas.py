@@ -198,7 +198,10 @@ class JobPending(SQLModel):
     block_number: int = Field(description="block of the JobSubmitted event, as seen at the head")
     tx_hash: str = Field(description="transaction of the JobSubmitted event")
     confirmations: int = Field(description="blocks on top of it so far (0: in the head block)")
-    confirmations_required: int = Field(description="BRIDGE_CONFIRMATIONS")
+    confirmations_required: int = Field(
+        description="BRIDGE_CONFIRMATIONS; with `safe` / `finalized`, how far behind the head "
+        "the node's block of that tag is now"
+    )
 
 
 class JobPage(SQLModel):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import mimetypes
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +51,9 @@ from bridge.api.schemas import (
     TimelineEntry,
     TimelineKind,
 )
+from bridge.chain.finality import tagged_block
 from bridge.chain.reader import find_deployment_block
+from bridge.chain.rpc import FailoverProvider
 from bridge.engine.codec import spec_from_json
 from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
@@ -349,11 +353,21 @@ class PendingSubmissions:
     bridge could not decode is still reported.
     """
 
-    def __init__(self, w3: Web3, contract: str, confirmations: int, window: int) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        contract: str,
+        confirmations: int,
+        window: int,
+        target: Callable[[int], int] | None = None,
+    ) -> None:
         self._w3 = w3
         self._contract = Web3.to_checksum_address(contract)
         self._confirmations = confirmations
         self._window = max(window, confirmations + 1)
+        #: With a finality tag: the last block acted on at a head (``Bridge.scan_target``); the
+        #: confirmations required are then how far behind the head it is now.
+        self._target = target
         self._topic = "0x" + _submitted_topic().hex()
 
     def find(self, job_id: int) -> JobPending | None:
@@ -364,10 +378,14 @@ class PendingSubmissions:
         """
         try:
             head = int(self._w3.eth.block_number)
+            required = self._confirmations
+            if self._target is not None:
+                required = max(0, head - self._target(head))
+            window = max(self._window, required + 1)
             logs = self._w3.eth.get_logs(
                 {
                     "address": self._contract,
-                    "fromBlock": max(head - self._window + 1, 0),
+                    "fromBlock": max(head - window + 1, 0),
                     "toBlock": head,
                     "topics": [self._topic, "0x" + job_id.to_bytes(32, "big").hex()],
                 }
@@ -385,7 +403,7 @@ class PendingSubmissions:
                 block_number=block,
                 tx_hash="0x" + bytes(entry["transactionHash"]).hex(),
                 confirmations=head - block,
-                confirmations_required=self._confirmations,
+                confirmations_required=required,
             )
         return None
 
@@ -461,12 +479,16 @@ class ReadinessProbe:
             return Check(name="scan_lag", ok=False, message=str(exc))
         if cursor is None:
             return Check(name="scan_lag", ok=False, message="the scanner has not scanned yet")
-        lag = max(0, head - bridge.settings.confirmations - cursor)
+        try:
+            target = bridge.scan_target(head)
+        except RpcUnavailable as exc:
+            return Check(name="scan_lag", ok=False, message=str(exc))
+        lag = max(0, target - cursor)
         ok = lag <= self._max_scan_lag
         return Check(
             name="scan_lag",
             ok=ok,
-            message=f"scanner is {lag} blocks behind head - confirmations "
+            message=f"scanner is {lag} blocks behind {_target_name(bridge)} "
             f"(at most {self._max_scan_lag} allowed)",
         )
 
@@ -576,8 +598,9 @@ class CallbackFailureCounter:
         self._count = 0
         self._lock = threading.Lock()
 
-    def count(self, head: int) -> int:
-        """The failures seen up to ``head - confirmations`` (or less, while catching up).
+    def count(self, head: int, safe: int | None = None) -> int:
+        """The failures seen up to ``safe`` (default ``head - confirmations``; or less, while
+        catching up).
 
         Raises:
             RpcUnavailable: the node failed; what was counted so far is kept.
@@ -585,7 +608,8 @@ class CallbackFailureCounter:
         with self._lock:
             if self._next is None:
                 self._next = find_deployment_block(self._w3, self._address)
-            safe = head - self._confirmations
+            if safe is None:
+                safe = head - self._confirmations
             for _ in range(self._max_ranges):
                 if self._next > safe:
                     break
@@ -624,6 +648,32 @@ class MetricsSnapshot:
     scan_lag: int | None = None
     operator_balance_wei: int | None = None
     callback_failures: int | None = None
+    #: What the operator's mined writes cost (gas at the effective price + L1 fee), and the L1
+    #: data fees alone (OP-stack chains; 0 elsewhere).
+    fees_paid_wei: int = 0
+    l1_fees_paid_wei: int = 0
+    #: Blocks between the head and the last block the scanner may read (confirmations or tag).
+    finality_lag: int | None = None
+    #: Blocks between the head and the node's ``finalized`` block (None: the node has none).
+    finalized_lag: int | None = None
+    #: Each RPC endpoint (redacted URL) and whether it is in use (not down, not lagging).
+    rpc_endpoints: tuple[tuple[str, bool], ...] = ()
+
+
+def _target_name(bridge: Bridge) -> str:
+    """What the scanner reads up to, in words: ``head - N`` or the node's tag."""
+    tag = bridge.finality.tag
+    return f"the {tag} block" if tag else "head - confirmations"
+
+
+def _finalized_lag(bridge: Bridge, head: int) -> int | None:
+    """Blocks between ``head`` and the node's finalized block; None when it has none (or does
+    not know the tag: a node before the merge)."""
+    try:
+        finalized = tagged_block(bridge.w3, "finalized")
+    except RpcUnavailable:
+        return None
+    return None if finalized is None else max(0, head - finalized)
 
 
 class MetricsSampler:
@@ -656,17 +706,28 @@ class MetricsSampler:
         bridge = self._bridge
         if bridge is None:
             return snapshot
-        head = cursor = lag = balance = failures = None
+        head = cursor = lag = balance = failures = finality_lag = finalized_lag = None
         try:
             head = bridge.reader.head()
+            target = bridge.scan_target(head)
+            finality_lag = head - target
+            finalized_lag = _finalized_lag(bridge, head)
             cursor = scan_cursor(self._db, bridge.contract)
             if cursor is not None:
-                lag = max(0, head - bridge.settings.confirmations - cursor)
+                lag = max(0, target - cursor)
             balance = int(bridge.w3.eth.get_balance(bridge.tx.sender))
             if self._callbacks is not None:
-                failures = self._callbacks.count(head)
+                failures = self._callbacks.count(head, target)
         except (RpcUnavailable, Web3Exception, OSError) as exc:
             log.warning("metrics: chain values unavailable: %s", type(exc).__name__)
+        provider = getattr(bridge.w3, "provider", None)
+        endpoints: tuple[tuple[str, bool], ...] = ()
+        if isinstance(provider, FailoverProvider):
+            now = time.monotonic()
+            endpoints = tuple(
+                (h.shown, h.down_until <= now and not h.lagging and not h.wrong_chain)
+                for h in provider.health()
+            )
         return replace(
             snapshot,
             head=head,
@@ -674,6 +735,9 @@ class MetricsSampler:
             scan_lag=lag,
             operator_balance_wei=balance,
             callback_failures=failures,
+            finality_lag=finality_lag,
+            finalized_lag=finalized_lag,
+            rpc_endpoints=endpoints,
         )
 
     def _from_db(self) -> MetricsSnapshot:
@@ -694,6 +758,12 @@ class MetricsSampler:
                     col(ChainTx.state).in_([TxState.CONFIRMED, TxState.FATAL])
                 )
             ).one()
+            paid, l1_paid = session.exec(
+                select(
+                    func.coalesce(func.sum(ChainTx.fee_paid_wei), 0),
+                    func.coalesce(func.sum(ChainTx.l1_fee_wei), 0),
+                ).where(col(ChainTx.state).in_([TxState.CONFIRMED, TxState.FATAL]))
+            ).one()
             waiting = session.exec(
                 select(func.count()).select_from(Update).where(col(Update.tx_id).is_(None))
             ).one()
@@ -706,6 +776,8 @@ class MetricsSampler:
             txs_by_state=txs,
             tx_replacements=int(replacements or 0),
             gas_used=int(gas or 0),
+            fees_paid_wei=int(paid or 0),
+            l1_fees_paid_wei=int(l1_paid or 0),
             updates_waiting=int(waiting),
             updates_skipped=int(skipped),
         )

@@ -118,6 +118,26 @@ class _ScrapeCollector(Collector):
         yield CounterMetricFamily(
             "ce_bridge_gas_used", "Gas used by the operator's mined transactions", value=s.gas_used
         )
+        yield CounterMetricFamily(
+            "ce_bridge_fees_paid_wei",
+            "What the operator's mined transactions cost, wei: gas used at the effective price "
+            "plus the L1 data fee (OP-stack chains)",
+            value=s.fees_paid_wei,
+        )
+        yield CounterMetricFamily(
+            "ce_bridge_data_fees_paid_wei",
+            "L1 data fees of the operator's mined transactions, wei (OP-stack chains; else 0)",
+            value=s.l1_fees_paid_wei,
+        )
+        if s.rpc_endpoints:
+            up = GaugeMetricFamily(
+                "ce_bridge_rpc_endpoint_up",
+                "1 while an RPC endpoint is in use (not failing, not lagging), by redacted URL",
+                labels=["endpoint"],
+            )
+            for shown, usable in s.rpc_endpoints:
+                up.add_metric([shown], int(usable))
+            yield up
         yield GaugeMetricFamily(
             "ce_bridge_updates_waiting",
             "On-chain updates queued and not yet in a transaction",
@@ -134,8 +154,14 @@ class _ScrapeCollector(Collector):
             ("ce_bridge_chain_head_block", "Latest block number of the node", s.head, False),
             ("ce_bridge_scan_cursor_block", "Last block the scanner processed",
              s.scan_cursor, False),
-            ("ce_bridge_scan_lag_blocks", "Blocks between the scanner and head - confirmations",
+            ("ce_bridge_scan_lag_blocks",
+             "Blocks between the scanner and the last block it may read (confirmations or tag)",
              s.scan_lag, False),
+            ("ce_bridge_finality_lag_blocks",
+             "Blocks between the head and the last block the scanner may read", s.finality_lag,
+             False),
+            ("ce_bridge_finalized_lag_blocks",
+             "Blocks between the head and the node's finalized block", s.finalized_lag, False),
             ("ce_bridge_operator_balance_wei", "Balance of the operator account, wei",
              s.operator_balance_wei, False),
             ("ce_bridge_callback_failures", "CallbackFailed events of the escrow",

@@ -236,7 +236,7 @@ class EscrowClient:
                     f"cannot reach the JSON-RPC node at {redact_url(self.rpc_url)}"
                 ) from None
             raise RpcUnavailable(
-                f"the JSON-RPC node at {self.rpc_url} failed: {exc.__class__.__name__}"
+                f"the JSON-RPC node at {redact_url(self.rpc_url)} failed: {exc.__class__.__name__}"
             ) from None
 
     def _insufficient(self) -> InsufficientFunds:

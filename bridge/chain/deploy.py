@@ -19,12 +19,30 @@ from web3.middleware import SignAndSendRawMiddlewareBuilder
 from web3.types import RPCEndpoint, TxParams
 
 from bridge.chain.artifacts import load_artifact
+from bridge.chain.rpc import FailoverProvider
 
 OPERATOR_ROLE = Web3.keccak(text="OPERATOR_ROLE")
 
 
-def connect(rpc_url: str, keys: Sequence[str] = (), timeout: float = 30.0) -> Web3:
-    """A web3 client for ``rpc_url`` that signs transactions from ``keys``' accounts locally."""
+def connect(
+    rpc_url: str | Sequence[str],
+    keys: Sequence[str] = (),
+    timeout: float = 30.0,
+    *,
+    max_lag: int = 3,
+) -> Web3:
+    """A web3 client for ``rpc_url`` that signs transactions from ``keys``' accounts locally.
+
+    Several URLs (a sequence of more than one) are served by a ``FailoverProvider``
+    (``bridge.chain.rpc``: failover, head checks, per-endpoint log ranges, broadcasts to all),
+    ``max_lag`` being the blocks an endpoint may trail the others.
+    """
+    urls = [rpc_url] if isinstance(rpc_url, str) else list(rpc_url)
+    if len(urls) > 1:
+        w3 = Web3(FailoverProvider(urls, timeout=timeout, max_lag=max_lag))
+        _sign_with(w3, keys)
+        return w3
+    rpc_url = urls[0]
     # web3's validation middleware asks the node for eth_chainId before every eth_call,
     # eth_estimateGas and transaction (two round trips per eth_call, measured); a node's chain id
     # does not change, so that one answer is cached. Nothing else is (blocks, logs and receipts
@@ -36,10 +54,14 @@ def connect(rpc_url: str, keys: Sequence[str] = (), timeout: float = 30.0) -> We
         cacheable_requests={RPCEndpoint("eth_chainId")},
     )
     w3 = Web3(provider)
+    _sign_with(w3, keys)
+    return w3
+
+
+def _sign_with(w3: Web3, keys: Sequence[str]) -> None:
     accounts: list[LocalAccount] = [Account.from_key(k) for k in keys]
     if accounts:
         w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(accounts), layer=0)
-    return w3
 
 
 def escrow(w3: Web3, address: str) -> Contract:

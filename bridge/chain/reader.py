@@ -25,6 +25,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.types import BlockIdentifier, RPCEndpoint
 
+from bridge.chain.rpc import is_log_limit
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.chain.submitted import LogDecodingError, decode_submitted
 from bridge.errors import RpcUnavailable
@@ -181,13 +182,10 @@ def spec_from_raw(raw: Any) -> tuple[JobSpec, str | None]:
 #: log whose fields are missing or not what the ABI says.
 _UNDECODABLE = (DecodingError, ValueError, KeyError, TypeError, IndexError, OverflowError)
 
-_TOO_MANY = ("too many", "query returned more than", "limit exceeded", "response size", "range")
-
-
 def is_range_error(exc: BaseException) -> bool:
-    """Whether an eth_getLogs error means "ask for fewer blocks" (or a timeout)."""
-    text = str(exc).lower()
-    return "timeout" in text or "timed out" in text or any(s in text for s in _TOO_MANY)
+    """Whether an eth_getLogs error means "ask for fewer blocks" (or a timeout): any provider's
+    wording, as collected in ``bridge.chain.rpc.LOG_LIMIT_WORDINGS``."""
+    return is_log_limit(str(exc))
 
 
 @dataclass(frozen=True)

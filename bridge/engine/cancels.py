@@ -4,7 +4,9 @@ A decision that ends a job's remote work (``RemoteAction.CANCEL_REMOTE``) stores
 ``RemoteCancel`` row in the same unit of work as the job's new state; ``CancelOutbox`` sends
 it after the commit (``run_actions``) and, when CE does not answer, again on each worker round
 once due (``due`` / ``send``, backing off per row) until CE answers. A crash between the commit
-and the call cannot leave a remote job running. A row with no remote job id (a job-create whose
+and the call cannot leave a remote job running. With several processes on one database, a row
+is sent by the process that claimed it (``WorkClaims.claim_cancels``: a lease, released once
+sent). A row with no remote job id (a job-create whose
 answer was lost) first finds the job by its ``Idempotency-Key``.
 """
 
@@ -14,14 +16,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from sqlmodel import col, select
-
 from bridge.engine import machine as m
 from bridge.engine.codec import spec_from_json, spec_to_request
 from bridge.errors import RemoteAuthError, RemoteError, RemoteRejected, SpecError
 from bridge.remote.client import CEClient
 from bridge.retry import Backoff
-from bridge.store.models import Job, RemoteCall, RemoteCancel, utcnow
+from bridge.store.claims import WorkClaims
+from bridge.store.models import RemoteCall, RemoteCancel, utcnow
 from bridge.store.uow import Store
 
 log = logging.getLogger("bridge.engine")
@@ -38,6 +39,7 @@ class CancelOutbox:
         ce: the CE client.
         clock: epoch seconds.
         stopping: set when the bridge stops: nothing new is sent.
+        claims: this process's claims on the rows it sends (no-ops on SQLite).
     """
 
     def __init__(
@@ -47,42 +49,45 @@ class CancelOutbox:
         *,
         clock: Callable[[], float],
         stopping: threading.Event,
+        claims: WorkClaims,
     ) -> None:
         self._store = store
         self._ce = ce
         self._clock = clock
         self._stopping = stopping
+        self.claims = claims
 
     def run_actions(self, actions: Iterable[tuple[int, m.Decision]]) -> None:
         """Sends at once the remote cancellations the decisions queued (the worker retries any
         that fail: see ``due``)."""
         jobs = [j for j, d in actions if m.RemoteAction.CANCEL_REMOTE in d.actions]
         if jobs:
-            for row in self.due(jobs):
-                self.send(row)
+            self.send_all(self.due(jobs))
 
     def due(self, job_ids: list[int] | None = None) -> list[RemoteCancel]:
-        """Queued remote cancellations not yet answered and due (of ``job_ids``, if given)."""
-        query = select(RemoteCancel).where(
-            col(RemoteCancel.done_at).is_(None), col(RemoteCancel.next_attempt_at) <= self._clock()
-        )
-        if job_ids is not None:
-            query = query.where(col(RemoteCancel.job_id).in_(job_ids))
-        with self._store.read() as session:
-            return list(session.exec(query.order_by(col(RemoteCancel.id)).limit(64)).all())
+        """Queued remote cancellations not yet answered and due (of ``job_ids``, if given),
+        claimed by this process: release them once sent (``send_all`` does)."""
+        return self.claims.claim_cancels(self._clock(), job_ids)
+
+    def send_all(self, rows: list[RemoteCancel]) -> None:
+        """Sends claimed ``rows`` one after the other, then releases their claims."""
+        try:
+            for row in rows:
+                self.send(row)
+        finally:
+            self.claims.release(cancel_ids=[r.id for r in rows if r.id is not None])
 
     def cancel_stray(self, job_id: int, remote_id: str) -> None:
         """Queues and sends the cancellation of a remote job its job did not take."""
         with self._store.begin() as uow:
-            job = uow.session.get(Job, job_id)
+            job = uow.job(job_id)
             if job is not None and job.remote_job_id == remote_id:
                 return  # it did take it after all
             reason = "remote job created after its job had ended"
             uow.session.add(RemoteCancel(job_id=job_id, remote_job_id=remote_id, reason=reason))
             uow.commit()
         log.warning("job %d: %s: cancelling remote job %s", job_id, reason, remote_id)
-        for row in self.due([job_id]):
-            self.send(row)
+        self.send_all(self.due([job_id]))
 
     def send(self, row: RemoteCancel) -> None:
         """Asks CE to cancel one queued remote job; records the answer or schedules a retry."""

@@ -13,6 +13,7 @@ from bridge.config import Settings
 from bridge.engine.cancels import CancelOutbox
 from bridge.engine.ledger import JobLedger
 from bridge.remote.client import CEClient
+from bridge.store.claims import WorkClaims
 from bridge.store.uow import Store
 
 
@@ -28,6 +29,8 @@ class Core:
         ledger: applies the machine's decisions to stored jobs.
         clock: epoch seconds.
         stopping: set when the bridge stops: no role starts new work.
+        claims: this process's claims on CE work (``FOR UPDATE SKIP LOCKED`` and a lease on
+            PostgreSQL, where other processes work too; the due query alone on SQLite).
     """
 
     settings: Settings
@@ -36,15 +39,25 @@ class Core:
     ledger: JobLedger
     clock: Callable[[], float]
     stopping: threading.Event
+    claims: WorkClaims
 
     @classmethod
     def build(
-        cls, settings: Settings, db: Engine, ce: CEClient, chain_id: int, clock: Callable[[], float]
+        cls,
+        settings: Settings,
+        db: Engine,
+        ce: CEClient,
+        chain_id: int,
+        clock: Callable[[], float],
+        *,
+        holder: str,
     ) -> Core:
-        """The shared parts over ``db`` and ``ce``."""
+        """The shared parts over ``db`` and ``ce``; ``holder`` (the operator address) names
+        this process's claims on CE work."""
         store = Store(db)
         stopping = threading.Event()
-        cancels = CancelOutbox(store, ce, clock=clock, stopping=stopping)
+        claims = WorkClaims(db, holder, lease=settings.claim_lease, clock=clock)
+        cancels = CancelOutbox(store, ce, clock=clock, stopping=stopping, claims=claims)
         ledger = JobLedger(
             store,
             cancels,
@@ -52,4 +65,4 @@ class Core:
             settings=settings,
             clock=clock,
         )
-        return cls(settings, store, cancels, ledger, clock, stopping)
+        return cls(settings, store, cancels, ledger, clock, stopping, claims)

@@ -165,7 +165,7 @@ class JobLedger:
         with self._store.begin() as uow:
             session = uow.session
             uow.record_calls(job_id, calls)
-            job = session.get(Job, job_id)
+            job = uow.job(job_id)
             if (
                 job is None
                 or (expect is not None and job.state != expect)

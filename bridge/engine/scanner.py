@@ -1,11 +1,17 @@
 """The scanner: the chain into the store, and the repair of reorganisations.
 
-``Scanner.scan_once`` reads the escrow's logs up to ``head - confirmations`` in adaptive ranges,
+``Scanner.scan_once`` reads the escrow's logs up to ``head - confirmations`` (or the node's
+``safe`` / ``finalized`` block: ``bridge.chain.finality``) in adaptive ranges,
 checks the stored block hash under the cursor (a mismatch rewinds to the last block whose hash
 still matches, reopens the writes confirmed above the fork and re-checks the jobs submitted
 there), and stores new jobs, cancellation requests and on-chain settlements together with the
 new cursor in ONE unit of work. A range's last block hash is read before and after its logs,
 so both come from one chain.
+
+With several processes on one PostgreSQL database, one scans: the one that holds the scanner's
+leadership (``bridge.store.locks``: an advisory lock; the others stand by and take over within
+a scan interval of its end). A range is stored only if the cursor is still where the scan read
+it (its row locked), so even a leader that lost its lock unnoticed cannot store a range twice.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 from web3 import Web3
 
+from bridge.chain.finality import Finality, final_block
 from bridge.chain.reader import (
     CancelRequestedLog,
     ChainLog,
@@ -34,6 +41,7 @@ from bridge.engine.codec import spec_to_json, spec_to_request
 from bridge.engine.core import Core
 from bridge.engine.states import JobState
 from bridge.errors import RpcUnavailable, SpecError
+from bridge.store.locks import Leadership, SoleLeader
 from bridge.store.models import Job, OutputFile, ScanCursor, SeenBlock, Update, utcnow
 
 log = logging.getLogger("bridge.engine")
@@ -71,6 +79,7 @@ class Scanner:
         w3: the node (to find the deployment block when no start block is set).
         reopen: the writer's ``reopen_after_reorg(session, fork_block)``: reopens the writes
             confirmed above a fork, inside the rewinding unit of work.
+        leadership: whether this process scans now (always, alone on SQLite).
     """
 
     def __init__(
@@ -80,7 +89,9 @@ class Scanner:
         reader: LogReader,
         w3: Web3,
         reopen: Callable[[Session, int], object],
+        leadership: Leadership | None = None,
     ) -> None:
+        self.leadership: Leadership = leadership or SoleLeader()
         self._core = core
         self._reader = reader
         self._w3 = w3
@@ -95,6 +106,7 @@ class Scanner:
             quiet_logs=QUIET_LOGS,
             busy_logs=BUSY_LOGS,
         )
+        self.finality = Finality.of(core.settings.confirmations)
 
     def start_block(self) -> int:
         """The first block to scan: ``BRIDGE_START_BLOCK``, else the escrow's deployment."""
@@ -108,6 +120,12 @@ class Scanner:
             cursor = session.get(ScanCursor, self._contract)
             return cursor.block if cursor else self.start_block() - 1
 
+    def target(self, head: int) -> int:
+        """The last block to read at ``head``: ``head - N``, or the node's safe/finalized block
+        (``BRIDGE_CONFIRMATIONS``). Above it nothing is read, so the reorg checks only ever see
+        blocks at or below it."""
+        return final_block(self._w3, self.finality, head)
+
     def view_current(self) -> bool:
         """Whether the block at the scan cursor still has the hash the scanner stored."""
         with Session(self._core.store.db) as session:
@@ -120,9 +138,12 @@ class Scanner:
         return self._reader.block_hash(seen.number) == seen.hash
 
     def scan_once(self) -> ScanReport | None:
-        """Scans the next range of confirmed blocks. Returns None when there was nothing to do."""
+        """Scans the next range of confirmed blocks, if this process leads the scan. Returns
+        None when there was nothing to do (or another process scans)."""
+        if not self.leadership.held():
+            return None
         head = self._reader.head()
-        safe = head - self._core.settings.confirmations
+        safe = self.target(head)
         last = self.cursor()
         rewound = self._check_reorg(last)
         if rewound is not None:
@@ -221,14 +242,27 @@ class Scanner:
         actions: list[tuple[int, m.Decision]] = []
         with self._core.store.begin() as uow:
             session = uow.session
-            # The range's stored jobs in one query (not one per log, each flushing the jobs
-            # added so far): ``known`` holds them and the jobs this range adds, which go to the
+            # The cursor's row first, locked: a scanner that lost its lead unnoticed (its lock's
+            # connection gone) cannot store a range another one has stored meanwhile.
+            cursor = session.get(ScanCursor, self._contract, with_for_update=True)
+            if cursor is not None and cursor.block != last:
+                log.warning(
+                    "the scan cursor moved to block %d under this scanner (at %d): another "
+                    "process scans; this range is dropped",
+                    cursor.block,
+                    last,
+                )
+                return []
+            # The range's stored jobs in one query per chunk (not one per log, each flushing the
+            # jobs added so far), their rows locked for this transaction as a worker's change
+            # locks them: ``known`` holds them and the jobs this range adds, which go to the
             # database in one batch at the commit.
             ids = sorted({entry.job_id for entry in logs})
             known: dict[int, Job] = {}
             for start in range(0, len(ids), _PRELOAD_CHUNK):
                 chunk = ids[start : start + _PRELOAD_CHUNK]
-                for row in session.exec(select(Job).where(col(Job.job_id).in_(chunk))).all():
+                query = select(Job).where(col(Job.job_id).in_(chunk)).with_for_update()
+                for row in session.exec(query).all():
                     known[row.job_id] = row
             for entry in logs:
                 if isinstance(entry, SubmittedLog):
@@ -259,9 +293,7 @@ class Scanner:
                 decision = self._core.ledger.orphan(session, job)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
-            cursor = session.get(ScanCursor, self._contract) or ScanCursor(
-                contract=self._contract, block=to_block
-            )
+            cursor = cursor or ScanCursor(contract=self._contract, block=to_block)
             cursor.block = to_block
             cursor.updated_at = utcnow()
             session.add(cursor)

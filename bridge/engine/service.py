@@ -55,8 +55,9 @@ from bridge.remote.client import CEClient
 from bridge.retry import Backoff
 from bridge.store import control
 from bridge.store.db import describe_db_error, open_database, shown_url
-from bridge.store.locks import ProcessLock
+from bridge.store.locks import Leadership, ProcessLock, acquire_leadership, scanner_label
 from bridge.store.models import Job, OutputFile, utcnow
+from bridge.tx.fees import FeeOracle
 from bridge.tx.manager import TxManager
 
 log = logging.getLogger("bridge.engine")
@@ -70,6 +71,10 @@ __all__ = [
     "spec_to_json",
     "spec_to_request",
 ]
+
+
+#: Seconds since its last write before a shared store's unreferenced file is swept.
+SHARED_SWEEP_AGE = 3600.0
 
 
 def _db_outage(exc: BaseException) -> str | None:
@@ -107,6 +112,7 @@ class Bridge:
         chain_id: int,
         clock: Callable[[], float] = time.time,
         core: Core | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -117,7 +123,8 @@ class Bridge:
         self.escrow = escrow
         self.chain_id = chain_id
         self.contract = settings.contract_address
-        core = core or Core.build(settings, db, ce, chain_id, clock)
+        core = core or Core.build(settings, db, ce, chain_id, clock, holder=tx.sender)
+        self.claims = core.claims
         self.store, self.cancels, self.ledger = core.store, core.cancels, core.ledger
         self._stop = core.stopping
         self.outputs = OutputStore(settings.output_root)
@@ -129,6 +136,7 @@ class Bridge:
             reader=reader,
             w3=w3,
             reopen=lambda session, fork: tx.reopen_after_reorg(session, fork),
+            leadership=leadership,
         )
         self.worker = Worker(
             core,
@@ -139,6 +147,8 @@ class Bridge:
             cursor=self.scanner.cursor,
             chain_id=chain_id,
         )
+        #: Confirmations by count or by the node's safe/finalized tag (``scan_target``).
+        self.finality = self.scanner.finality
         self._threads: list[threading.Thread] = []
         self._process_lock: ProcessLock | None = None
         #: Why the bridge stopped itself (e.g. its process lock was taken), or None.
@@ -159,15 +169,15 @@ class Bridge:
             DatabaseBound: the database belongs to another chain or contract (nothing written).
             StoreUnavailable, RpcUnavailable: the database or the node cannot be reached.
         """
-        install_redaction(settings.rpc_url)  # a provider key in the URL never reaches a log
+        install_redaction(*settings.rpc_endpoints)  # provider keys in URLs never reach a log
         db = open_database(settings.database_url)
-        w3 = connect(settings.rpc_url)
+        w3 = connect(settings.rpc_endpoints, max_lag=settings.rpc_max_lag)
         try:
             chain_id = int(w3.eth.chain_id)
         except Exception:
             db.dispose()
             raise RpcUnavailable(
-                f"cannot reach the RPC node at {redact_url(settings.rpc_url)}"
+                f"cannot reach the RPC node at {redact_url(settings.rpc_endpoint)}"
             ) from None
         try:
             control.bind(
@@ -195,21 +205,33 @@ class Bridge:
             max_attempts=settings.ce_max_attempts,
             max_download_bytes=settings.max_output_bytes,
         )
-        core = Core.build(settings, db, ce, chain_id, time.time)
+        core = Core.build(settings, db, ce, chain_id, time.time, holder=account.address)
         tx = TxManager(
             w3,
             db,
             account,
             escrow,
-            confirmations=settings.confirmations,
+            confirmations=settings.confirmation_depth,
+            finality_tag=settings.finality_tag,
+            fees=FeeOracle(
+                w3,
+                max_fee_wei=int(settings.max_fee_gwei * 10**9),
+                max_tip_wei=int(settings.max_priority_fee_gwei * 10**9),
+                percentile=settings.fee_percentile,
+                history_blocks=settings.fee_history_blocks,
+            ),
             batch_size=settings.batch_size,
             batch_wait=settings.batch_wait,
             stuck_after=settings.tx_stuck_after,
             fee_bump_percent=settings.fee_bump_percent,
             max_fee_wei=int(settings.max_fee_gwei * 10**9),
             on_skipped=core.ledger.on_update_skipped,
+            adopt_after=settings.claim_lease,
         )
         reader = LogReader(w3, escrow.address, abi)
+        leadership = acquire_leadership(
+            settings.database_url, scanner_label(chain_id, escrow.address), role="scanner"
+        )
         bridge = cls(
             settings,
             db=db,
@@ -220,6 +242,7 @@ class Bridge:
             escrow=escrow,
             chain_id=chain_id,
             core=core,
+            leadership=leadership,
         )
         bridge._process_lock = process_lock
         if paused:
@@ -259,6 +282,7 @@ class Bridge:
         for thread in self._threads:
             thread.join(timeout)
         self.worker.close()
+        self.scanner.leadership.release()
         self.ce.close()
         lock, self._process_lock = self._process_lock, None
         if lock is not None:
@@ -269,7 +293,11 @@ class Bridge:
         no download runs: at start). Returns how many of each were removed."""
         with Session(self.db) as session:
             referenced = set(session.exec(select(OutputFile.sha256)).all())
-        partial, unreferenced = self.outputs.sweep(referenced)
+        # A store shared with other processes (PostgreSQL) keeps what is younger than an hour:
+        # another process may be writing it, or about to commit the row that names it.
+        partial, unreferenced = self.outputs.sweep(
+            referenced, min_age=SHARED_SWEEP_AGE if self.claims.shared else 0.0
+        )
         if partial or unreferenced:
             log.info(
                 "output store: removed %d partial downloads and %d unreferenced files",
@@ -360,7 +388,7 @@ class Bridge:
         """
         with self.store.begin() as uow:
             session = uow.session
-            job = session.get(Job, job_id)
+            job = uow.job(job_id)
             if job is None:
                 raise JobNotFound(job_id)
             state = JobState(job.state)
@@ -400,6 +428,10 @@ class Bridge:
     def scan_once(self) -> ScanReport | None:
         """One scanner round (``Scanner.scan_once``)."""
         return self.scanner.scan_once()
+
+    def scan_target(self, head: int) -> int:
+        """The last block the scanner reads at ``head`` (``Scanner.target``)."""
+        return self.scanner.target(head)
 
     def work_once(self) -> int:
         """One worker round (``Worker.work_once``); returns how many jobs were worked."""

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from sqlalchemy import Engine, delete
 from sqlalchemy import update as sql_update
@@ -166,17 +166,39 @@ class Worker:
         chain_now = self._reader.block_timestamp()
         self._pause.refresh()
         states = [s for s in _WORK_STATES if not (s is JobState.NEW and self._pause.event.is_set())]
-        due = due_jobs(self._core.store.db, states, now)
-        futures = [self._pool.submit(self._work_job, job, chain_now) for job in self._load(due)]
-        futures += [
-            self._pool.submit(self._core.cancels.send, row) for row in self._core.cancels.due()
-        ]
-        for future in futures:
-            try:
-                future.result()
-            except Exception:  # one task's failure must not stop the others' round
-                log.exception("a worker task failed; the round goes on")
+        claims = self._core.claims
+        due = claims.claim_jobs(states, now)
+        cancels = self._core.cancels.due()
+        jobs = {
+            self._pool.submit(self._work_job, job, chain_now): job.job_id
+            for job in self._load(due)
+        }
+        sends = {self._pool.submit(self._core.cancels.send, row): row.id or 0 for row in cancels}
+        try:
+            self._wait_renewing(jobs, sends)
+        finally:
+            claims.release(due, sends.values())
         return len(due)
+
+    def _wait_renewing(self, jobs: dict[Future[None], int], sends: dict[Future[None], int]) -> None:
+        """Waits for the round's tasks; renews the claims of the ones still running every
+        third of the lease (a long download keeps its job)."""
+        pending: set[Future[None]] = set(jobs) | set(sends)
+        every = self._core.claims.lease / 3
+        renewed = time.monotonic()
+        while pending:
+            done, pending = wait(pending, timeout=every, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    future.result()
+                except Exception:  # one task's failure must not stop the others' round
+                    log.exception("a worker task failed; the round goes on")
+            if pending and time.monotonic() - renewed >= every:
+                renewed = time.monotonic()
+                self._core.claims.renew(
+                    [jobs[f] for f in pending if f in jobs],
+                    [sends[f] for f in pending if f in sends],
+                )
 
     def _load(self, job_ids: list[int]) -> list[Job]:
         """The jobs ``job_ids`` in one query (detached), in that order; gone ones left out.
@@ -239,7 +261,7 @@ class Worker:
         self, job: Job, message: str, *, counted: bool = True, logged: bool = False
     ) -> None:
         with self._core.store.begin() as uow:
-            fresh = uow.session.get(Job, job.job_id)
+            fresh = uow.job(job.job_id)
             if fresh is None or fresh.state != job.state:
                 return
             if counted:
@@ -404,7 +426,7 @@ class Worker:
 
     def _schedule_poll(self, job_id: int, state: JobState) -> None:
         with self._core.store.begin() as uow:
-            job = uow.session.get(Job, job_id)
+            job = uow.job(job_id)
             if job is not None and job.state == state:
                 job.next_attempt_at = self._core.clock() + self._core.settings.poll_interval
                 uow.session.add(job)
@@ -440,7 +462,7 @@ class Worker:
         uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
         with self._core.store.begin() as uow:
             session = uow.session
-            fresh = session.get(Job, job.job_id)
+            fresh = uow.job(job.job_id)
             if fresh is None or fresh.state != JobState.FINISHING:
                 return
             if fresh.generation != job.generation:

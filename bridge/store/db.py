@@ -17,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
@@ -82,11 +82,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+#: ``pg_advisory_xact_lock`` key that serialises migrations of processes starting together.
+_MIGRATION_LOCK = 0x6365_6272_6964_6765  # "cebridge"
+
+
 def migrate(engine: Engine) -> None:
-    """Applies every Alembic migration up to head (idempotent)."""
+    """Applies every Alembic migration up to head (idempotent). On PostgreSQL, processes that
+    start together migrate one after the other (a transaction-level advisory lock), so the
+    later ones find the schema at head instead of racing to create it."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

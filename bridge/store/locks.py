@@ -15,6 +15,17 @@ process's life and released by ``release()`` (or by the process ending, however 
   connection, and raises ``AlreadyRunning`` if another process took it meanwhile.
 
 An in-memory SQLite database needs no lock (no other process can open it).
+
+The scanner's **leadership** (``acquire_leadership``) is the same kind of lock, one per (chain,
+contract) instead of per key, and taken without refusing anyone: every process asks
+``held()`` before a scan round; one holds it and scans, the others stand by and try again next
+round. When the holder dies its connection closes and PostgreSQL releases the lock at once (a
+SIGKILLed process's socket is closed by its kernel; a host that vanishes is found by the TCP
+keepalives the lock connections ask the server for), so a standby takes over within one scan
+interval. On SQLite (one process) leadership is always held.
+
+Lock connections carry ``application_name`` = ``ce-bridge <role> pid <pid>``, so an operator
+(or a test) can see in ``pg_stat_activity`` which process holds what.
 """
 
 from __future__ import annotations
@@ -117,6 +128,27 @@ def advisory_key(label: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+#: Server-side TCP keepalives for lock connections: a holder whose host vanished without closing
+#: its socket is dropped (and its locks released) after about idle + interval * count seconds.
+_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+
+
+def _lock_engine(url: str, role: str) -> Engine:
+    """An engine of unpooled connections for one lock, named ``ce-bridge <role> pid <pid>``."""
+    return create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={
+            "application_name": f"ce-bridge {role} pid {os.getpid()}",
+            "options": _KEEPALIVES,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        },
+    )
+
+
 class AdvisoryLock:
     """A PostgreSQL session-level advisory lock on a connection of its own.
 
@@ -133,9 +165,9 @@ class AdvisoryLock:
 
     def __init__(self, url: str, operator: str, *, verify_every: float = 5.0) -> None:
         self.operator = operator
-        self.key = advisory_key(f"operator:{operator.lower()}")
+        self.key = operator_key(operator)
         self._shown = shown_url(url)
-        self._engine: Engine = create_engine(url, poolclass=NullPool)
+        self._engine: Engine = _lock_engine(url, "operator")
         self._guard = threading.Lock()
         self._verify_every = verify_every
         self._checked = time.monotonic()
@@ -233,3 +265,131 @@ def acquire_process_lock(database_url: str, operator: str) -> ProcessLock:
     if backend == "postgresql":
         return AdvisoryLock(database_url, operator)
     raise StoreError(f"BRIDGE_DATABASE_URL: no process lock for a {backend} database")
+
+
+class Leadership(Protocol):
+    """A role one process holds at a time (the scanner): ``held()`` before each round."""
+
+    def held(self) -> bool:
+        """Whether this process holds the role now, taking it if it is free.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached to tell (back off, retry).
+        """
+
+    def release(self) -> None:
+        """Gives the role up (idempotent)."""
+
+
+class SoleLeader:
+    """One process per database (SQLite): the role is always held."""
+
+    def held(self) -> bool:
+        """Always true."""
+        return True
+
+    def release(self) -> None:
+        """Nothing to release."""
+
+
+class AdvisoryLeader:
+    """Leadership under a PostgreSQL session-level advisory lock on a connection of its own.
+
+    ``held()`` costs one round trip: while holding, a ``SELECT 1`` proves the lock's connection
+    (and so the lock) is still there; while standing by, a ``pg_try_advisory_lock`` that never
+    waits. A lost connection is logged, and the role is tried again on a new one.
+
+    Args:
+        url: the database URL.
+        label: what is led, e.g. ``scanner:<chain id>:<contract>`` (its key: ``advisory_key``).
+        role: for log lines and ``application_name``.
+    """
+
+    def __init__(self, url: str, label: str, *, role: str = "scanner") -> None:
+        self.key = advisory_key(label)
+        self.role = role
+        self._shown = shown_url(url)
+        self._engine: Engine = _lock_engine(url, role)
+        self._guard = threading.Lock()
+        self._conn: Connection | None = None
+        self._holding = False
+        self._since = 0.0
+
+    def held(self) -> bool:
+        """See ``Leadership.held``."""
+        with self._guard:
+            try:
+                return self._check()
+            except SQLAlchemyError as exc:
+                self._drop()
+                raise _store_error(self._shown, exc) from exc
+
+    def _check(self) -> bool:
+        if self._conn is None:
+            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if self._holding:
+            self._conn.execute(text("SELECT 1"))
+            return True
+        got = bool(
+            self._conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
+        )
+        if got:
+            self._holding, self._since = True, time.monotonic()
+            log.info("%s: this process leads now (advisory lock %d)", self.role, self.key)
+        return got
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if self._holding:
+            log.warning("%s: the connection holding the lead was lost; standing by", self.role)
+        self._holding = False
+        if conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                conn.invalidate()
+                conn.close()
+
+    def release(self) -> None:
+        """Unlocks and closes the lock's connection (idempotent)."""
+        with self._guard:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    if self._holding:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                    conn.close()
+            self._holding = False
+            self._engine.dispose()
+
+
+def acquire_leadership(database_url: str, label: str, *, role: str = "scanner") -> Leadership:
+    """The leadership of ``label`` among the processes on ``database_url``: an advisory lock on
+    PostgreSQL, always held on SQLite (one process per file). Connects lazily: this never
+    fails; ``held()`` reports the database's errors."""
+    if make_url(database_url).get_backend_name() == "postgresql":
+        return AdvisoryLeader(database_url, label, role=role)
+    return SoleLeader()
+
+
+def advisory_lock_held(conn: Connection, key: int) -> bool:
+    """Whether some session holds the advisory lock ``key`` in the current database (read from
+    ``pg_locks``, without taking it: a process coming back may take it meanwhile)."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    found = conn.execute(
+        text(
+            "SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database() "
+            "AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1"
+        ),
+        {"hi": unsigned >> 32, "lo": unsigned & 0xFFFF_FFFF},
+    ).first()
+    return found is not None
+
+
+def operator_key(operator: str) -> int:
+    """The advisory lock key of an operator address's process lock."""
+    return advisory_key(f"operator:{operator.lower()}")
+
+
+def scanner_label(chain_id: int, contract: str) -> str:
+    """The leadership label of the log scanner of (``chain_id``, ``contract``)."""
+    return f"scanner:{chain_id}:{contract.lower()}"

@@ -101,6 +101,10 @@ class Job(SQLModel, table=True):
     reason: str | None = None  # failure or cancellation reason queued on-chain
     attempts: int = 0  # consecutive failed attempts at the current step
     next_attempt_at: float = 0.0  # epoch seconds; the job is not worked on before this
+    # The process working the job's CE step now (``bridge.store.claims``; PostgreSQL only):
+    # its operator address, and the epoch seconds after which another process may take it.
+    lease_holder: str | None = None
+    lease_expires: float | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -138,6 +142,8 @@ class RemoteCancel(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: float = 0.0  # epoch seconds
     last_error: str | None = None
+    lease_holder: str | None = None  # as ``Job.lease_holder``: the process sending it now
+    lease_expires: float | None = None
     done_at: datetime | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -199,6 +205,10 @@ class ChainTx(SQLModel, table=True):
     mined_block: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     mined_block_hash: str | None = None
     gas_used: int | None = None
+    #: What the mined transaction cost, wei: gas used at its effective price plus the L1 fee.
+    fee_paid_wei: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    #: The OP-stack L1 data fee in ``fee_paid_wei`` (0 on other chains).
+    l1_fee_wei: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 

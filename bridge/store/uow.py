@@ -18,7 +18,7 @@ from contextlib import contextmanager, nullcontext
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from bridge.store.models import RemoteCall
+from bridge.store.models import Job, RemoteCall
 
 #: A call to CE to record (a ``RemoteCall`` row): kind, whether it succeeded, detail.
 CallRecord = tuple[str, bool, str | None]
@@ -29,6 +29,12 @@ class UnitOfWork:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def job(self, job_id: int) -> Job | None:
+        """The job's row, locked until this unit of work ends (``FOR UPDATE`` on PostgreSQL,
+        where other processes change jobs too: theirs wait, then see this change; on SQLite,
+        one process per file, the store's lock orders the changes)."""
+        return self.session.get(Job, job_id, with_for_update=True)
 
     def record_calls(self, job_id: int, calls: Iterable[CallRecord]) -> None:
         """Adds a ``RemoteCall`` row per CE call to this transaction."""

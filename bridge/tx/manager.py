@@ -55,6 +55,21 @@ Guarantees:
 One ``TxManager`` per key and process: ``tick`` takes a lock, so threads may share an instance,
 but two processes must not drive the same key at once (the caller holds a lease for that; a
 second writer is detected by the ``(sender, nonce)`` unique constraint and backs off).
+
+Several keys on one PostgreSQL database (one process each):
+
+- Each writer batches any queued update, whoever's job it is. An update is claimed by exactly
+  one writer: its row is locked (``FOR UPDATE SKIP LOCKED``: other writers skip it) from its
+  selection until the signed transaction and its ``tx_id`` are committed together. There is no
+  "claimed but not signed" state on disk: a writer that dies before that commit holds nothing
+  (its transaction is rolled back with its connection) and the update is batched by the next.
+- A writer that dies after the commit leaves signed transactions of its key. The key's process
+  finishes them when it comes back; while it stays away (its operator lock free for
+  ``adopt_after`` s) any other writer finishes them as far as no key is needed: it re-sends the
+  stored bytes, confirms them, or marks them fatal and releases their updates
+  (``_finish_orphaned``). A fee bump of such a transaction waits for its key.
+- The end state of a transaction is written under its row's lock, once (``TxStore.end``),
+  whichever process gets there first.
 """
 
 from __future__ import annotations
@@ -68,6 +83,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, cast
 
+import rlp  # type: ignore[import-untyped]  # pyrlp ships no types
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import ChecksumAddress, HexStr
@@ -86,6 +102,7 @@ from web3.exceptions import (
 )
 from web3.types import LogReceipt, TxParams, TxReceipt, Wei
 
+from bridge.chain.finality import FinalityTag, tagged_block
 from bridge.chain.revert import decode_revert, error_name, revert_data
 from bridge.errors import (
     BridgeError,
@@ -96,16 +113,16 @@ from bridge.errors import (
 )
 from bridge.store.models import ChainTx, TxState, Update
 from bridge.tx import plan
+from bridge.tx.fees import FeeOracle
 from bridge.tx.policy import (
     DEFAULT_MAX_BATCH_GAS,
-    DEFAULT_PRIORITY_FEE,
     Fees,
     SendOutcome,
     batch_gas,
     bumped_fees,
     classify_send_error,
     gas_limit_for,
-    initial_fees,
+    write_cost,
 )
 from bridge.tx.txstore import TxStore
 
@@ -176,6 +193,14 @@ def _node_message(exc: Web3RPCError) -> str:
     return str(exc.message or exc)[:_MAX_NODE_MESSAGE]
 
 
+def _tx_data(raw_tx: str) -> HexBytes:
+    """The call data of a signed transaction: typed (EIP-2718) or legacy (an RLP list)."""
+    blob = HexBytes(raw_tx)
+    if blob[0] >= 0xC0:
+        return HexBytes(rlp.decode(bytes(blob))[5])
+    return HexBytes(TypedTransaction.from_bytes(blob).as_dict()["data"])
+
+
 def _epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -205,6 +230,9 @@ class TxManager:
         revert_backoff: seconds before a batch whose simulation reverted is simulated again.
         max_batch_gas: most gas one batch is sized for (``batch_gas``); a batch is cut before
             the update that would pass it.
+        adopt_after: seconds another key's process must be gone (its operator lock free, on
+            PostgreSQL) before this writer finishes that key's stored transactions.
+        adopt_check_every: seconds between two looks for such keys.
     """
 
     def __init__(
@@ -225,6 +253,10 @@ class TxManager:
         on_skipped: Callable[[int, int, str], None] | None = None,
         revert_backoff: float = 10.0,
         max_batch_gas: int = DEFAULT_MAX_BATCH_GAS,
+        adopt_after: float = 60.0,
+        adopt_check_every: float = 2.0,
+        fees: FeeOracle | None = None,
+        finality_tag: FinalityTag | None = None,
     ) -> None:
         if batch_size < 1 or max_inflight < 1 or confirmations < 0:
             raise ValueError("batch_size and max_inflight must be >= 1, confirmations >= 0")
@@ -246,6 +278,8 @@ class TxManager:
         self._on_skipped = on_skipped
         self._revert_backoff = revert_backoff
         self._max_batch_gas = max_batch_gas
+        self._fees = fees or FeeOracle(w3, max_fee_wei=max_fee_wei)
+        self._finality_tag = finality_tag
         self._skipped_topic = HexBytes(Web3.keccak(text="UpdateSkipped(uint256,uint8,bytes4)"))
         self._lock = threading.Lock()
         self._chain_id: int | None = None
@@ -254,6 +288,13 @@ class TxManager:
         self._bump_now: set[int] = set()  # tx ids a node called underpriced
         self._capped: set[int] = set()  # tx ids stuck at the fee cap (warned once)
         self._simulate_after = 0.0  # clock time before which a reverting batch is not retried
+        # Other keys whose process is gone (``_finish_orphaned``): monotonic time each was
+        # first seen without its lock; the ones whose transactions this writer finishes.
+        self._adopt_after = adopt_after
+        self._adopt_check_every = adopt_check_every
+        self._orphans_checked = float("-inf")
+        self._orphaned_since: dict[str, float] = {}
+        self._adopted: set[str] = set()
 
     @property
     def sender(self) -> ChecksumAddress:
@@ -287,6 +328,7 @@ class TxManager:
             counts = _Counts()
             try:
                 self._track(counts)
+                self._finish_orphaned(counts)
                 self._send_new(counts)
                 waiting, inflight = self._store.backlog()
             except BridgeError:
@@ -316,6 +358,9 @@ class TxManager:
         if not txs:
             return
         head = int(self._w3.eth.block_number)
+        if self._finality_tag is not None:
+            # Confirmed once the node's safe/finalized block reaches the tx's block (+ N).
+            head = min(head, tagged_block(self._w3, self._finality_tag) or -1)
         chain_nonce = self._chain_nonce()
         for tx in txs:
             self._track_one(tx, head, chain_nonce, counts)
@@ -484,6 +529,7 @@ class TxManager:
             mined_block_hash=block_hash,
             gas_used=int(receipt["gasUsed"]),
             tx_hash=tx_hash,
+            **self._fees_paid(tx, receipt),
         )
         log.info(
             "tx %s nonce %d mined in block %d (status %d, gas used %d)",
@@ -496,6 +542,20 @@ class TxManager:
         )
         self._sent.add(cast(int, tx.id))
         return updated
+
+    def _l1_fee(self, tx: ChainTx) -> int:
+        """The L1 data fee of ``tx`` on an OP-stack chain (0 elsewhere)."""
+        return self._fees.l1_fee(tx.raw_tx) if tx.raw_tx else 0
+
+    def _fees_paid(self, tx: ChainTx, receipt: TxReceipt) -> dict[str, int]:
+        """What the mined ``tx`` cost: gas used at its effective price plus the L1 fee (the
+        receipt's ``l1Fee`` on an OP-stack node, else the oracle's estimate, else 0)."""
+        price = int(receipt.get("effectiveGasPrice", 0) or 0)
+        reported = receipt.get("l1Fee")  # OP-stack receipts only
+        l1 = int(str(reported), 16) if isinstance(reported, str) else (
+            int(reported) if isinstance(reported, int) else self._l1_fee(tx)
+        )
+        return {"l1_fee_wei": l1, "fee_paid_wei": int(receipt["gasUsed"]) * price + l1}
 
     def _is_canonical(self, number: int, block_hash: str | None) -> bool:
         try:
@@ -545,8 +605,7 @@ class TxManager:
             if tx.id not in self._sent and self._broadcast(tx, counts) is _Sent.OK:
                 counts.sent += 1
             return
-        original = TypedTransaction.from_bytes(HexBytes(tx.raw_tx)).as_dict()
-        raw, tx_hash = self._sign(tx.nonce, HexBytes(original["data"]), tx.gas_limit, fees)
+        raw, tx_hash = self._sign(tx.nonce, _tx_data(tx.raw_tx), tx.gas_limit, fees)
         replaced = self._store.set(
             tx,
             raw_tx=raw,
@@ -596,7 +655,10 @@ class TxManager:
                 else:
                     u.applied, u.skip_reason = True, None
 
-        jobs = _job_ids(self._end(tx, TxState.CONFIRMED, None, applied_or_skipped))
+        ended = self._end(tx, TxState.CONFIRMED, None, applied_or_skipped)
+        if ended is None:
+            return  # ended meanwhile by another process (see _finish_orphaned)
+        jobs = _job_ids(ended)
         log.info(
             "tx %s nonce %d confirmed in block %s: %d updates applied, %d skipped; jobs %s",
             tx.tx_hash,
@@ -637,7 +699,10 @@ class TxManager:
             for u in updates:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
 
-        jobs = _job_ids(self._end(tx, TxState.FATAL, reason, released))
+        ended = self._end(tx, TxState.FATAL, reason, released)
+        if ended is None:
+            return
+        jobs = _job_ids(ended)
         log.error(
             "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
             tx.tx_hash,
@@ -672,7 +737,10 @@ class TxManager:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
                 u.split_group = f"tx{tx.id}-{'a' if i < half else 'b'}"
 
-        jobs = _job_ids(self._end(tx, TxState.FATAL, REVERTED, split))
+        ended = self._end(tx, TxState.FATAL, REVERTED, split)
+        if ended is None:
+            return
+        jobs = _job_ids(ended)
         if not alone:
             half = (len(jobs) + 1) // 2
             log.error(
@@ -709,8 +777,8 @@ class TxManager:
         state: TxState,
         error: str | None,
         mark: Callable[[list[Update]], None],
-    ) -> list[Update]:
-        """``TxStore.end``, then forgets ``tx`` in memory."""
+    ) -> list[Update] | None:
+        """``TxStore.end``, then forgets ``tx`` in memory; None if it had ended already."""
         updates = self._store.end(tx, state, error, mark)
         self._forget(cast(int, tx.id))
         return updates
@@ -719,6 +787,104 @@ class TxManager:
         self._sent.discard(tx_id)
         self._bump_now.discard(tx_id)
         self._capped.discard(tx_id)
+
+    # ------------------------------------------------------------------ step 1b: gone keys
+
+    def _finish_orphaned(self, counts: _Counts) -> None:
+        """Finishes the stored transactions of other keys whose process is gone (PostgreSQL).
+
+        A key's process that dies leaves its signed transactions unconfirmed; it finishes them
+        itself when it comes back. If it stays away (its operator lock free for ``adopt_after``
+        seconds, read from ``pg_locks``), this writer finishes them instead, as far as that
+        needs no key: it re-sends the stored signed bytes, follows their receipts and confirms
+        them, or marks them fatal (reverted: split as usual; nonce taken), releasing their
+        updates to every writer. What needs the key (a fee bump, a rebuild without a dropped
+        update) waits for the key's return. Checked at most every ``adopt_check_every`` s.
+        """
+        if (
+            not self._store.shared
+            or self._clock() < self._orphans_checked + self._adopt_check_every
+        ):
+            return
+        self._orphans_checked = self._clock()
+        senders = set(self._store.orphaned_senders())
+        now = time.monotonic()
+        for gone in set(self._orphaned_since) - senders:
+            del self._orphaned_since[gone]  # back, or nothing left to finish
+        for sender in sorted(senders):
+            since = self._orphaned_since.setdefault(sender, now)
+            if now - since >= self._adopt_after:
+                self._finish_key(sender, counts)
+
+    def _finish_key(self, sender: str, counts: _Counts) -> None:
+        txs = self._store.unconfirmed_of(sender)
+        if not txs:
+            return
+        if sender not in self._adopted:
+            self._adopted.add(sender)
+            log.warning(
+                "operator %s: its process is gone; finishing its %d stored transactions "
+                "(nonces %s) from %s",
+                sender,
+                len(txs),
+                [t.nonce for t in txs],
+                self._sender,
+            )
+        head = int(self._w3.eth.block_number)
+        chain_nonce = int(
+            self._w3.eth.get_transaction_count(Web3.to_checksum_address(sender), "latest")
+        )
+        for tx in txs:
+            self._finish_one(tx, head, chain_nonce, counts)
+
+    def _finish_one(self, tx: ChainTx, head: int, chain_nonce: int, counts: _Counts) -> None:
+        """``_track_one`` for another key's transaction: everything but signing."""
+        tx_id = cast(int, tx.id)
+        receipt = self._find_receipt(tx)
+        if receipt is not None:
+            tx = self._record_mined(tx, receipt)
+            assert tx.mined_block is not None
+            if head - tx.mined_block < self._confirmations:
+                return
+            if not self._is_canonical(tx.mined_block, tx.mined_block_hash):
+                self._unmine(tx, "its block is no longer canonical")  # re-sent next round
+            elif int(receipt["status"]) == 1:
+                self._confirm(tx, receipt)
+                counts.confirmed += 1
+            else:
+                self._split_reverted(tx)
+                counts.failed += 1
+            return
+        if tx.mined_block is not None:
+            self._unmine(tx, "its receipt is gone")
+            return
+        if tx.nonce < chain_nonce:
+            if self._find_receipt(tx) is None:
+                self._fail(tx, NONCE_TAKEN)
+                counts.failed += 1
+            return
+        with self._store.session() as session:
+            updates = self._store.updates_of(session, tx_id)
+        if tx_id in self._sent or any(u.held or u.applied is False for u in updates):
+            return  # sent already, or it must be rebuilt first: that needs its key
+        assert tx.raw_tx is not None
+        try:
+            self._send_raw(tx.raw_tx)
+            outcome = SendOutcome.ACCEPTED
+        except Web3RPCError as exc:
+            outcome = classify_send_error(_node_message(exc))
+        except (Web3Exception, OSError):
+            outcome = SendOutcome.RETRYABLE
+        if outcome in (SendOutcome.ACCEPTED, SendOutcome.ALREADY_KNOWN):
+            self._sent.add(tx_id)
+            counts.sent += 1
+            log.info(
+                "sent tx %s nonce %d of operator %s (its process is gone)",
+                tx.tx_hash,
+                tx.nonce,
+                tx.sender,
+                extra={"tx_hash": tx.tx_hash},
+            )
 
     # ------------------------------------------------------------------ step 2: new batches
 
@@ -731,11 +897,14 @@ class TxManager:
                 simulate_after=self._simulate_after,
             ):
                 return
-            batch = self._next_batch()
-            if not batch:
-                return
-            tx = self._create(batch, counts)
-            if tx is None:
+            # The claim: on PostgreSQL the batch's rows stay locked (FOR UPDATE SKIP LOCKED)
+            # in this session until the signed transaction and its tx_id are committed in it,
+            # so writers of other keys batch other updates instead of colliding; a writer that
+            # dies meanwhile leaves them unclaimed (its connection's transaction is rolled back).
+            with self._store.claim() as claim:
+                batch = self._next_batch(claim)
+                tx = self._create(batch, counts, claim) if batch else None
+            if not batch or tx is None:
                 return
             sent = self._broadcast(tx, counts)
             if sent is _Sent.OK:
@@ -743,11 +912,12 @@ class TxManager:
             elif sent is _Sent.KEPT:
                 return  # the node refuses for now: no more new transactions this round
 
-    def _next_batch(self) -> list[Update]:
+    def _next_batch(self, claim: Session) -> list[Update]:
         """The oldest queued updates that may go together: of the oldest one's split group
         (a set that reverted on-chain is never re-sent whole), at most ``batch_size`` and,
-        beyond the first, within ``max_batch_gas`` (see ``batch_gas``)."""
-        queued = self._store.queued(self._batch_size)
+        beyond the first, within ``max_batch_gas`` (see ``batch_gas``); claimed in ``claim``
+        (``TxStore.queued``)."""
+        queued = self._store.queued(claim, self._batch_size)
         if queued is None:
             return []
         first, batch, limits = queued
@@ -761,8 +931,9 @@ class TxManager:
         )
         return batch if ready else []
 
-    def _create(self, batch: list[Update], counts: _Counts) -> ChainTx | None:
-        """Simulates, signs and stores one ``applyUpdates`` for ``batch``; None if it cannot."""
+    def _create(self, batch: list[Update], counts: _Counts, claim: Session) -> ChainTx | None:
+        """Simulates, signs and stores (in ``claim``, the session that selected ``batch``) one
+        ``applyUpdates`` for ``batch``; None if it cannot."""
         items = [
             (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
             for u in batch
@@ -788,7 +959,7 @@ class TxManager:
             max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
             gas_limit=gas,
         )
-        if not self._store.insert(row, [cast(int, u.id) for u in batch]):
+        if not self._store.insert(claim, row, [cast(int, u.id) for u in batch]):
             return None
         log.info(
             "stored tx %s nonce %d: applyUpdates of %d updates, gas limit %d, max fee %d wei, "
@@ -820,8 +991,7 @@ class TxManager:
             "from": self._sender,
             "to": self._escrow.address,
             "data": data,
-            "maxFeePerGas": Wei(fees.max_fee_per_gas),
-            "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
+            **{k: v for k, v in self._fee_fields(fees).items() if k != "type"},  # type: ignore[typeddict-item]  # fee fields only
         }
         params: TxParams = {**unsized, "gas": sized}
         try:
@@ -876,13 +1046,17 @@ class TxManager:
         return int(self._w3.eth.get_transaction_count(self._sender, "latest"))
 
     def _market_fees(self) -> Fees:
-        try:
-            priority = int(self._w3.eth.max_priority_fee)
-        except Web3Exception:
-            priority = DEFAULT_PRIORITY_FEE
-        block = self._w3.eth.get_block("latest")
-        base_fee = int(block.get("baseFeePerGas", 0) or 0)
-        return initial_fees(base_fee, priority, self._max_fee)
+        return self._fees.market()
+
+    def _fee_fields(self, fees: Fees) -> dict[str, Any]:
+        """The fee fields of a transaction: ``gasPrice`` on a legacy chain, else EIP-1559's."""
+        if self._fees.legacy:
+            return {"gasPrice": Wei(fees.max_fee_per_gas)}
+        return {
+            "type": 2,
+            "maxFeePerGas": Wei(fees.max_fee_per_gas),
+            "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
+        }
 
     def _sign(self, nonce: int, data: HexBytes, gas: int, fees: Fees) -> tuple[str, str]:
         """Signs locally; returns the raw transaction and its hash, both 0x-hex."""
@@ -890,15 +1064,13 @@ class TxManager:
             self._chain_id = int(self._w3.eth.chain_id)
         signed = self._account.sign_transaction(
             {
-                "type": 2,
                 "chainId": self._chain_id,
                 "nonce": nonce,
                 "to": self._escrow.address,
                 "data": data,
                 "gas": gas,
                 "value": Wei(0),
-                "maxFeePerGas": Wei(fees.max_fee_per_gas),
-                "maxPriorityFeePerGas": Wei(fees.max_priority_fee_per_gas),
+                **self._fee_fields(fees),
             }
         )
         return Web3.to_hex(signed.raw_transaction), Web3.to_hex(signed.hash)
@@ -970,7 +1142,7 @@ class TxManager:
         if tx is None:
             what = "simulating the next batch"
         else:
-            need = tx.gas_limit * tx.max_fee_per_gas
+            need = write_cost(tx.gas_limit, tx.max_fee_per_gas, self._l1_fee(tx))
             what = f"tx {tx.tx_hash} nonce {tx.nonce} needs up to {need} wei"
         message = (
             f"operator account {self._sender} has insufficient funds for gas: balance "

@@ -4,8 +4,12 @@ Nothing here does I/O, so each rule is unit-tested on its own and the manager
 (``bridge.tx.manager``) only wires it to the node and the database.
 
 Fees are EIP-1559: ``maxFeePerGas = 2 * baseFee + priorityFee`` (room for the base fee to rise
-by 12.5% six blocks in a row), capped by the operator's ``max_fee_wei``. A replacement for the
-same nonce must raise *both* fees by at least 10% or nodes reject it as underpriced.
+by 12.5% six blocks in a row), capped by the operator's ``max_fee_wei``; the tip is a percentile
+of recent blocks' priority fees (``eth_feeHistory``: ``tip_from_history``), capped by its own
+ceiling. On a legacy chain (no ``baseFeePerGas`` in its blocks) one ``gasPrice`` is both fees
+(``legacy_fees``). A replacement for the same nonce must raise *both* fees by at least 10% or
+nodes reject it as underpriced. On an OP-stack chain a write also pays an L1 data fee, outside
+the gas: ``write_cost`` adds it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,45 @@ def initial_fees(base_fee: int, priority_fee: int, cap: int) -> Fees:
     """
     max_fee = min(2 * base_fee + priority_fee, cap)
     return Fees(max_fee, min(priority_fee, max_fee))
+
+
+def tip_from_history(
+    rewards: Sequence[Sequence[int]], gas_used_ratios: Sequence[float], ceiling: int
+) -> int | None:
+    """The priority fee from ``eth_feeHistory`` asked for one percentile: the median over the
+    blocks of that percentile's reward, capped at ``ceiling``.
+
+    Blocks without transactions (gas used ratio 0) report a reward of 0 that says nothing about
+    the market and are left out.
+
+    Returns:
+        The tip in wei, or None when no block had transactions (the caller falls back to the
+        node's ``eth_maxPriorityFeePerGas``).
+    """
+    tips = sorted(
+        int(reward[0])
+        for reward, ratio in zip(rewards, gas_used_ratios, strict=False)
+        if reward and ratio > 0
+    )
+    if not tips:
+        return None
+    middle = len(tips) // 2
+    median = tips[middle] if len(tips) % 2 else (tips[middle - 1] + tips[middle]) // 2
+    return min(median, ceiling)
+
+
+def legacy_fees(gas_price: int, cap: int) -> Fees:
+    """Fees for a legacy (type 0) transaction: the node's ``gasPrice``, capped; one price is
+    both fields (the manager signs ``gasPrice = max_fee_per_gas``), so ``bumped_fees`` raises
+    it like any other."""
+    price = min(gas_price, cap)
+    return Fees(price, price)
+
+
+def write_cost(gas_limit: int, max_fee_per_gas: int, l1_fee: int = 0) -> int:
+    """The most one write may cost the operator, in wei: its gas at the max fee, plus the L1
+    data fee of an OP-stack chain (charged besides the gas; 0 elsewhere)."""
+    return gas_limit * max_fee_per_gas + l1_fee
 
 
 def _ceil_percent(value: int, percent: int) -> int:

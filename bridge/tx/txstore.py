@@ -5,6 +5,13 @@
 ``chain_tx`` and ``update_outbox`` rows for one sender. A new transaction and the claim of its
 updates are one commit (``insert``); an end state and the marks on its updates are one commit
 (``end``).
+
+Several keys on one PostgreSQL database: the updates of a new transaction are claimed in the
+session that stores it (``claim``, ``queued``, ``insert``: ``FOR UPDATE SKIP LOCKED``, so other
+writers skip them); an end state is written once, under the transaction row's lock, whichever
+process gets there first (``end``); a reorg reopens every key's transactions (``reopen_after``);
+``orphaned_senders`` names the keys whose process is gone, whose transactions another writer
+finishes.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from bridge.store.claims import is_shared
+from bridge.store.locks import advisory_lock_held, operator_key
 from bridge.store.models import ChainTx, Job, TxState, Update
 
 log = logging.getLogger("bridge.tx")
@@ -34,10 +43,17 @@ class TxStore:
     def __init__(self, db: Engine, sender: str) -> None:
         self._db = db
         self._sender = sender
+        #: PostgreSQL: other processes (other keys) write to the same tables.
+        self.shared = is_shared(db)
 
     def session(self) -> Session:
         """A session whose loaded rows stay usable after its commit."""
         return Session(self._db, expire_on_commit=False)
+
+    def claim(self) -> Session:
+        """The session of one new transaction: ``queued`` claims its updates in it and
+        ``insert`` stores it there; the claim ends with the session (a rollback frees it)."""
+        return self.session()
 
     # ------------------------------------------------------------------ reads
 
@@ -111,58 +127,75 @@ class TxStore:
             ).all()
         return {int(job_id): int(limit or 0) for job_id, limit in rows}
 
-    def queued(self, limit: int) -> tuple[Update, list[Update], dict[int, int]] | None:
+    def queued(
+        self, session: Session, limit: int
+    ) -> tuple[Update, list[Update], dict[int, int]] | None:
         """The oldest queued update and at most ``limit`` queued updates that may go with it
         (its split group: a set that reverted on-chain is never re-sent whole), with their
-        jobs' callback limits; None when nothing is queued. Held and dropped updates wait."""
+        jobs' callback limits; None when nothing is queued. Held and dropped updates wait.
+
+        On PostgreSQL the rows are claimed in ``session`` (``claim``): locked until it ends,
+        and rows another writer has locked are skipped, not waited for. On SQLite (one
+        process) the read ends here and ``insert``'s write opens its own transaction."""
         eligible = (
             col(Update.tx_id).is_(None),
             col(Update.applied).is_(None),  # not dropped by the engine
             col(Update.held).is_(False),
         )
-        with self.session() as session:
-            first = session.exec(select(Update).where(*eligible).order_by(col(Update.id))).first()
-            if first is None:
-                return None
-            group = (
-                col(Update.split_group).is_(None)
-                if first.split_group is None
-                else col(Update.split_group) == first.split_group
-            )
-            batch = list(
-                session.exec(
-                    select(Update).where(*eligible, group).order_by(col(Update.id)).limit(limit)
-                ).all()
-            )
+        first = session.exec(
+            select(Update)
+            .where(*eligible)
+            .order_by(col(Update.id))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if first is None:
+            return None
+        group = (
+            col(Update.split_group).is_(None)
+            if first.split_group is None
+            else col(Update.split_group) == first.split_group
+        )
+        batch = list(
+            session.exec(
+                select(Update)
+                .where(*eligible, group)
+                .order_by(col(Update.id))
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+        )
+        if not self.shared:
+            session.commit()
         return first, batch, self.callback_limits([u.job_id for u in batch])
 
     # ------------------------------------------------------------------ writes
 
-    def insert(self, row: ChainTx, update_ids: list[int]) -> bool:
-        """Stores a new signed transaction and assigns it the updates, in one commit. False
-        (nothing stored) when another writer stored that nonce or claimed an update first."""
-        with self.session() as session:
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError:
-                session.rollback()
-                log.warning(
-                    "nonce %d of %s is already stored by another writer; backing off",
-                    row.nonce,
-                    self._sender,
-                )
-                return False
-            claimed = session.exec(
-                sql_update(Update)
-                .where(col(Update.id).in_(update_ids), col(Update.tx_id).is_(None))
-                .values(tx_id=row.id)
+    def insert(self, session: Session, row: ChainTx, update_ids: list[int]) -> bool:
+        """Stores a new signed transaction and assigns it the updates, in one commit of
+        ``session`` (the claim's). False (nothing stored) when another writer stored that nonce
+        or claimed an update first."""
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()
+            log.warning(
+                "nonce %d of %s is already stored by another writer; backing off",
+                row.nonce,
+                self._sender,
             )
-            if claimed.rowcount != len(update_ids):
-                session.rollback()
-                log.warning("updates %s were claimed by another writer", update_ids)
-                return False
-            session.commit()
+            return False
+        claimed = session.exec(
+            sql_update(Update)
+            .where(col(Update.id).in_(update_ids), col(Update.tx_id).is_(None))
+            .values(tx_id=row.id)
+        )
+        if claimed.rowcount != len(update_ids):
+            session.rollback()
+            log.warning("updates %s were claimed by another writer", update_ids)
+            return False
+        session.commit()
         return True
 
     def set(self, tx: ChainTx, **fields: Any) -> ChainTx:
@@ -182,13 +215,17 @@ class TxStore:
         state: TxState,
         error: str | None,
         mark: Callable[[list[Update]], None],
-    ) -> list[Update]:
+    ) -> list[Update] | None:
         """Moves ``tx`` to its end ``state`` (with ``error``, if any) and its updates as
-        ``mark`` sets them, in one commit. Returns its updates."""
+        ``mark`` sets them, in one commit. Returns its updates, or None if it had ended
+        already: a key's transactions may be ended by the key's own process and by another one
+        finishing them for it at once, so the row is locked (PostgreSQL) and its state read
+        again first; the end is written once."""
         assert tx.id is not None
         with self.session() as session:
-            row = session.get(ChainTx, tx.id)
-            assert row is not None
+            row = session.get(ChainTx, tx.id, with_for_update=True, populate_existing=True)
+            if row is None or row.state != TxState.UNCONFIRMED:
+                return None
             updates = self.updates_of(session, tx.id)
             mark(updates)
             session.add_all(updates)
@@ -200,12 +237,12 @@ class TxStore:
         return updates
 
     def reopen_after(self, session: Session, fork_block: int) -> list[int]:
-        """Reopens, inside ``session`` (the caller commits), this key's transactions confirmed
+        """Reopens, inside ``session`` (the caller commits), the transactions (of every key:
+        each process tracks its own again, a gone key's are finished by another) confirmed
         above ``fork_block``: unconfirmed again, their updates not applied. Returns their ids."""
         rows = list(
             session.exec(
                 select(ChainTx).where(
-                    col(ChainTx.sender) == self._sender,
                     col(ChainTx.state) == TxState.CONFIRMED,
                     col(ChainTx.mined_block) > fork_block,
                 )
@@ -225,3 +262,40 @@ class TxStore:
                 [r.nonce for r in rows],
             )
         return [cast(int, r.id) for r in rows]
+
+    # ------------------------------------------------------------------ other keys
+
+    def orphaned_senders(self) -> list[str]:
+        """The other keys with unconfirmed transactions whose process is gone: their operator
+        lock is free (read in ``pg_locks``), sorted. Always empty on SQLite (one key)."""
+        if not self.shared:
+            return []
+        with self.session() as session:
+            senders = set(
+                session.exec(
+                    select(ChainTx.sender)
+                    .where(
+                        col(ChainTx.state) == TxState.UNCONFIRMED,
+                        col(ChainTx.sender) != self._sender,
+                    )
+                    .distinct()
+                ).all()
+            )
+        if not senders:
+            return []
+        with self._db.connect() as conn:
+            return sorted(s for s in senders if not advisory_lock_held(conn, operator_key(s)))
+
+    def unconfirmed_of(self, sender: str) -> list[ChainTx]:
+        """Another key's unconfirmed transactions, lowest nonce first."""
+        with self.session() as session:
+            return list(
+                session.exec(
+                    select(ChainTx)
+                    .where(
+                        col(ChainTx.sender) == sender,
+                        col(ChainTx.state) == TxState.UNCONFIRMED,
+                    )
+                    .order_by(col(ChainTx.nonce))
+                ).all()
+            )

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,28 @@ def wait_for(
     return time.monotonic() - started
 
 
+# ---------------------------------------------------------------------------- the database
+
+#: ``CE_FAULTS_DB=postgresql`` runs the suite's bridges on PostgreSQL (a database of each test's
+#: own on 127.0.0.1:5432, dropped afterwards) instead of a SQLite file.
+FAULTS_DB = os.environ.get("CE_FAULTS_DB", "sqlite").strip().lower()
+
+
+@contextlib.contextmanager
+def fault_database(tmp_path: Path, backend: str | None = None) -> Iterator[str]:
+    """The database URL of one fault test: a SQLite file in ``tmp_path``, or a fresh PostgreSQL
+    database (``backend`` "postgresql", default ``$CE_FAULTS_DB``) dropped on exit."""
+    backend = backend or FAULTS_DB
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bridge.db'}"
+        return
+    assert backend == "postgresql", f"CE_FAULTS_DB must be sqlite or postgresql, not {backend!r}"
+    from tests.pg import postgres_database
+
+    with postgres_database("ce_bridge_faults") as url:
+        yield url
+
+
 # ---------------------------------------------------------------------------- the bridge process
 
 
@@ -142,6 +164,11 @@ class BridgeProcess:
     def running(self) -> bool:
         """Whether the process is alive."""
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running process, or None."""
+        return self._process.pid if self.running and self._process is not None else None
 
     def start(self) -> None:
         """Starts ``ce-bridge run`` (the previous process must be gone)."""
@@ -298,21 +325,24 @@ class Workload:
 
     def send_due_cancellations(self) -> int:
         """Cancels ``cancel-early`` jobs at once and ``cancel-running`` ones once accepted."""
-        sent = 0
+        sent: list[tuple[Submitted, Any]] = []
         for job in self.jobs:
             if job.cancel_sent or job.kind not in ("cancel-early", "cancel-running"):
                 continue
             status = self.status(job.job_id)
             if job.kind == "cancel-running" and status < Status.ACCEPTED:
                 continue
+            tx = None
             if not status.is_terminal:
                 fn = self.stack.escrow.functions.cancelJob(job.job_id)
                 tx = fn.transact({"from": job.requester, "gas": 200_000})
+            sent.append((job, tx))
+        for job, tx in sent:  # all sent first: one block's wait, not one per cancellation
+            if tx is not None:
                 receipt = self.stack.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
                 assert receipt["status"] == 1, f"cancelJob({job.job_id}) reverted"
             job.cancel_sent = True
-            sent += 1
-        return sent
+        return len(sent)
 
     def all_terminal(self) -> bool:
         """Every submitted job is terminal on-chain (and every cancellation was sent)."""
@@ -495,6 +525,7 @@ def audit(
     from_block: int,
     operator_nonce_before: int,
     foreign_nonces: int = 0,
+    operators_before: Mapping[str, int] | None = None,
 ) -> AuditReport:
     """The end-of-run checks; asserts each guarantee and returns what it counted.
 
@@ -508,7 +539,9 @@ def audit(
     - every item the bridge queued is in the outbox once per (job, status);
     - the operator's nonce equals the number of its mined transactions, and the bridge's
       confirmed transactions hold the nonces from ``operator_nonce_before`` up, without a gap
-      (``foreign_nonces`` of them used by someone else with the key).
+      (``foreign_nonces`` of them used by someone else with the key); with
+      ``operators_before`` (operator address -> its nonce at the start), for each of those keys
+      instead of the stack's one operator.
     """
     w3, escrow = stack.w3, stack.escrow
     ids = {j.job_id for j in jobs}
@@ -604,34 +637,23 @@ def audit(
     twice = {k: n for k, n in queued.items() if n > 1}
     assert not twice, f"updates queued more than once: {twice}"
 
-    # 7. Nonces: chain count == mined txs; the stored txs cover them with no gap.
-    operator = Web3.to_checksum_address(stack.roles.operator)
-    mined = 0
+    # 7. Nonces, per operator key: chain count == mined txs; the stored txs cover them with no
+    # gap.
+    before = dict(operators_before or {stack.roles.operator: operator_nonce_before})
+    before = {Web3.to_checksum_address(a): n for a, n in before.items()}
+    mined_by: Counter[str] = Counter()
     for number in range(from_block, int(w3.eth.block_number) + 1):
         block = w3.eth.get_block(number, full_transactions=True)
-        mined += sum(1 for tx in block["transactions"] if tx["from"] == operator)  # type: ignore[index]
-    chain_nonce = int(w3.eth.get_transaction_count(operator))
-    assert chain_nonce - operator_nonce_before == mined, (
-        f"operator nonce {chain_nonce} (from {operator_nonce_before}) but {mined} mined txs"
-    )
-    ours = [t for t in txs if t.sender == operator]
-    assert all(t.state != TxState.UNCONFIRMED for t in ours), "transactions left unconfirmed"
-    confirmed = sorted(t.nonce for t in ours if t.state == TxState.CONFIRMED)
-    fatal = [t for t in ours if t.state == TxState.FATAL]
-    assert len(confirmed) == len(set(confirmed)), "two confirmed transactions share a nonce"
-    assert len(confirmed) + foreign_nonces == chain_nonce - operator_nonce_before, (
-        f"{len(confirmed)} confirmed txs + {foreign_nonces} foreign for "
-        f"{chain_nonce - operator_nonce_before} nonces"
-    )
-    used = set(confirmed) | {t.nonce for t in fatal}
-    gaps = set(range(operator_nonce_before, chain_nonce)) - used
-    assert len(gaps) <= foreign_nonces, f"nonces with no stored transaction: {sorted(gaps)}"
-    for t in ours:
-        if t.state == TxState.CONFIRMED:
-            receipt = w3.eth.get_transaction_receipt(t.tx_hash or "")
-            assert int(receipt["status"]) == 1 and t.nonce == int(
-                w3.eth.get_transaction(t.tx_hash or "")["nonce"]
-            )
+        for tx in block["transactions"]:
+            sender = tx["from"]  # type: ignore[index]
+            if sender in before:
+                mined_by[sender] += 1
+    mined = fatal_count = replaced = 0
+    for operator, nonce_before in before.items():
+        checked = _check_nonces(w3, txs, operator, nonce_before, mined_by[operator], foreign_nonces)
+        mined += mined_by[operator]
+        fatal_count += checked[0]
+        replaced += checked[1]
 
     return AuditReport(
         jobs=len(jobs),
@@ -642,6 +664,44 @@ def audit(
         skips=dict(skips),
         already_applied_skips=already,
         operator_txs=mined,
-        fatal_txs=len(fatal),
-        replaced_txs=sum(1 for t in ours if t.attempt > 0),
+        fatal_txs=fatal_count,
+        replaced_txs=replaced,
     )
+
+
+def _check_nonces(
+    w3: Web3,
+    txs: list[ChainTx],
+    operator: str,
+    operator_nonce_before: int,
+    mined: int,
+    foreign_nonces: int,
+) -> tuple[int, int]:
+    """Asserts one key's nonces: its chain count == its ``mined`` txs since the start, none of
+    its stored txs unconfirmed, and its confirmed txs cover the nonces without a gap. Returns
+    (fatal txs, fee-bumped txs) of the key."""
+    chain_nonce = int(w3.eth.get_transaction_count(Web3.to_checksum_address(operator)))
+    assert chain_nonce - operator_nonce_before == mined, (
+        f"{operator}: nonce {chain_nonce} (from {operator_nonce_before}) but {mined} mined txs"
+    )
+    ours = [t for t in txs if t.sender == operator]
+    assert all(t.state != TxState.UNCONFIRMED for t in ours), (
+        f"{operator}: transactions left unconfirmed"
+    )
+    confirmed = sorted(t.nonce for t in ours if t.state == TxState.CONFIRMED)
+    fatal = [t for t in ours if t.state == TxState.FATAL]
+    assert len(confirmed) == len(set(confirmed)), "two confirmed transactions share a nonce"
+    assert len(confirmed) + foreign_nonces == chain_nonce - operator_nonce_before, (
+        f"{len(confirmed)} confirmed txs + {foreign_nonces} foreign for "
+        f"{chain_nonce - operator_nonce_before} nonces"
+    )
+    used = set(confirmed) | {t.nonce for t in fatal}
+    gaps = set(range(operator_nonce_before, chain_nonce)) - used
+    assert len(gaps) <= foreign_nonces, f"{operator}: nonces with no tx stored: {sorted(gaps)}"
+    for t in ours:
+        if t.state == TxState.CONFIRMED:
+            receipt = w3.eth.get_transaction_receipt(t.tx_hash or "")
+            assert int(receipt["status"]) == 1 and t.nonce == int(
+                w3.eth.get_transaction(t.tx_hash or "")["nonce"]
+            )
+    return len(fatal), sum(1 for t in ours if t.attempt > 0)

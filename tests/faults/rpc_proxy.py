@@ -16,6 +16,16 @@ not applicable to the method, ``lag`` for anything but ``eth_blockNumber``, fall
 those methods are faulted. ``after``, when set, is called with the method of each request once
 the node has answered it and before the answer is passed on (a test can change the chain there,
 between two requests of the bridge).
+
+Besides the random faults, three standing behaviours (attributes, change them at will):
+
+- ``head_offset``: added to every ``eth_blockNumber`` answer (a node lying about its head:
+  positive, a head it cannot serve; negative, a node that lags).
+- ``log_range``: the most blocks one ``eth_getLogs`` may span; a larger range is refused with
+  ``log_limit_message`` (default: Alchemy's wording), as providers do.
+- ``refuse``: methods answered with a provider's rate-limit error (-32005), not forwarded.
+- ``hide_1559``: the node looks like a legacy-fee chain: no ``baseFeePerGas`` in blocks,
+  ``eth_feeHistory`` and ``eth_maxPriorityFeePerGas`` unknown, typed transactions refused.
 """
 
 from __future__ import annotations
@@ -74,6 +84,15 @@ class RpcFaultProxy:
         self.weights = dict.fromkeys(FAULTS, 1.0) if weights is None else dict(weights)
         self.methods = methods
         self.after: Callable[[str], None] | None = None
+        self.head_offset = 0
+        self.log_range: int | None = None
+        self.log_limit_message = (
+            "Log response size exceeded. You can make eth_getLogs requests with up to a 2K "
+            "block range and no limit on the response size"
+        )
+        self.hide_1559 = False
+        self.refuse: frozenset[str] = frozenset()
+        self.refused: Counter[str] = Counter()  # requests answered by a standing behaviour
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
@@ -138,6 +157,46 @@ class RpcFaultProxy:
         with self._lock:
             return self._rng.randint(1, self.max_lag)
 
+    def _refusal(self, method: str, parsed: Any) -> bytes | None:
+        """The error answer of a standing behaviour for this request, or None to forward it."""
+        ident = parsed.get("id") if isinstance(parsed, dict) else None
+        params = parsed.get("params") if isinstance(parsed, dict) else None
+
+        def error(code: int, message: str) -> bytes:
+            with self._lock:
+                self.refused[method] += 1
+            body = {"jsonrpc": "2.0", "id": ident, "error": {"code": code, "message": message}}
+            return json.dumps(body).encode()
+
+        if method in self.refuse:
+            return error(-32005, "daily request count exceeded, request rate limited")
+        if self.hide_1559 and method in ("eth_feeHistory", "eth_maxPriorityFeePerGas"):
+            return error(-32601, f"the method {method} does not exist/is not available")
+        typed = isinstance(params, list) and bool(params) and not str(params[0]).startswith("0xf")
+        if self.hide_1559 and method == "eth_sendRawTransaction" and typed:
+            return error(-32000, "transaction type not supported")
+        if self.log_range is not None and method == "eth_getLogs" and params:
+            query = params[0]
+            start, end = query.get("fromBlock"), query.get("toBlock")
+            numbers = isinstance(start, str) and isinstance(end, str) and start.startswith("0x")
+            if numbers and int(end, 16) - int(start, 16) + 1 > self.log_range:
+                return error(-32602, self.log_limit_message)
+        return None
+
+    def _rewrite(self, method: str, answer: bytes) -> bytes:
+        """The node's answer changed by the standing behaviours."""
+        if method == "eth_blockNumber" and self.head_offset:
+            reply = json.loads(answer)
+            if isinstance(reply.get("result"), str):
+                reply["result"] = hex(max(0, int(reply["result"], 16) + self.head_offset))
+                return json.dumps(reply).encode()
+        if self.hide_1559 and method.startswith("eth_getBlockBy"):
+            reply = json.loads(answer)
+            if isinstance(reply.get("result"), dict):
+                reply["result"].pop("baseFeePerGas", None)
+                return json.dumps(reply).encode()
+        return answer
+
     def _forward(self, body: bytes) -> bytes:
         request = urllib.request.Request(
             self.upstream, data=body, headers={"Content-Type": "application/json"}
@@ -164,6 +223,10 @@ class RpcFaultProxy:
                 except ValueError:
                     parsed, method = None, "?"
                 fault = proxy._draw(method)
+                refusal = proxy._refusal(method, parsed)
+                if refusal is not None:
+                    self._answer(200, refusal, "application/json")
+                    return
                 if fault == "reset":
                     self._reset()
                     return
@@ -185,6 +248,7 @@ class RpcFaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                answer = proxy._rewrite(method, answer)
                 if fault == "lag" and isinstance(parsed, dict):
                     reply = json.loads(answer)
                     if isinstance(reply.get("result"), str):

@@ -50,10 +50,10 @@ def _failed_reason(stack: LocalStack, job_id: int) -> str:
     return str(entry["args"]["reason"])
 
 
-def test_jobs_converge_through_ce_faults(tmp_path: Path) -> None:
+def test_jobs_converge_through_ce_faults(tmp_path: Path, fault_db_url: str) -> None:
     seed = fault_seed("ce-faults")
     rng = random.Random(seed)
-    db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    db_url = fault_db_url
     config = mixed_emulator(
         error_apps=frozenset({OUTAGE_APP}),
         error_rate=0.3,

@@ -46,10 +46,13 @@ MIN_KILLS = 15
 UPTIME = (0.3, 4.0)  # seconds the bridge runs before each kill, drawn at random
 
 
-def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fault_db_url", ["sqlite", "postgresql"], indirect=True)
+def test_sigkill_at_random_moments_loses_and_doubles_nothing(
+    tmp_path: Path, fault_db_url: str
+) -> None:
     seed = fault_seed("crash")
     rng = random.Random(seed)
-    db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    db_url = fault_db_url
     config = mixed_emulator()
     with LocalStack(
         tmp_path,

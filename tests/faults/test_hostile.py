@@ -75,8 +75,8 @@ def _via_consumer(stack: LocalStack, work: Workload, name: str, *args: object) -
     )
 
 
-def test_hostile_requesters_do_not_stall_the_bridge(tmp_path: Path) -> None:
-    db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+def test_hostile_requesters_do_not_stall_the_bridge(tmp_path: Path, fault_db_url: str) -> None:
+    db_url = fault_db_url
     with LocalStack(
         tmp_path, block_time=0.5, confirmations=1, database_url=db_url, start_bridge=False
     ) as stack:

@@ -44,6 +44,7 @@ from tests.faults.harness import (
     NEVER_FINISHES,
     emulator_job,
     emulator_stats,
+    fault_database,
     job_key,
     job_spec,
     wait_for,
@@ -168,14 +169,18 @@ def _driver(tmp_path: Path, proxy: bool = False) -> Iterator[tuple[Driver, RpcFa
         running_seconds=0.3,
         never_finish_apps=frozenset({NEVER_FINISHES}),
     )
-    with LocalStack(
-        tmp_path,
-        block_time=None,
-        confirmations=CONFIRMATIONS,
-        emulator_config=config,
-        start_bridge=False,
-        settings={"tx_stuck_after": 600.0},
-    ) as stack:
+    with (
+        fault_database(tmp_path) as db_url,
+        LocalStack(
+            tmp_path,
+            block_time=None,
+            confirmations=CONFIRMATIONS,
+            database_url=db_url,
+            emulator_config=config,
+            start_bridge=False,
+            settings={"tx_stuck_after": 600.0},
+        ) as stack,
+    ):
         assert stack.anvil is not None
         rpc(stack.anvil.url, "evm_setAutomine", [False])
         with contextlib.ExitStack() as exits:

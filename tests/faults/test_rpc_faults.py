@@ -33,10 +33,10 @@ JOBS = 100
 FAULT_RATE = 0.2
 
 
-def test_jobs_converge_through_a_faulty_rpc_node(tmp_path: Path) -> None:
+def test_jobs_converge_through_a_faulty_rpc_node(tmp_path: Path, fault_db_url: str) -> None:
     seed = fault_seed("rpc-faults")
     rng = random.Random(seed)
-    db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    db_url = fault_db_url
     config = mixed_emulator()
     with LocalStack(
         tmp_path,

@@ -31,10 +31,12 @@ STOP_BOUND = 15.0
 STOPS = 3
 
 
-def test_sigterm_stops_the_bridge_in_bounded_time_and_it_resumes(tmp_path: Path) -> None:
+def test_sigterm_stops_the_bridge_in_bounded_time_and_it_resumes(
+    tmp_path: Path, fault_db_url: str
+) -> None:
     seed = fault_seed("shutdown")
     rng = random.Random(seed)
-    db_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    db_url = fault_db_url
     config = mixed_emulator(
         timeout_rate=0.33,
         timeout_seconds=30.0,

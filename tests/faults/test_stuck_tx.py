@@ -39,12 +39,13 @@ STUCK_AFTER = 2.0
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[LocalStack]:
+def stack(tmp_path: Path, fault_db_url: str) -> Iterator[LocalStack]:
     config = EmulatorConfig(provisioning_seconds=0.1, downloading_seconds=0.1, running_seconds=0.2)
     with LocalStack(
         tmp_path,
         block_time=BLOCK_TIME,
         confirmations=1,
+        database_url=fault_db_url,
         emulator_config=config,
         settings={"tx_stuck_after": STUCK_AFTER},
     ) as running:

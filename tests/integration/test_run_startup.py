@@ -34,7 +34,12 @@ from bridge.errors import AlreadyRunning, StoreError, StoreUnavailable
 from bridge.remote.emulator import EmulatorConfig
 from bridge.remote.server import EmulatorServer
 from bridge.store.db import open_database
-from bridge.store.locks import AdvisoryLock, acquire_process_lock
+from bridge.store.locks import (
+    AdvisoryLock,
+    acquire_process_lock,
+    advisory_lock_held,
+    operator_key,
+)
 from tests.faults.harness import (
     BridgeProcess,
     Workload,
@@ -371,12 +376,13 @@ def test_processes_with_different_keys_share_a_postgresql_database(tmp_path: Pat
         try:
             start_and_wait(one)
             start_and_wait(two)
-            holders = pg_admin(
-                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = :name",
-                name=database_url.rsplit("/", 1)[1],
-            )
-            assert holders == [(2,)]
+            engine = create_engine(database_url)
+            try:
+                with engine.connect() as conn:
+                    for operator in (stack.settings.operator_address, second):
+                        assert advisory_lock_held(conn, operator_key(operator))
+            finally:
+                engine.dispose()
         finally:
             one.close()
             two.close()
@@ -394,7 +400,9 @@ def test_a_run_whose_lock_another_process_took_stops_with_one_line(tmp_path: Pat
             # another process with the same key takes the lock.
             (holder,) = pg_admin(
                 "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = :name",
+                "JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = :name "
+                "AND a.application_name LIKE 'ce-bridge operator %'",
                 name=name,
             )
             pg_admin("SELECT pg_terminate_backend(:pid)", pid=holder[0])

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from web3.exceptions import BlockNotFound
 
 from bridge.api import create_app
 from bridge.chain.spec import Status
@@ -252,6 +253,9 @@ class StubEth:
 
     def get_logs(self, _filter: object) -> list[object]:
         return []
+
+    def get_block(self, tag: object) -> dict[str, object]:
+        raise BlockNotFound(f"block {tag!r} not found")  # no finalized block yet
 
 
 class StubWeb3:

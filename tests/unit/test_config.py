@@ -152,11 +152,11 @@ def test_a_bad_toml_value_is_reported_under_its_key_and_file(
     with pytest.raises(ConfigError) as err:
         load_settings(path, **BASE, operator_key=KEY)
     assert str(err.value) == (
-        f"{path}: confirmations: expected an integer, got 'two'; "
+        f"{path}: confirmations: expected a number of blocks, `safe` or `finalized`, got 'two'; "
         f"{path}: batch_size: must be at least 1, got 0"
     )
     monkeypatch.setenv("BRIDGE_CONFIRMATIONS", "x")  # the environment wins, and is named
-    with pytest.raises(ConfigError, match=r"^BRIDGE_CONFIRMATIONS: expected an integer"):
+    with pytest.raises(ConfigError, match=r"^BRIDGE_CONFIRMATIONS: expected a number of blocks"):
         load_settings(path, **BASE, operator_key=KEY)
 
 
