@@ -17,9 +17,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from bridge.errors import StoreError, StoreUnavailable
 
@@ -92,11 +93,45 @@ def migrate(engine: Engine) -> None:
     later ones find the schema at head instead of racing to create it."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    migrator = _transactional_sqlite(engine) if engine.dialect.name == "sqlite" else engine
+    try:
+        with migrator.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        if migrator is not engine:
+            migrator.dispose()
+
+
+def _transactional_sqlite(engine: Engine) -> Engine:
+    """A one-off engine on ``engine``'s SQLite file whose transactions hold DDL too.
+
+    Python's sqlite3 opens a transaction only before INSERT/UPDATE/DELETE, so a migration's
+    CREATE TABLEs would each commit on their own, and a process killed half-way through its
+    first migration would leave tables without their ``alembic_version`` row: every later start
+    would fail with "table ... already exists". Here the driver's own transaction handling is off
+    and every transaction starts with ``BEGIN IMMEDIATE`` (which also makes a second migrating
+    process wait for the first), so a migration is all or nothing.
+    """
+    migrator = create_engine(
+        engine.url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=NullPool
+    )
+    event.listen(migrator, "connect", _sqlite_pragmas)
+    event.listen(migrator, "connect", _driver_autocommit)
+    event.listen(migrator, "begin", _begin_immediate)
+    return migrator
+
+
+def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT by the sqlite3 module
+
+
+def _begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_database(url: str) -> Engine:
