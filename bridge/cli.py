@@ -609,12 +609,12 @@ def config_check(
     from bridge.checks import describe_setup, run_checks
 
     problems = run_checks(config)
-    for line in describe_setup(config):
-        console.print(f"  {line}", highlight=False)
-    for line in problems:
+    for line in problems:  # a problem is one line, and nothing else is said beside it
         err_console.print(f"[red]✗[/] {line}", highlight=False)
     if problems:
         raise typer.Exit(1)
+    for line in describe_setup(config):  # what is in force: endpoints, finality, fees
+        console.print(f"  {line}", highlight=False)
     console.print("[green]✓[/] configuration valid; RPC, database and CE reachable")
 
 

@@ -119,7 +119,7 @@ CASES = [
     Case(
         "run-bad-toml-value",
         ("run", "--config", "{tmp}/c.toml"),
-        ("c.toml: confirmations", "expected an integer", "'two'"),
+        ("c.toml: confirmations", "expected a number of blocks", "'two'"),
         files={"c.toml": 'confirmations = "two"\n'},
         absent=("BRIDGE_CONFIRMATIONS",),
         settings=True,
