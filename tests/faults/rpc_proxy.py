@@ -40,8 +40,9 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from bridge.lifecycle import Service
 
 FAULTS = ("drop", "reset", "delay", "http5xx", "lag")
 
@@ -53,7 +54,7 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # a reset or dropped connection is the point, not an error to print
 
 
-class RpcFaultProxy:
+class RpcFaultProxy(Service):
     """Forwards JSON-RPC to ``upstream`` with faults injected (see the module docstring).
 
     Args:
@@ -120,17 +121,6 @@ class RpcFaultProxy:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def __enter__(self) -> RpcFaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def stats(self) -> dict[str, dict[str, int]]:
         """``{"requests": {method: n}, "faults": {kind: n}}``."""
