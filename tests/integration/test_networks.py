@@ -180,17 +180,8 @@ def test_a_legacy_fee_chain_gets_type_0_transactions(tmp_path: Path) -> None:
             lines = describe_settings(stack.settings)
             assert any("legacy gasPrice" in line for line in lines), lines
             stack.start_bridge()
-            work = Workload(stack)
-            (job,) = work.submit(["ok"])
-            wait_for(
-                lambda: work.status(job.job_id).is_terminal
-                and writes_settled(stack.settings.database_url),
-                120,
-                "the job to complete through the legacy chain",
-                between=lambda: _mine(stack.w3),
-                interval=0.2,
-            )
-            assert work.status(job.job_id).name == "COMPLETED"
+            status = _one_job_to_its_end(stack, "through the legacy chain")
+            assert status.name == "COMPLETED"
             assert proxy.refused["eth_sendRawTransaction"] == 0  # never a typed transaction
             assert stack.bridge is not None
             with Session(stack.bridge.db) as session:
@@ -199,6 +190,22 @@ def test_a_legacy_fee_chain_gets_type_0_transactions(tmp_path: Path) -> None:
             for t in txs:
                 mined = stack.w3.eth.get_transaction(HexBytes(str(t.tx_hash)))
                 assert int(mined["type"]) == 0 and mined["gasPrice"] == t.max_fee_per_gas
+
+
+def _one_job_to_its_end(stack: LocalStack, where: str) -> Status:
+    """Submits one ordinary job, mines until it is terminal and its writes are confirmed, and
+    returns its on-chain status."""
+    work = Workload(stack)
+    (job,) = work.submit(["ok"])
+    wait_for(
+        lambda: work.status(job.job_id).is_terminal
+        and writes_settled(stack.settings.database_url),
+        120,
+        f"the job to complete {where}",
+        between=lambda: _mine(stack.w3),
+        interval=0.2,
+    )
+    return work.status(job.job_id)
 
 
 #: A stand-in for the OP-stack GasPriceOracle, which ``anvil --network optimism`` does not
@@ -225,16 +232,7 @@ def test_an_op_stack_write_costs_its_l1_data_fee_too(tmp_path: Path) -> None:
         lines = describe_settings(stack.settings)
         assert any("OP-stack chain" in line for line in lines), lines
         bridge = stack.start_bridge()
-        work = Workload(stack)
-        (job,) = work.submit(["ok"])
-        wait_for(
-            lambda: work.status(job.job_id).is_terminal
-            and writes_settled(stack.settings.database_url),
-            120,
-            "the job to complete on the OP-stack chain",
-            between=lambda: _mine(stack.w3),
-            interval=0.2,
-        )
+        _one_job_to_its_end(stack, "on the OP-stack chain")
         with Session(bridge.db) as session:
             txs = session.exec(
                 select(ChainTx).where(col(ChainTx.state) == TxState.CONFIRMED)
