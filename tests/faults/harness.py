@@ -439,6 +439,28 @@ def writes_settled(database_url: str) -> bool:
     return pending is None and unconfirmed is None
 
 
+def writes_settled_and_logged(database_url: str, log_path: Path) -> bool:
+    """``writes_settled``, and the bridge's log already holds the line of every confirmed write.
+
+    A transaction is committed as confirmed a moment before its "confirmed in block" line is
+    written; a test that reads the log from an offset waits for this so that the offset falls
+    after the last line of the work done before it.
+    """
+    if not writes_settled(database_url):
+        return False
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            confirmed = len(
+                session.exec(
+                    select(ChainTx.id).where(col(ChainTx.state) == TxState.CONFIRMED)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    return log_path.read_text(errors="replace").count(" confirmed in block ") >= confirmed
+
+
 @dataclass
 class AuditReport:
     """What ``audit`` measured (printed by the tests)."""

@@ -17,7 +17,12 @@ from pathlib import Path
 from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
 from bridge.remote.emulator import EmulatorConfig
-from tests.faults.harness import BridgeProcess, Workload, wait_for
+from tests.faults.harness import (
+    BridgeProcess,
+    Workload,
+    wait_for,
+    writes_settled_and_logged,
+)
 from tests.pg import pg_admin, postgres_database
 
 LOOPS = ("ce-scan", "ce-work", "ce-tx")
@@ -40,6 +45,13 @@ def test_a_lost_database_costs_a_line_per_backoff_and_the_bridge_recovers(tmp_pa
             bridge.start()
             (before,) = work.submit(["ok"])
             wait_for(lambda: work.status(before.job_id) is Status.COMPLETED, 90, "a first job")
+            # The completion's confirmation is logged after the job reads Completed: the outage's
+            # log starts once every write of the first job is settled and logged.
+            wait_for(
+                lambda: writes_settled_and_logged(url, bridge.log_path),
+                60,
+                "the first job's writes to be confirmed and logged",
+            )
 
             offset = len(bridge.log_path.read_bytes())
             pg_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
