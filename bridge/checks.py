@@ -16,10 +16,11 @@ endpoints (redacted).
 
 ``run_checks`` is ``config check``: every line, and a ``BRIDGE_*`` variable or TOML key that is no
 setting (a misspelling, most likely) with the close matches suggested. ``start_bridge`` is
-``run``'s start-up: it takes the process lock, stops at the first permanent problem with one line
-(``ConfigError``, or the lock's ``AlreadyRunning``), and waits out transient ones with one log
-line per back-off (1 s doubling to 30 s) until the services answer. No line contains a secret:
-RPC URLs go through ``redact_url``, database URLs lose their password.
+``run``'s start-up: it takes the process lock (on PostgreSQL, a key whose writer another
+process holds starts as its standby), stops at the first permanent problem with one line
+(``ConfigError``, or the SQLite lock's ``AlreadyRunning``), and waits out transient ones with
+one log line per back-off (1 s doubling to 30 s) until the services answer. No line contains a
+secret: RPC URLs go through ``redact_url``, database URLs lose their password.
 """
 
 from __future__ import annotations
@@ -236,8 +237,8 @@ def start_bridge(
         The bridge, owning the process lock; None if ``stop`` was set while waiting.
 
     Raises:
-        AlreadyRunning: another process holds the lock (same SQLite file, or same operator key
-            on PostgreSQL).
+        AlreadyRunning: another process uses the same SQLite file. (On PostgreSQL a process
+            with the same operator key is no refusal: this one stands by for the key's writer.)
         ConfigError: a permanent problem (``find_problems``), all of them on one line.
         DatabaseBound: the database belongs to another chain or contract.
     """

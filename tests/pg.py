@@ -38,13 +38,26 @@ def pg_admin(sql: str, **params: object) -> list[tuple[object, ...]]:
 
 
 @contextlib.contextmanager
-def postgres_database(prefix: str = "ce_bridge_test") -> Iterator[str]:
-    """A fresh database's URL; the database is dropped (connections and all) on exit."""
-    if not postgres_available():
-        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A fresh database's URL (``<prefix>_<random>``); the database is dropped (connections
+    and all) on exit. Outside pytest too (the benchmarks): the server must answer.
+
+    Raises:
+        sqlalchemy.exc.OperationalError: no PostgreSQL server answers at ``PG_ADMIN_URL``.
+    """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     pg_admin(f'CREATE DATABASE "{name}"')
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     finally:
         pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str = "ce_bridge_test") -> Iterator[str]:
+    """A fresh database's URL (``fresh_database``); the test is skipped when no server
+    answers."""
+    if not postgres_available():
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    with fresh_database(prefix) as url:
+        yield url

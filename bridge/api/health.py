@@ -28,7 +28,9 @@ def readyz(readiness: ReadinessDep, response: Response) -> Readiness:
 
     Checks: ``rpc`` (the node answers), ``database`` (a query answers), ``scan_lag`` (the scanner
     is at most ``BRIDGE_MAX_SCAN_LAG`` blocks behind ``head - confirmations``), ``ce`` (the CE
-    API answers and accepts the authenticator: ``CEClient.ping``).
+    API answers and accepts the authenticator: ``CEClient.ping``), ``writer`` (whether this
+    process sends its operator key's transactions or stands by while another process with the
+    same key holds its writer; a standby is ready: it reports, it does not fail).
     """
     result = readiness.check()
     if not result.ready:

@@ -71,7 +71,7 @@ class Alive(SQLModel):
 class Check(SQLModel):
     """One readiness check."""
 
-    name: Literal["rpc", "database", "scan_lag", "ce"]
+    name: Literal["rpc", "database", "scan_lag", "ce", "writer"]
     ok: bool
     message: str = Field(description="what was checked and, when it failed, why")
 

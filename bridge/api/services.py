@@ -447,6 +447,7 @@ class ReadinessProbe:
                 database,
                 Check(name="scan_lag", ok=False, message=_NO_BRIDGE),
                 Check(name="ce", ok=False, message=_NO_BRIDGE),
+                Check(name="writer", ok=False, message=_NO_BRIDGE),
             ]
         else:
             head: int | None = None
@@ -455,7 +456,13 @@ class ReadinessProbe:
                 rpc = Check(name="rpc", ok=True, message=f"node answers; head block {head}")
             except RpcUnavailable as exc:
                 rpc = Check(name="rpc", ok=False, message=f"node unreachable: {exc}")
-            checks = [rpc, database, self._scan_lag(bridge, head, database.ok), self._ce(bridge)]
+            checks = [
+                rpc,
+                database,
+                self._scan_lag(bridge, head, database.ok),
+                self._ce(bridge),
+                self._writer(bridge),
+            ]
         return Readiness(ready=all(c.ok for c in checks), checks=checks)
 
     def _database(self) -> Check:
@@ -490,6 +497,21 @@ class ReadinessProbe:
             ok=ok,
             message=f"scanner is {lag} blocks behind {_target_name(bridge)} "
             f"(at most {self._max_scan_lag} allowed)",
+        )
+
+    @staticmethod
+    def _writer(bridge: Bridge) -> Check:
+        """Whether this process sends its key's transactions or stands by for them; a standby
+        is ready (it scans when it leads, works CE jobs and serves the API)."""
+        if bridge.writer_active:
+            return Check(
+                name="writer", ok=True, message=f"sends operator {bridge.tx.sender}'s transactions"
+            )
+        return Check(
+            name="writer",
+            ok=True,
+            message=f"standing by: another process holds operator {bridge.tx.sender}'s writer; "
+            "this one takes over when it is gone",
         )
 
     @staticmethod
@@ -658,6 +680,8 @@ class MetricsSnapshot:
     finalized_lag: int | None = None
     #: Each RPC endpoint (redacted URL) and whether it is in use (not down, not lagging).
     rpc_endpoints: tuple[tuple[str, bool], ...] = ()
+    #: Whether this process sends its key's transactions (False: it stands by for them).
+    writer_active: bool | None = None
 
 
 def _target_name(bridge: Bridge) -> str:
@@ -738,6 +762,7 @@ class MetricsSampler:
             finality_lag=finality_lag,
             finalized_lag=finalized_lag,
             rpc_endpoints=endpoints,
+            writer_active=bridge.writer_active,
         )
 
     def _from_db(self) -> MetricsSnapshot:

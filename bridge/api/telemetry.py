@@ -151,6 +151,10 @@ class _ScrapeCollector(Collector):
         optional: list[tuple[str, str, int | bool | None, bool]] = [
             ("ce_bridge_dispatch_paused", "1 while dispatch of new jobs is paused",
              s.dispatch_paused, False),
+            ("ce_bridge_writer_active",
+             "1 while this process sends its operator key's transactions; 0 while it stands by "
+             "(another process with the same key holds the key's writer)",
+             s.writer_active, False),
             ("ce_bridge_chain_head_block", "Latest block number of the node", s.head, False),
             ("ce_bridge_scan_cursor_block", "Last block the scanner processed",
              s.scan_cursor, False),

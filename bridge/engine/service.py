@@ -18,6 +18,7 @@ updates to the ledger through a callable built before either (no reference back 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -75,6 +76,16 @@ __all__ = [
 
 #: Seconds since its last write before a shared store's unreferenced file is swept.
 SHARED_SWEEP_AGE = 3600.0
+
+
+def claim_holder(operator: str, lock: ProcessLock | None) -> str:
+    """The lease holder this process writes on the CE work it claims: its operator address
+    (a restart with the key takes its own leases back at once), or, for a process that
+    started as the standby of its key's writer, the address and its pid (two live processes
+    with one key never share a holder, so never work the same job at once)."""
+    if lock is None or lock.held():
+        return operator
+    return f"{operator} pid {os.getpid()}"
 
 
 def _db_outage(exc: BaseException) -> str | None:
@@ -151,6 +162,9 @@ class Bridge:
         self.finality = self.scanner.finality
         self._threads: list[threading.Thread] = []
         self._process_lock: ProcessLock | None = None
+        #: Whether this process sends its key's transactions (False: it stands by while another
+        #: process with the same key holds the key's writer; ``tx_once`` takes over).
+        self.writer_active = True
         #: Why the bridge stopped itself (e.g. its process lock was taken), or None.
         self.fatal: str | None = None
 
@@ -205,7 +219,8 @@ class Bridge:
             max_attempts=settings.ce_max_attempts,
             max_download_bytes=settings.max_output_bytes,
         )
-        core = Core.build(settings, db, ce, chain_id, time.time, holder=account.address)
+        holder = claim_holder(account.address, process_lock)
+        core = Core.build(settings, db, ce, chain_id, time.time, holder=holder)
         tx = TxManager(
             w3,
             db,
@@ -245,6 +260,7 @@ class Bridge:
             leadership=leadership,
         )
         bridge._process_lock = process_lock
+        bridge.writer_active = process_lock is None or process_lock.held()
         if paused:
             bridge.dispatch_paused.set()
             log.warning(
@@ -440,9 +456,16 @@ class Bridge:
     # ------------------------------------------------------------------ transactions
 
     def tx_once(self) -> None:
-        """One round of the transaction manager, unless a reorg the scanner has not handled yet
-        went under the scan cursor: then the writes wait for the re-check (a write re-sent
-        before it could land on a job that the new chain gave another submission)."""
+        """One round of the transaction manager, unless this process stands by for its key's
+        writer (another process with the same key holds it: the round only tries to take it,
+        and the first round that does resumes the key's stored transactions from the
+        database), or a reorg the scanner has not handled yet went under the scan cursor: then
+        the writes wait for the re-check (a write re-sent before it could land on a job that
+        the new chain gave another submission)."""
+        if self._process_lock is not None:
+            self.writer_active = self._process_lock.held()
+            if not self.writer_active:
+                return
         if not self.scanner.view_current():
             log.info("the chain changed under the scan cursor: writes wait for the re-scan")
             return

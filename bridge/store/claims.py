@@ -19,7 +19,9 @@ Guarantees:
   reads, a cancel of a cancelled job changes nothing; and the state change each step leads to
   is committed under the job's row lock after checking the state it was based on.
 - The holder is the operator address, not the process: a process that restarts with its key
-  takes its own leases back at once instead of waiting for them to expire.
+  takes its own leases back at once instead of waiting for them to expire. (A process that
+  started as the standby of its key's writer holds as ``<address> pid <pid>``: two live
+  processes never share a holder.)
 
 On SQLite (one process per database) a claim is the plain "due jobs" query and leases are
 neither written nor read: nothing to share, nothing to coordinate.

@@ -1,18 +1,23 @@
-"""Process locks: one ``ce-bridge run`` per SQLite file, one per operator key on PostgreSQL.
+"""Process locks: one ``ce-bridge run`` per SQLite file, one writer per operator key on PostgreSQL.
 
-Two processes writing with the same key would race for its nonces and both work every job;
-the second one is refused at start with one line (``AlreadyRunning``). The lock is held for the
+Two processes writing with the same key would race for its nonces. The lock is held for the
 process's life and released by ``release()`` (or by the process ending, however it ends):
 
 - **SQLite**: ``fcntl.flock`` on ``<database file>.lock`` (created next to the database, with
   the holder's pid written in it for the operator). The kernel drops the lock when the process
-  dies, SIGKILL included. Any second process is refused, whatever its key.
+  dies, SIGKILL included. Any second process is refused at start with one line
+  (``AlreadyRunning``), whatever its key.
 - **PostgreSQL**: a session-level advisory lock, keyed on the operator address, on a connection
   of its own. The lock is per key on purpose: processes with different keys may share one
-  database (the ground for running several); a second one with the same key is refused.
-  The server drops the lock when that connection ends, so ``verify()`` (called by the bridge's
-  loops, at most every ``verify_every`` seconds) reconnects and takes it again after a lost
-  connection, and raises ``AlreadyRunning`` if another process took it meanwhile.
+  database (the ground for running several). A second process with the same key is not
+  refused: it starts as the key's **standby** (one warning line), does everything else a
+  process does (scans when it leads, claims CE work, serves the API) and asks ``held()``
+  before each writer round, which takes the lock as soon as it is free (the holder's
+  connection ended with its process); from then on this process sends the key's
+  transactions. The server drops the lock when the holder's connection ends, so ``verify()``
+  (called by the bridge's loops, at most every ``verify_every`` seconds) reconnects and takes
+  it again after a lost connection, and raises ``AlreadyRunning`` if another process (a
+  standby) took it meanwhile: the process that lost it stops.
 
 An in-memory SQLite database needs no lock (no other process can open it).
 
@@ -54,11 +59,20 @@ log = logging.getLogger("bridge.store")
 class ProcessLock(Protocol):
     """A lock held for a bridge process's life."""
 
-    def verify(self) -> None:
-        """Checks the lock is still held, taking it again after a lost connection.
+    def held(self) -> bool:
+        """Whether this process holds the lock (may send the key's transactions), taking it
+        if it is free: a standby becomes the holder here once the holder is gone.
 
         Raises:
-            AlreadyRunning: another process holds it now.
+            StoreUnavailable: the database cannot be reached to tell (retry later).
+        """
+
+    def verify(self) -> None:
+        """Checks the lock is still held, taking it again after a lost connection (a standby
+        has nothing to check).
+
+        Raises:
+            AlreadyRunning: another process took it since this one held it.
             StoreUnavailable: the database cannot be reached to check (retry later).
         """
 
@@ -68,6 +82,10 @@ class ProcessLock(Protocol):
 
 class NoLock:
     """For an in-memory database: nothing to share, nothing to lock."""
+
+    def held(self) -> bool:
+        """Always held."""
+        return True
 
     def verify(self) -> None:
         """Nothing to check."""
@@ -103,6 +121,10 @@ class FileLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd: int | None = fd
+
+    def held(self) -> bool:
+        """Always held (a second process is refused at start)."""
+        return True
 
     def verify(self) -> None:
         """A flock cannot be lost while the process lives."""
@@ -150,15 +172,15 @@ def _lock_engine(url: str, role: str) -> Engine:
 
 
 class AdvisoryLock:
-    """A PostgreSQL session-level advisory lock on a connection of its own.
+    """A PostgreSQL session-level advisory lock on a connection of its own, for the writer of
+    one operator key: taken at once if free, else this process stands by (see the module).
 
     Args:
         url: the database URL.
         operator: the operator address the lock is for (its key: ``advisory_key``).
-        verify_every: seconds between two checks of the connection in ``verify()``.
+        verify_every: seconds between two checks of the holder's connection in ``verify()``.
 
     Raises:
-        AlreadyRunning: another process holds the lock for this operator.
         StoreUnavailable: the database cannot be reached (retry).
         StoreError: the database refuses us for a reason no retry fixes.
     """
@@ -172,39 +194,72 @@ class AdvisoryLock:
         self._verify_every = verify_every
         self._checked = time.monotonic()
         self._conn: Connection | None = None
+        self._holding = False
         try:
-            self._take()
+            self._try_take()
         except BaseException:
             self._engine.dispose()
             raise
+        if not self._holding:
+            log.warning(
+                "operator %s: its writer is held by another ce-bridge run on %s (advisory "
+                "lock %d); this process stands by: it scans when it leads, works CE jobs and "
+                "serves the API, and sends this key's transactions once that process is gone",
+                self.operator,
+                self._shown,
+                self.key,
+            )
 
-    def _refused(self) -> AlreadyRunning:
-        return AlreadyRunning(
-            f"another ce-bridge run with operator {self.operator} is using the database "
-            f"{self._shown} (it holds advisory lock {self.key}): stop it first; processes "
-            "sharing a database need operator keys of their own"
-        )
+    @property
+    def holding(self) -> bool:
+        """Whether this process held the lock at the last look (no database round trip)."""
+        return self._holding
 
-    def _take(self) -> None:
-        """Connects and takes the lock; on any failure, no connection is left open."""
+    def _try_take(self) -> bool:
+        """Takes the lock if it is free, on the standing connection (made if none); a failed
+        connection is closed and reported as ``StoreUnavailable``/``StoreError``."""
         try:
-            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if self._conn is None:
+                self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            got = bool(
+                self._conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}
+                ).scalar()
+            )
         except SQLAlchemyError as exc:
+            self._drop()
             raise _store_error(self._shown, exc) from exc
-        try:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
-        except SQLAlchemyError as exc:
-            conn.close()
-            raise _store_error(self._shown, exc) from exc
-        if not got:
-            conn.close()
-            raise self._refused()
-        self._conn = conn
+        self._holding = got
+        return got
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                conn.invalidate()
+                conn.close()
+
+    def held(self) -> bool:
+        """See ``ProcessLock.held``: a standby's look costs one ``pg_try_advisory_lock``."""
+        with self._guard:
+            if self._holding:
+                return True
+            if self._try_take():
+                self._checked = time.monotonic()
+                log.warning(
+                    "operator %s: the process holding its writer is gone; this process "
+                    "sends its transactions now (advisory lock %d)",
+                    self.operator,
+                    self.key,
+                )
+            return self._holding
 
     def verify(self) -> None:
-        """Checks the lock's connection (at most every ``verify_every`` s); after a lost
-        connection, takes the lock again on a new one."""
+        """Checks the holder's connection (at most every ``verify_every`` s); after a lost
+        connection, takes the lock again on a new one. A standby has nothing to check."""
         with self._guard:
+            if not self._holding:
+                return
             now = time.monotonic()
             if self._conn is not None and now - self._checked < self._verify_every:
                 return
@@ -214,12 +269,15 @@ class AdvisoryLock:
                     self._checked = now
                     return
                 except SQLAlchemyError:
-                    with contextlib.suppress(SQLAlchemyError):
-                        self._conn.invalidate()
-                        self._conn.close()
-                    self._conn = None
+                    self._drop()
                     log.warning("the connection holding the operator's lock was lost")
-            self._take()
+            if not self._try_take():
+                self._drop()
+                raise AlreadyRunning(
+                    f"another ce-bridge run with operator {self.operator} took its writer "
+                    f"(advisory lock {self.key} on {self._shown}) after this process lost the "
+                    "connection holding it"
+                )
             self._checked = now
             log.info("operator lock taken again (advisory lock %d)", self.key)
 
@@ -229,8 +287,10 @@ class AdvisoryLock:
             conn, self._conn = self._conn, None
             if conn is not None:
                 with contextlib.suppress(SQLAlchemyError):
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                    if self._holding:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
                     conn.close()
+            self._holding = False
             self._engine.dispose()
 
 
@@ -244,11 +304,13 @@ def acquire_process_lock(database_url: str, operator: str) -> ProcessLock:
     """Takes the lock of a bridge process for ``database_url`` and ``operator``.
 
     Returns:
-        The lock; the caller releases it when the process stops.
+        The lock; the caller releases it when the process stops. On PostgreSQL, if another
+        process holds the key's writer, the lock is not held yet (``held()`` is False: this
+        process stands by, and ``held()`` takes it once that process is gone).
 
     Raises:
-        AlreadyRunning: another process holds it: one line naming the database (and the key,
-            or the holder's pid).
+        AlreadyRunning: another process uses the SQLite file: one line naming the database and
+            the holder's pid.
         StoreUnavailable: PostgreSQL cannot be reached (retry).
         StoreError: the lock cannot be taken for another reason.
     """

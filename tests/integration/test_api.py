@@ -154,7 +154,7 @@ def test_ready_and_then_not_when_ce_is_unreachable(stack: LocalStack, api: httpx
     ready = wait_for(lambda: api.get("/readyz").status_code == 200, 30, "readyz 200")
     assert ready
     checks = {c["name"]: c["ok"] for c in api.get("/readyz").json()["checks"]}
-    assert checks == {"rpc": True, "database": True, "scan_lag": True, "ce": True}
+    assert checks == {"rpc": True, "database": True, "scan_lag": True, "ce": True, "writer": True}
 
     # The same bridge, but CE at an address where nothing listens.
     dead = f"http://127.0.0.1:{free_port()}/remotejobs/v2/"

@@ -326,9 +326,8 @@ def test_a_database_bound_to_one_chain_refuses_another(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- process locks
 
 
-def test_a_second_run_on_the_same_database_and_key_is_refused(
-    tmp_path: Path, database_url: str
-) -> None:
+def test_a_second_run_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'bridge.db'}"
     with LocalStack(
         tmp_path, block_time=0.5, confirmations=1, database_url=database_url, start_bridge=False
     ) as stack:
@@ -336,11 +335,7 @@ def test_a_second_run_on_the_same_database_and_key_is_refused(
         try:
             start_and_wait(bridge)
             code, lines = run_once(stack.settings, api_port=free_port())
-            needles = (
-                ["another ce-bridge run", "bridge.db.lock", f"pid {bridge_pid(bridge)}"]
-                if database_url.startswith("sqlite")
-                else ["another ce-bridge run", stack.settings.operator_address, "advisory lock"]
-            )
+            needles = ["another ce-bridge run", "bridge.db.lock", f"pid {bridge_pid(bridge)}"]
             assert_one_line_refusal(code, lines, *needles)
             assert bridge.running
             bridge.terminate()
@@ -348,6 +343,65 @@ def test_a_second_run_on_the_same_database_and_key_is_refused(
             start_and_wait(bridge)
         finally:
             bridge.close()
+
+
+def writer_state(port: int) -> tuple[str, str]:
+    """What the bridge on ``port`` says of its writer: the ``writer`` check of ``/readyz`` and
+    the ``ce_bridge_writer_active`` line of ``/metrics``."""
+    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30).json()
+    (check,) = [c for c in ready["checks"] if c["name"] == "writer"]
+    assert check["ok"], check  # a standby is ready: it reports, it does not fail
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    (gauge,) = [ln for ln in metrics.splitlines() if ln.startswith("ce_bridge_writer_active ")]
+    return check["message"], gauge
+
+
+def test_a_second_run_with_the_same_key_on_postgresql_stands_by_and_takes_over(
+    tmp_path: Path,
+) -> None:
+    with (
+        postgres_database("ce_bridge_i10rt") as database_url,
+        LocalStack(
+            tmp_path, block_time=0.5, confirmations=1, database_url=database_url, start_bridge=False
+        ) as stack,
+    ):
+        operator = stack.settings.operator_address
+        ports = free_port(), free_port()
+        first = BridgeProcess(stack.settings, tmp_path / "first.log", api_port=ports[0])
+        second = BridgeProcess(stack.settings, tmp_path / "second.log", api_port=ports[1])
+        try:
+            start_and_wait(first)
+            start_and_wait(second)
+            standby = [ln for ln in log_text(second).splitlines() if "stands by" in ln]
+            assert len(standby) == 1, log_text(second)
+            assert operator in standby[0] and "advisory lock" in standby[0]
+            assert "stands by" not in log_text(first)
+            message, gauge = writer_state(ports[1])
+            assert message.startswith("standing by") and operator in message, message
+            assert gauge == "ce_bridge_writer_active 0.0", gauge
+            message, gauge = writer_state(ports[0])
+            assert message.startswith("sends operator"), message
+            assert gauge == "ce_bridge_writer_active 1.0", gauge
+            # Still a whole process: its API serves jobs, and it keeps running.
+            assert httpx.get(f"http://127.0.0.1:{ports[1]}/jobs", timeout=30).status_code == 200
+            assert second.running
+            # The holder dies: its lock goes with its connection, and the standby's writer
+            # takes it on one of its next rounds.
+            first.kill()
+            wait_for(
+                lambda: writer_state(ports[1])[1] == "ce_bridge_writer_active 1.0",
+                30,
+                "the standby's writer to take over",
+            )
+            assert "sends its transactions now" in log_text(second)
+            assert "Traceback" not in log_text(second)
+            # The old holder comes back: now it is the standby.
+            start_and_wait(first)
+            wait_for(lambda: "stands by" in log_text(first), 30, "the old holder to stand by")
+            assert writer_state(ports[0])[1] == "ce_bridge_writer_active 0.0"
+        finally:
+            first.close()
+            second.close()
 
 
 def bridge_pid(process: BridgeProcess) -> int:
@@ -389,9 +443,12 @@ def test_processes_with_different_keys_share_a_postgresql_database(tmp_path: Pat
 
 
 def test_a_run_whose_lock_another_process_took_stops_with_one_line(tmp_path: Path) -> None:
-    with postgres_database("ce_bridge_i10rt") as database_url, LocalStack(
-        tmp_path, block_time=0.5, confirmations=1, database_url=database_url, start_bridge=False
-    ) as stack:
+    with (
+        postgres_database("ce_bridge_i10rt") as database_url,
+        LocalStack(
+            tmp_path, block_time=0.5, confirmations=1, database_url=database_url, start_bridge=False
+        ) as stack,
+    ):
         name = database_url.rsplit("/", 1)[1]
         bridge = BridgeProcess(stack.settings, tmp_path / "bridge.log")
         try:
@@ -409,11 +466,11 @@ def test_a_run_whose_lock_another_process_took_stops_with_one_line(tmp_path: Pat
             taken: list[Any] = []
 
             def take() -> bool:
-                try:
-                    operator = stack.settings.operator_address
-                    taken.append(acquire_process_lock(database_url, operator))
-                except AlreadyRunning:
+                lock = acquire_process_lock(database_url, stack.settings.operator_address)
+                if not lock.held():
+                    lock.release()
                     return False
+                taken.append(lock)
                 return True
 
             wait_for(take, 30, "the lock to be free")
@@ -426,39 +483,55 @@ def test_a_run_whose_lock_another_process_took_stops_with_one_line(tmp_path: Pat
             text_ = log_text(bridge)
             assert "Traceback" not in text_
             assert text_.splitlines()[-1].startswith("error: another ce-bridge run with operator")
+            assert "took its writer" in text_.splitlines()[-1]
         finally:
             bridge.close()
 
 
-def test_the_advisory_lock_is_per_key_and_taken_again_after_a_lost_connection() -> None:
+def test_the_advisory_lock_is_per_key_waits_as_a_standby_and_is_taken_again() -> None:
     with postgres_database("ce_bridge_i10rt") as url:
         name = url.rsplit("/", 1)[1]
         alice, bob = "0x" + "a1" * 20, "0x" + "b2" * 20
         first = acquire_process_lock(url, alice)
         other = acquire_process_lock(url, bob)  # another key: its own lock
         try:
-            with pytest.raises(AlreadyRunning, match=alice):
-                acquire_process_lock(url, alice)
-            assert isinstance(first, AdvisoryLock)
+            assert first.held() and other.held()
+            # A second process with the same key stands by (not refused, not held) ...
+            standby = acquire_process_lock(url, alice)
+            assert isinstance(standby, AdvisoryLock) and not standby.holding
+            assert not standby.held()
+            standby.verify()  # a standby has nothing to lose
+            # ... and takes the lock once the holder lets go.
+            first.release()
+            assert standby.held() and standby.holding
+            assert isinstance(first, AdvisoryLock) and not first.holding
+            first = standby
             # The server ends the lock's connection: the lock is gone with it, and verify()
             # takes it again on a new connection.
             drop_connections(name)
             first._verify_every = 0.0
             first.verify()
-            with pytest.raises(AlreadyRunning):
-                acquire_process_lock(url, alice)
+            assert first.holding
+            late = acquire_process_lock(url, alice)
+            try:
+                assert not late.held()
+            finally:
+                late.release()
             # Lost again, and another process takes it meanwhile: verify() says so.
             drop_connections(name)
             thief = acquire_process_lock(url, alice)
             try:
-                with pytest.raises(AlreadyRunning):
+                assert thief.held()
+                with pytest.raises(AlreadyRunning, match="took its writer"):
                     first.verify()
+                assert not first.holding
             finally:
                 thief.release()
         finally:
             first.release()
             other.release()
         again = acquire_process_lock(url, alice)  # released: free for the next process
+        assert again.held()
         again.release()
 
 
@@ -586,9 +659,7 @@ def test_the_start_waits_for_an_unreachable_service_one_line_per_backoff(
     logger.addHandler(handler)
     started: list[object] = []
     thread = threading.Thread(
-        target=lambda: started.append(
-            start_bridge(settings, stop, first_delay=0.05, max_delay=0.2)
-        )
+        target=lambda: started.append(start_bridge(settings, stop, first_delay=0.05, max_delay=0.2))
     )
     try:
         thread.start()

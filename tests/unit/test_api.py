@@ -135,7 +135,7 @@ def test_healthz_is_ok_and_readyz_names_what_is_missing(client: TestClient) -> N
     answer = client.get("/readyz")
     assert answer.status_code == 503
     checks = {c["name"]: c for c in answer.json()["checks"]}
-    assert set(checks) == {"rpc", "database", "scan_lag", "ce"}
+    assert set(checks) == {"rpc", "database", "scan_lag", "ce", "writer"}
     assert checks["database"]["ok"] is True
     assert checks["ce"] == {"name": "ce", "ok": False, "message": "no bridge runs in this process"}
 
