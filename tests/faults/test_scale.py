@@ -13,6 +13,11 @@ signed transactions are finished by the others too (their stored bytes need no k
 At the end every job is terminal as its kind calls for, the emulator made one remote job per
 ``Idempotency-Key``, no write or payout is doubled, each key's nonces have no gap, and
 ``harness.audit`` passes. Replay a failure with the printed ``CE_FAULT_SEED``.
+
+The second test runs two processes with the *same* key: one holds the key's writer, the other
+stands by. While jobs flow, the writer's holder is SIGKILLed as soon as it has a transaction in
+flight, three times; each time the standby's writer takes over, resumes the stored transactions
+(the same signed bytes, the same nonces) and the victim comes back as the new standby.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import random
 import time
 from pathlib import Path
 
+from sqlalchemy import create_engine
+from sqlmodel import Session, col, select
 from web3 import Web3
 
 from bridge.chain.deploy import OPERATOR_ROLE
 from bridge.devchain import anvil_key, free_port
 from bridge.devstack import LocalStack
-from bridge.store.locks import advisory_key, scanner_label
+from bridge.store.locks import advisory_key, operator_key, scanner_label
+from bridge.store.models import ChainTx, TxState
 from tests.faults.harness import (
     BridgeProcess,
     Workload,
@@ -67,6 +75,16 @@ def _leader_pid(database: str, key: int) -> int | None:
         return None
     name = str(rows[0][0])  # "ce-bridge scanner pid <pid>"
     return int(name.rsplit(" ", 1)[1])
+
+
+def _this_start(p: BridgeProcess) -> str:
+    """What ``p`` logged since its latest start."""
+    return p.log_path.read_text(errors="replace").rsplit("===== start", 1)[-1]
+
+
+def _ready(p: BridgeProcess) -> bool:
+    """Whether ``p`` finished its start-up (its n-th "bridge running" line)."""
+    return p.running and "bridge running for" in _this_start(p)
 
 
 def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
@@ -126,11 +144,6 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
             pid = _leader_pid(database, scanner_key)
             return next((p for p in live() if p.pid == pid), None)
 
-        def ready(p: BridgeProcess) -> bool:
-            """Whether ``p`` finished its start-up (its n-th "bridge running" line)."""
-            text = p.log_path.read_text(errors="replace")
-            return p.running and "bridge running for" in text.rsplit("===== start", 1)[-1]
-
         def pause(seconds: float) -> None:
             until = time.monotonic() + seconds
             while time.monotonic() < until:
@@ -151,7 +164,7 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
                 victim = current if measured and current else rng.choice(live())
                 if measured:
                     # A failover needs a standby: the others must be up, not still starting.
-                    wait_for(lambda: all(ready(p) for p in live()), 60, "the standbys to be up")
+                    wait_for(lambda: all(_ready(p) for p in live()), 60, "the standbys to be up")
                     current = leader()
                     victim = current or victim
                 was_leader = victim is current
@@ -211,3 +224,146 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
         print(f"scale: {report.line()}")
         assert len(victims) == KILLS and report.jobs == JOBS
         assert failovers, "the leader was never killed"
+
+
+STANDBY_JOBS = 120
+STANDBY_WAVES = 8
+HANDOVERS = 3
+
+
+def _in_flight(database_url: str, sender: str) -> dict[int, tuple[int, str]]:
+    """The unconfirmed transactions of ``sender``: id -> (nonce, first broadcast hash)."""
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            rows = session.exec(
+                select(ChainTx).where(
+                    col(ChainTx.sender) == sender, col(ChainTx.state) == TxState.UNCONFIRMED
+                )
+            ).all()
+            return {int(t.id or 0): (t.nonce, t.hashes.split(",")[0]) for t in rows}
+    finally:
+        engine.dispose()
+
+
+def test_two_processes_with_one_key_hand_its_writer_over_on_sigkill(tmp_path: Path) -> None:
+    seed = fault_seed("standby")
+    rng = random.Random(seed)
+    with (
+        postgres_database("ce_bridge_standby") as db_url,
+        LocalStack(
+            tmp_path,
+            block_time=1.0,
+            confirmations=1,
+            database_url=db_url,
+            emulator_config=mixed_emulator(),
+            start_bridge=False,
+            settings={"batch_size": 20, "claim_lease": LEASE, "scan_interval": SCAN_INTERVAL},
+        ) as stack,
+    ):
+        database = db_url.rsplit("/", 1)[1]
+        w3 = stack.w3
+        operator = stack.settings.operator_address
+        writer_lock = operator_key(operator)
+        from_block = int(w3.eth.block_number)
+        nonce_before = int(w3.eth.get_transaction_count(operator))
+        procs = [
+            BridgeProcess(stack.settings, tmp_path / f"bridge-{i}.log", api_port=free_port())
+            for i in range(2)
+        ]
+        work = Workload(stack)
+        kinds = mixed_kinds(STANDBY_JOBS, rng)
+        waves = [kinds[i::STANDBY_WAVES] for i in range(STANDBY_WAVES)]
+        takeovers: list[float] = []
+        resumed: dict[int, tuple[int, str]] = {}  # in flight when their writer was SIGKILLed
+
+        def writer() -> BridgeProcess | None:
+            pid = _leader_pid(database, writer_lock)
+            return next((p for p in procs if p.running and p.pid == pid), None)
+
+        def standing_by(p: BridgeProcess) -> bool:
+            return _ready(p) and "stands by" in _this_start(p)
+
+        def hand_over() -> None:
+            """SIGKILLs the writer's holder with a transaction in flight; the standby takes
+            over, and the victim comes back as the new standby."""
+            holder = writer()
+            assert holder is not None
+            standby = procs[1 - procs.index(holder)]
+            assert standing_by(standby)
+            quiet = _this_start(standby)  # a standby signs and sends nothing
+            assert "stored tx " not in quiet and "sent tx " not in quiet, standby.tail()
+            wait_for(
+                lambda: bool(_in_flight(db_url, operator)),
+                60,
+                "a transaction in flight",
+                interval=0.02,
+                between=work.send_due_cancellations,
+            )
+            holder.kill()
+            killed_at = time.monotonic()
+            resumed.update(_in_flight(db_url, operator))  # what the dead writer left
+            wait_for(
+                lambda: writer() is standby, 60, "the standby's writer to take over", interval=0.02
+            )
+            takeovers.append(time.monotonic() - killed_at)
+            wait_for(
+                lambda: "sends its transactions now" in _this_start(standby),
+                30,
+                "the takeover's log line",
+            )
+            holder.start()  # back as the new standby
+            wait_for(lambda: standing_by(holder), 90, "the victim to stand by")
+
+        try:
+            procs[0].start()
+            wait_for(lambda: writer() is procs[0] and _ready(procs[0]), 90, "the first writer")
+            procs[1].start()
+            wait_for(lambda: standing_by(procs[1]), 90, "the second process to stand by")
+            for _ in range(HANDOVERS):
+                work.submit(waves.pop(0))
+                work.submit(waves.pop(0))
+                hand_over()
+            while waves:
+                work.submit(waves.pop(0))
+            converge = wait_for(
+                work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5
+            )
+            wait_for(lambda: writes_settled(db_url), 90, "the last writes to be confirmed")
+        except BaseException:
+            for i, p in enumerate(procs):
+                print(f"----- bridge {i} ({'running' if p.running else 'down'}):")
+                print(p.tail(40))
+            print("not terminal:", work.not_terminal()[:20])
+            raise
+        finally:
+            for p in procs:
+                p.close()
+
+        report = audit(
+            stack,
+            work.jobs,
+            database_url=db_url,
+            from_block=from_block,
+            operator_nonce_before=nonce_before,
+        )
+        # What a dead writer had in flight was finished by the next one as stored: the same
+        # nonce, and the same signed transaction first (a fee bump appends its own hash).
+        assert resumed, "no writer was killed with a transaction in flight"
+        engine = create_engine(db_url)
+        try:
+            with Session(engine) as session:
+                for tx_id, (nonce, first_hash) in resumed.items():
+                    tx = session.get(ChainTx, tx_id)
+                    assert tx is not None and tx.state == TxState.CONFIRMED, (tx_id, tx)
+                    assert tx.nonce == nonce and tx.hashes.split(",")[0] == first_hash
+        finally:
+            engine.dispose()
+        shown = ", ".join(f"{t:.2f}" for t in takeovers)
+        print(
+            f"standby: seed {seed}; 2 processes with one key, {len(takeovers)} writer SIGKILLs "
+            f"with {len(resumed)} transactions in flight; takeover after [{shown}] s (tx "
+            f"interval {stack.settings.tx_interval} s); converged in {converge:.0f} s"
+        )
+        print(f"standby: {report.line()}")
+        assert len(takeovers) == HANDOVERS and report.jobs == STANDBY_JOBS

@@ -254,6 +254,7 @@ METRIC_NAMES = (
     "ce_bridge_updates_waiting",
     "ce_bridge_operator_balance_wei",
     "ce_bridge_dispatch_paused",
+    "ce_bridge_writer_active",
     "ce_bridge_callback_failures_total",
 )
 
@@ -286,6 +287,7 @@ def test_metrics_name_everything_and_count_a_failed_callback(
     for name in METRIC_NAMES:
         assert name in text, name
     assert (metric(text, "ce_bridge_gas_used_total") or 0) > 0
+    assert metric(text, "ce_bridge_writer_active") == 1  # the one process writes
     balance = stack.w3.eth.get_balance(Web3.to_checksum_address(stack.roles.operator))
     assert metric(text, "ce_bridge_operator_balance_wei") == pytest.approx(balance, rel=1e-3)
     assert stack.settings.ce_authenticator.get_secret_value() not in text
