@@ -2,7 +2,8 @@
 
 Runs, in order: gas against Chainlink and API3 (``bench.peers``), throughput of a burst through
 the bridge against the naive baseline (``bench.throughput``), latency at 0 and 2 confirmations,
-ingest of pre-filled ``JobSubmitted`` events and the bridge's peak memory (``bench.ingest``).
+ingest of pre-filled ``JobSubmitted`` events and the bridge's peak memory (``bench.ingest``), and
+the burst through 1, 2 and 4 processes on PostgreSQL (``bench.scale``; ``--only scale``).
 Prints one table and writes ``bench/results.json``. Benchmarks never fail on their figures: the
 exit status is non-zero only when a benchmark could not run (``--only`` picks some).
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, peers, throughput
+from bench import ingest, peers, scale, throughput
 from bench.common import machine
 from bridge.chain.artifacts import REPO_ROOT
 
@@ -38,13 +39,24 @@ class Sizes:
     latency_pace: float
     ingest_jobs: int
     memory_seconds: float
+    scale_jobs: int
 
 
 FULL = Sizes(
-    burst_jobs=500, latency_jobs=60, latency_pace=0.25, ingest_jobs=10_000, memory_seconds=120.0
+    burst_jobs=500,
+    latency_jobs=60,
+    latency_pace=0.25,
+    ingest_jobs=10_000,
+    memory_seconds=120.0,
+    scale_jobs=500,
 )
 QUICK = Sizes(
-    burst_jobs=100, latency_jobs=20, latency_pace=0.25, ingest_jobs=1_000, memory_seconds=30.0
+    burst_jobs=100,
+    latency_jobs=20,
+    latency_pace=0.25,
+    ingest_jobs=1_000,
+    memory_seconds=30.0,
+    scale_jobs=100,
 )
 
 #: The issue's targets: (label, how to read the figure from the results, comparison, limit).
@@ -81,6 +93,7 @@ def _run_all(sizes: Sizes, only: set[str]) -> dict[str, Any]:
         ("throughput", lambda: throughput.throughput(sizes.burst_jobs)),
         ("latency", lambda: throughput.latency(sizes.latency_jobs, sizes.latency_pace)),
         ("ingest", lambda: ingest.run(sizes.ingest_jobs, time_limit=sizes.memory_seconds)),
+        ("scale", lambda: scale.scale(sizes.scale_jobs)),
     ]
     for name, step in steps:
         if only and name not in only:
@@ -100,6 +113,22 @@ def _fmt(value: float) -> str:
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}"
+
+
+def _emulator_row(name: str, run: dict[str, Any]) -> list[tuple[str, str]]:
+    """The CE emulator's capacity beside a throughput figure (none if it was not measured)."""
+    cap = (run.get("emulator") or {}).get("capacity")
+    if not cap:
+        return []
+    return [
+        (
+            f"{name}: the CE emulator beside the bridge's figure",
+            f"{cap['jobs_per_second']} jobs/s to 3 async client processes "
+            f"(concurrency {cap['concurrency']}); {cap['server_cpu_ms_per_job']} ms "
+            f"of its CPU a job = {cap['jobs_per_cpu_second']} jobs a CPU-second; "
+            f"during the run {run['emulator']['cpu_ms_per_job']} ms a job",
+        )
+    ]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -125,18 +154,23 @@ def render(results: dict[str, Any]) -> str:
                     f" ({r.get('cpu_ms_per_job')} ms a job)",
                 )
             )
-            cap = (r.get("emulator") or {}).get("capacity")
-            if cap:
-                rows.append(
-                    (
-                        "throughput: the CE emulator beside the bridge's figure",
-                        f"{cap['jobs_per_second']} jobs/s to 3 async client processes "
-                        f"(concurrency {cap['concurrency']}); {cap['server_cpu_ms_per_job']} ms "
-                        f"of its CPU a job = {cap['jobs_per_cpu_second']} jobs a CPU-second; "
-                        f"during the run {r['emulator']['cpu_ms_per_job']} ms a job",
-                    )
-                )
+            rows += _emulator_row("throughput", r)
         rows.append(("throughput: bridge / naive time", _fmt(t["ratio"])))
+    if "scale" in results:
+        for r in results["scale"].values():
+            rows.append(
+                (
+                    f"scale: {r['jobs']} jobs in a burst, {r['processes']} "
+                    f"process{'es' if r['processes'] > 1 else ''} on PostgreSQL",
+                    f"{r['seconds']} s, {r['jobs_per_second']} jobs/s, {r['operator_txs']} "
+                    f"operator txs, CPU {r['cpu_seconds']} s of all processes "
+                    f"({r['cpu_ms_per_job']} ms a job; by process {r['cpu_seconds_by_process']}; "
+                    f"idle {r['idle_cpu_per_second']} CPU-s/s), PostgreSQL "
+                    f"{r['db_cpu_seconds']} s ({r['db_cpu_ms_per_job']} ms a job), "
+                    f"load {r['load']}",
+                )
+            )
+            rows += _emulator_row("scale", r)
     if "latency" in results:
         for key, r in results["latency"].items():
             lat = r["latency"]
@@ -189,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["gas", "throughput", "latency", "ingest"],
+        choices=["gas", "throughput", "latency", "ingest", "scale"],
         help="run only these (repeatable)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results file")
