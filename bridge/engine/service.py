@@ -78,14 +78,12 @@ __all__ = [
 SHARED_SWEEP_AGE = 3600.0
 
 
-def claim_holder(operator: str, lock: ProcessLock | None) -> str:
+def claim_holder(operator: str, *, standby: bool) -> str:
     """The lease holder this process writes on the CE work it claims: its operator address
     (a restart with the key takes its own leases back at once), or, for a process that
-    started as the standby of its key's writer, the address and its pid (two live processes
-    with one key never share a holder, so never work the same job at once)."""
-    if lock is None or lock.held():
-        return operator
-    return f"{operator} pid {os.getpid()}"
+    started as the ``standby`` of its key's writer, the address and its pid (two live
+    processes with one key never share a holder, so never work the same job at once)."""
+    return f"{operator} pid {os.getpid()}" if standby else operator
 
 
 def _db_outage(exc: BaseException) -> str | None:
@@ -182,8 +180,10 @@ class Bridge:
         Raises:
             DatabaseBound: the database belongs to another chain or contract (nothing written).
             StoreUnavailable, RpcUnavailable: the database or the node cannot be reached.
+            AlreadyRunning: another process took the key's writer after this one held it.
         """
         install_redaction(*settings.rpc_endpoints)  # provider keys in URLs never reach a log
+        writer_active = process_lock is None or process_lock.held()  # before anything opens
         db = open_database(settings.database_url)
         w3 = connect(settings.rpc_endpoints, max_lag=settings.rpc_max_lag)
         try:
@@ -219,7 +219,7 @@ class Bridge:
             max_attempts=settings.ce_max_attempts,
             max_download_bytes=settings.max_output_bytes,
         )
-        holder = claim_holder(account.address, process_lock)
+        holder = claim_holder(account.address, standby=not writer_active)
         core = Core.build(settings, db, ce, chain_id, time.time, holder=holder)
         tx = TxManager(
             w3,
@@ -260,7 +260,7 @@ class Bridge:
             leadership=leadership,
         )
         bridge._process_lock = process_lock
-        bridge.writer_active = process_lock is None or process_lock.held()
+        bridge.writer_active = writer_active
         if paused:
             bridge.dispatch_paused.set()
             log.warning(

@@ -14,7 +14,9 @@ process's life and released by ``release()`` (or by the process ending, however 
   process does (scans when it leads, claims CE work, serves the API) and asks ``held()``
   before each writer round, which takes the lock as soon as it is free (the holder's
   connection ended with its process); from then on this process sends the key's
-  transactions. The server drops the lock when the holder's connection ends, so ``verify()``
+  transactions. The holder's ``held()`` proves its lock's connection on each writer round (one
+  ``SELECT 1``), so a holder that lost the lock to a standby stops at its next round.
+  The server drops the lock when the holder's connection ends, so ``verify()``
   (called by the bridge's loops, at most every ``verify_every`` seconds) reconnects and takes
   it again after a lost connection, and raises ``AlreadyRunning`` if another process (a
   standby) took it meanwhile: the process that lost it stops.
@@ -61,9 +63,11 @@ class ProcessLock(Protocol):
 
     def held(self) -> bool:
         """Whether this process holds the lock (may send the key's transactions), taking it
-        if it is free: a standby becomes the holder here once the holder is gone.
+        if it is free: a standby becomes the holder here once the holder is gone. A holder's
+        answer is proven on the spot (as ``verify()``, without its interval).
 
         Raises:
+            AlreadyRunning: another process took it since this one held it.
             StoreUnavailable: the database cannot be reached to tell (retry later).
         """
 
@@ -240,9 +244,11 @@ class AdvisoryLock:
                 conn.close()
 
     def held(self) -> bool:
-        """See ``ProcessLock.held``: a standby's look costs one ``pg_try_advisory_lock``."""
+        """See ``ProcessLock.held``: one round trip, a standby's ``pg_try_advisory_lock`` or
+        the holder's proof that its lock's connection is still there."""
         with self._guard:
             if self._holding:
+                self._prove(time.monotonic())
                 return True
             if self._try_take():
                 self._checked = time.monotonic()
@@ -263,23 +269,28 @@ class AdvisoryLock:
             now = time.monotonic()
             if self._conn is not None and now - self._checked < self._verify_every:
                 return
-            if self._conn is not None:
-                try:
-                    self._conn.execute(text("SELECT 1"))
-                    self._checked = now
-                    return
-                except SQLAlchemyError:
-                    self._drop()
-                    log.warning("the connection holding the operator's lock was lost")
-            if not self._try_take():
+            self._prove(now)
+
+    def _prove(self, now: float) -> None:
+        """The holder's check: its lock's connection answers, or the lock is taken again on a
+        new one; ``AlreadyRunning`` if another process took it meanwhile."""
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT 1"))
+                self._checked = now
+                return
+            except SQLAlchemyError:
                 self._drop()
-                raise AlreadyRunning(
-                    f"another ce-bridge run with operator {self.operator} took its writer "
-                    f"(advisory lock {self.key} on {self._shown}) after this process lost the "
-                    "connection holding it"
-                )
-            self._checked = now
-            log.info("operator lock taken again (advisory lock %d)", self.key)
+                log.warning("the connection holding the operator's lock was lost")
+        if not self._try_take():
+            self._drop()
+            raise AlreadyRunning(
+                f"another ce-bridge run with operator {self.operator} took its writer "
+                f"(advisory lock {self.key} on {self._shown}) after this process lost the "
+                "connection holding it"
+            )
+        self._checked = now
+        log.info("operator lock taken again (advisory lock %d)", self.key)
 
     def release(self) -> None:
         """Unlocks and closes the lock's connection (idempotent)."""

@@ -22,8 +22,10 @@ flight, three times; each time the standby's writer takes over, resumes the stor
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import create_engine
@@ -87,13 +89,12 @@ def _ready(p: BridgeProcess) -> bool:
     return p.running and "bridge running for" in _this_start(p)
 
 
-def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
-    tmp_path: Path,
-) -> None:
-    seed = fault_seed("scale")
-    rng = random.Random(seed)
+@contextlib.contextmanager
+def _pg_stack(tmp_path: Path, prefix: str, **settings: object) -> Iterator[tuple[str, LocalStack]]:
+    """A PostgreSQL database of its own and a stack on it (1-second blocks, one confirmation,
+    the mixed emulator, ``LEASE`` and ``SCAN_INTERVAL``, ``settings`` on top), no bridge."""
     with (
-        postgres_database("ce_bridge_scale") as db_url,
+        postgres_database(prefix) as db_url,
         LocalStack(
             tmp_path,
             block_time=1.0,
@@ -101,13 +102,45 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
             database_url=db_url,
             emulator_config=mixed_emulator(),
             start_bridge=False,
-            settings={
-                "batch_size": 50,
-                "tx_stuck_after": 10.0,
-                "claim_lease": LEASE,
-                "scan_interval": SCAN_INTERVAL,
-            },
+            settings={"claim_lease": LEASE, "scan_interval": SCAN_INTERVAL, **settings},
         ) as stack,
+    ):
+        yield db_url, stack
+
+
+@contextlib.contextmanager
+def _closed_after(procs: list[BridgeProcess], work: Workload) -> Iterator[None]:
+    """Closes every process when the block ends; on a failure, first prints each one's log
+    tail and the jobs not yet terminal."""
+    try:
+        yield
+    except BaseException:
+        for i, p in enumerate(procs):
+            print(f"----- bridge {i} ({'running' if p.running else 'down'}):")
+            print(p.tail(40))
+        print("not terminal:", work.not_terminal()[:20])
+        raise
+    finally:
+        for p in procs:
+            p.close()
+
+
+def _converge(work: Workload, db_url: str) -> float:
+    """Waits until every job is terminal on-chain and every write confirmed; returns the
+    seconds until the jobs were terminal."""
+    converge = wait_for(work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5)
+    wait_for(lambda: writes_settled(db_url), 90, "the last writes to be confirmed")
+    return converge
+
+
+def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
+    tmp_path: Path,
+) -> None:
+    seed = fault_seed("scale")
+    rng = random.Random(seed)
+    with _pg_stack(tmp_path, "ce_bridge_scale", batch_size=50, tx_stuck_after=10.0) as (
+        db_url,
+        stack,
     ):
         database = db_url.rsplit("/", 1)[1]
         w3, escrow = stack.w3, stack.escrow
@@ -150,7 +183,7 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
                 work.send_due_cancellations()
                 time.sleep(0.1)
 
-        try:
+        with _closed_after(procs, work):
             for p in procs:
                 p.start()
             wait_for(lambda: leader() is not None, 90, "a scanner leader")
@@ -188,19 +221,7 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
             while waves:
                 work.submit(waves.pop(0))
             killing_took = time.monotonic() - started
-            converge = wait_for(
-                work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5
-            )
-            wait_for(lambda: writes_settled(db_url), 90, "the last writes to be confirmed")
-        except BaseException:
-            for i, p in enumerate(procs):
-                print(f"----- bridge {i} ({'running' if p.running else 'down'}):")
-                print(p.tail(40))
-            print("not terminal:", work.not_terminal()[:20])
-            raise
-        finally:
-            for p in procs:
-                p.close()
+            converge = _converge(work, db_url)
 
         report = audit(
             stack,
@@ -249,18 +270,7 @@ def _in_flight(database_url: str, sender: str) -> dict[int, tuple[int, str]]:
 def test_two_processes_with_one_key_hand_its_writer_over_on_sigkill(tmp_path: Path) -> None:
     seed = fault_seed("standby")
     rng = random.Random(seed)
-    with (
-        postgres_database("ce_bridge_standby") as db_url,
-        LocalStack(
-            tmp_path,
-            block_time=1.0,
-            confirmations=1,
-            database_url=db_url,
-            emulator_config=mixed_emulator(),
-            start_bridge=False,
-            settings={"batch_size": 20, "claim_lease": LEASE, "scan_interval": SCAN_INTERVAL},
-        ) as stack,
-    ):
+    with _pg_stack(tmp_path, "ce_bridge_standby", batch_size=20) as (db_url, stack):
         database = db_url.rsplit("/", 1)[1]
         w3 = stack.w3
         operator = stack.settings.operator_address
@@ -315,7 +325,7 @@ def test_two_processes_with_one_key_hand_its_writer_over_on_sigkill(tmp_path: Pa
             holder.start()  # back as the new standby
             wait_for(lambda: standing_by(holder), 90, "the victim to stand by")
 
-        try:
+        with _closed_after(procs, work):
             procs[0].start()
             wait_for(lambda: writer() is procs[0] and _ready(procs[0]), 90, "the first writer")
             procs[1].start()
@@ -326,19 +336,7 @@ def test_two_processes_with_one_key_hand_its_writer_over_on_sigkill(tmp_path: Pa
                 hand_over()
             while waves:
                 work.submit(waves.pop(0))
-            converge = wait_for(
-                work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5
-            )
-            wait_for(lambda: writes_settled(db_url), 90, "the last writes to be confirmed")
-        except BaseException:
-            for i, p in enumerate(procs):
-                print(f"----- bridge {i} ({'running' if p.running else 'down'}):")
-                print(p.tail(40))
-            print("not terminal:", work.not_terminal()[:20])
-            raise
-        finally:
-            for p in procs:
-                p.close()
+            converge = _converge(work, db_url)
 
         report = audit(
             stack,

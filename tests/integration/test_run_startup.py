@@ -512,18 +512,23 @@ def test_the_advisory_lock_is_per_key_waits_as_a_standby_and_is_taken_again() ->
             first._verify_every = 0.0
             first.verify()
             assert first.holding
+            # held() proves it on the spot, whatever verify()'s interval.
+            first._verify_every = 3600.0
+            drop_connections(name)
+            assert first.held()
             late = acquire_process_lock(url, alice)
             try:
                 assert not late.held()
             finally:
                 late.release()
-            # Lost again, and another process takes it meanwhile: verify() says so.
+            # Lost again, and another process takes it meanwhile: the holder's next look says
+            # so (a writer round stops its process before it sends anything).
             drop_connections(name)
             thief = acquire_process_lock(url, alice)
             try:
                 assert thief.held()
                 with pytest.raises(AlreadyRunning, match="took its writer"):
-                    first.verify()
+                    first.held()
                 assert not first.holding
             finally:
                 thief.release()
