@@ -39,24 +39,13 @@ class Sizes:
     latency_pace: float
     ingest_jobs: int
     memory_seconds: float
-    scale_jobs: int
 
 
 FULL = Sizes(
-    burst_jobs=500,
-    latency_jobs=60,
-    latency_pace=0.25,
-    ingest_jobs=10_000,
-    memory_seconds=120.0,
-    scale_jobs=500,
+    burst_jobs=500, latency_jobs=60, latency_pace=0.25, ingest_jobs=10_000, memory_seconds=120.0
 )
 QUICK = Sizes(
-    burst_jobs=100,
-    latency_jobs=20,
-    latency_pace=0.25,
-    ingest_jobs=1_000,
-    memory_seconds=30.0,
-    scale_jobs=100,
+    burst_jobs=100, latency_jobs=20, latency_pace=0.25, ingest_jobs=1_000, memory_seconds=30.0
 )
 
 #: The issue's targets: (label, how to read the figure from the results, comparison, limit).
@@ -93,7 +82,7 @@ def _run_all(sizes: Sizes, only: set[str]) -> dict[str, Any]:
         ("throughput", lambda: throughput.throughput(sizes.burst_jobs)),
         ("latency", lambda: throughput.latency(sizes.latency_jobs, sizes.latency_pace)),
         ("ingest", lambda: ingest.run(sizes.ingest_jobs, time_limit=sizes.memory_seconds)),
-        ("scale", lambda: scale.scale(sizes.scale_jobs)),
+        ("scale", lambda: scale.scale(sizes.burst_jobs)),  # the same burst, on PostgreSQL
     ]
     for name, step in steps:
         if only and name not in only:
