@@ -32,7 +32,7 @@ log = logging.getLogger("bridge.engine")
 CANCEL_BACKOFF = Backoff(initial=1.0, cap=300.0)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class CancelOutbox:
     """Sends the queued remote cancellations (see the module)."""
 

@@ -46,7 +46,7 @@ GAS_PRICE_ORACLE: Final = "0x420000000000000000000000000000000000000F"
 _GET_L1_FEE: Final = keccak(text="getL1Fee(bytes)")[:4]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class FeeOracle:
     """Market fees and L1 data fees for the operator's writes (see the module docstring)."""
 
