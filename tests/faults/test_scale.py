@@ -29,6 +29,7 @@ from bridge.devstack import LocalStack
 from bridge.store.locks import advisory_key, scanner_label
 from tests.faults.harness import (
     BridgeProcess,
+    RunStart,
     Workload,
     audit,
     fault_seed,
@@ -99,8 +100,7 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
                 {"from": stack.roles.admin}
             )
             assert w3.eth.wait_for_transaction_receipt(grant, timeout=60)["status"] == 1
-        from_block = int(w3.eth.block_number)
-        nonces = {op: int(w3.eth.get_transaction_count(op)) for op in operators}
+        start = RunStart.of(stack, operators)
         scanner_key = advisory_key(scanner_label(int(w3.eth.chain_id), escrow.address))
         procs = [
             BridgeProcess(
@@ -175,28 +175,18 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
             while waves:
                 work.submit(waves.pop(0))
             killing_took = time.monotonic() - started
-            converge = wait_for(
-                work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5
-            )
+            converge = work.converge()
             wait_for(lambda: writes_settled(db_url), 90, "the last writes to be confirmed")
         except BaseException:
             for i, p in enumerate(procs):
                 print(f"----- bridge {i} ({'running' if p.running else 'down'}):")
                 print(p.tail(40))
-            print("not terminal:", work.not_terminal()[:20])
             raise
         finally:
             for p in procs:
                 p.close()
 
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonces[operators[0]],
-            operators_before=nonces,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         assert gone is not None
         shown = ", ".join(f"{f:.2f}" for f in failovers)
         print(
