@@ -30,6 +30,8 @@ from bridge.logs import redact_url
 if TYPE_CHECKING:
     from web3 import Web3
 
+    from bridge.chain.actions import EscrowClient
+
 
 class _Typer(typer.Typer):
     """A Typer whose commands end a ``BridgeError`` with one line and exit status 1."""
@@ -300,7 +302,6 @@ def deploy(
     Prints the address, chain id and block, and the pricing and limits in force (``--json``: all
     of them, as one JSON object).
     """
-    from bridge.chain.actions import EscrowClient
     from bridge.chain.deploy import connect, deploy_escrow
 
     signer = _account(key)
@@ -311,7 +312,7 @@ def deploy(
     w3 = connect(rpc_url, [key])
     _check_rpc(w3, rpc_url)
     address = deploy_escrow(w3, signer, operators=operator or [], treasury=treasury)
-    client = EscrowClient(rpc_url, address, key)
+    client = _escrow(rpc_url, address, key)
     if (
         base_fee is not None
         or price_per_vcpu_hour is not None
@@ -378,7 +379,6 @@ def submit(
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 3600.0,
 ) -> None:
     """Submit a job (from flags or a job file, see examples/), paying its quote."""
-    from bridge.chain.actions import EscrowClient
     from bridge.chain.spec import Status
 
     flags = {
@@ -404,7 +404,7 @@ def submit(
     else:
         document = _job_from_flags(flags)
     spec, gas = document.to_spec(), document.callback_gas_limit
-    client = EscrowClient(rpc_url, contract, key)
+    client = _escrow(rpc_url, contract, key)
     job_id, price = client.submit(spec, gas)
     console.print(f"job [bold]{job_id}[/] submitted, paid {_ether(price)} ETH")
     if not wait:
@@ -431,9 +431,7 @@ def submit(
 @app.command()
 def status(job_id: JobIdArg, rpc_url: RpcOpt, contract: ContractOpt) -> None:
     """Show a job's on-chain state as JSON."""
-    from bridge.chain.actions import EscrowClient
-
-    client = EscrowClient(rpc_url, contract)
+    client = _escrow(rpc_url, contract)
     data = client.job(job_id).to_json()
     uri = _result_uri(client, job_id)
     if uri:
@@ -454,7 +452,6 @@ def jobs(
     """List jobs on-chain, newest first."""
     from rich.table import Table
 
-    from bridge.chain.actions import EscrowClient
     from bridge.chain.spec import Status
 
     wanted = None
@@ -466,7 +463,7 @@ def jobs(
                 f"unknown status {state!r}: one of " + ", ".join(s.name.lower() for s in Status),
                 param_hint="'--status'",
             ) from None
-    client = EscrowClient(rpc_url, contract)
+    client = _escrow(rpc_url, contract)
     found = client.jobs(requester=requester, status=wanted)
     if as_json:
         print(json.dumps([j.to_json() for j in found], indent=2))
@@ -484,10 +481,9 @@ def jobs(
 @app.command()
 def cancel(job_id: JobIdArg, rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Cancel your job: refunded at once while Submitted, else cancelled by the bridge."""
-    from bridge.chain.actions import EscrowClient
     from bridge.chain.spec import Status
 
-    client = EscrowClient(rpc_url, contract, key)
+    client = _escrow(rpc_url, contract, key)
     client.cancel(job_id)
     job = client.job(job_id)
     if job.status is Status.CANCELLED:
@@ -499,9 +495,7 @@ def cancel(job_id: JobIdArg, rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt
 @app.command()
 def withdraw(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Withdraw your credited refunds or earnings."""
-    from bridge.chain.actions import EscrowClient
-
-    client = EscrowClient(rpc_url, contract, key)
+    client = _escrow(rpc_url, contract, key)
     amount = client.withdraw()
     console.print(f"withdrew {_ether(amount)} ETH to {client.sender}")
 
@@ -520,8 +514,6 @@ def admin_set_pricing(
     price_per_callback_gas: Annotated[int, _int_opt("wei")],
 ) -> None:
     """Set the price: base fee + per vCPU-hour + per unit of callback gas."""
-    from bridge.chain.actions import EscrowClient
-
     _check_prices(
         {
             "--base-fee": base_fee,
@@ -530,7 +522,7 @@ def admin_set_pricing(
         }
     )
 
-    EscrowClient(rpc_url, contract, key).set_pricing(
+    _escrow(rpc_url, contract, key).set_pricing(
         base_fee, price_per_vcpu_hour, price_per_callback_gas
     )
     console.print("pricing set")
@@ -545,15 +537,13 @@ def admin_set_limits(
     grace: Annotated[int | None, _int_opt("deadline grace, seconds")] = None,
 ) -> None:
     """Change spec limits (unnamed ones keep their value)."""
-    from bridge.chain.actions import EscrowClient
-
     if not limit and grace is None:
         raise typer.BadParameter(
             "nothing to set: give at least one --limit NAME=VALUE, or --grace",
             param_hint="'--limit'",
         )
     changes = _parse_limits(limit or [], grace)
-    _apply_limits(EscrowClient(rpc_url, contract, key), changes, grace)
+    _apply_limits(_escrow(rpc_url, contract, key), changes, grace)
     console.print("limits set")
 
 
@@ -562,27 +552,21 @@ def admin_set_treasury(
     rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, treasury: AddressArg
 ) -> None:
     """Set the address credited with the earnings of completed jobs."""
-    from bridge.chain.actions import EscrowClient
-
-    EscrowClient(rpc_url, contract, key).set_treasury(treasury)
+    _escrow(rpc_url, contract, key).set_treasury(treasury)
     console.print(f"treasury set to {treasury}")
 
 
 @admin_app.command("pause")
 def admin_pause(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Stop new submissions (everything else keeps working)."""
-    from bridge.chain.actions import EscrowClient
-
-    EscrowClient(rpc_url, contract, key).pause()
+    _escrow(rpc_url, contract, key).pause()
     console.print("submissions paused")
 
 
 @admin_app.command("unpause")
 def admin_unpause(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Allow submissions again."""
-    from bridge.chain.actions import EscrowClient
-
-    EscrowClient(rpc_url, contract, key).unpause()
+    _escrow(rpc_url, contract, key).unpause()
     console.print("submissions resumed")
 
 
@@ -591,9 +575,7 @@ def admin_grant_operator(
     rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, operator: AddressArg
 ) -> None:
     """Grant OPERATOR_ROLE to a bridge's operator address."""
-    from bridge.chain.actions import EscrowClient
-
-    EscrowClient(rpc_url, contract, key).grant_operator(operator)
+    _escrow(rpc_url, contract, key).grant_operator(operator)
     console.print(f"OPERATOR_ROLE granted to {operator}")
 
 
@@ -645,6 +627,19 @@ def demo(
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _escrow(rpc_url: str, contract: str, key: str | None = None) -> EscrowClient:
+    """The escrow at ``contract`` through ``rpc_url``, signing with ``key`` if given (web3 is
+    imported on the first command that needs it, not at every start of the CLI).
+
+    Raises:
+        ConfigError: a bad address or key, or no contract at ``contract``.
+        RpcUnavailable: the node cannot be reached.
+    """
+    from bridge.chain.actions import EscrowClient
+
+    return EscrowClient(rpc_url, contract, key)
 
 
 def _account(key: str) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from hexbytes import HexBytes
@@ -730,40 +731,29 @@ class MetricsSampler:
         bridge = self._bridge
         if bridge is None:
             return snapshot
-        head = cursor = lag = balance = failures = finality_lag = finalized_lag = None
+        # The snapshot's chain fields, as they are read: those after a failure stay None.
+        chain: dict[str, Any] = {}
         try:
-            head = bridge.reader.head()
+            head = chain["head"] = bridge.reader.head()
             target = bridge.scan_target(head)
-            finality_lag = head - target
-            finalized_lag = _finalized_lag(bridge, head)
-            cursor = scan_cursor(self._db, bridge.contract)
+            chain["finality_lag"] = head - target
+            chain["finalized_lag"] = _finalized_lag(bridge, head)
+            cursor = chain["scan_cursor"] = scan_cursor(self._db, bridge.contract)
             if cursor is not None:
-                lag = max(0, target - cursor)
-            balance = int(bridge.w3.eth.get_balance(bridge.tx.sender))
+                chain["scan_lag"] = max(0, target - cursor)
+            chain["operator_balance_wei"] = int(bridge.w3.eth.get_balance(bridge.tx.sender))
             if self._callbacks is not None:
-                failures = self._callbacks.count(head, target)
+                chain["callback_failures"] = self._callbacks.count(head, target)
         except (RpcUnavailable, Web3Exception, OSError) as exc:
             log.warning("metrics: chain values unavailable: %s", type(exc).__name__)
         provider = getattr(bridge.w3, "provider", None)
-        endpoints: tuple[tuple[str, bool], ...] = ()
         if isinstance(provider, FailoverProvider):
             now = time.monotonic()
-            endpoints = tuple(
+            chain["rpc_endpoints"] = tuple(
                 (h.shown, h.down_until <= now and not h.lagging and not h.wrong_chain)
                 for h in provider.health()
             )
-        return replace(
-            snapshot,
-            head=head,
-            scan_cursor=cursor,
-            scan_lag=lag,
-            operator_balance_wei=balance,
-            callback_failures=failures,
-            finality_lag=finality_lag,
-            finalized_lag=finalized_lag,
-            rpc_endpoints=endpoints,
-            writer_active=bridge.writer_active,
-        )
+        return replace(snapshot, **chain, writer_active=bridge.writer_active)
 
     def _from_db(self) -> MetricsSnapshot:
         with Session(self._db) as session:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass
 
 from bridge.engine import machine as m
 from bridge.engine.codec import spec_from_json, spec_to_request
@@ -31,31 +32,21 @@ log = logging.getLogger("bridge.engine")
 CANCEL_BACKOFF = Backoff(initial=1.0, cap=300.0)
 
 
+@dataclass(eq=False, repr=False)
 class CancelOutbox:
-    """Sends the queued remote cancellations (see the module).
+    """Sends the queued remote cancellations (see the module)."""
 
-    Args:
-        store: the units of work.
-        ce: the CE client.
-        clock: epoch seconds.
-        stopping: set when the bridge stops: nothing new is sent.
-        claims: this process's claims on the rows it sends (no-ops on SQLite).
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        ce: CEClient,
-        *,
-        clock: Callable[[], float],
-        stopping: threading.Event,
-        claims: WorkClaims,
-    ) -> None:
-        self._store = store
-        self._ce = ce
-        self._clock = clock
-        self._stopping = stopping
-        self.claims = claims
+    store: Store
+    """The units of work."""
+    ce: CEClient
+    """The CE client."""
+    _: KW_ONLY
+    clock: Callable[[], float]
+    """Epoch seconds."""
+    stopping: threading.Event
+    """Set when the bridge stops: nothing new is sent."""
+    claims: WorkClaims
+    """This process's claims on the rows it sends (no-ops on SQLite)."""
 
     def run_actions(self, actions: Iterable[tuple[int, m.Decision]]) -> None:
         """Sends at once the remote cancellations the decisions queued (the worker retries any
@@ -67,7 +58,7 @@ class CancelOutbox:
     def due(self, job_ids: list[int] | None = None) -> list[RemoteCancel]:
         """Queued remote cancellations not yet answered and due (of ``job_ids``, if given),
         claimed by this process: release them once sent (``send_all`` does)."""
-        return self.claims.claim_cancels(self._clock(), job_ids)
+        return self.claims.claim_cancels(self.clock(), job_ids)
 
     def send_all(self, rows: list[RemoteCancel]) -> None:
         """Sends claimed ``rows`` one after the other, then releases their claims."""
@@ -79,7 +70,7 @@ class CancelOutbox:
 
     def cancel_stray(self, job_id: int, remote_id: str) -> None:
         """Queues and sends the cancellation of a remote job its job did not take."""
-        with self._store.begin() as uow:
+        with self.store.begin() as uow:
             job = uow.job(job_id)
             if job is not None and job.remote_job_id == remote_id:
                 return  # it did take it after all
@@ -91,7 +82,7 @@ class CancelOutbox:
 
     def send(self, row: RemoteCancel) -> None:
         """Asks CE to cancel one queued remote job; records the answer or schedules a retry."""
-        if self._stopping.is_set():
+        if self.stopping.is_set():
             return
         done, error, status = True, None, None
         try:
@@ -99,7 +90,7 @@ class CancelOutbox:
                 row.remote_job_id = self._find_remote(row)
                 if not row.remote_job_id:
                     raise RemoteRejected("no remote job under its Idempotency-Key", 404)
-            status = self._ce.cancel_job(row.remote_job_id)
+            status = self.ce.cancel_job(row.remote_job_id)
         except RemoteAuthError as exc:
             done, error = False, str(exc)  # the account, not the job: try again later
         except RemoteRejected as exc:
@@ -117,7 +108,7 @@ class CancelOutbox:
                 error,
                 extra={"job_id": row.job_id, "remote_job_id": row.remote_job_id},
             )
-        with self._store.begin() as uow:
+        with self.store.begin() as uow:
             session = uow.session
             session.add(call)  # recorded with the outcome: one commit
             fresh = session.get(RemoteCancel, row.id)
@@ -131,7 +122,7 @@ class CancelOutbox:
             else:
                 fresh.attempts += 1
                 fresh.last_error = error
-                fresh.next_attempt_at = self._clock() + CANCEL_BACKOFF.delay(fresh.attempts)
+                fresh.next_attempt_at = self.clock() + CANCEL_BACKOFF.delay(fresh.attempts)
             session.add(fresh)
             uow.commit()
         if done and error is None:
@@ -158,4 +149,4 @@ class CancelOutbox:
             request = spec_to_request(spec_from_json(row.request_json))
         except SpecError:
             return ""
-        return self._ce.create_job(request, row.idempotency_key)
+        return self.ce.create_job(request, row.idempotency_key)

@@ -93,24 +93,23 @@ class RemoteCreated:
 
 
 @dataclass(frozen=True)
-class CreateRejected:
+class Failure:
+    """Something that fails the job if it is in the one state where it can happen (``_FAILURES``
+    says which, and how the reason starts); ``message`` says what went wrong."""
+
+    message: str
+
+
+class CreateRejected(Failure):
     """CE refused job-create with a 4xx: the job can never run."""
 
-    message: str
 
-
-@dataclass(frozen=True)
-class CreateGaveUp:
+class CreateGaveUp(Failure):
     """job-create kept failing transiently past the retry budget."""
 
-    message: str
 
-
-@dataclass(frozen=True)
-class SpecInvalid:
+class SpecInvalid(Failure):
     """The bridge cannot turn the on-chain spec into a CE job."""
-
-    message: str
 
 
 @dataclass(frozen=True)
@@ -129,11 +128,8 @@ class OutputsHashed:
     result_uri: str
 
 
-@dataclass(frozen=True)
-class OutputsUnavailable:
+class OutputsUnavailable(Failure):
     """The outputs of a completed remote job cannot be fetched (refused, too large, gone)."""
-
-    message: str
 
 
 @dataclass(frozen=True)
@@ -189,6 +185,14 @@ Event = (
 )
 Outcome = Decision | Rejection
 
+#: Each failure: the state it can happen in, and how the job's failure reason starts.
+_FAILURES: dict[type[Failure], tuple[JobState, str]] = {
+    CreateRejected: (JobState.NEW, "CE rejected the job"),
+    CreateGaveUp: (JobState.NEW, "CE unavailable, job not created"),
+    SpecInvalid: (JobState.NEW, "invalid job spec"),
+    OutputsUnavailable: (JobState.FINISHING, "outputs unavailable"),
+}
+
 _WORKING = (JobState.DISPATCHED, JobState.RUNNING)
 _REMOTE_LIVE = (JobState.DISPATCHED, JobState.RUNNING, JobState.CANCELLING, JobState.FINISHING)
 
@@ -229,18 +233,11 @@ def transition(job: JobView, event: Event) -> Outcome:
                 updates=(QueuedUpdate(Status.ACCEPTED, data=remote_id),),
                 remote_job_id=remote_id,
             )
-        case CreateRejected(message=message):
-            if job.state is not JobState.NEW:
+        case Failure(message=message):
+            state, reason = _FAILURES[type(event)]
+            if job.state is not state:
                 return _not_in(job, event)
-            return _fail(f"CE rejected the job: {message}")
-        case CreateGaveUp(message=message):
-            if job.state is not JobState.NEW:
-                return _not_in(job, event)
-            return _fail(f"CE unavailable, job not created: {message}")
-        case SpecInvalid(message=message):
-            if job.state is not JobState.NEW:
-                return _not_in(job, event)
-            return _fail(f"invalid job spec: {message}")
+            return _fail(f"{reason}: {message}")
         case RemoteStatusSeen():
             return _remote_status(job, event)
         case OutputsHashed(result_hash=result_hash, result_uri=uri):
@@ -254,10 +251,6 @@ def transition(job: JobView, event: Event) -> Outcome:
                 updates=(QueuedUpdate(Status.COMPLETED, data=uri, result_hash=result_hash),),
                 outcome=Status.COMPLETED,
             )
-        case OutputsUnavailable(message=message):
-            if job.state is not JobState.FINISHING:
-                return _not_in(job, event)
-            return _fail(f"outputs unavailable: {message}")
         case CancelRequestedSeen():
             if job.cancel_requested:
                 return Rejection("cancellation was already requested")

@@ -118,10 +118,18 @@ class EmulatorConfig(BaseModel):
     seed: int | None = None
     """Seed of the fault RNG (None: unpredictable)."""
 
+    def fault_rates(self) -> tuple[tuple[Fault, float], ...]:
+        """Each injected fault with its rate, in the order a request's draw tries them."""
+        return (
+            ("error", self.error_rate),
+            ("rate_limit", self.rate_limit_rate),
+            ("timeout", self.timeout_rate),
+            ("malformed", self.malformed_rate),
+        )
+
     @model_validator(mode="after")
     def _rates_fit(self) -> EmulatorConfig:
-        total = self.error_rate + self.rate_limit_rate + self.timeout_rate + self.malformed_rate
-        if total > 1.0 + 1e-9:
+        if sum(rate for _, rate in self.fault_rates()) > 1.0 + 1e-9:
             raise ValueError("error, rate-limit, timeout and malformed rates must sum to <= 1")
         return self
 
@@ -300,14 +308,8 @@ class Emulator:
     def draw_fault(self) -> Fault | None:
         """Pick this request's injected fault, if any."""
         with self._lock:
-            c = self._config
+            rates = self._config.fault_rates()
             u = self._rng.random()
-        rates: tuple[tuple[Fault, float], ...] = (
-            ("error", c.error_rate),
-            ("rate_limit", c.rate_limit_rate),
-            ("timeout", c.timeout_rate),
-            ("malformed", c.malformed_rate),
-        )
         for fault, rate in rates:
             if u < rate:
                 return fault

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from sqlalchemy import Engine, or_
+from sqlalchemy import ColumnElement, Engine, or_
 from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
@@ -85,13 +85,7 @@ class WorkClaims:
         with Session(self.db) as session:
             if not self.shared:
                 return list(session.exec(query).all())
-            query = query.where(
-                or_(
-                    col(Job.lease_holder).is_(None),
-                    col(Job.lease_holder) == self.holder,
-                    col(Job.lease_expires) < now,
-                )
-            )
+            query = query.where(self._claimable(Job, now))
             ids = list(session.exec(query.with_for_update(skip_locked=True)).all())
             if ids:
                 session.exec(
@@ -101,6 +95,14 @@ class WorkClaims:
                 )
             session.commit()
             return ids
+
+    def _claimable(self, table: type[Job] | type[RemoteCancel], now: float) -> ColumnElement[bool]:
+        """A row's lease is free, this process's own, or expired at ``now``."""
+        return or_(
+            col(table.lease_holder).is_(None),
+            col(table.lease_holder) == self.holder,
+            col(table.lease_expires) < now,
+        )
 
     def claim_cancels(
         self, now: float, job_ids: Sequence[int] | None = None, limit: int = 64
@@ -116,13 +118,7 @@ class WorkClaims:
         with Session(self.db, expire_on_commit=False) as session:
             if not self.shared:
                 return list(session.exec(query).all())
-            query = query.where(
-                or_(
-                    col(RemoteCancel.lease_holder).is_(None),
-                    col(RemoteCancel.lease_holder) == self.holder,
-                    col(RemoteCancel.lease_expires) < now,
-                )
-            )
+            query = query.where(self._claimable(RemoteCancel, now))
             rows = list(session.exec(query.with_for_update(skip_locked=True)).all())
             expires = self._clock() + self.lease
             for row in rows:

@@ -20,7 +20,8 @@ guarantees:
 from __future__ import annotations
 
 import logging
-import threading
+from dataclasses import KW_ONLY, dataclass
+from functools import cached_property
 from typing import Final
 
 from eth_abi.abi import decode, encode
@@ -45,70 +46,50 @@ GAS_PRICE_ORACLE: Final = "0x420000000000000000000000000000000000000F"
 _GET_L1_FEE: Final = keccak(text="getL1Fee(bytes)")[:4]
 
 
+@dataclass(eq=False, repr=False)
 class FeeOracle:
-    """Market fees and L1 data fees for the operator's writes (see the module docstring).
+    """Market fees and L1 data fees for the operator's writes (see the module docstring)."""
 
-    Args:
-        w3: the node.
-        max_fee_wei: ceiling of ``maxFeePerGas`` (or ``gasPrice``).
-        max_tip_wei: ceiling of ``maxPriorityFeePerGas``.
-        percentile: percentile of recent priority fees the tip is set to (0..100).
-        history_blocks: blocks of ``eth_feeHistory`` to read.
-    """
+    w3: Web3
+    """The node."""
+    _: KW_ONLY
+    max_fee_wei: int
+    """Ceiling of ``maxFeePerGas`` (or ``gasPrice``)."""
+    max_tip_wei: int = 50 * 10**9
+    """Ceiling of ``maxPriorityFeePerGas``."""
+    percentile: float = 50.0
+    """Percentile of recent priority fees the tip is set to (0..100)."""
+    history_blocks: int = 10
+    """Blocks of ``eth_feeHistory`` to read."""
 
-    def __init__(
-        self,
-        w3: Web3,
-        *,
-        max_fee_wei: int,
-        max_tip_wei: int = 50 * 10**9,
-        percentile: float = 50.0,
-        history_blocks: int = 10,
-    ) -> None:
-        self._w3 = w3
-        self.max_fee_wei = max_fee_wei
-        self._max_tip = max_tip_wei
-        self._percentile = percentile
-        self._blocks = history_blocks
-        self._lock = threading.Lock()
-        self._legacy: bool | None = None
-        self._op_stack: bool | None = None
-
-    @property
+    @cached_property
     def legacy(self) -> bool:
         """Whether the chain has no base fee (blocks without ``baseFeePerGas``): type-0 txs."""
-        if self._legacy is None:
-            block = self._w3.eth.get_block("latest")
-            legacy = block.get("baseFeePerGas") is None
-            with self._lock:
-                self._legacy = legacy
-            if legacy:
-                log.info("the chain has no base fee (pre-London): legacy gasPrice transactions")
-        return bool(self._legacy)
+        legacy = self.w3.eth.get_block("latest").get("baseFeePerGas") is None
+        if legacy:
+            log.info("the chain has no base fee (pre-London): legacy gasPrice transactions")
+        return legacy
 
-    @property
+    @cached_property
     def op_stack(self) -> bool:
         """Whether the chain has the OP-stack ``GasPriceOracle`` (so writes pay an L1 fee)."""
-        if self._op_stack is None:
-            code = self._w3.eth.get_code(Web3.to_checksum_address(GAS_PRICE_ORACLE))
-            with self._lock:
-                self._op_stack = len(code) > 0
-            if self._op_stack:
-                log.info("OP-stack chain: writes are charged an L1 data fee (GasPriceOracle)")
-        return bool(self._op_stack)
+        op_stack = len(self.w3.eth.get_code(Web3.to_checksum_address(GAS_PRICE_ORACLE))) > 0
+        if op_stack:
+            log.info("OP-stack chain: writes are charged an L1 data fee (GasPriceOracle)")
+        return op_stack
 
     def market(self) -> Fees:
         """Today's fees for a new transaction (legacy: ``gasPrice`` in both fields)."""
         if self.legacy:
-            return legacy_fees(int(self._w3.eth.gas_price), self.max_fee_wei)
+            return legacy_fees(int(self.w3.eth.gas_price), self.max_fee_wei)
         base_fee, tip = self._history()
         if tip is None:
             try:
-                tip = min(int(self._w3.eth.max_priority_fee), self._max_tip)
+                tip = min(int(self.w3.eth.max_priority_fee), self.max_tip_wei)
             except (Web3Exception, ValueError):
-                tip = min(DEFAULT_PRIORITY_FEE, self._max_tip)
+                tip = min(DEFAULT_PRIORITY_FEE, self.max_tip_wei)
         if base_fee is None:
-            block = self._w3.eth.get_block("latest")
+            block = self.w3.eth.get_block("latest")
             base_fee = int(block.get("baseFeePerGas", 0) or 0)
         return initial_fees(base_fee, tip, self.max_fee_wei)
 
@@ -116,8 +97,9 @@ class FeeOracle:
         """(next block's base fee, tip from the percentile) from ``eth_feeHistory``; Nones when
         the node does not serve it."""
         try:
-            reply = self._w3.provider.make_request(
-                RPCEndpoint("eth_feeHistory"), [hex(self._blocks), "latest", [self._percentile]]
+            reply = self.w3.provider.make_request(
+                RPCEndpoint("eth_feeHistory"),
+                [hex(self.history_blocks), "latest", [self.percentile]],
             )
         except (Web3Exception, OSError, ValueError):
             return None, None
@@ -131,7 +113,7 @@ class FeeOracle:
         except (TypeError, ValueError):
             return None, None
         next_base = base_fees[-1] if base_fees else None
-        return next_base, tip_from_history(rewards, ratios, self._max_tip)
+        return next_base, tip_from_history(rewards, ratios, self.max_tip_wei)
 
     def l1_fee(self, raw_tx: str | bytes) -> int:
         """The L1 data fee of a signed transaction on an OP-stack chain, in wei; 0 elsewhere or
@@ -140,7 +122,7 @@ class FeeOracle:
             return 0
         data = _GET_L1_FEE + encode(["bytes"], [bytes(HexBytes(raw_tx))])
         try:
-            answer = self._w3.eth.call(
+            answer = self.w3.eth.call(
                 {"to": Web3.to_checksum_address(GAS_PRICE_ORACLE), "data": HexBytes(data)}
             )
             (fee,) = decode(["uint256"], bytes(answer))

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,6 +358,19 @@ class Workload:
                 out.append((j.job_id, j.kind, status.name))
         return out
 
+    def converge(self, timeout: float = 240.0) -> float:
+        """Waits until every job is terminal on-chain; returns the seconds it took.
+
+        Raises:
+            AssertionError: not in ``timeout`` s (the first 20 jobs still open are printed).
+        """
+        try:
+            what = "every job to be terminal on-chain"
+            return wait_for(self.all_terminal, timeout, what, interval=0.5)
+        except AssertionError:
+            print("not terminal:", self.not_terminal()[:20])
+            raise
+
 
 def mixed_kinds(count: int, rng: random.Random) -> list[str]:
     """``count`` kinds: 55% completing, 20% failing on CE, 12.5% each kind of cancellation."""
@@ -539,15 +552,29 @@ def _treasury_shares(
     return shares
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """Where a run starts on-chain, for ``audit``: the first block whose events it reads, and the
+    nonce of each operator key before the run."""
+
+    block: int
+    nonces: Mapping[str, int]
+
+    @classmethod
+    def of(cls, stack: LocalStack, operators: Sequence[str] = ()) -> RunStart:
+        """The chain now, for ``operators`` (checksummed here; the stack's operator if none)."""
+        keys = [Web3.to_checksum_address(a) for a in operators or [stack.roles.operator]]
+        block = int(stack.w3.eth.block_number)
+        return cls(block, {a: int(stack.w3.eth.get_transaction_count(a)) for a in keys})
+
+
 def audit(
     stack: LocalStack,
     jobs: list[Submitted],
     *,
     database_url: str,
-    from_block: int,
-    operator_nonce_before: int,
+    start: RunStart,
     foreign_nonces: int = 0,
-    operators_before: Mapping[str, int] | None = None,
 ) -> AuditReport:
     """The end-of-run checks; asserts each guarantee and returns what it counted.
 
@@ -559,13 +586,12 @@ def audit(
     - the contract's balance equals escrowed payments plus every credit;
     - the emulator made exactly one remote job per key, and one per job that had to run;
     - every item the bridge queued is in the outbox once per (job, status);
-    - the operator's nonce equals the number of its mined transactions, and the bridge's
-      confirmed transactions hold the nonces from ``operator_nonce_before`` up, without a gap
-      (``foreign_nonces`` of them used by someone else with the key); with
-      ``operators_before`` (operator address -> its nonce at the start), for each of those keys
-      instead of the stack's one operator.
+    - for each operator key of ``start``, its nonce equals the number of its mined
+      transactions, and the bridge's confirmed transactions hold the nonces from its nonce at
+      ``start`` up, without a gap (``foreign_nonces`` of them used by someone else with the key).
     """
     w3, escrow = stack.w3, stack.escrow
+    from_block = start.block
     ids = {j.job_id for j in jobs}
     assert len(ids) == len(jobs), "a job id was reported twice"
 
@@ -661,17 +687,15 @@ def audit(
 
     # 7. Nonces, per operator key: chain count == mined txs; the stored txs cover them with no
     # gap.
-    before = dict(operators_before or {stack.roles.operator: operator_nonce_before})
-    before = {Web3.to_checksum_address(a): n for a, n in before.items()}
     mined_by: Counter[str] = Counter()
     for number in range(from_block, int(w3.eth.block_number) + 1):
         block = w3.eth.get_block(number, full_transactions=True)
         for tx in block["transactions"]:
             sender = tx["from"]  # type: ignore[index]
-            if sender in before:
+            if sender in start.nonces:
                 mined_by[sender] += 1
     mined = fatal_count = replaced = 0
-    for operator, nonce_before in before.items():
+    for operator, nonce_before in start.nonces.items():
         checked = _check_nonces(w3, txs, operator, nonce_before, mined_by[operator], foreign_nonces)
         mined += mined_by[operator]
         fatal_count += checked[0]

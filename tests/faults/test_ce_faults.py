@@ -26,6 +26,7 @@ from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job
 from tests.faults.harness import (
     OUTAGE_APP,
+    RunStart,
     Workload,
     audit,
     emulator_job,
@@ -76,17 +77,10 @@ def test_jobs_converge_through_ce_faults(tmp_path: Path, fault_db_url: str) -> N
             "deadline_margin": MARGIN,
         },
     ) as stack:
-        from_block = int(stack.w3.eth.block_number)
-        nonce_before = int(stack.w3.eth.get_transaction_count(stack.roles.operator))
+        start = RunStart.of(stack)
         work = Workload(stack)
         work.submit([*mixed_kinds(JOBS, rng), "outage"])
-        try:
-            converge = wait_for(
-                work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5
-            )
-        except AssertionError:
-            print("not terminal:", work.not_terminal()[:20])
-            raise
+        converge = work.converge()
 
         # The job CE never accepted: failed with the reason, refunded (checked by the audit).
         (outage,) = [j for j in work.jobs if j.kind == "outage"]
@@ -112,7 +106,7 @@ def test_jobs_converge_through_ce_faults(tmp_path: Path, fault_db_url: str) -> N
             "deadline reached before the remote job finished"
         )
         assert failed_at <= deadline
-        assert not stack.escrow.events.JobExpired().get_logs(from_block=from_block)
+        assert not stack.escrow.events.JobExpired().get_logs(from_block=start.block)
         assert stack.bridge is not None
         with Session(stack.bridge.db) as session:
             row = session.get(Job, never.job_id)
@@ -126,13 +120,7 @@ def test_jobs_converge_through_ce_faults(tmp_path: Path, fault_db_url: str) -> N
         wait_for(lambda: writes_settled(db_url), 60, "the last writes to be confirmed")
         stack.stop_bridge()
 
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonce_before,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         stats = emulator_stats(stack)
         print(
             f"ce-faults: seed {seed}; converged in {converge:.0f} s; outage job tried "

@@ -28,6 +28,7 @@ from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job
 from tests.faults.harness import (
     BridgeProcess,
+    RunStart,
     Workload,
     audit,
     emulator_job,
@@ -63,8 +64,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
         start_bridge=False,
         settings={"batch_size": 50, "tx_stuck_after": 10.0},
     ) as stack:
-        from_block = int(stack.w3.eth.block_number)
-        nonce_before = int(stack.w3.eth.get_transaction_count(stack.roles.operator))
+        start = RunStart.of(stack)
         bridge = BridgeProcess(stack.settings, tmp_path / "bridge.log")
         work = Workload(stack)
         kinds = mixed_kinds(JOBS, rng)
@@ -85,24 +85,15 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(
                 uptimes.append(round(uptime, 2))
                 bridge.start()
             killing_took = time.monotonic() - started
-            converge = wait_for(
-                work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5
-            )
+            converge = work.converge()
             wait_for(lambda: writes_settled(db_url), 60, "the last writes to be confirmed")
         except BaseException:
             print(bridge.tail())
-            print("not terminal:", work.not_terminal()[:20])
             raise
         finally:
             bridge.close()
 
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonce_before,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         print(
             f"crash: seed {seed}; {len(uptimes)} SIGKILLs after uptimes {uptimes} s "
             f"({killing_took:.0f} s), then converged in {converge:.0f} s"

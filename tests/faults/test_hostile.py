@@ -24,7 +24,7 @@ from bridge.store.models import ChainTx
 from bridge.tx.manager import REVERTED
 from bridge.tx.policy import MAX_REASON_BYTES
 from tests.contracts import deploy_test_contract
-from tests.faults.harness import Submitted, Workload, audit, wait_for, writes_settled
+from tests.faults.harness import RunStart, Submitted, Workload, audit, wait_for, writes_settled
 from tests.hostile import raw_spec, submit_raw
 
 CALLBACK_GAS = 1_500_000
@@ -80,8 +80,7 @@ def test_hostile_requesters_do_not_stall_the_bridge(tmp_path: Path, fault_db_url
     with LocalStack(
         tmp_path, block_time=0.5, confirmations=1, database_url=db_url, start_bridge=False
     ) as stack:
-        from_block = int(stack.w3.eth.block_number)
-        nonce_before = int(stack.w3.eth.get_transaction_count(stack.roles.operator))
+        start = RunStart.of(stack)
         work = Workload(stack)
         user = stack.roles.user
 
@@ -97,7 +96,7 @@ def test_hostile_requesters_do_not_stall_the_bridge(tmp_path: Path, fault_db_url
         ):
             job_id, paid = submit_raw(stack.w3, stack.escrow, user, raw_spec(app, command, files))
             work.jobs.append(
-                Submitted(job_id, "hostile-spec", paid, user, tx_hash="", block=from_block)
+                Submitted(job_id, "hostile-spec", paid, user, tx_hash="", block=start.block)
             )
         work.submit(["ok"] * (ORDINARY // 2))
         _via_consumer(stack, work, "SimulationAwareBurnerConsumer")
@@ -115,7 +114,7 @@ def test_hostile_requesters_do_not_stall_the_bridge(tmp_path: Path, fault_db_url
 
         reasons = {
             int(e["args"]["jobId"]): str(e["args"]["reason"])
-            for e in stack.escrow.events.JobFailed().get_logs(from_block=from_block)
+            for e in stack.escrow.events.JobFailed().get_logs(from_block=start.block)
         }
         for job in work.jobs:
             if job.kind == "output-bomb":
@@ -129,11 +128,5 @@ def test_hostile_requesters_do_not_stall_the_bridge(tmp_path: Path, fault_db_url
             reverted = session.exec(select(ChainTx).where(col(ChainTx.error) == REVERTED)).all()
         engine.dispose()
         assert len(reverted) <= 2, f"{len(reverted)} operator transactions reverted"
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonce_before,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         print(f"\nhostile: {report.line()}; {len(reverted)} reverted operator transactions")

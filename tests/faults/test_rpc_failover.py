@@ -18,13 +18,13 @@ import random
 from pathlib import Path
 
 import pytest
-from web3 import Web3
 from web3.types import RPCEndpoint
 
 from bridge.chain.rpc import FailoverProvider
 from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
 from tests.faults.harness import (
+    RunStart,
     Workload,
     audit,
     fault_seed,
@@ -79,10 +79,7 @@ def test_jobs_complete_through_two_endpoints_one_failing_lagging_and_lying(
             stack.settings = stack.settings.model_copy(
                 update={"rpc_urls": f"{bad_url}, {good_url}", "rpc_max_lag": 3}
             )
-            from_block = int(stack.w3.eth.block_number)
-            nonce_before = int(
-                stack.w3.eth.get_transaction_count(Web3.to_checksum_address(stack.roles.operator))
-            )
+            start = RunStart.of(stack)
             stack.w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(40)])
 
             # 1. A provider's eth_getLogs limit shrinks that provider's range only.
@@ -141,13 +138,7 @@ def test_jobs_complete_through_two_endpoints_one_failing_lagging_and_lying(
             wait_for(lambda: writes_settled(db_url), 60, "the last writes to be confirmed")
             stack.stop_bridge()
 
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonce_before,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         print(f"rpc-failover: {report.line()}; endpoints {provider.health()}")
         assert all(work.status(j.job_id) != Status.SUBMITTED for j in work.jobs)
     text = caplog.text

@@ -19,6 +19,7 @@ from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
 from bridge.store.models import Job
 from tests.faults.harness import (
+    RunStart,
     Workload,
     audit,
     fault_seed,
@@ -50,8 +51,7 @@ def test_jobs_converge_through_a_faulty_rpc_node(tmp_path: Path, fault_db_url: s
         assert stack.anvil is not None
         with RpcFaultProxy(stack.anvil.url, seed=seed, delay=0.8) as proxy:
             stack.settings = stack.settings.model_copy(update={"rpc_url": proxy.url})
-            from_block = int(stack.w3.eth.block_number)
-            nonce_before = int(stack.w3.eth.get_transaction_count(stack.roles.operator))
+            start = RunStart.of(stack)
             stack.start_bridge()
             proxy.rate = FAULT_RATE
             work = Workload(stack)
@@ -69,26 +69,14 @@ def test_jobs_converge_through_a_faulty_rpc_node(tmp_path: Path, fault_db_url: s
                     between=work.send_due_cancellations,
                 )
                 pickup.append(round(took, 1))
-            try:
-                converge = wait_for(
-                    work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5
-                )
-            except AssertionError:
-                print("not terminal:", work.not_terminal()[:20])
-                raise
+            converge = work.converge()
             wait_for(lambda: writes_settled(db_url), 60, "the last writes to be confirmed")
             proxy.rate = 0.0
             stack.stop_bridge()
             faults = proxy.stats()["faults"]
             requests = sum(proxy.stats()["requests"].values())
 
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonce_before,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         print(
             f"rpc-faults: seed {seed}; {requests} RPC requests, faults injected {faults}; "
             f"waves picked up in {pickup} s, all converged {converge:.0f} s after the last"

@@ -39,6 +39,7 @@ from bridge.store.locks import advisory_key, operator_key, scanner_label
 from bridge.store.models import ChainTx, TxState
 from tests.faults.harness import (
     BridgeProcess,
+    RunStart,
     Workload,
     audit,
     fault_seed,
@@ -109,16 +110,15 @@ def _pg_stack(tmp_path: Path, prefix: str, **settings: object) -> Iterator[tuple
 
 
 @contextlib.contextmanager
-def _closed_after(procs: list[BridgeProcess], work: Workload) -> Iterator[None]:
+def _closed_after(procs: list[BridgeProcess]) -> Iterator[None]:
     """Closes every process when the block ends; on a failure, first prints each one's log
-    tail and the jobs not yet terminal."""
+    tail."""
     try:
         yield
     except BaseException:
         for i, p in enumerate(procs):
             print(f"----- bridge {i} ({'running' if p.running else 'down'}):")
             print(p.tail(40))
-        print("not terminal:", work.not_terminal()[:20])
         raise
     finally:
         for p in procs:
@@ -128,7 +128,7 @@ def _closed_after(procs: list[BridgeProcess], work: Workload) -> Iterator[None]:
 def _converge(work: Workload, db_url: str) -> float:
     """Waits until every job is terminal on-chain and every write confirmed; returns the
     seconds until the jobs were terminal."""
-    converge = wait_for(work.all_terminal, 240, "every job to be terminal on-chain", interval=0.5)
+    converge = work.converge()
     wait_for(lambda: writes_settled(db_url), 90, "the last writes to be confirmed")
     return converge
 
@@ -150,8 +150,7 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
                 {"from": stack.roles.admin}
             )
             assert w3.eth.wait_for_transaction_receipt(grant, timeout=60)["status"] == 1
-        from_block = int(w3.eth.block_number)
-        nonces = {op: int(w3.eth.get_transaction_count(op)) for op in operators}
+        start = RunStart.of(stack, operators)
         scanner_key = advisory_key(scanner_label(int(w3.eth.chain_id), escrow.address))
         procs = [
             BridgeProcess(
@@ -183,7 +182,7 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
                 work.send_due_cancellations()
                 time.sleep(0.1)
 
-        with _closed_after(procs, work):
+        with _closed_after(procs):
             for p in procs:
                 p.start()
             wait_for(lambda: leader() is not None, 90, "a scanner leader")
@@ -223,14 +222,7 @@ def test_three_processes_with_three_keys_survive_sigkills_and_a_lost_member(
             killing_took = time.monotonic() - started
             converge = _converge(work, db_url)
 
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonces[operators[0]],
-            operators_before=nonces,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         assert gone is not None
         shown = ", ".join(f"{f:.2f}" for f in failovers)
         print(
@@ -272,11 +264,9 @@ def test_two_processes_with_one_key_hand_its_writer_over_on_sigkill(tmp_path: Pa
     rng = random.Random(seed)
     with _pg_stack(tmp_path, "ce_bridge_standby", batch_size=20) as (db_url, stack):
         database = db_url.rsplit("/", 1)[1]
-        w3 = stack.w3
         operator = stack.settings.operator_address
         writer_lock = operator_key(operator)
-        from_block = int(w3.eth.block_number)
-        nonce_before = int(w3.eth.get_transaction_count(operator))
+        start = RunStart.of(stack)
         procs = [
             BridgeProcess(stack.settings, tmp_path / f"bridge-{i}.log", api_port=free_port())
             for i in range(2)
@@ -325,7 +315,7 @@ def test_two_processes_with_one_key_hand_its_writer_over_on_sigkill(tmp_path: Pa
             holder.start()  # back as the new standby
             wait_for(lambda: standing_by(holder), 90, "the victim to stand by")
 
-        with _closed_after(procs, work):
+        with _closed_after(procs):
             procs[0].start()
             wait_for(lambda: writer() is procs[0] and _ready(procs[0]), 90, "the first writer")
             procs[1].start()
@@ -338,13 +328,7 @@ def test_two_processes_with_one_key_hand_its_writer_over_on_sigkill(tmp_path: Pa
                 work.submit(waves.pop(0))
             converge = _converge(work, db_url)
 
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonce_before,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         # What a dead writer had in flight was finished by the next one as stored: the same
         # nonce, and the same signed transaction first (a fee bump appends its own hash).
         assert resumed, "no writer was killed with a transaction in flight"

@@ -17,6 +17,7 @@ from pathlib import Path
 from bridge.devstack import LocalStack
 from tests.faults.harness import (
     BridgeProcess,
+    RunStart,
     Workload,
     audit,
     emulator_config,
@@ -51,8 +52,7 @@ def test_sigterm_stops_the_bridge_in_bounded_time_and_it_resumes(
         start_bridge=False,
         settings={"ce_timeout": 4.0},
     ) as stack:
-        from_block = int(stack.w3.eth.block_number)
-        nonce_before = int(stack.w3.eth.get_transaction_count(stack.roles.operator))
+        start = RunStart.of(stack)
         bridge = BridgeProcess(stack.settings, tmp_path / "bridge.log")
         work = Workload(stack)
         stops: list[tuple[float, int]] = []
@@ -71,25 +71,16 @@ def test_sigterm_stops_the_bridge_in_bounded_time_and_it_resumes(
             # Resume on the same database; let CE behave so the run can finish.
             emulator_config(stack, timeout_rate=0.0)
             bridge.start()
-            converge = wait_for(
-                work.all_terminal, 180, "every job to be terminal on-chain", interval=0.5
-            )
+            converge = work.converge(180)
             wait_for(lambda: writes_settled(db_url), 60, "the last writes to be confirmed")
             stops.append(bridge.terminate(timeout=120))
         except BaseException:
             print(bridge.tail())
-            print("not terminal:", work.not_terminal()[:20])
             raise
         finally:
             bridge.close()
         print(f"shutdown: SIGTERM to exit {[(round(s, 1), c) for s, c in stops]} (s, exit code)")
-        report = audit(
-            stack,
-            work.jobs,
-            database_url=db_url,
-            from_block=from_block,
-            operator_nonce_before=nonce_before,
-        )
+        report = audit(stack, work.jobs, database_url=db_url, start=start)
         print(f"shutdown: seed {seed}; converged {converge:.0f} s after the last restart")
         print(f"shutdown: {report.line()}")
         assert all(code == 0 for _, code in stops), stops

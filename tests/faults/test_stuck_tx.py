@@ -32,7 +32,7 @@ from bridge.devstack import LocalStack
 from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import ChainTx, TxState
 from bridge.tx import NONCE_TAKEN
-from tests.faults.harness import Submitted, audit, job_spec, wait_for, writes_settled
+from tests.faults.harness import RunStart, Submitted, audit, job_spec, wait_for, writes_settled
 
 BLOCK_TIME = 1
 STUCK_AFTER = 2.0
@@ -180,8 +180,7 @@ def test_an_operator_without_funds_is_an_alert_not_a_spin(stack: LocalStack) -> 
 def test_transactions_sent_by_someone_else_with_the_operator_key(stack: LocalStack) -> None:
     operator: ChecksumAddress = Web3.to_checksum_address(stack.roles.operator)
     other = Web3.to_checksum_address(stack.roles.admin)
-    from_block = int(stack.w3.eth.block_number)
-    nonce_before = int(stack.w3.eth.get_transaction_count(operator))
+    start = RunStart.of(stack)
     # 1. While the bridge is idle: the next write must simply use the next nonce.
     idle = stack.w3.eth.send_transaction({"from": operator, "to": other, "value": Wei(1)})
     stack.w3.eth.wait_for_transaction_receipt(idle, timeout=30)
@@ -214,8 +213,7 @@ def test_transactions_sent_by_someone_else_with_the_operator_key(stack: LocalSta
         stack,
         [first, second],
         database_url=stack.settings.database_url,
-        from_block=from_block,
-        operator_nonce_before=nonce_before,
+        start=start,
         foreign_nonces=2,
     )
     print(f"foreign txs: {report.line()}")

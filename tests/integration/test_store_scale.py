@@ -106,17 +106,23 @@ def test_two_workers_claim_disjoint_jobs_and_a_dead_ones_jobs_after_its_lease(pg
     assert a.claim_jobs(OPEN, clock.now) == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_claim_skips_rows_another_worker_is_claiming_instead_of_waiting(pg: Engine) -> None:
+def test_a_claim_skips_rows_another_worker_is_claiming_instead_of_waiting(
+    pg: Engine, pg_url: str
+) -> None:
     add_jobs(pg, range(1, 4))
-    b = WorkClaims(pg, B, lease=10)
-    with Session(pg) as other:
-        # Another worker's claim transaction, in flight: it holds job 1's row lock.
-        other.exec(select(Job).where(col(Job.job_id) == 1).with_for_update())
-        started = time.monotonic()
-        assert b.claim_jobs(OPEN, time.time()) == [2, 3]
-        assert time.monotonic() - started < 5  # skipped, not waited for (a lock wait hangs)
-        other.rollback()
-    assert b.claim_jobs(OPEN, time.time()) == [1, 2, 3]
+    # A claim that waited for the row lock instead of skipping it would wait forever (the lock
+    # is held by this thread): PostgreSQL's lock_timeout turns such a wait into an error.
+    impatient = create_engine(pg_url, connect_args={"options": "-c lock_timeout=5000"})
+    try:
+        b = WorkClaims(impatient, B, lease=10)
+        with Session(pg) as other:
+            # Another worker's claim transaction, in flight: it holds job 1's row lock.
+            other.exec(select(Job).where(col(Job.job_id) == 1).with_for_update())
+            assert b.claim_jobs(OPEN, time.time()) == [2, 3]
+            other.rollback()
+        assert b.claim_jobs(OPEN, time.time()) == [1, 2, 3]
+    finally:
+        impatient.dispose()
 
 
 def test_only_due_jobs_in_the_given_states_are_claimed(pg: Engine) -> None:

@@ -1,11 +1,7 @@
 """remote_cancel: the outbox of remote jobs to cancel
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-28 09:00:00
+Created 2026-11-28 09:00.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 import sqlmodel
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

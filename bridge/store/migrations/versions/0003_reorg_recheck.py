@@ -1,19 +1,13 @@
 """reorg re-check: job.generation, job.recheck_until, update_outbox.held
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-28 12:00:00
+Created 2026-11-28 12:00.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,11 +1,7 @@
 """job.create_sent_at; remote_cancel.idempotency_key and request_json (cancel by key)
 
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-28 14:00:00
+Created 2026-11-28 14:00.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 import sqlmodel
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,12 +1,8 @@
 """output_file.content nullable (files live in the output file store); update_outbox.split_group
 (a batch that reverted on-chain is split, each half sent on its own)
 
-Revision ID: 0005_outputs
-Revises: 0004
-Create Date: 2026-11-30 15:00:00
+Created 2026-11-30 15:00.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 import sqlmodel
@@ -14,8 +10,6 @@ from alembic import op
 
 revision = "0005_outputs"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

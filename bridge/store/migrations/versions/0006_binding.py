@@ -1,11 +1,7 @@
 """binding (the database's one chain id and contract); dispatch_control (the stored pause)
 
-Revision ID: 0006_binding
-Revises: 0005_outputs
-Create Date: 2026-11-30 14:30:00
+Created 2026-11-30 14:30.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 import sqlmodel
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0006_binding"
 down_revision = "0005_outputs"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,11 +1,7 @@
 """job and remote_cancel leases (holder, expiry): CE work claimed per job by one process
 
-Revision ID: 0007_scale
-Revises: 0006_binding
-Create Date: 2026-11-30 15:20:00
+Created 2026-11-30 15:20.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 import sqlmodel
@@ -13,8 +9,6 @@ from alembic import op
 
 revision = "0007_scale"
 down_revision = "0006_binding"
-branch_labels = None
-depends_on = None
 
 _TABLES = ("job", "remote_cancel")
 

@@ -1,19 +1,13 @@
 """chain_tx.fee_paid_wei and chain_tx.l1_fee_wei: what each mined write cost (gas + OP L1 fee)
 
-Revision ID: 0008_networks
-Revises: 0007_scale
-Create Date: 2026-11-30 15:20:00
+Created 2026-11-30 15:20.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_networks"
 down_revision = "0007_scale"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
