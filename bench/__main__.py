@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, peers, throughput
+from bench import capacity, ingest, peers, throughput
 from bench.common import machine
 from bridge.chain.artifacts import REPO_ROOT
 
@@ -130,10 +130,8 @@ def render(results: dict[str, Any]) -> str:
                 rows.append(
                     (
                         "throughput: the CE emulator beside the bridge's figure",
-                        f"{cap['jobs_per_second']} jobs/s to 3 async client processes "
-                        f"(concurrency {cap['concurrency']}); {cap['server_cpu_ms_per_job']} ms "
-                        f"of its CPU a job = {cap['jobs_per_cpu_second']} jobs a CPU-second; "
-                        f"during the run {r['emulator']['cpu_ms_per_job']} ms a job",
+                        f"{capacity.summary(cap, r['jobs_per_second'])}; during the run "
+                        f"{r['emulator']['cpu_ms_per_job']} ms of its CPU a job",
                     )
                 )
         rows.append(("throughput: bridge / naive time", _fmt(t["ratio"])))

@@ -67,31 +67,40 @@ class _Connection:
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: str = ""
     ) -> tuple[int, bytes]:
-        """Sends one request and returns (status, body) of its answer.
+        """Sends one request and returns (status, body) of its answer. A kept-alive connection
+        that the server has closed meanwhile (its keep-alive timeout) is reopened and the request
+        sent once more: every request here is safe to repeat (a ``job-create`` has its
+        ``Idempotency-Key``).
 
         Raises:
             RuntimeError: the answer has no ``Content-Length`` (not something the API sends).
             OSError, asyncio.IncompleteReadError: the connection failed or was closed.
         """
+        message = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
+        ).encode() + body
+        reused = self._streams is not None
+        try:
+            return await self._exchange(message, f"{method} {path}")
+        except (OSError, asyncio.IncompleteReadError):
+            self.close()
+            if not reused:
+                raise
+        return await self._exchange(message, f"{method} {path}")
+
+    async def _exchange(self, message: bytes, what: str) -> tuple[int, bytes]:
         if self._streams is None:
             self._streams = await asyncio.open_connection(self._host, self._port)
         reader, writer = self._streams
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
-        )
-        writer.write(head.encode() + body)
+        writer.write(message)
         answer = await reader.readuntil(b"\r\n\r\n")
         status = int(answer[9:12])
-        length = None
         for line in answer.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
-                length = int(value)
-                break
-        if length is None:
-            raise RuntimeError(f"{method} {path}: an answer without Content-Length")
-        return status, await reader.readexactly(length)
+                return status, await reader.readexactly(int(value))
+        raise RuntimeError(f"{what}: an answer without Content-Length")
 
     def close(self) -> None:
         """Closes the connection (if it was opened)."""
@@ -235,6 +244,19 @@ def capacity(
     }
 
 
+def summary(cap: dict[str, Any], rate: float | None = None) -> str:
+    """One line for a ``capacity()`` result, to print beside a throughput figure: the wall rate
+    (and how many times ``rate``, the jobs a second being measured, it is), the emulator's CPU a
+    job and the jobs one CPU-second of it serves, the client's CPU a job and the load."""
+    times = f" = {cap['jobs_per_second'] / rate:.1f} x the measured {rate:g}" if rate else ""
+    return (
+        f"{cap['jobs_per_second']} jobs/s wall{times} ({cap['clients']} client process(es), "
+        f"{cap['concurrency']} in flight); {cap['server_cpu_ms_per_job']} ms of emulator CPU a "
+        f"job = {cap['jobs_per_cpu_second']} jobs a CPU-second; client "
+        f"{cap['client_cpu_ms_per_job']} ms a job; load {cap['load']}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Starts a zero-delay emulator and prints its capacity."""
     from bench.emulator import EmulatorProcess
@@ -248,7 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="ce-bench-cap-") as tmp,
         EmulatorProcess(Path(tmp)) as ce,
     ):
-        print(capacity(ce.base_url, args.jobs, args.concurrency, [ce.pid], args.clients))
+        cap = capacity(ce.base_url, args.jobs, args.concurrency, [ce.pid], args.clients)
+        print(cap)
+        print(summary(cap))
     return 0
 
 

@@ -120,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         log_level="warning",
         access_log=False,
+        # Nothing per request that the bridge does not need: no proxy-header rewriting (the
+        # client is local), no Server and Date headers.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
         http=_available("httptools", "h11"),
         loop=_available("uvloop", "asyncio"),
     )
