@@ -249,11 +249,12 @@ def summary(cap: dict[str, Any], rate: float | None = None) -> str:
     (and how many times ``rate``, the jobs a second being measured, it is), the emulator's CPU a
     job and the jobs one CPU-second of it serves, the client's CPU a job and the load."""
     times = f" = {cap['jobs_per_second'] / rate:.1f} x the measured {rate:g}" if rate else ""
+    processes = f"{cap['clients']} client process{'' if cap['clients'] == 1 else 'es'}"
     return (
         f"{cap['jobs_per_second']} jobs/s wall{times} ({cap['concurrency']} in flight from "
-        f"{cap['clients']} client process{'' if cap['clients'] == 1 else 'es'}); {cap['server_cpu_ms_per_job']} ms of emulator CPU a "
-        f"job = {cap['jobs_per_cpu_second']} jobs a CPU-second; client "
-        f"{cap['client_cpu_ms_per_job']} ms a job; load {cap['load']}"
+        f"{processes}); {cap['server_cpu_ms_per_job']} ms of emulator CPU a job = "
+        f"{cap['jobs_per_cpu_second']} jobs a CPU-second; client {cap['client_cpu_ms_per_job']} "
+        f"ms a job; load {cap['load']}"
     )
 
 
