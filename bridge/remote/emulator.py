@@ -24,6 +24,9 @@ It serves the convention of :mod:`bridge.remote.convention` under ``/remotejobs/
 - **Authenticators are never echoed**: not in responses, inspection endpoints, logs or the
   config's ``repr``.
 - State sits behind one lock, so the app is safe to call from several threads.
+
+:func:`create_lean_emulator_app` serves the same :class:`Emulator` as a bare ASGI app for the
+benchmarks: the same answers and stats, no fault injection, output files held in memory.
 """
 
 from __future__ import annotations
@@ -671,6 +674,8 @@ class LeanEmulatorApp:
         """Serves one HTTP request (and the lifespan protocol, which needs nothing)."""
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
             return
         method, path = scope["method"], scope["path"]
         try:
