@@ -123,7 +123,7 @@ def _median_seconds(rounds: int, action: Callable[[], int]) -> tuple[float, int]
 def ingest(chain: FilledChain, max_block_range: int = 2000, repeat: int = 3) -> dict[str, Any]:
     """Times ``LogReader.fetch`` over the filled range against raw and web3 ``eth_getLogs``."""
     abi = load_artifact("JobEscrow").abi
-    w3 = Web3(Web3.HTTPProvider(chain.node.url, request_kwargs={"timeout": 120}))
+    w3 = connect(chain.node.url, timeout=120)  # the bridge's own provider
     reader = LogReader(w3, chain.escrow.address, abi)
     ranges: list[tuple[int, int]] = []
 
