@@ -25,6 +25,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.types import BlockIdentifier, RPCEndpoint
 
+from bridge.chain import rpc
 from bridge.chain.rpc import is_log_limit
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.chain.submitted import LogDecodingError, decode_submitted
@@ -291,26 +292,29 @@ class LogReader:
     def head(self) -> int:
         """The latest block number."""
         try:
-            return int(self._w3.eth.block_number)
-        except (Web3Exception, OSError) as exc:
+            return int(rpc.read(self._w3, "eth_blockNumber", []), 16)
+        except (Web3Exception, OSError, ValueError, TypeError) as exc:
             raise RpcUnavailable(f"eth_blockNumber failed: {exc.__class__.__name__}") from exc
 
     def block_hash(self, number: int) -> str | None:
         """The hash of block ``number`` on the current chain, or None if the chain is shorter."""
         try:
-            block = self._w3.eth.get_block(number)
-        except (Web3Exception, OSError) as exc:
+            block = rpc.read(self._w3, "eth_getBlockByNumber", [hex(number), False])
+            if block is None:
+                return None
+            return str(block["hash"]).lower()
+        except (Web3Exception, OSError, KeyError, TypeError) as exc:
             if "not found" in str(exc).lower():
                 return None
             raise RpcUnavailable(f"eth_getBlockByNumber failed: {exc.__class__.__name__}") from exc
-        block_hash = block.get("hash")
-        return None if block_hash is None else "0x" + bytes(block_hash).hex()
 
     def block_timestamp(self, tag: BlockIdentifier = "latest") -> int:
         """The timestamp of a block (default: the latest), i.e. the chain's notion of now."""
+        block_id = hex(tag) if isinstance(tag, int) else str(tag)
         try:
-            return int(self._w3.eth.get_block(tag)["timestamp"])
-        except (Web3Exception, OSError) as exc:
+            block = rpc.read(self._w3, "eth_getBlockByNumber", [block_id, False])
+            return int(block["timestamp"], 16)
+        except (Web3Exception, OSError, KeyError, TypeError, ValueError) as exc:
             raise RpcUnavailable(f"eth_getBlockByNumber failed: {exc.__class__.__name__}") from exc
 
     def fetch(self, from_block: int, to_block: int) -> list[ChainLog]:

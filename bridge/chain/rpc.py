@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
+from web3 import Web3
 from web3._utils.encoding import Web3JsonEncoder
-from web3.exceptions import Web3Exception
+from web3.exceptions import Web3Exception, Web3RPCError
 from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
@@ -696,3 +697,42 @@ class FailoverProvider(JSONBaseProvider):
 
 def _is_number(value: object) -> bool:
     return isinstance(value, str) and value.startswith("0x")
+
+
+def read(w3: Web3, method: str, params: Sequence[Any]) -> Any:
+    """The ``result`` of one read request through ``w3``'s provider, as the node sent it (hex
+    strings, plain dicts): no web3 middleware, no request or result formatters, which cost more
+    than the bare request itself (``bench/throughput.py``'s profile). Use it for reads whose
+    answer the caller parses (block numbers, blocks, receipts, nonces); through a
+    ``FailoverProvider`` it has the same failover and head checks as any other request.
+
+    Raises:
+        Web3RPCError: the node answered with an error (its message).
+        RpcEndpointsDown, OSError: no answer.
+    """
+    return _result(method, w3.provider.make_request(RPCEndpoint(method), list(params)))
+
+
+def read_many(w3: Web3, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    """``read`` of every call, in order: one JSON-RPC batch through a ``FailoverProvider``
+    (``make_batch``), one request each through any other provider.
+
+    Raises:
+        Web3RPCError: the node answered one of them with an error.
+        RpcEndpointsDown, OSError: no answer.
+    """
+    pairs = [(method, list(params)) for method, params in calls]
+    provider = w3.provider
+    if isinstance(provider, FailoverProvider):
+        replies = provider.make_batch(pairs)
+    else:
+        replies = [provider.make_request(RPCEndpoint(m), p) for m, p in pairs]
+    return [_result(m, reply) for (m, _), reply in zip(pairs, replies, strict=True)]
+
+
+def _result(method: str, reply: RPCResponse) -> Any:
+    error = reply.get("error")
+    if error is not None:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise Web3RPCError(f"{method}: {message}", rpc_response=reply)
+    return reply.get("result")
