@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from web3 import Web3
@@ -55,6 +55,8 @@ from web3.types import RPCEndpoint, RPCResponse
 from bridge.logs import redact, redact_url, url_secrets
 
 log = logging.getLogger("bridge.chain.rpc")
+
+_R = TypeVar("_R")
 
 #: Lowercase substrings of ``eth_getLogs`` errors that mean "ask for fewer blocks or fewer logs",
 #: by the provider that words it so. Ranges are split on any of them.
@@ -429,26 +431,13 @@ class FailoverProvider(JSONBaseProvider):
         """
         if not calls:
             return []
-        return self._over_endpoints_batch(list(calls))
+        return self._over_endpoints(lambda e: self._batch_on(e, list(calls)))
 
     def make_batch_request(
         self, requests: list[tuple[RPCEndpoint, Any]]
     ) -> list[RPCResponse] | RPCResponse:
         """web3's batch interface (``w3.batch_requests()``): ``make_batch``."""
         return self.make_batch(requests)
-
-    def _over_endpoints_batch(self, calls: list[tuple[str, Any]]) -> list[RPCResponse]:
-        reasons: list[str] = []
-        for endpoint in self._order():
-            try:
-                replies = self._batch_on(endpoint, calls)
-            except _Refused as exc:
-                self._mark_down(endpoint, exc.reason)
-                reasons.append(f"{endpoint.health.shown}: {exc.reason}")
-                continue
-            self._mark_up(endpoint)
-            return replies
-        raise RpcEndpointsDown("every RPC endpoint failed: " + "; ".join(reasons))
 
     def _batch_on(self, endpoint: _Endpoint, calls: list[tuple[str, Any]]) -> list[RPCResponse]:
         """The batch on one endpoint (``_Refused`` if it fails or refuses one of the calls)."""
@@ -477,7 +466,8 @@ class FailoverProvider(JSONBaseProvider):
             rest = sorted((e for e in live if e not in usable), key=lambda e: e.health.down_until)
         return usable + rest
 
-    def _over_endpoints(self, call: Callable[[_Endpoint], RPCResponse]) -> RPCResponse:
+    def _over_endpoints(self, call: Callable[[_Endpoint], _R]) -> _R:
+        """``call`` on the endpoints in order until one answers (each failure marks it down)."""
         reasons: list[str] = []
         for endpoint in self._order():
             try:

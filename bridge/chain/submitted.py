@@ -96,53 +96,50 @@ def _canonical(data: bytes) -> tuple[SubmittedData, bytes] | None:
         return None
     if ram >= _U32 or disk >= _U32 or download >= _U32 or upload >= _U32:
         return None
-    zeros = _ZEROS
     # app at 448, then commandLine, then the files' array: each right after the one before.
-    at = 448
-    length = fb(data[at : at + _WORD], "big")
-    stop = at + _WORD + length
-    end = at + _WORD + (length + 31) // 32 * 32
-    if end + _WORD > size or command_off != end - 160 or data[stop:end] != zeros[: end - stop]:
+    app = _padded(data, 448, size - _WORD)
+    if app is None or command_off != app[1] - 160:
         return None
-    app = data[at + _WORD : stop]
-    at = end
-    length = fb(data[at : at + _WORD], "big")
-    stop = at + _WORD + length
-    end = at + _WORD + (length + 31) // 32 * 32
-    if end + _WORD > size or files_off != end - 160 or data[stop:end] != zeros[: end - stop]:
+    command = _padded(data, app[1], size - _WORD)
+    if command is None or files_off != command[1] - 160:
         return None
-    command = data[at + _WORD : stop]
+    end = command[1]
     count = fb(data[end : end + _WORD], "big")
     items = end + _WORD
     if count > (size - items) // (5 * _WORD):  # an item is 5 words at least
         return None
     at = items + count * _WORD  # the first item, right after the offsets
     files: list[tuple[bytes, bytes]] = []
-    for k in range(count):
-        slot = items + k * _WORD
+    for slot in range(items, items + count * _WORD, _WORD):
         if fb(data[slot : slot + _WORD], "big") != at - items or data[at : at + _WORD] != _W64:
             return None
-        item = at
-        texts = []
-        at += 2 * _WORD
-        for _ in (0, 1):  # name, URL
-            if at + _WORD > size:
-                return None
-            length = fb(data[at : at + _WORD], "big")
-            stop = at + _WORD + length
-            end = at + _WORD + (length + 31) // 32 * 32
-            if end > size or data[stop:end] != zeros[: end - stop]:
-                return None
-            texts.append(data[at + _WORD : stop])
-            if len(texts) == 1 and fb(data[item + _WORD : item + 2 * _WORD], "big") != end - item:
-                return None
-            at = end
-        files.append((texts[0], texts[1]))
+        name = _padded(data, at + 2 * _WORD, size)
+        if name is None or fb(data[at + _WORD : at + 2 * _WORD], "big") != name[1] - at:
+            return None
+        url = _padded(data, name[1], size)
+        if url is None:
+            return None
+        files.append((name[0], url[0]))
+        at = url[1]
     if at != size:
         return None
-    raw_spec: RawSpec = (app, command, (vcpus, ram, disk, download, upload), hours, tuple(files))
+    resources = (vcpus, ram, disk, download, upload)
+    raw_spec: RawSpec = (app[0], command[0], resources, hours, tuple(files))
     decoded = (data[0:32], fb(data[32:64], "big"), deadline, raw_spec, callback_gas)
     return decoded, _ONE_OFFSET + data[160:]
+
+
+def _padded(data: bytes, at: int, limit: int) -> tuple[bytes, int] | None:
+    """The string whose length word is at ``at`` and where its padded encoding ends, or None
+    when that end passes ``limit`` or its padding is not zero."""
+    if at + _WORD > limit:
+        return None
+    length = _from_bytes(data[at : at + _WORD], "big")
+    stop = at + _WORD + length
+    end = at + _WORD + (length + 31) // 32 * 32
+    if end > limit or data[stop:end] != _ZEROS[: end - stop]:
+        return None
+    return data[at + _WORD : stop], end
 
 
 def decode_submitted_data(data: bytes) -> SubmittedData:
