@@ -8,7 +8,8 @@ endpoint. What it guarantees:
   connection per concurrent caller), its answer read whole and parsed with ``json.loads``; no
   web3 ``HTTPProvider`` (``requests`` reads a 20 MB ``eth_getLogs`` answer in 10 KB chunks, ~1.6
   times the cost, measured with ``bench/ingest.py``). ``make_batch`` sends several calls as one
-  JSON-RPC batch (the transaction manager's receipts).
+  JSON-RPC batch (the transaction manager's receipts). A URL's user info is sent as Basic auth;
+  proxies from the environment (``HTTP(S)_PROXY``) are not used: the node is reached directly.
 - **Reads go to the first usable endpoint**, in order. An endpoint is skipped while it is *down*
   (a transport error, an HTTP error, or a refusal: rate limit, method not allowed, quota — see
   ``is_refusal``), for a cool-down that doubles with each failure in a row (1 s to 60 s), or
