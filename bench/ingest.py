@@ -5,10 +5,11 @@ and the peak RSS of ``ce-bridge run`` while it tracks those jobs.
 typical-spec jobs, ``per_block`` to a block (Anvil's own unlocked accounts sign, in JSON-RPC
 batches, then ``evm_mine``).
 
-- **ingest**: ``LogReader.fetch`` over the whole range in the ranges a ``RangeSizer`` (the
-  bridge's ``max_block_range``) chooses, against the same ``eth_getLogs`` calls sent raw (HTTP +
-  ``json.loads``, no web3 formatting, no decoding); also web3's ``get_logs`` alone, which shows
-  where the reader's time goes. The median of ``repeat`` rounds of each.
+- **ingest**: ``LogReader.fetch`` on the bridge's own provider (``connect()``) over the whole
+  range in the ranges a ``RangeSizer`` (the bridge's ``max_block_range``) chooses, against the
+  same ``eth_getLogs`` calls sent raw (HTTP + ``json.loads``, no web3 formatting, no decoding);
+  also web3's ``get_logs`` alone on that provider (web3's result formatting instead of the
+  reader's decoding). The median of ``repeat`` rounds of each.
 - **memory**: on the same chain (interval mining switched on), ``ce-bridge run`` as a child
   process with the CE emulator keeping every job Running: the bridge scans the jobs, dispatches
   them and polls them. ``VmHWM`` is read from ``/proc/<pid>/status`` when every job is dispatched
