@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, peers, scale, throughput
+from bench import capacity, ingest, peers, scale, throughput
 from bench.common import machine
 from bridge.chain.artifacts import REPO_ROOT
 
@@ -48,7 +48,8 @@ QUICK = Sizes(
     burst_jobs=100, latency_jobs=20, latency_pace=0.25, ingest_jobs=1_000, memory_seconds=30.0
 )
 
-#: The issue's targets: (label, how to read the figure from the results, comparison, limit).
+#: The issue's targets and the rule on the emulator: (label, how to read the figure from the
+#: results, comparison, limit).
 TARGETS: list[tuple[str, Callable[[dict[str, Any]], float], str, float]] = [
     ("throughput: bridge / naive time", lambda r: r["throughput"]["ratio"], "<=", 0.5),
     (
@@ -66,6 +67,17 @@ TARGETS: list[tuple[str, Callable[[dict[str, Any]], float], str, float]] = [
         8,
     ),
     ("memory: peak RSS (MiB)", lambda r: r["ingest"]["memory"]["peak_rss_mb"], "<=", 150),
+    (
+        # The design's rule, not the issue's: the emulator serves at least three times the
+        # rate measured, or the figure would measure the emulator (``bench.capacity``).
+        "throughput: emulator capacity / the bridge's rate (wall)",
+        lambda r: (
+            r["throughput"]["bridge"]["emulator"]["capacity"]["jobs_per_second"]
+            / r["throughput"]["bridge"]["jobs_per_second"]
+        ),
+        ">=",
+        3,
+    ),
     (
         "memory: seconds until every job is dispatched",
         lambda r: r["ingest"]["memory"]["all_dispatched_after_s"] or float("inf"),
@@ -112,10 +124,8 @@ def _emulator_row(name: str, run: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         (
             f"{name}: the CE emulator beside the bridge's figure",
-            f"{cap['jobs_per_second']} jobs/s to 3 async client processes "
-            f"(concurrency {cap['concurrency']}); {cap['server_cpu_ms_per_job']} ms "
-            f"of its CPU a job = {cap['jobs_per_cpu_second']} jobs a CPU-second; "
-            f"during the run {run['emulator']['cpu_ms_per_job']} ms a job",
+            f"{capacity.summary(cap, run['jobs_per_second'])}; during the run "
+            f"{run['emulator']['cpu_ms_per_job']} ms of its CPU a job",
         )
     ]
 

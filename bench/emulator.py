@@ -2,10 +2,10 @@
 log, so that neither the benchmark's own work nor logging slows the CE side down.
 
 Lean, so that the benchmarks measure the bridge and not the emulator (``bench/capacity.py``
-measures what it serves): no fault-injection middleware (``inject_faults=False``), uvicorn on
-``httptools`` and ``uvloop`` (dev dependencies; the pure-Python defaults otherwise), and the
-jobs' output files under ``/dev/shm`` when it exists (``EmulatorProcess``'s ``data_dir`` is
-then only the fallback).
+measures what it serves): the bare ASGI app (``create_lean_emulator_app``: the same
+``Emulator`` state and answers, no FastAPI, no fault injection), the jobs' output files held in
+memory (no file system work a job), uvicorn on ``httptools`` and ``uvloop`` (dev dependencies;
+the pure-Python defaults otherwise).
 
 Run: ``python -m bench.emulator --port P --data-dir DIR``. ``EmulatorProcess`` starts it, waits
 until it answers, and always stops it.
@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,10 +27,7 @@ import uvicorn
 from bench.common import process_cpu_seconds
 from bridge.devchain import free_port
 from bridge.lifecycle import Service, start_process, stop_process_group
-from bridge.remote.emulator import API_PREFIX, EmulatorConfig, create_emulator_app
-
-#: Memory-backed files: output files written there cost no disk I/O.
-SHM = Path("/dev/shm")
+from bridge.remote.emulator import API_PREFIX, EmulatorConfig, create_lean_emulator_app
 
 #: The CE emulator with every phase at zero: a job is Completed as soon as it is created.
 ZERO_DELAYS = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
@@ -42,16 +37,12 @@ class EmulatorProcess(Service):
     """``python -m bench.emulator`` on a free loopback port.
 
     Args:
-        data_dir: where the emulator writes the jobs' output files when there is no
-            ``/dev/shm`` (there, a temporary directory of its own, removed on stop).
+        data_dir: the emulator's ``data_dir`` (its output files are held in memory: nothing
+            is written there).
         running_seconds: how long each job runs (0: it completes when created).
     """
 
     def __init__(self, data_dir: Path, running_seconds: float = 0.0) -> None:
-        self._shm: tempfile.TemporaryDirectory[str] | None = None
-        if SHM.is_dir() and os.access(SHM, os.W_OK):
-            self._shm = tempfile.TemporaryDirectory(prefix="ce-bench-emulator-", dir=SHM)
-            data_dir = Path(self._shm.name)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = self.url + API_PREFIX
@@ -101,14 +92,10 @@ class EmulatorProcess(Service):
         return process_cpu_seconds(self.pid)
 
     def stop(self) -> None:
-        """Stops the emulator; it is gone (and its /dev/shm directory removed) when this
-        returns."""
+        """Stops the emulator; it is gone when this returns."""
         process, self._process = self._process, None
         if process is not None:
             stop_process_group(process, grace=10.0)
-        if self._shm is not None:
-            self._shm.cleanup()
-            self._shm = None
 
 
 def _available(module: str, fallback: str) -> str:
@@ -126,13 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ZERO_DELAYS.model_copy(
         update={"data_dir": args.data_dir, "running_seconds": args.running_seconds}
     )
-    app = create_emulator_app(config, inject_faults=False)
+    app = create_lean_emulator_app(config)
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
         access_log=False,
+        # Nothing per request that the bridge does not need: no proxy-header rewriting (the
+        # client is local), no Server and Date headers.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
         http=_available("httptools", "h11"),
         loop=_available("uvloop", "asyncio"),
     )

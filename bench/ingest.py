@@ -5,10 +5,11 @@ and the peak RSS of ``ce-bridge run`` while it tracks those jobs.
 typical-spec jobs, ``per_block`` to a block (Anvil's own unlocked accounts sign, in JSON-RPC
 batches, then ``evm_mine``).
 
-- **ingest**: ``LogReader.fetch`` over the whole range in the ranges a ``RangeSizer`` (the
-  bridge's ``max_block_range``) chooses, against the same ``eth_getLogs`` calls sent raw (HTTP +
-  ``json.loads``, no web3 formatting, no decoding); also web3's ``get_logs`` alone, which shows
-  where the reader's time goes. The median of ``repeat`` rounds of each.
+- **ingest**: ``LogReader.fetch`` on the bridge's own provider (``connect()``) over the whole
+  range in the ranges a ``RangeSizer`` (the bridge's ``max_block_range``) chooses, against the
+  same ``eth_getLogs`` calls sent raw (HTTP + ``json.loads``, no web3 formatting, no decoding);
+  also web3's ``get_logs`` alone on that provider (web3's result formatting instead of the
+  reader's decoding). The median of ``repeat`` rounds of each.
 - **memory**: on the same chain (interval mining switched on), ``ce-bridge run`` as a child
   process with the CE emulator keeping every job Running: the bridge scans the jobs, dispatches
   them and polls them. ``VmHWM`` is read from ``/proc/<pid>/status`` when every job is dispatched
@@ -123,7 +124,7 @@ def _median_seconds(rounds: int, action: Callable[[], int]) -> tuple[float, int]
 def ingest(chain: FilledChain, max_block_range: int = 2000, repeat: int = 3) -> dict[str, Any]:
     """Times ``LogReader.fetch`` over the filled range against raw and web3 ``eth_getLogs``."""
     abi = load_artifact("JobEscrow").abi
-    w3 = Web3(Web3.HTTPProvider(chain.node.url, request_kwargs={"timeout": 120}))
+    w3 = connect(chain.node.url, timeout=120)  # the bridge's own provider
     reader = LogReader(w3, chain.escrow.address, abi)
     ranges: list[tuple[int, int]] = []
 

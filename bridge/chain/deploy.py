@@ -16,7 +16,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.middleware import SignAndSendRawMiddlewareBuilder
-from web3.types import RPCEndpoint, TxParams
+from web3.types import TxParams
 
 from bridge.chain.artifacts import load_artifact
 from bridge.chain.rpc import FailoverProvider
@@ -33,27 +33,15 @@ def connect(
 ) -> Web3:
     """A web3 client for ``rpc_url`` that signs transactions from ``keys``' accounts locally.
 
-    Several URLs (a sequence of more than one) are served by a ``FailoverProvider``
-    (``bridge.chain.rpc``: failover, head checks, per-endpoint log ranges, broadcasts to all),
-    ``max_lag`` being the blocks an endpoint may trail the others.
+    Its provider is a ``FailoverProvider`` (``bridge.chain.rpc``: bare HTTP on kept-alive
+    connections; with several URLs, failover, head checks, per-endpoint log ranges, broadcasts
+    to all), ``max_lag`` being the blocks an endpoint may trail the others. It asks each node for
+    ``eth_chainId`` once (web3's validation middleware would ask before every ``eth_call``,
+    ``eth_estimateGas`` and transaction); nothing else is cached (blocks, logs and receipts are
+    always read fresh: reorg detection depends on it).
     """
     urls = [rpc_url] if isinstance(rpc_url, str) else list(rpc_url)
-    if len(urls) > 1:
-        w3 = Web3(FailoverProvider(urls, timeout=timeout, max_lag=max_lag))
-        _sign_with(w3, keys)
-        return w3
-    rpc_url = urls[0]
-    # web3's validation middleware asks the node for eth_chainId before every eth_call,
-    # eth_estimateGas and transaction (two round trips per eth_call, measured); a node's chain id
-    # does not change, so that one answer is cached. Nothing else is (blocks, logs and receipts
-    # are always read fresh: reorg detection depends on it).
-    provider = Web3.HTTPProvider(
-        rpc_url,
-        request_kwargs={"timeout": timeout},
-        cache_allowed_requests=True,
-        cacheable_requests={RPCEndpoint("eth_chainId")},
-    )
-    w3 = Web3(provider)
+    w3 = Web3(FailoverProvider(urls, timeout=timeout, max_lag=max_lag))
     _sign_with(w3, keys)
     return w3
 

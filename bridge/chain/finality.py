@@ -18,6 +18,7 @@ from typing import Literal
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
+from bridge.chain import rpc
 from bridge.errors import RpcUnavailable
 
 FinalityTag = Literal["safe", "finalized"]
@@ -70,15 +71,15 @@ def tagged_block(w3: Web3, tag: FinalityTag) -> int | None:
         RpcUnavailable: the node failed, or does not know the tag (a pre-merge node).
     """
     try:
-        block = w3.eth.get_block(tag)
-    except (Web3Exception, OSError, ValueError) as exc:
+        block = rpc.read(w3, "eth_getBlockByNumber", [tag, False])
+        number = None if block is None else block.get("number")
+        return None if number is None else int(str(number), 16)
+    except (Web3Exception, OSError, ValueError, AttributeError) as exc:
         text = str(exc).lower()
         if "not found" in text:
             return None
         what = f"eth_getBlockByNumber({tag}) failed: {exc.__class__.__name__}"
         raise RpcUnavailable(what) from exc
-    number = block.get("number")
-    return None if number is None else int(number)
 
 
 def final_block(w3: Web3, finality: Finality, head: int) -> int:

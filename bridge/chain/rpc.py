@@ -1,8 +1,15 @@
-"""Several JSON-RPC endpoints behind one web3 provider: failover, head checks, log-range limits.
+"""JSON-RPC endpoints behind one web3 provider: bare HTTP, failover, head checks, log-range limits.
 
-``FailoverProvider`` wraps one ``HTTPProvider`` per URL of ``BRIDGE_RPC_URLS`` (in the order
-given: the first is preferred) and keeps a health record per endpoint. What it guarantees:
+``FailoverProvider`` talks to each URL of ``BRIDGE_RPC_URLS`` (in the order given: the first is
+preferred; one URL is the usual case) over its own ``JsonRpcHttp`` and keeps a health record per
+endpoint. What it guarantees:
 
+- **Bare HTTP**: a request is one HTTP POST on a kept-alive connection (``http.client``, one
+  connection per concurrent caller), its answer read whole and parsed with ``json.loads``; no
+  web3 ``HTTPProvider`` (``requests`` reads a 20 MB ``eth_getLogs`` answer in 10 KB chunks, ~1.6
+  times the cost, measured with ``bench/ingest.py``). ``make_batch`` sends several calls as one
+  JSON-RPC batch (the transaction manager's receipts). A URL's user info is sent as Basic auth;
+  proxies from the environment (``HTTP(S)_PROXY``) are not used: the node is reached directly.
 - **Reads go to the first usable endpoint**, in order. An endpoint is skipped while it is *down*
   (a transport error, an HTTP error, or a refusal: rate limit, method not allowed, quota — see
   ``is_refusal``), for a cool-down that doubles with each failure in a row (1 s to 60 s), or
@@ -28,22 +35,29 @@ given: the first is preferred) and keeps a health record per endpoint. What it g
 
 from __future__ import annotations
 
+import base64
+import http.client
+import itertools
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
-import requests
-from web3 import HTTPProvider
-from web3.exceptions import Web3Exception
+from web3 import Web3
+from web3._utils.encoding import Web3JsonEncoder
+from web3.exceptions import Web3Exception, Web3RPCError
 from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from bridge.logs import redact, redact_url, url_secrets
 
 log = logging.getLogger("bridge.chain.rpc")
+
+_R = TypeVar("_R")
 
 #: Lowercase substrings of ``eth_getLogs`` errors that mean "ask for fewer blocks or fewer logs",
 #: by the provider that words it so. Ranges are split on any of them.
@@ -164,7 +178,7 @@ class EndpointHealth:
 @dataclass
 class _Endpoint:
     url: str
-    provider: HTTPProvider
+    http: JsonRpcHttp
     health: EndpointHealth
     secrets: tuple[str, ...] = field(default_factory=tuple)
 
@@ -175,6 +189,143 @@ class _Refused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class HttpStatusError(OSError):
+    """An endpoint answered with an HTTP status other than 2xx (``status``)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}")
+        self.status = status
+
+
+#: Errors of a kept-alive connection the server closed while it was idle: the request is sent
+#: again once, on a new connection (what urllib3 does for ``requests``).
+_STALE: Final = (
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+
+
+class JsonRpcHttp:
+    """JSON-RPC over HTTP(S) to one URL, with ``http.client`` connections kept alive.
+
+    Thread-safe: each request takes an idle connection (or opens one) and puts it back after
+    the whole answer is read, so concurrent callers never share a connection. The URL's user
+    info becomes a Basic ``Authorization`` header; its path and query are the request target.
+    Nothing here logs or raises the URL: errors carry the host at most (callers redact anyway).
+
+    Raises (from ``call`` and ``batch``): ``OSError`` (transport, timeout, ``HttpStatusError``),
+    ``http.client.HTTPException`` (a malformed answer), ``ValueError`` (not JSON).
+    """
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an RPC URL must be http:// or https:// with a host")
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._timeout = timeout
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if parts.username is not None or parts.password is not None:
+            userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            token = base64.b64encode(userinfo.encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, params: Any) -> RPCResponse:
+        """One JSON-RPC request; the node's answer (``result`` or ``error``) as parsed."""
+        ask = {"jsonrpc": "2.0", "method": method, "params": params or [], "id": next(self._ids)}
+        answer = self._post(_encode(ask))
+        if not isinstance(answer, dict):
+            raise ValueError("the answer is not a JSON-RPC object")
+        return cast(RPCResponse, answer)
+
+    def batch(self, calls: Sequence[tuple[str, Any]]) -> list[RPCResponse] | RPCResponse:
+        """Several requests in one JSON-RPC batch: their answers in the order of ``calls``, or
+        the one error object of a node that refuses the batch as a whole."""
+        ids = [next(self._ids) for _ in calls]
+        body = [
+            {"jsonrpc": "2.0", "method": m, "params": p or [], "id": i}
+            for i, (m, p) in zip(ids, calls, strict=True)
+        ]
+        answer = self._post(_encode(body))
+        if isinstance(answer, dict):
+            return cast(RPCResponse, answer)
+        if not isinstance(answer, list):
+            raise ValueError("the answer to a batch is not a JSON-RPC list")
+        by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
+        missing = {"jsonrpc": "2.0", "error": {"code": -32603, "message": "no answer in the batch"}}
+        return [cast(RPCResponse, by_id.get(i, missing)) for i in ids]
+
+    def close(self) -> None:
+        """Closes the idle connections (one in use is closed by the next ``close`` after it
+        is put back)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection (True: reused) or a new one (False)."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return self._new(), False
+
+    def _post(self, body: bytes) -> Any:
+        conn, reused = self._connection()
+        try:
+            try:
+                raw, status, reason, closing = self._exchange(conn, body)
+            except _STALE:
+                conn.close()
+                if not reused:
+                    raise
+                conn = self._new()
+                raw, status, reason, closing = self._exchange(conn, body)
+        except BaseException:
+            conn.close()
+            raise
+        if closing:
+            conn.close()
+        else:
+            with self._lock:
+                self._idle.append(conn)
+        if not 200 <= status < 300:
+            raise HttpStatusError(status, reason)
+        return _decode(raw)
+
+    def _new(self) -> http.client.HTTPConnection:
+        """A new connection (opened by its first request)."""
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+    def _exchange(
+        self, conn: http.client.HTTPConnection, body: bytes
+    ) -> tuple[bytes, int, str, bool]:
+        conn.request("POST", self._target, body, self._headers)
+        response = conn.getresponse()
+        raw = response.read()  # the whole body at once (Content-Length or chunked)
+        return raw, response.status, response.reason, response.will_close
+
+
+def _encode(payload: object) -> bytes:
+    """A JSON-RPC request as bytes; web3's encoder turns ``bytes``/``HexBytes`` into 0x-hex
+    and an ``AttributeDict`` into an object, as web3's own providers do."""
+    return json.dumps(payload, cls=Web3JsonEncoder, separators=(",", ":")).encode()
+
+
+def _decode(raw: bytes) -> Any:
+    """The parsed answer (``ValueError`` when it is not JSON)."""
+    return json.loads(raw)
 
 
 #: Methods whose answer does not change: asked once.
@@ -209,9 +360,7 @@ class FailoverProvider(JSONBaseProvider):
         self._endpoints = [
             _Endpoint(
                 url=url,
-                provider=HTTPProvider(
-                    url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-                ),
+                http=JsonRpcHttp(url, timeout=timeout),
                 health=EndpointHealth(shown=redact_url(url)),
                 secrets=url_secrets(url),
             )
@@ -269,6 +418,46 @@ class FailoverProvider(JSONBaseProvider):
             self._cache[method] = reply
         return reply
 
+    def make_batch(self, calls: Sequence[tuple[str, Any]]) -> list[RPCResponse]:
+        """Answers several read requests from one endpoint in one JSON-RPC batch, in the order
+        of ``calls``, with the failover of ``make_request``: an endpoint that fails, or refuses
+        one of the calls, is marked down and the next one is asked for the whole batch. An
+        endpoint that refuses batches as such answers the calls one by one.
+
+        Only for reads that need no special handling (not ``eth_blockNumber``, ``eth_chainId``,
+        ``eth_getLogs`` or ``eth_sendRawTransaction``, which ``make_request`` treats apart).
+
+        Raises:
+            RpcEndpointsDown: no endpoint answered.
+        """
+        if not calls:
+            return []
+        return self._over_endpoints(lambda e: self._batch_on(e, list(calls)))
+
+    def make_batch_request(
+        self, requests: list[tuple[RPCEndpoint, Any]]
+    ) -> list[RPCResponse] | RPCResponse:
+        """web3's batch interface (``w3.batch_requests()``): ``make_batch``."""
+        return self.make_batch(requests)
+
+    def _batch_on(self, endpoint: _Endpoint, calls: list[tuple[str, Any]]) -> list[RPCResponse]:
+        """The batch on one endpoint (``_Refused`` if it fails or refuses one of the calls)."""
+        with self._lock:
+            endpoint.health.requests += 1
+        try:
+            answer = endpoint.http.batch(calls)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise _Refused(self._failure_text(exc)) from None
+        if isinstance(answer, dict):  # the batch as a whole refused: one call at a time
+            replies = [self._send(endpoint, method, params) for method, params in calls]
+        else:
+            replies = answer
+        for reply in replies:
+            error = reply.get("error")
+            if error is not None and is_refusal(error):
+                raise _Refused(self._error_text(error))
+        return replies
+
     def _order(self) -> list[_Endpoint]:
         """Usable endpoints in order, then the rest (soonest back first)."""
         now = self._clock()
@@ -278,7 +467,8 @@ class FailoverProvider(JSONBaseProvider):
             rest = sorted((e for e in live if e not in usable), key=lambda e: e.health.down_until)
         return usable + rest
 
-    def _over_endpoints(self, call: Callable[[_Endpoint], RPCResponse]) -> RPCResponse:
+    def _over_endpoints(self, call: Callable[[_Endpoint], _R]) -> _R:
+        """``call`` on the endpoints in order until one answers (each failure marks it down)."""
         reasons: list[str] = []
         for endpoint in self._order():
             try:
@@ -296,13 +486,12 @@ class FailoverProvider(JSONBaseProvider):
         with self._lock:
             endpoint.health.requests += 1
         try:
-            reply = endpoint.provider.make_request(RPCEndpoint(method), params)
-        except (requests.RequestException, OSError, ValueError, Web3Exception) as exc:
-            detail = redact(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
-            raise _Refused(detail) from None
-        if not isinstance(reply, dict):
-            raise _Refused("not a JSON-RPC answer")
-        return reply
+            return endpoint.http.call(method, params)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise _Refused(self._failure_text(exc)) from None
+
+    def _failure_text(self, exc: BaseException) -> str:
+        return redact(f"{type(exc).__name__}: {exc}", self._secrets)[:300]
 
     def _checked(self, endpoint: _Endpoint, method: str, params: Any) -> RPCResponse:
         """``_send``, with a refusal raised as ``_Refused``."""
@@ -499,3 +688,42 @@ class FailoverProvider(JSONBaseProvider):
 
 def _is_number(value: object) -> bool:
     return isinstance(value, str) and value.startswith("0x")
+
+
+def read(w3: Web3, method: str, params: Sequence[Any]) -> Any:
+    """The ``result`` of one read request through ``w3``'s provider, as the node sent it (hex
+    strings, plain dicts): no web3 middleware, no request or result formatters, which cost more
+    than the bare request itself (``bench/throughput.py``'s profile). Use it for reads whose
+    answer the caller parses (block numbers, blocks, receipts, nonces); through a
+    ``FailoverProvider`` it has the same failover and head checks as any other request.
+
+    Raises:
+        Web3RPCError: the node answered with an error (its message).
+        RpcEndpointsDown, OSError: no answer.
+    """
+    return _result(method, w3.provider.make_request(RPCEndpoint(method), list(params)))
+
+
+def read_many(w3: Web3, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    """``read`` of every call, in order: one JSON-RPC batch through a ``FailoverProvider``
+    (``make_batch``), one request each through any other provider.
+
+    Raises:
+        Web3RPCError: the node answered one of them with an error.
+        RpcEndpointsDown, OSError: no answer.
+    """
+    pairs = [(method, list(params)) for method, params in calls]
+    provider = w3.provider
+    if isinstance(provider, FailoverProvider):
+        replies = provider.make_batch(pairs)
+    else:
+        replies = [provider.make_request(RPCEndpoint(m), p) for m, p in pairs]
+    return [_result(m, reply) for (m, _), reply in zip(pairs, replies, strict=True)]
+
+
+def _result(method: str, reply: RPCResponse) -> Any:
+    error = reply.get("error")
+    if error is not None:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise Web3RPCError(f"{method}: {message}", rpc_response=reply)
+    return reply.get("result")

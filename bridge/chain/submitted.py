@@ -68,6 +68,80 @@ def _uint(value: int, limit: int, pos: int) -> int:
     return value
 
 
+_W160 = (5 * _WORD).to_bytes(_WORD, "big")  # the spec's pointer in a canonical encoding
+_W288 = (9 * _WORD).to_bytes(_WORD, "big")  # the app's pointer in a canonical spec head
+_W64 = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
+
+
+def _canonical(data: bytes) -> tuple[SubmittedData, bytes] | None:
+    """``decode_submitted(data)`` when ``data`` is laid out exactly as Solidity's ``emit``
+    writes it (every pointer where the encoder puts it, nothing after the last string), else
+    None (the general path then decides, and raises for what is invalid).
+
+    The same checks as the general path, fewer steps: with every pointer equal to the position
+    the canonical encoder gives it, each lands inside the data once the lengths before it fit,
+    and the strings cannot overlap (so they add up to less than the data). ~2 times faster on
+    the typical spec (``bench/ingest.py``).
+    """
+    size = len(data)
+    if size < 15 * _WORD or data[96:128] != _W160 or data[160:192] != _W288:
+        return None
+    fb = _from_bytes
+    deadline = fb(data[64:96], "big")
+    callback_gas = fb(data[128:160], "big")
+    command_off, vcpus, ram, disk, download, upload, hours, files_off = (
+        fb(data[p : p + _WORD], "big") for p in range(192, 448, _WORD)
+    )
+    if deadline >= _U64 or callback_gas >= _U32 or vcpus >= _U16 or hours >= _U16:
+        return None
+    if ram >= _U32 or disk >= _U32 or download >= _U32 or upload >= _U32:
+        return None
+    # app at 448, then commandLine, then the files' array: each right after the one before.
+    app = _padded(data, 448, size - _WORD)
+    if app is None or command_off != app[1] - 160:
+        return None
+    command = _padded(data, app[1], size - _WORD)
+    if command is None or files_off != command[1] - 160:
+        return None
+    end = command[1]
+    count = fb(data[end : end + _WORD], "big")
+    items = end + _WORD
+    if count > (size - items) // (5 * _WORD):  # an item is 5 words at least
+        return None
+    at = items + count * _WORD  # the first item, right after the offsets
+    files: list[tuple[bytes, bytes]] = []
+    for slot in range(items, items + count * _WORD, _WORD):
+        if fb(data[slot : slot + _WORD], "big") != at - items or data[at : at + _WORD] != _W64:
+            return None
+        name = _padded(data, at + 2 * _WORD, size)
+        if name is None or fb(data[at + _WORD : at + 2 * _WORD], "big") != name[1] - at:
+            return None
+        url = _padded(data, name[1], size)
+        if url is None:
+            return None
+        files.append((name[0], url[0]))
+        at = url[1]
+    if at != size:
+        return None
+    resources = (vcpus, ram, disk, download, upload)
+    raw_spec: RawSpec = (app[0], command[0], resources, hours, tuple(files))
+    decoded = (data[0:32], fb(data[32:64], "big"), deadline, raw_spec, callback_gas)
+    return decoded, _ONE_OFFSET + data[160:]
+
+
+def _padded(data: bytes, at: int, limit: int) -> tuple[bytes, int] | None:
+    """The string whose length word is at ``at`` and where its padded encoding ends, or None
+    when that end passes ``limit`` or its padding is not zero."""
+    if at + _WORD > limit:
+        return None
+    length = _from_bytes(data[at : at + _WORD], "big")
+    stop = at + _WORD + length
+    end = at + _WORD + (length + 31) // 32 * 32
+    if end > limit or data[stop:end] != _ZEROS[: end - stop]:
+        return None
+    return data[at + _WORD : stop], end
+
+
 def decode_submitted_data(data: bytes) -> SubmittedData:
     """``JobSubmitted``'s data decoded: the same values as eth_abi's ``decode`` of
     ``SUBMITTED_DATA_TYPES`` (strings as bytes, arrays and structs as tuples).
@@ -90,6 +164,9 @@ def decode_submitted(data: bytes) -> tuple[SubmittedData, bytes]:
     Raises:
         LogDecodingError: as ``decode_submitted_data``.
     """
+    fast = _canonical(data)
+    if fast is not None:
+        return fast
     size = len(data)
     if size < 5 * _WORD:
         raise LogDecodingError(f"{size} bytes of data: the event's head alone is 160")

@@ -177,16 +177,22 @@ class Scanner:
 
     def _check_reorg(self, cursor_block: int) -> int | None:
         """Returns the block to rewind the cursor to, or None when the chain under it is intact."""
+        newest_first = (
+            select(SeenBlock)
+            .where(SeenBlock.contract == self._contract)
+            .order_by(col(SeenBlock.number).desc())
+        )
+        # Each round: the newest stored block only (the cursor's); all of them after a reorg.
         with Session(self._core.store.db) as session:
-            seen = session.exec(
-                select(SeenBlock)
-                .where(SeenBlock.contract == self._contract)
-                .order_by(col(SeenBlock.number).desc())
-            ).all()
+            newest = session.exec(newest_first.limit(1)).first()
+        if newest is None or newest.number != cursor_block:
+            return None
+        if self._reader.block_hash(newest.number) == newest.hash:
+            return None
+        with Session(self._core.store.db) as session:
+            seen = session.exec(newest_first).all()
         if not seen or seen[0].number != cursor_block:
-            return None
-        if self._reader.block_hash(seen[0].number) == seen[0].hash:
-            return None
+            return None  # rewound meanwhile by another process: the next round sees it
         fork = seen[-1].number - 1
         for block in seen[1:]:
             if self._reader.block_hash(block.number) == block.hash:

@@ -24,6 +24,9 @@ It serves the convention of :mod:`bridge.remote.convention` under ``/remotejobs/
 - **Authenticators are never echoed**: not in responses, inspection endpoints, logs or the
   config's ``repr``.
 - State sits behind one lock, so the app is safe to call from several threads.
+
+:func:`create_lean_emulator_app` serves the same :class:`Emulator` as a bare ASGI app for the
+benchmarks: the same answers and stats, no fault injection, output files held in memory.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.types import Receive, Scope, Send
 
 from bridge.errors import SpecError
 from bridge.jobdoc import CreateBody, describe
@@ -164,6 +168,7 @@ class _Job:
     cancelled: bool = False
     outputs: tuple[str, ...] = ()
     generated: dict[str, int] = field(default_factory=dict)  # path -> size, never on disk
+    held: dict[str, bytes] = field(default_factory=dict, repr=False)  # path -> content, in memory
     outputs_unavailable: bool = False
 
     def status_at(self, now: float) -> CEStatus:
@@ -267,8 +272,17 @@ class _KeyRecord:
 class Emulator:
     """The emulator's state and operations, independent of HTTP (the app's routes call it)."""
 
-    def __init__(self, config: EmulatorConfig, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        clock: Callable[[], float],
+        *,
+        outputs_in_memory: bool = False,
+    ) -> None:
+        """``outputs_in_memory``: hold a job's output files in memory instead of writing them
+        under ``data_dir`` (the benchmarks' emulator: no file system work a job)."""
         data_dir = config.data_dir or Path(tempfile.mkdtemp(prefix="ce-emulator-"))
+        self._outputs_in_memory = outputs_in_memory
         self._config = config.model_copy(update={"data_dir": data_dir})
         self._clock = clock
         self._lock = threading.Lock()
@@ -396,6 +410,8 @@ class Emulator:
                 raise _ApiError(503, "output storage unavailable (emulated)")
             if path in job.generated:
                 return GeneratedFile(generated_seed(job.remote_id, path), job.generated[path])
+            if path in job.held:
+                return job.held[path]
             return (self._output_dir(job) / path).read_bytes()
 
     def stats(self) -> dict[str, Any]:
@@ -520,11 +536,14 @@ class Emulator:
             "out.txt": (hashlib.sha256(seed.encode()).hexdigest() + "\n").encode(),
             "meta/spec.json": (json.dumps(job.request, sort_keys=True, indent=2) + "\n").encode(),
         }
-        root = self._output_dir(job)
-        for path, content in files.items():
-            target = root / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
+        if self._outputs_in_memory:
+            job.held = files
+        else:
+            root = self._output_dir(job)
+            for path, content in files.items():
+                target = root / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
         job.outputs = tuple(sorted([*files, *job.generated], key=lambda p: p.encode()))
 
 
@@ -631,12 +650,149 @@ def create_emulator_app(
     return app
 
 
-async def _json_body(request: Request) -> object:
-    raw = await request.body()
+class LeanEmulatorApp:
+    """The emulator's API as a bare ASGI app, for the benchmarks: the routes of
+    :func:`create_emulator_app` answering the same bodies from the same :class:`Emulator`
+    (idempotency, validation, stats, inspection and settings included), without FastAPI's
+    routing, dependency solving and request objects, which cost the emulator more CPU a request
+    than its own work. No fault is ever injected (there is no middleware); an unknown route is
+    a 404 ``{"error"}``.
+
+    Build it with :func:`create_lean_emulator_app`; serve it with any ASGI server.
+    """
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self._posts: dict[str, Callable[[object, Scope], object]] = {
+            API_PREFIX + JOB_CREATE_PATH: self._create,
+            API_PREFIX + JOB_STATUS_PATH: lambda body, scope: emulator.status(
+                body, _api_base(scope)
+            ),
+            API_PREFIX + JOB_CANCEL_PATH: lambda body, _scope: emulator.cancel(body),
+            "/_emulator/config": lambda body, _scope: self._reconfigure(body),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serves one HTTP request (and the lifespan protocol, which needs nothing)."""
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        try:
+            handler = self._posts.get(path) if method == "POST" else None
+            if handler is not None:
+                answer = handler(_parse_json(await _read_body(receive)), scope)
+            elif method == "GET":
+                answer = self._get(path, scope)
+                if isinstance(answer, bytes | GeneratedFile):
+                    await _send_file(send, answer)
+                    return
+            else:
+                raise _ApiError(404, "no such endpoint")
+        except _ApiError as exc:
+            await _send_json(send, exc.status, {F_ERROR: exc.message})
+            return
+        await _send_json(send, 200, answer)
+
+    def _create(self, body: object, scope: Scope) -> object:
+        key = next((v for k, v in scope["headers"] if k == _IDEMPOTENCY_NAME), b"")
+        return self.emulator.create(body, key.decode("latin-1") or None)
+
+    def _reconfigure(self, update: object) -> object:
+        if not isinstance(update, dict):
+            raise _ApiError(400, "the request body must be a JSON object")
+        return self.emulator.reconfigure(update).public_dump()
+
+    def _get(self, path: str, scope: Scope) -> object:
+        if path.startswith(_FILES_PREFIX):
+            remote_id, slash, file_path = path[len(_FILES_PREFIX) :].partition("/")
+            if remote_id and slash:
+                return self.emulator.output_file(remote_id, file_path)
+        elif path == "/_emulator/stats":
+            return self.emulator.stats()
+        elif path == "/_emulator/config":
+            return self.emulator.config.public_dump()
+        elif path.startswith("/_emulator/jobs/") and "/" not in path[len("/_emulator/jobs/") :]:
+            return self.emulator.inspect(path[len("/_emulator/jobs/") :], _api_base(scope))
+        raise _ApiError(404, "no such endpoint")
+
+
+def create_lean_emulator_app(
+    config: EmulatorConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    outputs_in_memory: bool = True,
+) -> LeanEmulatorApp:
+    """The emulator without FastAPI and without fault injection (:class:`LeanEmulatorApp`): the
+    benchmarks' emulator, whose cost per request would otherwise be measured with the bridge.
+    Its :class:`Emulator` is ``app.emulator``; with ``outputs_in_memory`` (the default) it
+    holds output files in memory instead of writing them under ``data_dir``."""
+    emulator = Emulator(config or EmulatorConfig(), clock, outputs_in_memory=outputs_in_memory)
+    return LeanEmulatorApp(emulator)
+
+
+_IDEMPOTENCY_NAME: Final = IDEMPOTENCY_HEADER.lower().encode()
+_FILES_PREFIX: Final = API_PREFIX + FILES_PATH + "/"
+_JSON_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _api_base(scope: Scope) -> str:
+    """The ``.../remotejobs/v2/`` URL the request came in on (as FastAPI's routes compute it)."""
+    return str(Request(scope).base_url).rstrip("/") + API_PREFIX
+
+
+def _parse_json(raw: bytes) -> object:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _ApiError(400, "the request body is not valid JSON") from exc
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, answer: object) -> None:
+    body = _JSON_ENCODER.encode(answer).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_file(send: Send, content: bytes | GeneratedFile) -> None:
+    size = len(content) if isinstance(content, bytes) else content.size
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (b"content-length", b"%d" % size),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if isinstance(content, bytes):
+        await send({"type": "http.response.body", "body": content})
+        return
+    for chunk in generated_chunks(content.seed, content.size):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _json_body(request: Request) -> object:
+    return _parse_json(await request.body())
 
 
 def _matches(text: str, needles: frozenset[str]) -> bool:

@@ -86,22 +86,23 @@ from typing import Any, cast
 import rlp  # type: ignore[import-untyped]  # pyrlp ships no types
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
-from eth_typing import ChecksumAddress, HexStr
+from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 from web3 import Web3
+from web3._utils.method_formatters import receipt_formatter
 from web3.contract import Contract
+from web3.datastructures import AttributeDict
 from web3.exceptions import (
-    BlockNotFound,
     ContractLogicError,
-    TransactionNotFound,
     Web3Exception,
     Web3RPCError,
 )
 from web3.types import LogReceipt, TxParams, TxReceipt, Wei
 
+from bridge.chain import rpc
 from bridge.chain.finality import FinalityTag, tagged_block
 from bridge.chain.revert import decode_revert, error_name, revert_data
 from bridge.errors import (
@@ -191,6 +192,12 @@ def _node_message(exc: Web3RPCError) -> str:
         if isinstance(error, Mapping) and isinstance(error.get("message"), str):
             return str(error["message"])[:_MAX_NODE_MESSAGE]
     return str(exc.message or exc)[:_MAX_NODE_MESSAGE]
+
+
+def _receipt(raw: Mapping[str, Any]) -> TxReceipt:
+    """A receipt as the node sent it, formatted as web3's ``get_transaction_receipt`` returns
+    it (web3's own receipt formatter, then its ``AttributeDict``)."""
+    return cast(TxReceipt, AttributeDict.recursive(receipt_formatter(raw)))
 
 
 def _tx_data(raw_tx: str) -> HexBytes:
@@ -357,18 +364,26 @@ class TxManager:
         txs = self._store.unconfirmed()
         if not txs:
             return
-        head = int(self._w3.eth.block_number)
+        head = int(rpc.read(self._w3, "eth_blockNumber", []), 16)
         if self._finality_tag is not None:
             # Confirmed once the node's safe/finalized block reaches the tx's block (+ N).
             head = min(head, tagged_block(self._w3, self._finality_tag) or -1)
         chain_nonce = self._chain_nonce()
-        for tx in txs:
-            self._track_one(tx, head, chain_nonce, counts)
+        receipts = self._find_receipts(txs)
+        for tx, receipt in zip(txs, receipts, strict=True):
+            self._track_one(tx, head, chain_nonce, counts, receipt)
 
-    def _track_one(self, tx: ChainTx, head: int, chain_nonce: int, counts: _Counts) -> None:
-        """Gathers the facts of ``tx`` and does what ``bridge.tx.plan`` answers."""
+    def _track_one(
+        self,
+        tx: ChainTx,
+        head: int,
+        chain_nonce: int,
+        counts: _Counts,
+        receipt: TxReceipt | None,
+    ) -> None:
+        """Gathers the facts of ``tx`` (``receipt``: its receipt read this round, if it was
+        mined) and does what ``bridge.tx.plan`` answers."""
         assert tx.id is not None
-        receipt = self._find_receipt(tx)
         if receipt is not None:
             tx = self._record_mined(tx, receipt)
             assert tx.mined_block is not None
@@ -511,12 +526,21 @@ class TxManager:
 
     def _find_receipt(self, tx: ChainTx) -> TxReceipt | None:
         """The receipt of whichever of the transaction's hashes was mined, newest first."""
-        for tx_hash in reversed(_hashes(tx)):
-            try:
-                return self._w3.eth.get_transaction_receipt(HexStr(tx_hash))
-            except TransactionNotFound:
-                continue
-        return None
+        return self._find_receipts([tx])[0]
+
+    def _find_receipts(self, txs: Sequence[ChainTx]) -> list[TxReceipt | None]:
+        """``_find_receipt`` of each of ``txs``, every hash of every one asked in one JSON-RPC
+        batch (``rpc.read_many``: one round trip a tick, not one a hash), each receipt as web3's
+        ``get_transaction_receipt`` returns it."""
+        hashes = [list(reversed(_hashes(tx))) for tx in txs]
+        calls = [("eth_getTransactionReceipt", [h]) for newest in hashes for h in newest]
+        answers = iter(rpc.read_many(self._w3, calls))
+        found: list[TxReceipt | None] = []
+        for newest_first in hashes:
+            raws = [next(answers) for _ in newest_first]
+            raw = next((r for r in raws if r is not None), None)
+            found.append(None if raw is None else _receipt(raw))
+        return found
 
     def _record_mined(self, tx: ChainTx, receipt: TxReceipt) -> ChainTx:
         block_hash = Web3.to_hex(receipt["blockHash"])
@@ -560,11 +584,8 @@ class TxManager:
         return {"l1_fee_wei": l1, "fee_paid_wei": int(receipt["gasUsed"]) * price + l1}
 
     def _is_canonical(self, number: int, block_hash: str | None) -> bool:
-        try:
-            block = self._w3.eth.get_block(number)
-        except BlockNotFound:
-            return False
-        return Web3.to_hex(block["hash"]) == block_hash
+        block = rpc.read(self._w3, "eth_getBlockByNumber", [hex(number), False])
+        return block is not None and str(block["hash"]).lower() == block_hash
 
     def _unmine(self, tx: ChainTx, why: str) -> ChainTx:
         """Forgets where ``tx`` was mined after a reorg so its stored bytes are sent again."""
@@ -1038,7 +1059,7 @@ class TxManager:
         return max(self._store.next_nonce(), self._chain_nonce())
 
     def _chain_nonce(self) -> int:
-        return int(self._w3.eth.get_transaction_count(self._sender, "latest"))
+        return int(rpc.read(self._w3, "eth_getTransactionCount", [self._sender, "latest"]), 16)
 
     def _market_fees(self) -> Fees:
         return self._fees.market()
@@ -1072,7 +1093,7 @@ class TxManager:
 
     def _send_raw(self, raw_tx: str) -> None:
         """Hands the stored signed bytes to the node (the one place a transaction leaves)."""
-        self._w3.eth.send_raw_transaction(HexBytes(raw_tx))
+        rpc.read(self._w3, "eth_sendRawTransaction", [Web3.to_hex(HexBytes(raw_tx))])
 
     def _broadcast(self, tx: ChainTx, counts: _Counts) -> _Sent:
         """Sends the stored bytes of ``tx`` and acts on the node's answer.

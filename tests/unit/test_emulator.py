@@ -1,4 +1,9 @@
-"""The CE emulator in-process (Starlette TestClient) with a hand-driven clock."""
+"""The CE emulator in-process (Starlette TestClient) with a hand-driven clock.
+
+Every test of the API runs against both apps: the FastAPI one (tests, demo) and the bare ASGI one
+of the benchmarks (``create_lean_emulator_app``, outputs in memory), which must answer alike;
+the fault-injection tests run against the FastAPI app only (the lean one has no faults).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from fastapi.testclient import TestClient
 
 from bridge.remote.emulator import (
     EmulatorConfig,
+    LeanEmulatorApp,
     create_emulator_app,
+    create_lean_emulator_app,
     generated_sha256,
     parse_directives,
 )
@@ -43,20 +50,36 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def make(tmp_path: Path, clock: Clock) -> Iterator[Any]:
+def _clients(tmp_path: Path, clock: Clock, lean: bool) -> Iterator[Any]:
     clients: list[TestClient] = []
 
     def factory(**settings: Any) -> TestClient:
         settings = {"authenticators": frozenset({AUTH}), "data_dir": tmp_path, **settings}
         config = EmulatorConfig(**settings)
-        client = TestClient(create_emulator_app(config, clock=clock))
+        app = (
+            create_lean_emulator_app(config, clock=clock)
+            if lean
+            else create_emulator_app(config, clock=clock)
+        )
+        client = TestClient(app)
         clients.append(client)
         return client
 
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture(params=["fastapi", "lean"])
+def make(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Any]:
+    """A factory of clients of the emulator, once for each app."""
+    yield from _clients(tmp_path, clock, lean=request.param == "lean")
+
+
+@pytest.fixture
+def make_full(tmp_path: Path, clock: Clock) -> Iterator[Any]:
+    """A factory of clients of the FastAPI app (the one with fault injection)."""
+    yield from _clients(tmp_path, clock, lean=False)
 
 
 def create(client: TestClient, body: dict[str, Any] | None = None, key: str | None = None) -> str:
@@ -95,11 +118,13 @@ def test_states_advance_with_time_and_outputs_appear_when_completed(
         if expected != "Completed":
             assert answer["outputFiles"] == [] and answer["error"] is None
     assert [f["filename"] for f in answer["outputFiles"]] == ["meta/spec.json", "out.txt"]
+    in_memory = isinstance(client.app, LeanEmulatorApp)
     for item in answer["outputFiles"]:
         assert item["url"] == f"http://testserver{BASE}files/{job_id}/{item['filename']}"
         served = client.get(item["url"])
         assert served.status_code == 200
-        assert served.content == (tmp_path / job_id / "output" / item["filename"]).read_bytes()
+        stored = tmp_path / job_id / "output" / item["filename"]
+        assert not stored.exists() if in_memory else served.content == stored.read_bytes()
     out = client.get(f"{BASE}files/{job_id}/out.txt").content
     seed = f"{BODY['app']}\n{BODY['commandLine']}\n{job_id}".encode()
     assert out == (hashlib.sha256(seed).hexdigest() + "\n").encode()
@@ -272,7 +297,8 @@ def test_a_server_ignoring_idempotency_keys_shows_in_the_stats(make: Any) -> Non
     }
 
 
-def test_faults_are_injected_on_the_api_only(make: Any) -> None:
+def test_faults_are_injected_on_the_api_only(make_full: Any) -> None:
+    make = make_full
     client = make(error_rate=1.0, seed=1)
     codes = {client.post(BASE + "job-create", json=BODY).status_code for _ in range(20)}
     assert codes == {500, 503}
@@ -283,8 +309,8 @@ def test_faults_are_injected_on_the_api_only(make: Any) -> None:
     assert limited.get("/_emulator/stats").status_code == 200
 
 
-def test_malformed_answers_are_processed_but_unparsable(make: Any, clock: Clock) -> None:
-    client = make(
+def test_malformed_answers_are_processed_but_unparsable(make_full: Any) -> None:
+    client = make_full(
         malformed_rate=1.0, provisioning_seconds=0, downloading_seconds=0, running_seconds=0
     )
     response = client.post(BASE + "job-create", json=BODY, headers={"Idempotency-Key": "k"})
@@ -340,8 +366,24 @@ def test_the_lean_app_for_the_benchmarks_injects_no_fault(tmp_path: Path, clock:
     with TestClient(create_emulator_app(config, clock=clock, inject_faults=False)) as lean:
         job_id = create(lean)  # every request would fail with the middleware
         assert status(lean, job_id)["jobId"] == job_id
+    with TestClient(create_lean_emulator_app(config, clock=clock)) as bare:
+        job_id = create(bare)
+        assert status(bare, job_id)["jobId"] == job_id
     with TestClient(create_emulator_app(config, clock=clock)) as full:
         assert full.post(BASE + "job-create", json=BODY).status_code in (500, 503)
+
+
+def test_the_bare_app_answers_an_unknown_route_with_an_error_body(tmp_path: Path) -> None:
+    with TestClient(create_lean_emulator_app(EmulatorConfig(data_dir=tmp_path))) as client:
+        for response in (
+            client.get(BASE + "job-create"),
+            client.post(BASE + "nope", json={}),
+            client.put(BASE + "job-status", json={}),
+            client.get(f"{BASE}files/only-an-id"),
+            client.get("/_emulator/jobs/a/b"),
+        ):
+            assert response.status_code == 404
+            assert response.json() == {"error": "no such endpoint"}
 
 
 # ---------------------------------------------------------------------------- directives

@@ -3,6 +3,7 @@ on its own from a canned node answer (no network)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -15,7 +16,15 @@ from web3.providers.base import BaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from bridge.chain.artifacts import load_artifact
-from bridge.chain.reader import LogReader, RangeSizer, SubmittedLog, is_range_error, spec_from_raw
+from bridge.chain.reader import (
+    LogPosition,
+    LogReader,
+    RangeSizer,
+    SubmittedLog,
+    is_range_error,
+    spec_from_raw,
+)
+from bridge.chain.spec import InputFile, JobSpec, Resources
 from bridge.errors import RpcUnavailable
 from tests.hostile import RAW_SPEC_ABI_TYPE, raw_spec
 
@@ -149,3 +158,44 @@ def test_spec_from_raw_names_the_first_field_that_is_not_utf8(
 ) -> None:
     _, unreadable = spec_from_raw(spec)
     assert unreadable is not None and unreadable.startswith(problem), field
+
+
+def test_decoded_logs_equal_the_same_dataclasses_built_by_their_constructors() -> None:
+    """The reader builds its frozen dataclasses without their ``__init__`` (speed): they must
+    be indistinguishable from constructed ones (equality, hash, repr, ``replace``)."""
+    logs = [_submitted_log(raw_spec(), 7)]
+    reader = LogReader(
+        _node_with_logs(logs),
+        Web3.to_checksum_address("0x" + "22" * 20),
+        load_artifact("JobEscrow").abi,
+    )
+    (decoded,) = reader.fetch(5, 5)
+    assert isinstance(decoded, SubmittedLog)
+    spec = decoded.spec
+    built = SubmittedLog(
+        at=LogPosition(*astuple_shallow(decoded.at)),
+        job_id=decoded.job_id,
+        requester=decoded.requester,
+        spec_hash=decoded.spec_hash,
+        payment=decoded.payment,
+        deadline=decoded.deadline,
+        spec=JobSpec(
+            spec.app,
+            spec.command_line,
+            Resources(*astuple_shallow(spec.specs)),
+            spec.max_hours,
+            tuple(InputFile(f.filename, f.url) for f in spec.input_files),
+        ),
+        callback_gas_limit=decoded.callback_gas_limit,
+        unreadable=decoded.unreadable,
+        spec_hash_matches=decoded.spec_hash_matches,
+    )
+    assert decoded == built and hash(decoded) == hash(built) and repr(decoded) == repr(built)
+    assert dataclasses.replace(decoded, job_id=8) == dataclasses.replace(built, job_id=8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.job_id = 9  # type: ignore[misc]
+
+
+def astuple_shallow(obj: Any) -> tuple[Any, ...]:
+    """A dataclass's field values in order (not recursing like ``dataclasses.astuple``)."""
+    return tuple(getattr(obj, f.name) for f in dataclasses.fields(obj))
