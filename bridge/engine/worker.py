@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from sqlalchemy import Engine, delete
-from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
@@ -43,7 +42,7 @@ from bridge.results import manifest_from_digests, safe_relative_path
 from bridge.retry import Backoff
 from bridge.store import control
 from bridge.store.models import Job, OutputFile, RemoteCall
-from bridge.store.uow import CallRecord
+from bridge.store.uow import CallRecord, UnitOfWork
 
 log = logging.getLogger("bridge.engine")
 
@@ -54,6 +53,11 @@ _WORK_STATES = (
     JobState.CANCELLING,
     JobState.FINISHING,
 )
+
+#: Jobs worked at once. Their steps wait on CE's answers and on the store's group commit
+#: (``Store.batch``) far more than they compute, so more steps in flight mean more CE calls
+#: overlapping and larger groups per commit.
+WORKER_THREADS = 32
 
 #: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
 ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
@@ -152,7 +156,7 @@ class Worker:
         self._pause, self._cursor = pause, cursor
         self._chain_id = chain_id
         self._contract = core.settings.contract_address
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ce-work")
+        self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="ce-work")
         self._head_lock = threading.Lock()
         self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
 
@@ -228,7 +232,7 @@ class Worker:
         )
         try:
             if step.step is m.Step.FAIL_DEADLINE:
-                self._core.ledger.commit_event(job_id, m.DeadlineNear(), state)
+                self._core.ledger.commit_event(job_id, m.DeadlineNear(), state, batched=True)
             elif step.step is m.Step.DISPATCH:
                 self._dispatch(job)
             elif step.step is m.Step.FINISH:
@@ -260,10 +264,10 @@ class Worker:
     def _retry_later(
         self, job: Job, message: str, *, counted: bool = True, logged: bool = False
     ) -> None:
-        with self._core.store.begin() as uow:
+        def change(uow: UnitOfWork) -> int | None:
             fresh = uow.job(job.job_id)
             if fresh is None or fresh.state != job.state:
-                return
+                return None
             if counted:
                 fresh.attempts += 1
             fresh.remote_error = message
@@ -271,8 +275,11 @@ class Worker:
                 max(fresh.attempts, 1)
             )
             uow.session.add(fresh)
-            uow.commit()
-            attempts = fresh.attempts
+            return fresh.attempts
+
+        attempts = self._core.store.batch(change, job.job_id)
+        if attempts is None:
+            return
         if not logged:
             log.warning(
                 "job %d: attempt %d failed: %s",
@@ -284,7 +291,9 @@ class Worker:
         if m.create_exhausted(
             JobState(job.state), attempts, self._core.settings.create_retry_budget, counted=counted
         ):
-            self._core.ledger.commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
+            self._core.ledger.commit_event(
+                job.job_id, m.CreateGaveUp(message), JobState.NEW, batched=True
+            )
 
     def _dispatch(self, job: Job) -> None:
         request = None
@@ -302,13 +311,15 @@ class Worker:
             and self._settled_at_head(job),
         )
         if step.step is m.Step.SPEC_INVALID:
-            self._core.ledger.commit_event(job.job_id, m.SpecInvalid(step.reason), JobState.NEW)
+            self._core.ledger.commit_event(
+                job.job_id, m.SpecInvalid(step.reason), JobState.NEW, batched=True
+            )
             return
         if step.step is m.Step.WAIT or request is None:
             self._schedule_poll(job.job_id, JobState.NEW)
             return
         key = idempotency_key(self._chain_id, self._contract, job.job_id, job.generation)
-        if job.create_sent_at is None and not self._mark_create_sent(job):
+        if not self._mark_create_sent(job):
             return  # the job moved on meanwhile
         try:
             remote_id = self._ce.create_job(request, key)
@@ -319,6 +330,7 @@ class Worker:
                 JobState.NEW,
                 job.generation,
                 calls=[("create", False, str(exc))],
+                batched=True,
             )
             return
         except RemoteError as exc:
@@ -329,7 +341,7 @@ class Worker:
         call: CallRecord = ("create", True, remote_id)
         if (
             self._core.ledger.commit_event(
-                job.job_id, created, JobState.NEW, job.generation, calls=[call]
+                job.job_id, created, JobState.NEW, job.generation, calls=[call], batched=True
             )
             is None
         ):
@@ -338,36 +350,28 @@ class Worker:
             self._core.cancels.cancel_stray(job.job_id, remote_id)
 
     def _mark_create_sent(self, job: Job) -> bool:
-        """Records, before the first job-create of ``job`` is sent, that CE may have a job for
-        it from now on (see ``JobLedger.apply``). False if the job is no longer new."""
-        with self._core.store.begin() as uow:
-            # One UPDATE (no row loaded into the session): it applies only to the job still
-            # new and of the same generation.
-            result = uow.session.exec(
-                sql_update(Job)
-                .where(
-                    col(Job.job_id) == job.job_id,
-                    col(Job.state) == JobState.NEW,
-                    col(Job.generation) == job.generation,
-                )
-                .values(create_sent_at=self._core.clock())
-            )
-            uow.commit()
-        return bool(result.rowcount == 1)
+        """Records, before a job-create of ``job`` is sent, that CE may have a job for it from
+        now on (see ``JobLedger.apply``; the first send's time is kept). False if the job is no
+        longer new, or no longer of that generation (settled or re-submitted meanwhile: the
+        scanner may have stored it after the job was loaded)."""
+
+        def change(uow: UnitOfWork) -> bool:
+            fresh = uow.job(job.job_id)
+            if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
+                return False
+            if fresh.create_sent_at is None:
+                fresh.create_sent_at = self._core.clock()
+                uow.session.add(fresh)
+            return True
+
+        return self._core.store.batch(change, job.job_id)
 
     def _settled_at_head(self, job: Job) -> bool:
-        """Whether ``job`` (loaded as new) was settled on-chain meanwhile: a terminal event of it
-        in the blocks above the scan cursor, or one the scanner stored since it was loaded.
-
-        The blocks above the cursor are read once for every job (``_head_settled``), not with a
-        ``getJob`` call per job; the database is read again because the snapshot may come from
-        after the job was loaded, when the scanner may have settled it below its cursor.
-        """
-        if job.job_id in self._head_settled():
-            return True
-        with Session(self._core.store.db) as session:
-            state = session.exec(select(Job.state).where(col(Job.job_id) == job.job_id)).first()
-        return state != job.state
+        """Whether ``job`` was settled on-chain above the scan cursor: a terminal event of it
+        in the blocks above the cursor, read once for every job (``_head_settled``), not with
+        a ``getJob`` call per job. (A settlement the scanner stored since the job was loaded
+        is seen by ``_mark_create_sent``, which marks only a job still new.)"""
+        return job.job_id in self._head_settled()
 
     def _head_settled(self) -> set[int]:
         """Ids of the jobs with a terminal event above the scan cursor, at most
@@ -420,17 +424,19 @@ class Worker:
             job.generation,
             calls=calls,
             repoll=True,
+            batched=True,
         )
         if decision is not None and decision.state is JobState.FINISHING:
             self._finish(job, status)
 
     def _schedule_poll(self, job_id: int, state: JobState) -> None:
-        with self._core.store.begin() as uow:
+        def change(uow: UnitOfWork) -> None:
             job = uow.job(job_id)
             if job is not None and job.state == state:
                 job.next_attempt_at = self._core.clock() + self._core.settings.poll_interval
                 uow.session.add(job)
-                uow.commit()
+
+        self._core.store.batch(change, job_id)
 
     def _finish(self, job: Job, status: RemoteJobStatus | None = None) -> None:
         """Downloads the outputs into the file store (streamed, hashed as they arrive), then
@@ -446,6 +452,7 @@ class Worker:
                 m.OutputsUnavailable(f"outputs too large: {exc}"),
                 JobState.FINISHING,
                 calls=[("download", False, f"outputs too large: {exc}")],
+                batched=True,
             )
             return
         except (DownloadRefused, SpecError) as exc:
@@ -454,13 +461,15 @@ class Worker:
                 m.OutputsUnavailable(str(exc)),
                 JobState.FINISHING,
                 calls=[("download", False, str(exc))],
+                batched=True,
             )
             return
         digest = hashlib.sha256(
             manifest_from_digests({p: o.sha256 for p, o in stored.items()})
         ).digest()
         uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
-        with self._core.store.begin() as uow:
+
+        def change(uow: UnitOfWork) -> None:
             session = uow.session
             fresh = uow.job(job.job_id)
             if fresh is None or fresh.state != JobState.FINISHING:
@@ -481,7 +490,8 @@ class Worker:
                     detail=f"{len(stored)} files, {sum(o.size for o in stored.values())} bytes",
                 )
             )
-            uow.commit()
+
+        self._core.store.batch(change, job.job_id)
 
     def _download(self, status: RemoteJobStatus) -> dict[str, StoredObject]:
         """Streams every output file into the file store within the job's limits.
