@@ -57,7 +57,7 @@ _WORK_STATES = (
 #: Jobs worked at once. Their steps wait on CE's answers and on the store's group commit
 #: (``Store.batch``) far more than they compute, so more steps in flight mean more CE calls
 #: overlapping and larger groups per commit.
-WORKER_THREADS = 32
+WORKER_THREADS = 16
 
 #: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
 ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
