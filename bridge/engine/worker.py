@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from sqlalchemy import Engine, delete
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
@@ -37,7 +38,7 @@ from bridge.errors import (
 )
 from bridge.outputs import OutputStore, StoredObject
 from bridge.remote.client import CEClient
-from bridge.remote.convention import RemoteJobStatus, idempotency_key
+from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
 from bridge.results import manifest_from_digests, safe_relative_path
 from bridge.retry import Backoff
 from bridge.store import control
@@ -78,6 +79,19 @@ def due_jobs(db: Engine, states: Iterable[JobState], now: float, limit: int = 25
                 .limit(limit)
             ).all()
         )
+
+
+def _mark(uow: UnitOfWork, job: Job, now: float) -> bool:
+    """Marks in ``uow`` that a job-create of ``job`` may reach CE from now on (the first
+    send's time is kept); False if the job is no longer new, or no longer of ``job``'s
+    generation (settled or re-submitted since it was loaded)."""
+    fresh = uow.job(job.job_id)
+    if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
+        return False
+    if fresh.create_sent_at is None:
+        fresh.create_sent_at = now
+        uow.session.add(fresh)
+    return True
 
 
 class DispatchPause:
@@ -173,9 +187,11 @@ class Worker:
         claims = self._core.claims
         due = claims.claim_jobs(states, now)
         cancels = self._core.cancels.due()
+        loaded = self._load(due)
+        planned = self._plan_dispatches(loaded, chain_now)
         jobs = {
-            self._pool.submit(self._work_job, job, chain_now): job.job_id
-            for job in self._load(due)
+            self._pool.submit(self._work_job, job, chain_now, planned.get(job.job_id)): job.job_id
+            for job in loaded
         }
         sends = {self._pool.submit(self._core.cancels.send, row): row.id or 0 for row in cancels}
         try:
@@ -219,22 +235,61 @@ class Worker:
         by_id = {job.job_id: job for job in rows}
         return [by_id[job_id] for job_id in job_ids if job_id in by_id]
 
-    def _work_job(self, job: Job, chain_now: int) -> None:
+    def _plan_dispatches(self, jobs: list[Job], chain_now: int) -> dict[int, CEJobRequest]:
+        """The new jobs of the round that are to be sent to CE, marked as sent (see
+        ``_mark_create_sent``) in one transaction before any of their job-creates is: job id ->
+        its request. A job whose check fails here is left to its task (which meets the same
+        error, contained to that job); so is every job if the transaction fails."""
         if self._core.stopping.is_set():
-            return  # stopping: the job stays due and the next start works it
-        job_id = job.job_id
-        state = JobState(job.state)
-        step = m.next_step(
+            return {}
+        plans: dict[int, CEJobRequest] = {}
+        for job in jobs:
+            if job.state != JobState.NEW or self._step(job, chain_now).step is not m.Step.DISPATCH:
+                continue
+            try:
+                step, request = self._dispatch_plan(job)
+            except Exception:  # its task meets it again and reports it, with the job's id
+                continue
+            if step.step is m.Step.DISPATCH and request is not None:
+                plans[job.job_id] = request
+        if not plans:
+            return {}
+        try:
+            with self._core.store.begin() as uow:
+                uow.lock_jobs(plans)
+                now = self._core.clock()
+                marked = {
+                    job.job_id: plans[job.job_id]
+                    for job in jobs
+                    if job.job_id in plans and _mark(uow, job, now)
+                }
+                uow.commit()
+        except SQLAlchemyError as exc:
+            log.warning("marking the round's dispatches failed (each job marks its own): %s", exc)
+            return {}
+        return marked
+
+    def _step(self, job: Job, chain_now: int) -> m.NextStep:
+        return m.next_step(
             job_view(job),
             chain_now=chain_now,
             deadline=job.deadline,
             deadline_margin=self._core.settings.deadline_margin,
         )
+
+    def _work_job(self, job: Job, chain_now: int, planned: CEJobRequest | None = None) -> None:
+        """The job's step; ``planned``: its request, already marked as sent to CE
+        (``_plan_dispatches``)."""
+        if self._core.stopping.is_set():
+            return  # stopping: the job stays due and the next start works it
+        job_id = job.job_id
+        state = JobState(job.state)
+        step = self._step(job, chain_now)
         try:
             if step.step is m.Step.FAIL_DEADLINE:
                 self._core.ledger.commit_event(job_id, m.DeadlineNear(), state, batched=True)
             elif step.step is m.Step.DISPATCH:
-                self._dispatch(job)
+                self._dispatch(job, planned)
             elif step.step is m.Step.FINISH:
                 self._finish(job)
             else:
@@ -295,7 +350,9 @@ class Worker:
                 job.job_id, m.CreateGaveUp(message), JobState.NEW, batched=True
             )
 
-    def _dispatch(self, job: Job) -> None:
+    def _dispatch_plan(self, job: Job) -> tuple[m.NextStep, CEJobRequest | None]:
+        """Whether the new ``job`` may be sent to CE now (``machine.dispatch_step``), and its
+        request if its spec converts."""
         request = None
         spec_error = job.spec_error
         if not spec_error:
@@ -310,17 +367,25 @@ class Worker:
             and job.recheck_until is None
             and self._settled_at_head(job),
         )
-        if step.step is m.Step.SPEC_INVALID:
-            self._core.ledger.commit_event(
-                job.job_id, m.SpecInvalid(step.reason), JobState.NEW, batched=True
-            )
-            return
-        if step.step is m.Step.WAIT or request is None:
-            self._schedule_poll(job.job_id, JobState.NEW)
-            return
+        return step, request
+
+    def _dispatch(self, job: Job, planned: CEJobRequest | None = None) -> None:
+        """Creates the job's remote job; ``planned``: its request, the job already checked
+        and marked as sent (``_plan_dispatches``)."""
+        request = planned
+        if request is None:
+            step, request = self._dispatch_plan(job)
+            if step.step is m.Step.SPEC_INVALID:
+                self._core.ledger.commit_event(
+                    job.job_id, m.SpecInvalid(step.reason), JobState.NEW, batched=True
+                )
+                return
+            if step.step is m.Step.WAIT or request is None:
+                self._schedule_poll(job.job_id, JobState.NEW)
+                return
+            if not self._mark_create_sent(job):
+                return  # the job moved on meanwhile
         key = idempotency_key(self._chain_id, self._contract, job.job_id, job.generation)
-        if not self._mark_create_sent(job):
-            return  # the job moved on meanwhile
         try:
             remote_id = self._ce.create_job(request, key)
         except RemoteRejected as exc:
@@ -354,17 +419,7 @@ class Worker:
         now on (see ``JobLedger.apply``; the first send's time is kept). False if the job is no
         longer new, or no longer of that generation (settled or re-submitted meanwhile: the
         scanner may have stored it after the job was loaded)."""
-
-        def change(uow: UnitOfWork) -> bool:
-            fresh = uow.job(job.job_id)
-            if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
-                return False
-            if fresh.create_sent_at is None:
-                fresh.create_sent_at = self._core.clock()
-                uow.session.add(fresh)
-            return True
-
-        return self._core.store.batch(change, job.job_id)
+        return self._core.store.batch(lambda uow: _mark(uow, job, self._core.clock()), job.job_id)
 
     def _settled_at_head(self, job: Job) -> bool:
         """Whether ``job`` was settled on-chain above the scan cursor: a terminal event of it
