@@ -42,6 +42,7 @@ from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_
 from bridge.results import manifest_from_digests, safe_relative_path
 from bridge.retry import Backoff
 from bridge.store import control
+from bridge.store.db import describe_db_error
 from bridge.store.models import Job, OutputFile, RemoteCall
 from bridge.store.uow import CallRecord, UnitOfWork
 
@@ -238,8 +239,9 @@ class Worker:
     def _plan_dispatches(self, jobs: list[Job], chain_now: int) -> dict[int, CEJobRequest]:
         """The new jobs of the round that are to be sent to CE, marked as sent (see
         ``_mark_create_sent``) in one transaction before any of their job-creates is: job id ->
-        its request. A job whose check fails here is left to its task (which meets the same
-        error, contained to that job); so is every job if the transaction fails."""
+        its request. From a check that fails here on, the jobs are left to their tasks (which
+        meet the same error, contained to each job); so is every job if the transaction
+        fails."""
         if self._core.stopping.is_set():
             return {}
         plans: dict[int, CEJobRequest] = {}
@@ -248,8 +250,10 @@ class Worker:
                 continue
             try:
                 step, request = self._dispatch_plan(job)
-            except Exception:  # its task meets it again and reports it, with the job's id
-                continue
+            except Exception:
+                # The node failing (the head's settlements), or a bug: the tasks meet it again
+                # and report it, each with its job's id; no more waits on it here.
+                break
             if step.step is m.Step.DISPATCH and request is not None:
                 plans[job.job_id] = request
         if not plans:
@@ -265,7 +269,10 @@ class Worker:
                 }
                 uow.commit()
         except SQLAlchemyError as exc:
-            log.warning("marking the round's dispatches failed (each job marks its own): %s", exc)
+            log.warning(
+                "marking the round's dispatches failed (each job marks its own): %s",
+                describe_db_error(exc)[0],
+            )
             return {}
         return marked
 
