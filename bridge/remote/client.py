@@ -80,7 +80,7 @@ _ERROR_BODY_CAP: Final = 64 * 1024  # bytes of an error body read to find CE's m
 _MESSAGE_CAP: Final = 500  # characters of a server message kept in an exception
 _REDACTED: Final = "[REDACTED]"
 _PING_JOB_ID: Final = "ce-bridge-readiness-probe"
-#: Connections to CE: as many kept alive as the worker has steps in flight
+#: Connections to CE: more kept alive than the worker has steps in flight
 #: (``bridge.engine.worker.WORKER_THREADS``), so that none is closed and opened again per call.
 _LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)
 
