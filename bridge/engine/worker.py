@@ -4,9 +4,11 @@
 each the step ``machine.next_step`` decides: fail it before its deadline, create its remote job
 (``Idempotency-Key`` makes a repeat return the same one), poll it (and cancel it when the
 requester cancelled), or stream and hash its outputs into the file store. Each outcome goes
-through ``JobLedger.commit_event`` with the CE calls it came from. One job's unexpected error
-stays its own: logged once with its id, that job alone backs off. The round also sends the
-cancel outbox's due rows.
+through ``JobLedger.commit_event`` with the CE calls it came from, joining the store's group
+commit (``Store.batch``: the changes of the steps in flight share a transaction; a step returns
+once its change is committed). A round's new jobs are marked as sent to CE in one transaction
+before any of their job-creates is sent. One job's unexpected error stays its own: logged once
+with its id, that job alone backs off. The round also sends the cancel outbox's due rows.
 """
 
 from __future__ import annotations
