@@ -23,7 +23,7 @@ from bridge.engine.cancels import CancelOutbox
 from bridge.engine.states import JobState
 from bridge.remote.convention import idempotency_key
 from bridge.store.models import Job, RemoteCancel, Update, utcnow
-from bridge.store.uow import CallRecord, Store
+from bridge.store.uow import CallRecord, Store, UnitOfWork
 from bridge.tx.policy import cap_reason
 
 log = logging.getLogger("bridge.engine")
@@ -153,33 +153,57 @@ class JobLedger:
         *,
         calls: Iterable[CallRecord] = (),
         repoll: bool = False,
+        batched: bool = False,
     ) -> m.Decision | None:
         """Applies ``event`` if the job is still in state ``expect`` (and, if given, still the
         submission of that ``generation``: a reorg may have given its id to another one);
-        runs the remote actions.
+        runs the remote actions once the change is committed.
 
         ``calls`` (the CE calls the event came from) are recorded in the same transaction,
         whether or not the event applies. With ``repoll``, a job left in ``expect`` (the event
         refused or not moving it) is polled again after ``poll_interval``, in that transaction.
+        With ``batched`` the change joins the store's group commit (``Store.batch``: other
+        threads' changes share its transaction, each in its own savepoint); the caller must
+        not hold the store's lock then.
         """
-        with self._store.begin() as uow:
-            session = uow.session
-            uow.record_calls(job_id, calls)
-            job = uow.job(job_id)
-            if (
-                job is None
-                or (expect is not None and job.state != expect)
-                or (generation is not None and job.generation != generation)
-            ):
+
+        def change(uow: UnitOfWork) -> m.Decision | None:
+            return self.event_change(uow, job_id, event, expect, generation, calls, repoll)
+
+        if batched:
+            decision = self._store.batch(change, job_id)
+        else:
+            with self._store.begin() as uow:
+                decision = change(uow)
                 uow.commit()
-                return None
-            decision = self.apply(session, job, event)
-            if repoll and job.state == expect:
-                job.next_attempt_at = self._clock() + self._poll_interval
-                session.add(job)
-            uow.commit()
         if decision is not None and decision.actions:
             self._cancels.run_actions([(job_id, decision)])
+        return decision
+
+    def event_change(
+        self,
+        uow: UnitOfWork,
+        job_id: int,
+        event: m.Event,
+        expect: JobState | None,
+        generation: int | None,
+        calls: Iterable[CallRecord],
+        repoll: bool,
+    ) -> m.Decision | None:
+        """``commit_event``'s change, added to ``uow`` (the caller commits, then runs the
+        decision's remote actions)."""
+        uow.record_calls(job_id, calls)
+        job = uow.job(job_id)
+        if (
+            job is None
+            or (expect is not None and job.state != expect)
+            or (generation is not None and job.generation != generation)
+        ):
+            return None
+        decision = self.apply(uow.session, job, event)
+        if repoll and job.state == expect:
+            job.next_attempt_at = self._clock() + self._poll_interval
+            uow.session.add(job)
         return decision
 
     def orphan(self, session: Session, job: Job) -> m.Decision | None:

@@ -4,9 +4,11 @@
 each the step ``machine.next_step`` decides: fail it before its deadline, create its remote job
 (``Idempotency-Key`` makes a repeat return the same one), poll it (and cancel it when the
 requester cancelled), or stream and hash its outputs into the file store. Each outcome goes
-through ``JobLedger.commit_event`` with the CE calls it came from. One job's unexpected error
-stays its own: logged once with its id, that job alone backs off. The round also sends the
-cancel outbox's due rows.
+through ``JobLedger.commit_event`` with the CE calls it came from, joining the store's group
+commit (``Store.batch``: the changes of the steps in flight share a transaction; a step returns
+once its change is committed). A round's new jobs are marked as sent to CE in one transaction
+before any of their job-creates is sent. One job's unexpected error stays its own: logged once
+with its id, that job alone backs off. The round also sends the cancel outbox's due rows.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from sqlalchemy import Engine, delete
-from sqlalchemy import update as sql_update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
@@ -38,12 +40,13 @@ from bridge.errors import (
 )
 from bridge.outputs import OutputStore, StoredObject
 from bridge.remote.client import CEClient
-from bridge.remote.convention import RemoteJobStatus, idempotency_key
+from bridge.remote.convention import CEJobRequest, RemoteJobStatus, idempotency_key
 from bridge.results import manifest_from_digests, safe_relative_path
 from bridge.retry import Backoff
 from bridge.store import control
+from bridge.store.db import describe_db_error
 from bridge.store.models import Job, OutputFile, RemoteCall
-from bridge.store.uow import CallRecord
+from bridge.store.uow import CallRecord, UnitOfWork
 
 log = logging.getLogger("bridge.engine")
 
@@ -54,6 +57,11 @@ _WORK_STATES = (
     JobState.CANCELLING,
     JobState.FINISHING,
 )
+
+#: Jobs worked at once. Their steps wait on CE's answers and on the store's group commit
+#: (``Store.batch``) far more than they compute, so more steps in flight mean more CE calls
+#: overlapping and larger groups per commit.
+WORKER_THREADS = 16
 
 #: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
 ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
@@ -74,6 +82,19 @@ def due_jobs(db: Engine, states: Iterable[JobState], now: float, limit: int = 25
                 .limit(limit)
             ).all()
         )
+
+
+def _mark(uow: UnitOfWork, job: Job, now: float) -> bool:
+    """Marks in ``uow`` that a job-create of ``job`` may reach CE from now on (the first
+    send's time is kept); False if the job is no longer new, or no longer of ``job``'s
+    generation (settled or re-submitted since it was loaded)."""
+    fresh = uow.job(job.job_id)
+    if fresh is None or fresh.state != JobState.NEW or fresh.generation != job.generation:
+        return False
+    if fresh.create_sent_at is None:
+        fresh.create_sent_at = now
+        uow.session.add(fresh)
+    return True
 
 
 class DispatchPause:
@@ -152,7 +173,7 @@ class Worker:
         self._pause, self._cursor = pause, cursor
         self._chain_id = chain_id
         self._contract = core.settings.contract_address
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ce-work")
+        self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="ce-work")
         self._head_lock = threading.Lock()
         self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
 
@@ -169,9 +190,11 @@ class Worker:
         claims = self._core.claims
         due = claims.claim_jobs(states, now)
         cancels = self._core.cancels.due()
+        loaded = self._load(due)
+        planned = self._plan_dispatches(loaded, chain_now)
         jobs = {
-            self._pool.submit(self._work_job, job, chain_now): job.job_id
-            for job in self._load(due)
+            self._pool.submit(self._work_job, job, chain_now, planned.get(job.job_id)): job.job_id
+            for job in loaded
         }
         sends = {self._pool.submit(self._core.cancels.send, row): row.id or 0 for row in cancels}
         try:
@@ -215,22 +238,67 @@ class Worker:
         by_id = {job.job_id: job for job in rows}
         return [by_id[job_id] for job_id in job_ids if job_id in by_id]
 
-    def _work_job(self, job: Job, chain_now: int) -> None:
+    def _plan_dispatches(self, jobs: list[Job], chain_now: int) -> dict[int, CEJobRequest]:
+        """The new jobs of the round that are to be sent to CE, marked as sent (see
+        ``_mark_create_sent``) in one transaction before any of their job-creates is: job id ->
+        its request. From a check that fails here on, the jobs are left to their tasks (which
+        meet the same error, contained to each job); so is every job if the transaction
+        fails."""
         if self._core.stopping.is_set():
-            return  # stopping: the job stays due and the next start works it
-        job_id = job.job_id
-        state = JobState(job.state)
-        step = m.next_step(
+            return {}
+        plans: dict[int, CEJobRequest] = {}
+        for job in jobs:
+            if job.state != JobState.NEW or self._step(job, chain_now).step is not m.Step.DISPATCH:
+                continue
+            try:
+                step, request = self._dispatch_plan(job)
+            except Exception:
+                # The node failing (the head's settlements), or a bug: the tasks meet it again
+                # and report it, each with its job's id; no more waits on it here.
+                break
+            if step.step is m.Step.DISPATCH and request is not None:
+                plans[job.job_id] = request
+        if not plans:
+            return {}
+        try:
+            with self._core.store.begin() as uow:
+                uow.lock_jobs(plans)
+                now = self._core.clock()
+                marked = {
+                    job.job_id: plans[job.job_id]
+                    for job in jobs
+                    if job.job_id in plans and _mark(uow, job, now)
+                }
+                uow.commit()
+        except SQLAlchemyError as exc:
+            log.warning(
+                "marking the round's dispatches failed (each job marks its own): %s",
+                describe_db_error(exc)[0],
+            )
+            return {}
+        return marked
+
+    def _step(self, job: Job, chain_now: int) -> m.NextStep:
+        return m.next_step(
             job_view(job),
             chain_now=chain_now,
             deadline=job.deadline,
             deadline_margin=self._core.settings.deadline_margin,
         )
+
+    def _work_job(self, job: Job, chain_now: int, planned: CEJobRequest | None = None) -> None:
+        """The job's step; ``planned``: its request, already marked as sent to CE
+        (``_plan_dispatches``)."""
+        if self._core.stopping.is_set():
+            return  # stopping: the job stays due and the next start works it
+        job_id = job.job_id
+        state = JobState(job.state)
+        step = self._step(job, chain_now)
         try:
             if step.step is m.Step.FAIL_DEADLINE:
-                self._core.ledger.commit_event(job_id, m.DeadlineNear(), state)
+                self._core.ledger.commit_event(job_id, m.DeadlineNear(), state, batched=True)
             elif step.step is m.Step.DISPATCH:
-                self._dispatch(job)
+                self._dispatch(job, planned)
             elif step.step is m.Step.FINISH:
                 self._finish(job)
             else:
@@ -260,10 +328,10 @@ class Worker:
     def _retry_later(
         self, job: Job, message: str, *, counted: bool = True, logged: bool = False
     ) -> None:
-        with self._core.store.begin() as uow:
+        def change(uow: UnitOfWork) -> int | None:
             fresh = uow.job(job.job_id)
             if fresh is None or fresh.state != job.state:
-                return
+                return None
             if counted:
                 fresh.attempts += 1
             fresh.remote_error = message
@@ -271,8 +339,11 @@ class Worker:
                 max(fresh.attempts, 1)
             )
             uow.session.add(fresh)
-            uow.commit()
-            attempts = fresh.attempts
+            return fresh.attempts
+
+        attempts = self._core.store.batch(change, job.job_id)
+        if attempts is None:
+            return
         if not logged:
             log.warning(
                 "job %d: attempt %d failed: %s",
@@ -284,9 +355,13 @@ class Worker:
         if m.create_exhausted(
             JobState(job.state), attempts, self._core.settings.create_retry_budget, counted=counted
         ):
-            self._core.ledger.commit_event(job.job_id, m.CreateGaveUp(message), JobState.NEW)
+            self._core.ledger.commit_event(
+                job.job_id, m.CreateGaveUp(message), JobState.NEW, batched=True
+            )
 
-    def _dispatch(self, job: Job) -> None:
+    def _dispatch_plan(self, job: Job) -> tuple[m.NextStep, CEJobRequest | None]:
+        """Whether the new ``job`` may be sent to CE now (``machine.dispatch_step``), and its
+        request if its spec converts."""
         request = None
         spec_error = job.spec_error
         if not spec_error:
@@ -301,15 +376,25 @@ class Worker:
             and job.recheck_until is None
             and self._settled_at_head(job),
         )
-        if step.step is m.Step.SPEC_INVALID:
-            self._core.ledger.commit_event(job.job_id, m.SpecInvalid(step.reason), JobState.NEW)
-            return
-        if step.step is m.Step.WAIT or request is None:
-            self._schedule_poll(job.job_id, JobState.NEW)
-            return
+        return step, request
+
+    def _dispatch(self, job: Job, planned: CEJobRequest | None = None) -> None:
+        """Creates the job's remote job; ``planned``: its request, the job already checked
+        and marked as sent (``_plan_dispatches``)."""
+        request = planned
+        if request is None:
+            step, request = self._dispatch_plan(job)
+            if step.step is m.Step.SPEC_INVALID:
+                self._core.ledger.commit_event(
+                    job.job_id, m.SpecInvalid(step.reason), JobState.NEW, batched=True
+                )
+                return
+            if step.step is m.Step.WAIT or request is None:
+                self._schedule_poll(job.job_id, JobState.NEW)
+                return
+            if not self._mark_create_sent(job):
+                return  # the job moved on meanwhile
         key = idempotency_key(self._chain_id, self._contract, job.job_id, job.generation)
-        if job.create_sent_at is None and not self._mark_create_sent(job):
-            return  # the job moved on meanwhile
         try:
             remote_id = self._ce.create_job(request, key)
         except RemoteRejected as exc:
@@ -319,6 +404,7 @@ class Worker:
                 JobState.NEW,
                 job.generation,
                 calls=[("create", False, str(exc))],
+                batched=True,
             )
             return
         except RemoteError as exc:
@@ -329,7 +415,7 @@ class Worker:
         call: CallRecord = ("create", True, remote_id)
         if (
             self._core.ledger.commit_event(
-                job.job_id, created, JobState.NEW, job.generation, calls=[call]
+                job.job_id, created, JobState.NEW, job.generation, calls=[call], batched=True
             )
             is None
         ):
@@ -338,36 +424,18 @@ class Worker:
             self._core.cancels.cancel_stray(job.job_id, remote_id)
 
     def _mark_create_sent(self, job: Job) -> bool:
-        """Records, before the first job-create of ``job`` is sent, that CE may have a job for
-        it from now on (see ``JobLedger.apply``). False if the job is no longer new."""
-        with self._core.store.begin() as uow:
-            # One UPDATE (no row loaded into the session): it applies only to the job still
-            # new and of the same generation.
-            result = uow.session.exec(
-                sql_update(Job)
-                .where(
-                    col(Job.job_id) == job.job_id,
-                    col(Job.state) == JobState.NEW,
-                    col(Job.generation) == job.generation,
-                )
-                .values(create_sent_at=self._core.clock())
-            )
-            uow.commit()
-        return bool(result.rowcount == 1)
+        """Records, before a job-create of ``job`` is sent, that CE may have a job for it from
+        now on (see ``JobLedger.apply``; the first send's time is kept). False if the job is no
+        longer new, or no longer of that generation (settled or re-submitted meanwhile: the
+        scanner may have stored it after the job was loaded)."""
+        return self._core.store.batch(lambda uow: _mark(uow, job, self._core.clock()), job.job_id)
 
     def _settled_at_head(self, job: Job) -> bool:
-        """Whether ``job`` (loaded as new) was settled on-chain meanwhile: a terminal event of it
-        in the blocks above the scan cursor, or one the scanner stored since it was loaded.
-
-        The blocks above the cursor are read once for every job (``_head_settled``), not with a
-        ``getJob`` call per job; the database is read again because the snapshot may come from
-        after the job was loaded, when the scanner may have settled it below its cursor.
-        """
-        if job.job_id in self._head_settled():
-            return True
-        with Session(self._core.store.db) as session:
-            state = session.exec(select(Job.state).where(col(Job.job_id) == job.job_id)).first()
-        return state != job.state
+        """Whether ``job`` was settled on-chain above the scan cursor: a terminal event of it
+        in the blocks above the cursor, read once for every job (``_head_settled``), not with
+        a ``getJob`` call per job. (A settlement the scanner stored since the job was loaded
+        is seen by ``_mark_create_sent``, which marks only a job still new.)"""
+        return job.job_id in self._head_settled()
 
     def _head_settled(self) -> set[int]:
         """Ids of the jobs with a terminal event above the scan cursor, at most
@@ -420,17 +488,19 @@ class Worker:
             job.generation,
             calls=calls,
             repoll=True,
+            batched=True,
         )
         if decision is not None and decision.state is JobState.FINISHING:
             self._finish(job, status)
 
     def _schedule_poll(self, job_id: int, state: JobState) -> None:
-        with self._core.store.begin() as uow:
+        def change(uow: UnitOfWork) -> None:
             job = uow.job(job_id)
             if job is not None and job.state == state:
                 job.next_attempt_at = self._core.clock() + self._core.settings.poll_interval
                 uow.session.add(job)
-                uow.commit()
+
+        self._core.store.batch(change, job_id)
 
     def _finish(self, job: Job, status: RemoteJobStatus | None = None) -> None:
         """Downloads the outputs into the file store (streamed, hashed as they arrive), then
@@ -446,6 +516,7 @@ class Worker:
                 m.OutputsUnavailable(f"outputs too large: {exc}"),
                 JobState.FINISHING,
                 calls=[("download", False, f"outputs too large: {exc}")],
+                batched=True,
             )
             return
         except (DownloadRefused, SpecError) as exc:
@@ -454,13 +525,15 @@ class Worker:
                 m.OutputsUnavailable(str(exc)),
                 JobState.FINISHING,
                 calls=[("download", False, str(exc))],
+                batched=True,
             )
             return
         digest = hashlib.sha256(
             manifest_from_digests({p: o.sha256 for p, o in stored.items()})
         ).digest()
         uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
-        with self._core.store.begin() as uow:
+
+        def change(uow: UnitOfWork) -> None:
             session = uow.session
             fresh = uow.job(job.job_id)
             if fresh is None or fresh.state != JobState.FINISHING:
@@ -481,7 +554,8 @@ class Worker:
                     detail=f"{len(stored)} files, {sum(o.size for o in stored.values())} bytes",
                 )
             )
-            uow.commit()
+
+        self._core.store.batch(change, job.job_id)
 
     def _download(self, status: RemoteJobStatus) -> dict[str, StoredObject]:
         """Streams every output file into the file store within the job's limits.

@@ -80,6 +80,9 @@ _ERROR_BODY_CAP: Final = 64 * 1024  # bytes of an error body read to find CE's m
 _MESSAGE_CAP: Final = 500  # characters of a server message kept in an exception
 _REDACTED: Final = "[REDACTED]"
 _PING_JOB_ID: Final = "ce-bridge-readiness-probe"
+#: Connections to CE: more kept alive than the worker has steps in flight
+#: (``bridge.engine.worker.WORKER_THREADS``), so that none is closed and opened again per call.
+_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)
 
 #: ``observer(op, seconds, error)``, called after every API call: ``op`` is ``job-create``,
 #: ``job-status``, ``job-cancel``, ``download`` or ``ping``; ``seconds`` the call's wall time,
@@ -133,7 +136,7 @@ class CEClient(Closing):
         self._authenticator = authenticator
         self._secrets = tuple({authenticator, quote(authenticator, safe="")})
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(timeout=timeout)
+        self._http = http if http is not None else httpx.Client(timeout=timeout, limits=_LIMITS)
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base

@@ -7,21 +7,34 @@ cancel) is committed together by ``UnitOfWork.commit()``, or not at all (leaving
 without a commit rolls back). Every role of the engine (scanner, CE worker, cancel outbox,
 admin actions) changes jobs through it, so one process never interleaves two changes of a job,
 and no change is ever half stored.
+
+``Store.batch(change, job_id)`` is the CE worker's way in: a group commit. Changes handed in by
+several threads at once are applied in one transaction and committed together (one commit, one
+fsync, one wait for the lock, one query loading and locking the group's jobs, one flush, instead
+of one each). One change's failure stays its own: if a change raises (or the group's flush
+fails), the transaction is rolled back and the group applied again with each change in a
+savepoint of its own, so that the failing change alone is lost and its caller gets the
+exception while the others commit. Each caller returns only once its change is durable (or
+failed), so "stored before it is sent" holds for a change made through it as for one made
+through ``begin``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Generic, TypeVar
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bridge.store.models import Job, RemoteCall
 
 #: A call to CE to record (a ``RemoteCall`` row): kind, whether it succeeded, detail.
 CallRecord = tuple[str, bool, str | None]
+
+T = TypeVar("T")
 
 
 class UnitOfWork:
@@ -29,12 +42,28 @@ class UnitOfWork:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._locked: dict[int, Job | None] = {}  # by ``lock_jobs``: None if no such job
 
     def job(self, job_id: int) -> Job | None:
         """The job's row, locked until this unit of work ends (``FOR UPDATE`` on PostgreSQL,
         where other processes change jobs too: theirs wait, then see this change; on SQLite,
         one process per file, the store's lock orders the changes)."""
+        if job_id in self._locked:  # loaded and locked by ``lock_jobs``: no query
+            return self._locked[job_id]
         return self.session.get(Job, job_id, with_for_update=True)
+
+    def lock_jobs(self, job_ids: Iterable[int]) -> None:
+        """Loads and locks the rows of ``job_ids`` in one query, in id order (so that two
+        transactions locking several jobs wait for each other instead of deadlocking);
+        ``job`` then returns them without a query of its own."""
+        ids = sorted(set(job_ids) - self._locked.keys())
+        if not ids:
+            return
+        rows = self.session.exec(
+            select(Job).where(col(Job.job_id).in_(ids)).order_by(col(Job.job_id)).with_for_update()
+        ).all()
+        found = {job.job_id: job for job in rows}  # held here: the session's map is weak
+        self._locked.update((job_id, found.get(job_id)) for job_id in ids)
 
     def record_calls(self, job_id: int, calls: Iterable[CallRecord]) -> None:
         """Adds a ``RemoteCall`` row per CE call to this transaction."""
@@ -57,6 +86,7 @@ class Store:
         self.db = db
         #: Serialises the changes of jobs in this process (re-entrant: a change may nest).
         self.lock = threading.RLock()
+        self._group = _GroupCommit(self)
 
     @contextmanager
     def begin(self, *, locked: bool = True) -> Iterator[UnitOfWork]:
@@ -78,3 +108,114 @@ class Store:
         with self.begin(locked=False) as uow:
             uow.record_calls(job_id, rows)
             uow.commit()
+
+    def batch(self, change: Callable[[UnitOfWork], T], job_id: int | None = None) -> T:
+        """Applies ``change`` in a transaction shared with the changes other threads hand in
+        meanwhile, commits them together, and returns ``change``'s result (see the module).
+
+        ``change`` adds to ``uow.session`` and must not commit; it runs under the store's lock,
+        maybe in another thread (the one committing the group), and maybe twice (again when
+        another change of its group failed: the first run's changes are rolled back), so it
+        must change nothing but the session. ``job_id``: the job it changes (``uow.job``), so
+        that the group's jobs are loaded and locked in one query. When this returns, the
+        change is committed. If ``change`` raises, only it is lost and the exception is
+        raised here; if the commit itself fails, every change of the group is lost and each
+        caller gets the error. The caller must not hold the store's lock.
+        """
+        return self._group.run(change, job_id)
+
+
+class _Pending(Generic[T]):
+    """One change waiting in a group commit, and its outcome once the group committed."""
+
+    __slots__ = ("change", "done", "error", "job_id", "value")
+
+    def __init__(self, change: Callable[[UnitOfWork], T], job_id: int | None) -> None:
+        self.change = change
+        self.job_id = job_id
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # the change's result, None included
+
+
+class _GroupCommit:
+    """Leader-based group commit: the first thread to arrive commits what is queued (its own
+    change and those of the threads that came while the previous group was committing); the
+    others wait for their change's outcome, and one of them leads the next group."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cond = threading.Condition()
+        self._queue: list[_Pending[object]] = []
+        self._leading = False
+
+    def run(self, change: Callable[[UnitOfWork], T], job_id: int | None) -> T:
+        item: _Pending[T] = _Pending(change, job_id)
+        with self._cond:
+            self._queue.append(item)  # type: ignore[arg-type]
+            while self._leading and not item.done:
+                self._cond.wait()
+            if item.done:
+                return item.outcome()
+            self._leading = True
+            group, self._queue = self._queue, []
+        try:
+            self._commit(group)
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
+        return item.outcome()
+
+    def _commit(self, group: list[_Pending[object]]) -> None:
+        try:
+            if not self._attempt(group, contained=False):
+                for item in group:
+                    item.error = None
+                self._attempt(group, contained=True)
+        except BaseException as exc:
+            for item in group:
+                if item.error is None:
+                    item.error = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for item in group:
+                item.done = True
+
+    def _attempt(self, group: list[_Pending[object]], *, contained: bool) -> bool:
+        """Applies the group in one transaction and commits it. Not ``contained``: all in one
+        flush; returns False (nothing committed) if a change or the flush raised. Contained:
+        each change in a savepoint, a failing one rolled back alone (its error kept)."""
+        with self._store.begin() as uow:
+            session = uow.session
+            if session.get_bind().dialect.name == "sqlite":
+                # The transaction opened explicitly (pysqlite would open it only at the
+                # first write, and a savepoint opened outside a transaction commits when
+                # released); IMMEDIATE takes the write lock now, so no read of the group
+                # can go stale before its write.
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            uow.lock_jobs(item.job_id for item in group if item.job_id is not None)
+            for item in group:
+                try:
+                    if contained:
+                        with session.begin_nested():
+                            item.value = item.change(uow)
+                    else:
+                        item.value = item.change(uow)
+                except Exception as exc:
+                    item.error = exc
+                    if not contained:
+                        return False  # rolled back when the block ends
+            if not contained:
+                try:
+                    session.flush()
+                except Exception:
+                    return False
+            uow.commit()
+        return True
