@@ -59,7 +59,9 @@ def test_sigterm_stops_the_bridge_in_bounded_time_and_it_resumes(
         try:
             for _ in range(STOPS):
                 bridge.start()
-                wait_for(bridge.started, 30, "the bridge to start")
+                # Start-up checks CE too, and a third of CE's answers hang past the client's
+                # timeout: a start may retry a few times with back-off (1, 2, 4, 8 ... s).
+                wait_for(bridge.started, 120, "the bridge to start")
                 work.submit(mixed_kinds(16, rng))
                 up = time.monotonic()
                 # Let it get into the middle of things: random uptime, cancellations sent.
