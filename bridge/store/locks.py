@@ -175,7 +175,30 @@ def _lock_engine(url: str, role: str) -> Engine:
     )
 
 
-class AdvisoryLock:
+class _SessionAdvisoryLock:
+    """What the operator's lock and a leadership share: a PostgreSQL session-level advisory lock
+    (``key``) held on a connection of its own, and its release."""
+
+    key: int
+    _engine: Engine
+    _guard: threading.Lock
+    _conn: Connection | None
+    _holding: bool
+
+    def release(self) -> None:
+        """Unlocks and closes the lock's connection (idempotent)."""
+        with self._guard:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    if self._holding:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                    conn.close()
+            self._holding = False
+            self._engine.dispose()
+
+
+class AdvisoryLock(_SessionAdvisoryLock):
     """A PostgreSQL session-level advisory lock on a connection of its own, for the writer of
     one operator key: taken at once if free, else this process stands by (see the module).
 
@@ -292,18 +315,6 @@ class AdvisoryLock:
         self._checked = now
         log.info("operator lock taken again (advisory lock %d)", self.key)
 
-    def release(self) -> None:
-        """Unlocks and closes the lock's connection (idempotent)."""
-        with self._guard:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                with contextlib.suppress(SQLAlchemyError):
-                    if self._holding:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-                    conn.close()
-            self._holding = False
-            self._engine.dispose()
-
 
 def _store_error(shown: str, exc: SQLAlchemyError) -> StoreError:
     reason, transient = describe_db_error(exc)
@@ -365,7 +376,7 @@ class SoleLeader:
         """Nothing to release."""
 
 
-class AdvisoryLeader:
+class AdvisoryLeader(_SessionAdvisoryLock):
     """Leadership under a PostgreSQL session-level advisory lock on a connection of its own.
 
     ``held()`` costs one round trip: while holding, a ``SELECT 1`` proves the lock's connection
@@ -420,18 +431,6 @@ class AdvisoryLeader:
             with contextlib.suppress(SQLAlchemyError):
                 conn.invalidate()
                 conn.close()
-
-    def release(self) -> None:
-        """Unlocks and closes the lock's connection (idempotent)."""
-        with self._guard:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                with contextlib.suppress(SQLAlchemyError):
-                    if self._holding:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-                    conn.close()
-            self._holding = False
-            self._engine.dispose()
 
 
 def acquire_leadership(database_url: str, label: str, *, role: str = "scanner") -> Leadership:
