@@ -119,6 +119,7 @@ from bridge.tx.policy import (
     DEFAULT_MAX_BATCH_GAS,
     Fees,
     SendOutcome,
+    apply_updates_calldata,
     batch_gas,
     bumped_fees,
     classify_send_error,
@@ -475,7 +476,7 @@ class TxManager:
             (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
             for u in keep
         ]
-        data = HexBytes(self._escrow.encode_abi("applyUpdates", args=[items]))
+        data = HexBytes(apply_updates_calldata(items))
         old = Fees(tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
         fees = bumped_fees(old, self._market_fees(), self._bump_percent, self._max_fee) or old
         raw, tx_hash = self._sign(tx.nonce, data, tx.gas_limit, fees)
@@ -954,7 +955,7 @@ class TxManager:
             (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
             for u in batch
         ]
-        data = HexBytes(self._escrow.encode_abi("applyUpdates", args=[items]))
+        data = HexBytes(apply_updates_calldata(items))
         jobs = _job_ids(batch)
         limits = self._store.callback_limits(jobs)
         fees = self._market_fees()

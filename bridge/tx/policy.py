@@ -199,6 +199,42 @@ def batch_gas(items: Sequence[_Item], callback_limits: Mapping[int, int], callda
     return -(-total * (100 + BATCH_GAS_MARGIN_PERCENT) // 100)
 
 
+#: ``applyUpdates((uint256,uint8,bytes32,string)[])``'s selector (checked against the ABI in
+#: ``tests/unit/test_tx_policy.py``).
+APPLY_UPDATES_SELECTOR = bytes.fromhex("95b9c8b6")
+_WORD = 32
+
+
+def _word(value: int) -> bytes:
+    return value.to_bytes(_WORD, "big")
+
+
+def apply_updates_calldata(items: Sequence[tuple[int, int, bytes, str]]) -> bytes:
+    """The transaction data of ``applyUpdates(items)``: its selector and the ABI encoding of
+    the array of ``(jobId, status, resultHash, data)`` tuples, byte for byte what eth_abi
+    (web3's ``encode_abi``) writes, at a fraction of its cost (it runs for every batch).
+
+    Raises:
+        ValueError: a job id or status out of its type's range, or a result hash that is not
+            32 bytes.
+    """
+    heads: list[bytes] = []
+    tails: list[bytes] = []
+    offset = _WORD * len(items)  # the tuples start after one offset word each
+    for job_id, status, result_hash, data in items:
+        if not 0 <= job_id < 2**256 or not 0 <= status < 2**8 or len(result_hash) != _WORD:
+            raise ValueError(f"update of job {job_id} cannot be encoded")
+        text = data.encode("utf-8")
+        padded = text + b"\0" * (-len(text) % _WORD)
+        tail = b"".join(
+            (_word(job_id), _word(status), result_hash, _word(4 * _WORD), _word(len(text)), padded)
+        )
+        heads.append(_word(offset))
+        tails.append(tail)
+        offset += len(tail)
+    return b"".join((APPLY_UPDATES_SELECTOR, _word(_WORD), _word(len(items)), *heads, *tails))
+
+
 class SendOutcome(StrEnum):
     """What a node's answer to ``eth_sendRawTransaction`` means for the manager."""
 

@@ -133,3 +133,51 @@ def test_batch_gas_gives_each_callback_item_its_whole_limit() -> None:
     assert batch_gas([_U(1, 6)], {1: 2_000_000}) < 200_000
     many = batch_gas([_U(i, 4) for i in range(50)], {i: 1_000_000 for i in range(50)})
     assert many > 50 * 1_000_000
+
+
+def _abi_calldata(items: list[tuple[int, int, bytes, str]]) -> bytes:
+    """``applyUpdates(items)`` as web3 encodes it from the committed ABI."""
+    from eth_utils import function_abi_to_4byte_selector
+    from web3 import Web3
+
+    from bridge.chain.artifacts import load_artifact
+
+    abi = load_artifact("JobEscrow").abi
+    escrow = Web3().eth.contract(abi=abi)
+    fn = next(e for e in abi if e.get("name") == "applyUpdates")
+    assert function_abi_to_4byte_selector(fn) == policy.APPLY_UPDATES_SELECTOR
+    return bytes.fromhex(escrow.encode_abi("applyUpdates", args=[items])[2:])
+
+
+def test_apply_updates_calldata_is_the_abi_encoding_byte_for_byte() -> None:
+    import random
+
+    rng = random.Random(20261130)
+    texts = ["", "x", "a" * 31, "b" * 32, "c" * 33, "remote-7f3a", "échec: ünïcode ✓", "z" * 300]
+    for size in (0, 1, 2, 3, 17, 50):
+        items = [
+            (
+                rng.choice([0, 1, 2**256 - 1, rng.getrandbits(64)]),
+                rng.randrange(256),
+                rng.randbytes(32),
+                rng.choice(texts),
+            )
+            for _ in range(size)
+        ]
+        assert policy.apply_updates_calldata(items) == _abi_calldata(items)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        (-1, 1, b"\0" * 32, ""),
+        (2**256, 1, b"\0" * 32, ""),
+        (1, 256, b"\0" * 32, ""),
+        (1, 1, b"\0", ""),
+    ],
+)
+def test_apply_updates_calldata_refuses_what_the_abi_cannot_hold(
+    item: tuple[int, int, bytes, str],
+) -> None:
+    with pytest.raises(ValueError):
+        policy.apply_updates_calldata([item])
