@@ -87,7 +87,9 @@ class JobLedger:
         if outcome.state is JobState.SETTLED and outcome.outcome is not None:
             job.onchain_status = max(job.onchain_status, int(outcome.outcome))
         job.attempts = 0
-        job.next_attempt_at = 0.0
+        # Due now, behind the jobs waiting longer and the never-attempted ones (at 0): a job
+        # just created on CE is polled after the waiting new jobs are sent, not before them.
+        job.next_attempt_at = self._clock()
         job.updated_at = utcnow()
         for update in outcome.updates:
             data = update.data

@@ -39,7 +39,7 @@ from bridge.engine.core import Core
 from bridge.engine.ledger import DROPPED, job_view
 from bridge.engine.scanner import Scanner, ScanReport
 from bridge.engine.states import JobState
-from bridge.engine.worker import DispatchPause, Worker, due_jobs
+from bridge.engine.worker import DispatchPause, Worker
 from bridge.errors import (
     AlreadyRunning,
     BridgeError,
@@ -67,7 +67,6 @@ __all__ = [
     "DROPPED",
     "Bridge",
     "ScanReport",
-    "due_jobs",
     "spec_from_json",
     "spec_to_json",
     "spec_to_request",

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from sqlalchemy import Engine, delete
@@ -65,23 +65,6 @@ WORKER_THREADS = 16
 
 #: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
 ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
-
-
-def due_jobs(db: Engine, states: Iterable[JobState], now: float, limit: int = 256) -> list[int]:
-    """Ids of the jobs in ``states`` due at ``now``, longest-waiting first, at most ``limit``.
-
-    New jobs (never attempted, ``next_attempt_at`` 0) come before ones polled a moment ago, so a
-    round's limit never starves the newest jobs behind the oldest open ones.
-    """
-    with Session(db) as session:
-        return list(
-            session.exec(
-                select(Job.job_id)
-                .where(col(Job.state).in_(list(states)), col(Job.next_attempt_at) <= now)
-                .order_by(col(Job.next_attempt_at), col(Job.job_id))
-                .limit(limit)
-            ).all()
-        )
 
 
 def _mark(uow: UnitOfWork, job: Job, now: float) -> bool:

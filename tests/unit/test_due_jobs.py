@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from bridge.engine.states import JobState
-from bridge.engine.worker import due_jobs
+from bridge.store.claims import WorkClaims
 from bridge.store.db import open_database
 from bridge.store.models import Job
 
@@ -40,7 +40,7 @@ def test_new_jobs_are_not_starved_by_many_open_ones(tmp_path: Path) -> None:
         session.add(_job(1002, JobState.NEW, 10_000.0))  # backing off: not due yet
         session.commit()
     states = [JobState.NEW, JobState.RUNNING]
-    due = due_jobs(db, states, now=1000.0, limit=256)
+    due = WorkClaims(db, "0x" + "22" * 20, lease=60.0).claim_jobs(states, now=1000.0, limit=256)
     assert due[0] == 1000, "the never-attempted job goes first"
     assert len(due) == 256
     assert due[1:] == list(range(1, 256)), "then the longest-waiting open jobs"
