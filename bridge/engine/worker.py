@@ -464,17 +464,21 @@ class Worker:
                 self._core.store.record_calls(job.job_id, calls)
                 raise
             calls.append(("cancel", True, job.remote_job_id))
-        decision = self._core.ledger.commit_event(
-            job.job_id,
-            m.RemoteStatusSeen(status.status, status.error),
-            state,
-            job.generation,
-            calls=calls,
-            repoll=True,
-            batched=True,
+        seen = m.RemoteStatusSeen(status.status, status.error)
+        preview = m.transition(job_view(job), seen)
+        if (
+            not isinstance(preview, m.Rejection)
+            and preview.state is JobState.FINISHING
+            and not preview.actions
+        ):
+            # CE finished the job: its outputs are fetched first, then the status and the
+            # outputs are stored in one commit (a crash before it polls and fetches again; the
+            # files are content-addressed). A fetch that fails stores the status alone.
+            self._finish(job, status, seen=seen, calls=calls)
+            return
+        self._core.ledger.commit_event(
+            job.job_id, seen, state, job.generation, calls=calls, repoll=True, batched=True
         )
-        if decision is not None and decision.state is JobState.FINISHING:
-            self._finish(job, status)
 
     def _schedule_poll(self, job_id: int, state: JobState) -> None:
         def change(uow: UnitOfWork) -> None:
@@ -485,38 +489,47 @@ class Worker:
 
         self._core.store.batch(change, job_id)
 
-    def _finish(self, job: Job, status: RemoteJobStatus | None = None) -> None:
+    def _finish(
+        self,
+        job: Job,
+        status: RemoteJobStatus | None = None,
+        *,
+        seen: m.RemoteStatusSeen | None = None,
+        calls: list[CallRecord] | None = None,
+    ) -> None:
         """Downloads the outputs into the file store (streamed, hashed as they arrive), then
         stores their rows and queues ``Completed`` in one commit. A listing or a file over the
         job's limits (``max_output_files``, ``max_job_output_bytes``, ``max_output_bytes``
-        per file) fails the job with "outputs too large"."""
+        per file) fails the job with "outputs too large".
+
+        ``seen``: the poll's ``RemoteStatusSeen`` that finishes a job not yet ``FINISHING``
+        (with its ``calls``): stored in the same commit as the outputs, or first and alone when
+        the download fails (the job then waits in ``FINISHING`` for the next try)."""
         status = status or self._status(job)
         try:
             stored = self._download(status)
         except OutputTooLarge as exc:
-            self._core.ledger.commit_event(
-                job.job_id,
-                m.OutputsUnavailable(f"outputs too large: {exc}"),
-                JobState.FINISHING,
-                calls=[("download", False, f"outputs too large: {exc}")],
-                batched=True,
-            )
+            self._outputs_unavailable(job, seen, calls, f"outputs too large: {exc}")
             return
         except (DownloadRefused, SpecError) as exc:
-            self._core.ledger.commit_event(
-                job.job_id,
-                m.OutputsUnavailable(str(exc)),
-                JobState.FINISHING,
-                calls=[("download", False, str(exc))],
-                batched=True,
-            )
+            self._outputs_unavailable(job, seen, calls, str(exc))
             return
+        except Exception:
+            if seen is not None:
+                self._commit_seen(job, seen, calls)
+            raise
         digest = hashlib.sha256(
             manifest_from_digests({p: o.sha256 for p, o in stored.items()})
         ).digest()
         uri = f"{self._public_url()}/jobs/{job.job_id}/outputs/"
 
         def change(uow: UnitOfWork) -> None:
+            if seen is not None:
+                decision = self._core.ledger.event_change(
+                    uow, job.job_id, seen, JobState(job.state), job.generation, calls or [], True
+                )
+                if decision is None or decision.state is not JobState.FINISHING:
+                    return
             session = uow.session
             fresh = uow.job(job.job_id)
             if fresh is None or fresh.state != JobState.FINISHING:
@@ -539,6 +552,41 @@ class Worker:
             )
 
         self._core.store.batch(change, job.job_id)
+
+    def _commit_seen(
+        self, job: Job, seen: m.RemoteStatusSeen, calls: list[CallRecord] | None
+    ) -> m.Decision | None:
+        """Stores the poll's status alone (the job moves to ``FINISHING``)."""
+        return self._core.ledger.commit_event(
+            job.job_id,
+            seen,
+            JobState(job.state),
+            job.generation,
+            calls=calls or [],
+            repoll=True,
+            batched=True,
+        )
+
+    def _outputs_unavailable(
+        self,
+        job: Job,
+        seen: m.RemoteStatusSeen | None,
+        calls: list[CallRecord] | None,
+        reason: str,
+    ) -> None:
+        """Fails a finishing job whose outputs cannot be taken (after storing the poll's
+        status, if the job was not ``FINISHING`` yet)."""
+        if seen is not None:
+            decision = self._commit_seen(job, seen, calls)
+            if decision is None or decision.state is not JobState.FINISHING:
+                return
+        self._core.ledger.commit_event(
+            job.job_id,
+            m.OutputsUnavailable(reason),
+            JobState.FINISHING,
+            calls=[("download", False, reason)],
+            batched=True,
+        )
 
     def _download(self, status: RemoteJobStatus) -> dict[str, StoredObject]:
         """Streams every output file into the file store within the job's limits.
