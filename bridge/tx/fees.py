@@ -31,6 +31,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint
 
+from bridge.chain.rpc import read
 from bridge.tx.policy import (
     DEFAULT_PRIORITY_FEE,
     Fees,
@@ -65,7 +66,7 @@ class FeeOracle:
     @cached_property
     def legacy(self) -> bool:
         """Whether the chain has no base fee (blocks without ``baseFeePerGas``): type-0 txs."""
-        legacy = self.w3.eth.get_block("latest").get("baseFeePerGas") is None
+        legacy = self._latest_base_fee() is None
         if legacy:
             log.info("the chain has no base fee (pre-London): legacy gasPrice transactions")
         return legacy
@@ -89,9 +90,14 @@ class FeeOracle:
             except (Web3Exception, ValueError):
                 tip = min(DEFAULT_PRIORITY_FEE, self.max_tip_wei)
         if base_fee is None:
-            block = self.w3.eth.get_block("latest")
-            base_fee = int(block.get("baseFeePerGas", 0) or 0)
+            base_fee = self._latest_base_fee() or 0
         return initial_fees(base_fee, tip, self.max_fee_wei)
+
+    def _latest_base_fee(self) -> int | None:
+        """The latest block's ``baseFeePerGas`` (None: a legacy chain), read raw: web3's
+        formatting of a block with hundreds of transactions costs milliseconds a call."""
+        fee = read(self.w3, "eth_getBlockByNumber", ["latest", False]).get("baseFeePerGas")
+        return None if fee is None else int(str(fee), 16)
 
     def _history(self) -> tuple[int | None, int | None]:
         """(next block's base fee, tip from the percentile) from ``eth_feeHistory``; Nones when
