@@ -162,6 +162,11 @@ KeyOpt = Annotated[
     ),
 ]
 AddressArg = Annotated[str, typer.Argument(callback=_checked_address)]
+#: ``--limit`` and ``--grace`` of ``deploy`` and ``admin set-limits`` (``_parse_limits``).
+LimitsOpt = Annotated[
+    list[str] | None, typer.Option(help="NAME=VALUE of a limit, e.g. maxHours=24")
+]
+GraceOpt = Annotated[int | None, _int_opt("deadline grace, seconds")]
 JobIdArg = Annotated[
     int,
     typer.Argument(parser=_integer_between(0, 2**256 - 1, "2**256 - 1"), help="on-chain job id"),
@@ -291,10 +296,8 @@ def deploy(
     base_fee: Annotated[int | None, _int_opt("pricing: base fee, wei")] = None,
     price_per_vcpu_hour: Annotated[int | None, _int_opt("pricing: wei")] = None,
     price_per_callback_gas: Annotated[int | None, _int_opt("pricing: wei")] = None,
-    limit: Annotated[
-        list[str] | None, typer.Option(help="NAME=VALUE of a limit, e.g. maxVcpus=16")
-    ] = None,
-    grace: Annotated[int | None, _int_opt("deadline grace, seconds")] = None,
+    limit: LimitsOpt = None,
+    grace: GraceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Deploy JobEscrow; the signer is the admin until --admin hands the role over.
@@ -522,10 +525,13 @@ def admin_set_pricing(
         }
     )
 
-    _escrow(rpc_url, contract, key).set_pricing(
-        base_fee, price_per_vcpu_hour, price_per_callback_gas
+    _admin(
+        rpc_url,
+        contract,
+        key,
+        lambda escrow: escrow.set_pricing(base_fee, price_per_vcpu_hour, price_per_callback_gas),
+        "pricing set",
     )
-    console.print("pricing set")
 
 
 @admin_app.command("set-limits")
@@ -533,8 +539,8 @@ def admin_set_limits(
     rpc_url: RpcOpt,
     contract: ContractOpt,
     key: KeyOpt,
-    limit: Annotated[list[str] | None, typer.Option(help="NAME=VALUE, e.g. maxHours=24")] = None,
-    grace: Annotated[int | None, _int_opt("deadline grace, seconds")] = None,
+    limit: LimitsOpt = None,
+    grace: GraceOpt = None,
 ) -> None:
     """Change spec limits (unnamed ones keep their value)."""
     if not limit and grace is None:
@@ -543,8 +549,9 @@ def admin_set_limits(
             param_hint="'--limit'",
         )
     changes = _parse_limits(limit or [], grace)
-    _apply_limits(_escrow(rpc_url, contract, key), changes, grace)
-    console.print("limits set")
+    _admin(
+        rpc_url, contract, key, lambda escrow: _apply_limits(escrow, changes, grace), "limits set"
+    )
 
 
 @admin_app.command("set-treasury")
@@ -552,22 +559,25 @@ def admin_set_treasury(
     rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, treasury: AddressArg
 ) -> None:
     """Set the address credited with the earnings of completed jobs."""
-    _escrow(rpc_url, contract, key).set_treasury(treasury)
-    console.print(f"treasury set to {treasury}")
+    _admin(
+        rpc_url,
+        contract,
+        key,
+        lambda escrow: escrow.set_treasury(treasury),
+        f"treasury set to {treasury}",
+    )
 
 
 @admin_app.command("pause")
 def admin_pause(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Stop new submissions (everything else keeps working)."""
-    _escrow(rpc_url, contract, key).pause()
-    console.print("submissions paused")
+    _admin(rpc_url, contract, key, lambda escrow: escrow.pause(), "submissions paused")
 
 
 @admin_app.command("unpause")
 def admin_unpause(rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt) -> None:
     """Allow submissions again."""
-    _escrow(rpc_url, contract, key).unpause()
-    console.print("submissions resumed")
+    _admin(rpc_url, contract, key, lambda escrow: escrow.unpause(), "submissions resumed")
 
 
 @admin_app.command("grant-operator")
@@ -575,8 +585,13 @@ def admin_grant_operator(
     rpc_url: RpcOpt, contract: ContractOpt, key: KeyOpt, operator: AddressArg
 ) -> None:
     """Grant OPERATOR_ROLE to a bridge's operator address."""
-    _escrow(rpc_url, contract, key).grant_operator(operator)
-    console.print(f"OPERATOR_ROLE granted to {operator}")
+    _admin(
+        rpc_url,
+        contract,
+        key,
+        lambda escrow: escrow.grant_operator(operator),
+        f"OPERATOR_ROLE granted to {operator}",
+    )
 
 
 config_app = _Typer(help="Configuration.", no_args_is_help=True)
@@ -640,6 +655,15 @@ def _escrow(rpc_url: str, contract: str, key: str | None = None) -> EscrowClient
     from bridge.chain.actions import EscrowClient
 
     return EscrowClient(rpc_url, contract, key)
+
+
+def _admin(
+    rpc_url: str, contract: str, key: str, act: Callable[[EscrowClient], None], done: str
+) -> None:
+    """One admin action: ``act`` on the escrow, signing with ``key`` (it returns once the
+    transaction is mined, or raises), then ``done`` printed."""
+    act(_escrow(rpc_url, contract, key))
+    console.print(done)
 
 
 def _account(key: str) -> str:

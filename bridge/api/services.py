@@ -20,11 +20,11 @@ import logging
 import mimetypes
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import quote
 
 from hexbytes import HexBytes
@@ -76,6 +76,9 @@ log = logging.getLogger("bridge.api")
 CALLBACK_FAILED_TOPIC = HexBytes(Web3.keccak(text="CallbackFailed(uint256)"))
 
 _NO_BRIDGE = "no bridge runs in this process"
+
+#: A table of rows about one job, oldest first by id (``JobQueries._of_job``).
+_JobRow = TypeVar("_JobRow", RemoteCall, Update)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -254,35 +257,26 @@ class JobQueries:
         return job
 
     def _timeline(self, job: Job) -> list[TimelineEntry]:
+        said = f"JobSubmitted in block {job.block_number}, paying {job.payment_wei} wei"
         entries = [
             TimelineEntry(
-                at=_utc(job.created_at),
-                kind=TimelineKind.SUBMITTED,
-                summary=f"JobSubmitted in block {job.block_number}, paying {job.payment_wei} wei",
+                **_entry_head(job.created_at, TimelineKind.SUBMITTED, said),
                 block_number=job.block_number,
                 tx_hash=job.tx_hash,
                 status=OnchainStatus.SUBMITTED,
             )
         ]
-        calls = self._session.exec(
-            select(RemoteCall)
-            .where(col(RemoteCall.job_id) == job.job_id)
-            .order_by(col(RemoteCall.id))
-        ).all()
-        for call in calls:
+        for call in self._of_job(RemoteCall, job.job_id):
+            outcome = "succeeded" if call.ok else "failed"
             entries.append(
                 TimelineEntry(
-                    at=_utc(call.at),
-                    kind=TimelineKind.REMOTE_CALL,
-                    summary=f"CE {call.kind} {'succeeded' if call.ok else 'failed'}",
+                    **_entry_head(call.at, TimelineKind.REMOTE_CALL, f"CE {call.kind} {outcome}"),
                     call=call.kind,
                     ok=call.ok,
                     detail=call.detail,
                 )
             )
-        updates = self._session.exec(
-            select(Update).where(col(Update.job_id) == job.job_id).order_by(col(Update.id))
-        ).all()
+        updates = self._of_job(Update, job.job_id)
         tx_ids = {u.tx_id for u in updates if u.tx_id is not None}
         txs = (
             {
@@ -295,30 +289,25 @@ class JobQueries:
             else {}
         )
         for update in updates:
-            tx = txs.get(update.tx_id) if update.tx_id is not None else None
             status = OnchainStatus.of(update.status) if 0 <= update.status <= 7 else None
             outcome = {True: "applied", False: "skipped", None: "pending"}[update.applied]
+            said = f"update to {status or update.status} queued: {outcome}"
             entries.append(
                 TimelineEntry(
-                    at=_utc(update.created_at),
-                    kind=TimelineKind.UPDATE,
-                    summary=f"update to {status or update.status} queued: {outcome}",
+                    **_entry_head(update.created_at, TimelineKind.UPDATE, said),
                     status=status,
                     data=update.data,
                     applied=update.applied,
                     skip_reason=update.skip_reason,
-                    tx_hash=tx.tx_hash if tx is not None else None,
-                    block_number=tx.mined_block if tx is not None else None,
+                    **_mined(txs.get(update.tx_id) if update.tx_id is not None else None),
                 )
             )
         for tx in sorted(txs.values(), key=lambda t: t.nonce):
+            said = f"applyUpdates tx nonce {tx.nonce}: {tx.state}"
             entries.append(
                 TimelineEntry(
-                    at=_utc(tx.created_at),
-                    kind=TimelineKind.TRANSACTION,
-                    summary=f"applyUpdates tx nonce {tx.nonce}: {tx.state}",
-                    tx_hash=tx.tx_hash,
-                    block_number=tx.mined_block,
+                    **_entry_head(tx.created_at, TimelineKind.TRANSACTION, said),
+                    **_mined(tx),
                     tx_state=tx.state,
                     nonce=tx.nonce,
                     attempt=tx.attempt,
@@ -329,6 +318,36 @@ class JobQueries:
         order = list(TimelineKind)
         entries.sort(key=lambda e: (e.at, order.index(e.kind)))
         return entries
+
+    def _of_job(self, row: type[_JobRow], job_id: int) -> Sequence[_JobRow]:
+        """The rows of ``row``'s table about ``job_id``, oldest first."""
+        return self._session.exec(
+            select(row).where(col(row.job_id) == job_id).order_by(col(row.id))
+        ).all()
+
+
+class _EntryHead(TypedDict):
+    at: datetime
+    kind: TimelineKind
+    summary: str
+
+
+def _entry_head(at: datetime, kind: TimelineKind, summary: str) -> _EntryHead:
+    """The fields every timeline entry has, ``at`` (stored without a zone) in UTC."""
+    return {"at": _utc(at), "kind": kind, "summary": summary}
+
+
+class _Mined(TypedDict):
+    block_number: int | None
+    tx_hash: str | None
+
+
+def _mined(tx: ChainTx | None) -> _Mined:
+    """Where ``tx`` is on-chain: its hash and block (None until sent or mined; both None
+    without a transaction)."""
+    if tx is None:
+        return {"block_number": None, "tx_hash": None}
+    return {"block_number": tx.mined_block, "tx_hash": tx.tx_hash}
 
 
 def _summary(job: Job) -> JobSummary:

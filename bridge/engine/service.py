@@ -242,7 +242,6 @@ class Bridge:
             on_skipped=core.ledger.on_update_skipped,
             adopt_after=settings.claim_lease,
         )
-        reader = LogReader(w3, escrow.address, abi)
         leadership = acquire_leadership(
             settings.database_url, scanner_label(chain_id, escrow.address), role="scanner"
         )
@@ -252,7 +251,7 @@ class Bridge:
             w3=w3,
             ce=ce,
             tx=tx,
-            reader=reader,
+            reader=LogReader(w3, escrow.address, abi),
             escrow=escrow,
             chain_id=chain_id,
             core=core,

@@ -154,12 +154,12 @@ class TickReport:
         inflight: transactions still unconfirmed after this round.
     """
 
-    sent: int = 0
-    confirmed: int = 0
-    replaced: int = 0
-    failed: int = 0
-    waiting: int = 0
-    inflight: int = 0
+    sent: int
+    confirmed: int
+    replaced: int
+    failed: int
+    waiting: int
+    inflight: int
 
 
 class _Sent(Enum):
@@ -184,6 +184,19 @@ def _hashes(tx: ChainTx) -> list[str]:
 
 def _job_ids(updates: Sequence[Update]) -> list[int]:
     return [u.job_id for u in updates]
+
+
+def _log_ended(level: int, tx: ChainTx, outcome: str, *args: object, jobs: list[int]) -> None:
+    """Logs that ``tx`` ended: ``tx <hash> nonce <n> <outcome % args>; jobs <jobs>``."""
+    log.log(
+        level,
+        "tx %s nonce %d " + outcome + "; jobs %s",
+        tx.tx_hash,
+        tx.nonce,
+        *args,
+        jobs,
+        extra={"tx_hash": tx.tx_hash, "job_ids": jobs},
+    )
 
 
 def _node_message(exc: Web3RPCError) -> str:
@@ -683,15 +696,14 @@ class TxManager:
         if ended is None:
             return  # ended meanwhile by another process (see _finish_orphaned)
         jobs = _job_ids(ended)
-        log.info(
-            "tx %s nonce %d confirmed in block %s: %d updates applied, %d skipped; jobs %s",
-            tx.tx_hash,
-            tx.nonce,
+        _log_ended(
+            logging.INFO,
+            tx,
+            "confirmed in block %s: %d updates applied, %d skipped",
             tx.mined_block,
             len(jobs) - len(skipped),
             len(skipped),
-            jobs,
-            extra={"tx_hash": tx.tx_hash, "job_ids": jobs},
+            jobs=jobs,
         )
         for job_id, status, reason in skipped:
             log.warning(
@@ -724,18 +736,16 @@ class TxManager:
                 u.tx_id, u.applied, u.skip_reason = None, None, None
 
         ended = self._end(tx, self._store.end(tx, TxState.FATAL, reason, released))
-        if ended is None:
-            return  # ended meanwhile by another process (see _finish_orphaned)
-        jobs = _job_ids(ended)
-        log.error(
-            "tx %s nonce %d failed: %s; its %d updates go into a new transaction; jobs %s",
-            tx.tx_hash,
-            tx.nonce,
-            reason,
-            len(jobs),
-            jobs,
-            extra={"tx_hash": tx.tx_hash},
-        )
+        if ended is not None:  # else ended meanwhile by another process (see _finish_orphaned)
+            jobs = _job_ids(ended)
+            _log_ended(
+                logging.ERROR,
+                tx,
+                "failed: %s; its %d updates go into a new transaction",
+                reason,
+                len(jobs),
+                jobs=jobs,
+            )
 
     def _split_reverted(self, tx: ChainTx) -> None:
         """A transaction reverted on-chain: its updates are never sent again as the same set.

@@ -399,7 +399,10 @@ def test_batch_wait_lets_updates_gather(
     tx_manager = manager(chain, db, operator, escrow, batch_size=4, batch_wait=5.0, clock=clock)
     queue(db, accepts(jobs[:3]))
 
-    assert tx_manager.tick() == TickReport(waiting=3)  # 3 < 4 and the oldest is too young
+    # 3 < 4 and the oldest is too young
+    assert tx_manager.tick() == TickReport(
+        sent=0, confirmed=0, replaced=0, failed=0, waiting=3, inflight=0
+    )
     queue(db, accepts(jobs[3:]))
     full = tx_manager.tick()  # a full batch goes at once; the fifth waits
     assert (full.sent, full.waiting) == (1, 1)

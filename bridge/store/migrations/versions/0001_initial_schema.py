@@ -4,8 +4,20 @@ Created 2026-11-27 22:03.
 """
 
 import sqlalchemy as sa
-import sqlmodel
-from alembic import op
+
+from bridge.store.migrations.tables import (
+    BIGINT,
+    BOOL,
+    BYTES,
+    FLOAT,
+    INT,
+    STR,
+    TEXT,
+    TIME,
+    ColumnType,
+    create_table,
+    drop_table,
+)
 
 revision = "0001"
 down_revision = None
@@ -23,113 +35,125 @@ _INDEXED: dict[str, tuple[str, ...]] = {
 }
 
 
-def _create_table(table: str, *items: sa.schema.SchemaItem) -> None:
-    op.create_table(table, *items)
-    if _INDEXED[table]:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            for column in _INDEXED[table]:
-                batch_op.create_index(batch_op.f(f"ix_{table}_{column}"), [column], unique=False)
+def _create_table(
+    table: str, types_by_name: dict[str, ColumnType], *constraints: sa.schema.SchemaItem
+) -> None:
+    create_table(table, types_by_name, *constraints, indexed=_INDEXED[table])
 
 
 def upgrade() -> None:
     _create_table(
         "chain_tx",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("sender", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("nonce", sa.BigInteger(), nullable=False),
-        sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.Column("hashes", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("raw_tx", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("tx_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("max_fee_per_gas", sa.BigInteger(), nullable=False),
-        sa.Column("max_priority_fee_per_gas", sa.BigInteger(), nullable=False),
-        sa.Column("gas_limit", sa.Integer(), nullable=False),
-        sa.Column("broadcast_at", sa.Float(), nullable=True),
-        sa.Column("mined_block", sa.BigInteger(), nullable=True),
-        sa.Column("mined_block_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("gas_used", sa.Integer(), nullable=True),
-        sa.Column("error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        {
+            "id": INT,
+            "sender": STR,
+            "nonce": BIGINT,
+            "attempt": INT,
+            "hashes": STR,
+            "state": STR,
+            "raw_tx": STR | None,
+            "tx_hash": STR | None,
+            "max_fee_per_gas": BIGINT,
+            "max_priority_fee_per_gas": BIGINT,
+            "gas_limit": INT,
+            "broadcast_at": FLOAT | None,
+            "mined_block": BIGINT | None,
+            "mined_block_hash": STR | None,
+            "gas_used": INT | None,
+            "error": STR | None,
+            "created_at": TIME,
+        },
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("sender", "nonce"),
     )
     _create_table(
         "job",
-        sa.Column("job_id", sa.BigInteger(), nullable=False),
-        sa.Column("requester", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("spec_json", sa.Text(), nullable=False),
-        sa.Column("spec_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("spec_error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("payment_wei", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("deadline", sa.BigInteger(), nullable=False),
-        sa.Column("callback_gas_limit", sa.Integer(), nullable=False),
-        sa.Column("block_number", sa.BigInteger(), nullable=False),
-        sa.Column("block_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("tx_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("log_index", sa.Integer(), nullable=False),
-        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("onchain_status", sa.Integer(), nullable=False),
-        sa.Column("cancel_requested", sa.Boolean(), nullable=False),
-        sa.Column("remote_job_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("remote_status", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("remote_error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("result_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("result_uri", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("outcome", sa.Integer(), nullable=True),
-        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", sa.Float(), nullable=False),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        {
+            "job_id": BIGINT,
+            "requester": STR,
+            "spec_json": TEXT,
+            "spec_hash": STR,
+            "spec_error": STR | None,
+            "payment_wei": STR,
+            "deadline": BIGINT,
+            "callback_gas_limit": INT,
+            "block_number": BIGINT,
+            "block_hash": STR,
+            "tx_hash": STR,
+            "log_index": INT,
+            "state": STR,
+            "onchain_status": INT,
+            "cancel_requested": BOOL,
+            "remote_job_id": STR | None,
+            "remote_status": STR | None,
+            "remote_error": STR | None,
+            "result_hash": STR | None,
+            "result_uri": STR | None,
+            "outcome": INT | None,
+            "reason": STR | None,
+            "attempts": INT,
+            "next_attempt_at": FLOAT,
+            "created_at": TIME,
+            "updated_at": TIME,
+        },
         sa.PrimaryKeyConstraint("job_id"),
     )
     _create_table(
         "output_file",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("job_id", sa.BigInteger(), nullable=False),
-        sa.Column("path", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("sha256", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("content", sa.LargeBinary(), nullable=False),
+        {
+            "id": INT,
+            "job_id": BIGINT,
+            "path": STR,
+            "sha256": STR,
+            "size": INT,
+            "content": BYTES,
+        },
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("job_id", "path"),
     )
     _create_table(
         "remote_call",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("job_id", sa.BigInteger(), nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("ok", sa.Boolean(), nullable=False),
-        sa.Column("detail", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        {
+            "id": INT,
+            "job_id": BIGINT,
+            "kind": STR,
+            "ok": BOOL,
+            "detail": STR | None,
+            "at": TIME,
+        },
         sa.PrimaryKeyConstraint("id"),
     )
     _create_table(
         "scan_cursor",
-        sa.Column("contract", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("block", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        {
+            "contract": STR,
+            "block": BIGINT,
+            "updated_at": TIME,
+        },
         sa.PrimaryKeyConstraint("contract"),
     )
     _create_table(
         "seen_block",
-        sa.Column("contract", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("number", sa.BigInteger(), nullable=False),
-        sa.Column("hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        {
+            "contract": STR,
+            "number": BIGINT,
+            "hash": STR,
+        },
         sa.PrimaryKeyConstraint("contract", "number"),
     )
     _create_table(
         "update_outbox",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("job_id", sa.BigInteger(), nullable=False),
-        sa.Column("status", sa.Integer(), nullable=False),
-        sa.Column("result_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("data", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("tx_id", sa.Integer(), nullable=True),
-        sa.Column("applied", sa.Boolean(), nullable=True),
-        sa.Column("skip_reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        {
+            "id": INT,
+            "job_id": BIGINT,
+            "status": INT,
+            "result_hash": STR,
+            "data": STR,
+            "tx_id": INT | None,
+            "applied": BOOL | None,
+            "skip_reason": STR | None,
+            "created_at": TIME,
+        },
         sa.ForeignKeyConstraint(
             ["tx_id"],
             ["chain_tx.id"],
@@ -139,9 +163,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table, columns in reversed(_INDEXED.items()):
-        if columns:
-            with op.batch_alter_table(table, schema=None) as batch_op:
-                for column in reversed(columns):
-                    batch_op.drop_index(batch_op.f(f"ix_{table}_{column}"))
-        op.drop_table(table)
+    for table, indexed in reversed(_INDEXED.items()):
+        drop_table(table, indexed)
