@@ -68,14 +68,20 @@ class PartialFile:
         self.size = 0
 
     def commit(self) -> StoredObject:
-        """Flushes the file to disk and moves it to ``objects/``; returns what it holds."""
+        """Flushes the file to disk and moves it to ``objects/``; returns what it holds.
+
+        When ``objects/`` already holds the same content (its digest), the partial file is
+        dropped instead: no second fsync for a file every job of a kind outputs alike."""
+        digest = self._digest.hexdigest()
+        target = self._store.path_of(digest)
+        if target.is_file():
+            self.discard()
+            return StoredObject(digest, self.size)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        digest = self._digest.hexdigest()
-        target = self._store.path_of(digest)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path, target)  # atomic; the same content may already be there
+        os.replace(self.path, target)  # atomic; a concurrent copy of the same content is alike
         return StoredObject(digest, self.size)
 
     def discard(self) -> None:

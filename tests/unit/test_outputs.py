@@ -30,6 +30,22 @@ def test_a_restarted_download_keeps_only_its_last_attempt(tmp_path: Path) -> Non
     assert stored.sha256 == hashlib.sha256(b"whole").hexdigest() and stored.size == 5
 
 
+def test_the_same_content_stored_twice_is_one_object_and_leaves_no_partial(
+    tmp_path: Path,
+) -> None:
+    store = OutputStore(tmp_path)
+    first = store.put([b"alike in every job"])
+    before = store.path_of(first.sha256).stat()
+    second = store.put([b"alike ", b"in every job"])
+    assert second == first
+    after = store.path_of(first.sha256).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert not list((tmp_path / "tmp").iterdir())
+    assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == [
+        store.path_of(first.sha256)
+    ]
+
+
 def test_an_uncommitted_download_leaves_nothing(tmp_path: Path) -> None:
     store = OutputStore(tmp_path)
     with pytest.raises(RuntimeError), store.partial() as part:
