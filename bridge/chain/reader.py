@@ -23,7 +23,7 @@ from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.types import BlockIdentifier, RPCEndpoint
 
-from bridge.chain import rpc
+from bridge.chain import rpc, submitted
 from bridge.chain.logs import CancelRequestedLog as CancelRequestedLog
 from bridge.chain.logs import ChainLog as ChainLog
 from bridge.chain.logs import LogPosition as LogPosition
@@ -97,6 +97,12 @@ _UNDECODABLE = (
     OverflowError,
     AttributeError,
 )
+
+
+def decoder_build() -> str:
+    """Which build of ``bridge.chain.submitted`` runs: ``"mypyc"`` (compiled by
+    ``scripts/build-native``, which ``scripts/setup`` runs) or ``"python"`` (the source)."""
+    return "python" if str(submitted.__file__).endswith(".py") else "mypyc"
 
 
 def is_range_error(exc: BaseException) -> bool:

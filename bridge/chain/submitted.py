@@ -22,7 +22,8 @@ the bytes. Pure: no I/O, no eth_abi at import.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+import struct
+from typing import Any, Final, TypeAlias
 
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
@@ -48,13 +49,13 @@ RawSpec: TypeAlias = tuple[
 #: (specHash, payment, deadline, spec, callbackGasLimit).
 SubmittedData: TypeAlias = tuple[bytes, int, int, RawSpec, int]
 
-_WORD = 32
-_U16 = 1 << 16
-_U32 = 1 << 32
-_U64 = 1 << 64
-_ZEROS = bytes(_WORD)
-_ONE_OFFSET = _WORD.to_bytes(_WORD, "big")  # abi.encode of one dynamic value starts so
-_from_bytes = int.from_bytes
+_WORD: Final = 32
+_U16: Final = 1 << 16
+_U32: Final = 1 << 32
+_U64: Final = 1 << 64
+_ZEROS: Final = bytes(_WORD)
+_ONE_OFFSET: Final = _WORD.to_bytes(_WORD, "big")  # abi.encode of one dynamic value starts so
+_from_bytes: Final = int.from_bytes
 
 
 class LogDecodingError(ValueError):
@@ -75,9 +76,11 @@ def _uint(value: int, limit: int, pos: int) -> int:
     return value
 
 
-_W160 = (5 * _WORD).to_bytes(_WORD, "big")  # the spec's pointer in a canonical encoding
-_W288 = (9 * _WORD).to_bytes(_WORD, "big")  # the app's pointer in a canonical spec head
-_W64 = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
+#: The top 24 bytes of each of the 12 words at bytes 64..448, as a mask of their integer.
+_HEAD_HIGH: Final = _from_bytes((b"\xff" * 24 + bytes(8)) * 12, "big")
+#: The low 8 bytes of each of those 12 words, as unsigned integers.
+_HEAD_LOW: Final = struct.Struct(">" + "24xQ" * 12)
+_W64: Final = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
 
 
 def _canonical(data: bytes) -> tuple[SubmittedData, bytes] | None:
@@ -91,23 +94,28 @@ def _canonical(data: bytes) -> tuple[SubmittedData, bytes] | None:
     the typical spec (``bench/ingest.py``).
     """
     size = len(data)
-    if size < 15 * _WORD or data[96:128] != _W160 or data[160:192] != _W288:
+    # Words 2-13 (bytes 64..448) at once: each word's top 24 bytes zero (one test), then each
+    # word's low 8 bytes; a value of 2^64 or more is never canonical (the general path decides).
+    if size < 15 * _WORD or _from_bytes(data[64:448], "big") & _HEAD_HIGH:
         return None
-    fb = _from_bytes
-    deadline = fb(data[64:96], "big")
-    callback_gas = fb(data[128:160], "big")
-    command_off = fb(data[192:224], "big")
-    vcpus = fb(data[224:256], "big")
-    ram = fb(data[256:288], "big")
-    disk = fb(data[288:320], "big")
-    download = fb(data[320:352], "big")
-    upload = fb(data[352:384], "big")
-    hours = fb(data[384:416], "big")
-    files_off = fb(data[416:448], "big")
-    if deadline >= _U64 or callback_gas >= _U32 or vcpus >= _U16 or hours >= _U16:
+    head = _HEAD_LOW.unpack_from(data, 64)
+    deadline: int = head[0]
+    callback_gas: int = head[2]
+    command_off: int = head[4]
+    vcpus: int = head[5]
+    ram: int = head[6]
+    disk: int = head[7]
+    download: int = head[8]
+    upload: int = head[9]
+    hours: int = head[10]
+    files_off: int = head[11]
+    if head[1] != 5 * _WORD or head[3] != 9 * _WORD:  # the spec's and the app's pointers
+        return None
+    if callback_gas >= _U32 or vcpus >= _U16 or hours >= _U16:
         return None
     if ram >= _U32 or disk >= _U32 or download >= _U32 or upload >= _U32:
         return None
+    fb = _from_bytes
     # app at 448, then commandLine, then the files' array: each right after the one before.
     app = _padded(data, 448, size - _WORD)
     if app is None or command_off != app[1] - 160:
@@ -310,7 +318,7 @@ def encode_raw_spec(spec: RawSpec) -> bytes:
     return b"".join(
         (
             _WORD.to_bytes(_WORD, "big"),  # abi.encode of one dynamic value: its offset first
-            *(w.to_bytes(_WORD, "big") for w in words),
+            *[w.to_bytes(_WORD, "big") for w in words],
             app_enc,
             command_enc,
             files_enc,
@@ -353,7 +361,7 @@ def spec_from_raw(raw: Any) -> tuple[JobSpec, str | None]:
 # each field through ``object.__setattr__`` (~0.1 µs a field, five dataclasses an event): a
 # bare instance, then its own ``__dict__`` filled in field order. Equal to the constructed ones
 # in every way (tests/unit/test_reader.py); these classes have no ``__post_init__``.
-_new = object.__new__
+_new: Final = object.__new__
 
 
 def _read_spec(raw: RawSpec) -> tuple[JobSpec, str | None]:
@@ -388,11 +396,11 @@ def _read_spec(raw: RawSpec) -> tuple[JobSpec, str | None]:
     return spec, None
 
 
-_ADDRESS_PADDING = bytes(12)
+_ADDRESS_PADDING: Final = bytes(12)
 #: Requesters repeat: the checksummed address by the topic's hex text (bounded: cleared when
 #: full, so a chain of one-off requesters costs one checksum each, as without the cache).
 _REQUESTERS: dict[str, ChecksumAddress] = {}
-_REQUESTERS_MAX = 4096
+_REQUESTERS_MAX: Final = 4096
 
 
 def _requester(topic: str) -> ChecksumAddress:
