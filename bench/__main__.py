@@ -184,7 +184,8 @@ def render(results: dict[str, Any]) -> str:
         i = results["ingest"]["ingest"]
         rows.append(
             (
-                f"ingest: {i['events']:,} JobSubmitted in {i['blocks']} blocks",
+                f"ingest: {i['events']:,} JobSubmitted in {i['blocks']} blocks "
+                f"({i.get('decoder', '?')} decoder)",
                 f"{_fmt(i['events_per_second'])} events/s; reader {i['reader_seconds']} s, raw "
                 f"eth_getLogs {i['raw_seconds']} s (x{i['ratio']}), web3 get_logs "
                 f"{i['web3_get_logs_seconds']} s",

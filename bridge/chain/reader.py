@@ -8,27 +8,31 @@ results" or a timeout and doubles after quiet ranges, between 1 and ``max_range`
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from eth_abi.codec import ABICodec
 from eth_abi.exceptions import DecodingError
 from eth_typing import ChecksumAddress
 from eth_utils.abi import collapse_if_tuple, event_abi_to_log_topic
-from sha3 import keccak_256
 from web3 import Web3
 from web3.exceptions import Web3Exception
 from web3.types import BlockIdentifier, RPCEndpoint
 
-from bridge.chain import rpc
+from bridge.chain import rpc, submitted
+from bridge.chain.logs import CancelRequestedLog as CancelRequestedLog
+from bridge.chain.logs import ChainLog as ChainLog
+from bridge.chain.logs import LogPosition as LogPosition
+from bridge.chain.logs import StatusLog as StatusLog
+from bridge.chain.logs import SubmittedLog as SubmittedLog
 from bridge.chain.rpc import is_log_limit
-from bridge.chain.spec import InputFile, JobSpec, Resources, Status
-from bridge.chain.submitted import LogDecodingError, decode_submitted
+from bridge.chain.spec import Status
+from bridge.chain.submitted import spec_from_raw as spec_from_raw
+from bridge.chain.submitted import submitted_log
 from bridge.errors import RpcUnavailable
 from bridge.logs import redact, url_secrets
 
@@ -43,56 +47,6 @@ STATUS_EVENTS = {
     "JobCancelled": Status.CANCELLED,
     "JobExpired": Status.EXPIRED,
 }
-
-
-@dataclass(frozen=True)
-class LogPosition:
-    """Where a log is: block, block hash, transaction and index."""
-
-    block_number: int
-    block_hash: str
-    tx_hash: str
-    log_index: int
-
-
-@dataclass(frozen=True)
-class SubmittedLog:
-    """A ``JobSubmitted`` event."""
-
-    at: LogPosition
-    job_id: int
-    requester: ChecksumAddress
-    spec_hash: bytes
-    payment: int
-    deadline: int
-    spec: JobSpec
-    callback_gas_limit: int = 0  # gas the job's callback gets (the event's last field); 0 = none
-    #: Why the bridge cannot read the spec (a string that is not UTF-8), else None. The spec's
-    #: unreadable strings then hold U+FFFD in place of each bad byte; the job is failed on-chain.
-    unreadable: str | None = None
-    #: Whether ``spec_hash`` is ``keccak256(abi.encode(spec))`` of the raw bytes in the event.
-    spec_hash_matches: bool = True
-
-
-@dataclass(frozen=True)
-class StatusLog:
-    """A lifecycle event that moved job ``job_id`` to ``status``."""
-
-    at: LogPosition
-    job_id: int
-    status: Status
-    data: str = ""  # remote job id, result URI or reason, where the event has one
-
-
-@dataclass(frozen=True)
-class CancelRequestedLog:
-    """A ``CancelRequested`` event."""
-
-    at: LogPosition
-    job_id: int
-
-
-ChainLog = SubmittedLog | StatusLog | CancelRequestedLog
 
 
 @dataclass
@@ -132,66 +86,6 @@ def _raw_types(abi_type: str) -> str:
     return re.sub(r"\bstring\b", "bytes", abi_type)
 
 
-def _text(raw: bytes, what: str, problems: list[str]) -> str:
-    """``raw`` as UTF-8; an invalid one is noted in ``problems`` and decoded with U+FFFD."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        problems.append(f"{what} is not valid UTF-8")
-        return raw.decode("utf-8", "replace")
-
-
-def spec_from_raw(raw: Any) -> tuple[JobSpec, str | None]:
-    """The spec from the event's raw ABI tuple (strings as bytes), and why it cannot be read
-    (the first field that is not valid UTF-8), or None. Pure; never raises on text."""
-    app, command_line, specs, max_hours, files = raw
-    try:  # the usual case, every string valid UTF-8: no bookkeeping
-        vcpus, ram, disk, download, upload = specs
-        return (
-            _frozen(
-                JobSpec,
-                app=bytes(app).decode("utf-8"),
-                command_line=bytes(command_line).decode("utf-8"),
-                specs=_frozen(
-                    Resources,
-                    vcpus=vcpus,
-                    ram=ram,
-                    disk=disk,
-                    network_download=download,
-                    network_upload=upload,
-                ),
-                max_hours=int(max_hours),
-                input_files=tuple(
-                    _frozen(
-                        InputFile,
-                        filename=bytes(name).decode("utf-8"),
-                        url=bytes(url).decode("utf-8"),
-                    )
-                    for name, url in files
-                ),
-            ),
-            None,
-        )
-    except (UnicodeDecodeError, ValueError):  # a bad string, or specs of another length
-        pass
-    problems: list[str] = []
-    inputs = tuple(
-        InputFile(
-            _text(bytes(name), f"input file {i} name", problems),
-            _text(bytes(url), f"input file {i} URL", problems),
-        )
-        for i, (name, url) in enumerate(files)
-    )
-    spec = JobSpec(
-        app=_text(bytes(app), "app", problems),
-        command_line=_text(bytes(command_line), "commandLine", problems),
-        specs=Resources(*specs),
-        max_hours=int(max_hours),
-        input_files=inputs,
-    )
-    return spec, (problems[0] if problems else None)
-
-
 #: What decoding a malformed log raises: eth_abi's errors, and the hex, key, type and attribute
 #: errors of a log whose fields are missing or not what the ABI says.
 _UNDECODABLE = (
@@ -204,19 +98,12 @@ _UNDECODABLE = (
     AttributeError,
 )
 
-_T = TypeVar("_T")
-_new = object.__new__
 
+def decoder_build() -> str:
+    """Which build of ``bridge.chain.submitted`` runs: ``"mypyc"`` (compiled by
+    ``scripts/build-native``, which ``scripts/setup`` runs) or ``"python"`` (the source)."""
+    return "python" if str(submitted.__file__).endswith(".py") else "mypyc"
 
-def _frozen(cls: type[_T], **fields: Any) -> _T:
-    """An instance of the frozen dataclass ``cls`` with exactly ``fields`` (every field named),
-    equal to ``cls(**fields)``, built without the generated ``__init__``, which sets each field
-    through ``object.__setattr__`` (~0.1 µs a field: with five dataclasses a ``JobSubmitted``,
-    ~3 µs an event, measured with ``bench/ingest.py``). For the reader's hot path only: no
-    defaults, no ``__post_init__`` (none of these classes has one)."""
-    obj = _new(cls)
-    vars(obj).update(fields)
-    return obj
 
 def is_range_error(exc: BaseException) -> bool:
     """Whether an eth_getLogs error means "ask for fewer blocks" (or a timeout): any provider's
@@ -286,6 +173,9 @@ class LogReader:
                 self._events[bytes(topic)] = _EventLayout.of(entry)
         #: The same by the topic's hex text as nodes send it (0x, lowercase): no conversion.
         self._by_hex = {"0x" + topic.hex(): event for topic, event in self._events.items()}
+        self._submitted_hex = next(
+            (hex_topic for hex_topic, e in self._by_hex.items() if e.name == "JobSubmitted"), None
+        )
         #: Logs skipped because they could not be decoded (each logged once).
         self.undecodable = 0
 
@@ -354,11 +244,16 @@ class LogReader:
 
     def _decode_all(self, raw: list[Any], decoded: list[ChainLog]) -> None:
         """Decodes ``raw`` into ``decoded``, skipping (and logging) what cannot be decoded."""
+        submitted = self._submitted_hex
         for entry in raw:
             # Each log on its own: one that cannot be decoded is logged and skipped, never
             # failing the range (the scanner would stop at its block for good).
             try:
-                one = self._decode(entry)
+                topics = entry["topics"]
+                if topics and topics[0] == submitted:  # most logs: straight to its decoder
+                    one: ChainLog | None = submitted_log(entry)
+                else:
+                    one = self._decode(entry)
             except _UNDECODABLE as exc:
                 self.undecodable += 1
                 log.error(
@@ -415,18 +310,17 @@ class LogReader:
         )
         if event is None:
             return None
+        name = event.name
+        if name == "JobSubmitted":
+            return submitted_log(entry)
         topics = [bytes.fromhex(t[2:]) for t in hex_topics[1:]]
         data = bytes.fromhex(entry["data"][2:])
-        at = _frozen(
-            LogPosition,
+        at = LogPosition(
             block_number=int(entry["blockNumber"], 16),
             block_hash=str(entry["blockHash"]).lower(),
             tx_hash=str(entry["transactionHash"]).lower(),
             log_index=int(entry["logIndex"], 16),
         )
-        name = event.name
-        if name == "JobSubmitted":
-            return _submitted(at, topics, data)
         args = event.decode(self._w3.codec, topics, data)
         if name == "CancelRequested":
             return CancelRequestedLog(at=at, job_id=int(args["jobId"]))
@@ -436,51 +330,6 @@ class LogReader:
         data = args.get("remoteJobId") or args.get("resultURI") or args.get("reason") or b""
         text = bytes(data).decode("utf-8", "replace")
         return StatusLog(at=at, job_id=int(args["jobId"]), status=status, data=text)
-
-
-def _submitted(at: LogPosition, topics: list[bytes], data: bytes) -> SubmittedLog:
-    """A ``JobSubmitted`` log from its indexed topics (after the event's own) and data, with the
-    specialised decoder (``bridge.chain.submitted``: the same values as eth_abi, ~10 times
-    faster).
-
-    Raises:
-        LogDecodingError: the topics or the data do not decode as ``JobSubmitted``.
-    """
-    if len(topics) != 2 or len(topics[0]) != 32 or len(topics[1]) != 32:
-        raise LogDecodingError(f"JobSubmitted: {len(topics)} indexed topics, expected 2")
-    requester = topics[1]
-    if requester[:12] != _ADDRESS_PADDING:
-        raise LogDecodingError("JobSubmitted: the requester topic is not an address")
-    (event_hash, payment, deadline, raw_spec, gas_limit), encoding = decode_submitted(data)
-    spec, unreadable = spec_from_raw(raw_spec)
-    return _frozen(
-        SubmittedLog,
-        at=at,
-        job_id=int.from_bytes(topics[0], "big"),
-        requester=_checksum(requester[12:]),
-        spec_hash=event_hash,
-        payment=payment,
-        deadline=deadline,
-        spec=spec,
-        callback_gas_limit=gas_limit,
-        unreadable=unreadable,
-        spec_hash_matches=_keccak(encoding) == event_hash,
-    )
-
-
-_ADDRESS_PADDING = bytes(12)
-
-
-def _keccak(data: bytes) -> bytes:
-    """keccak256 of ``data`` (safe-pysha3's C implementation)."""
-    digest: bytes = keccak_256(data).digest()
-    return digest
-
-
-@functools.lru_cache(maxsize=4096)
-def _checksum(address: bytes) -> ChecksumAddress:
-    """The checksummed form of a 20-byte address (requesters repeat: cached)."""
-    return Web3.to_checksum_address(address)
 
 
 def _field(entry: object, name: str) -> str:

@@ -22,7 +22,15 @@ the bytes. Pure: no I/O, no eth_abi at import.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import struct
+from typing import Any, Final, TypeAlias
+
+from eth_typing import ChecksumAddress
+from eth_utils.address import to_checksum_address
+from sha3 import keccak_256
+
+from bridge.chain.logs import LogPosition, SubmittedLog
+from bridge.chain.spec import InputFile, JobSpec, Resources
 
 #: The event's non-indexed types, strings read as bytes (the order of ``decode_submitted_data``).
 SUBMITTED_DATA_TYPES = (
@@ -41,13 +49,13 @@ RawSpec: TypeAlias = tuple[
 #: (specHash, payment, deadline, spec, callbackGasLimit).
 SubmittedData: TypeAlias = tuple[bytes, int, int, RawSpec, int]
 
-_WORD = 32
-_U16 = 1 << 16
-_U32 = 1 << 32
-_U64 = 1 << 64
-_ZEROS = bytes(_WORD)
-_ONE_OFFSET = _WORD.to_bytes(_WORD, "big")  # abi.encode of one dynamic value starts so
-_from_bytes = int.from_bytes
+_WORD: Final = 32
+_U16: Final = 1 << 16
+_U32: Final = 1 << 32
+_U64: Final = 1 << 64
+_ZEROS: Final = bytes(_WORD)
+_ONE_OFFSET: Final = _WORD.to_bytes(_WORD, "big")  # abi.encode of one dynamic value starts so
+_from_bytes: Final = int.from_bytes
 
 
 class LogDecodingError(ValueError):
@@ -68,9 +76,11 @@ def _uint(value: int, limit: int, pos: int) -> int:
     return value
 
 
-_W160 = (5 * _WORD).to_bytes(_WORD, "big")  # the spec's pointer in a canonical encoding
-_W288 = (9 * _WORD).to_bytes(_WORD, "big")  # the app's pointer in a canonical spec head
-_W64 = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
+#: The top 24 bytes of each of the 12 words at bytes 64..448, as a mask of their integer.
+_HEAD_HIGH: Final = _from_bytes((b"\xff" * 24 + bytes(8)) * 12, "big")
+#: The low 8 bytes of each of those 12 words, as unsigned integers.
+_HEAD_LOW: Final = struct.Struct(">" + "24xQ" * 12)
+_W64: Final = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
 
 
 def _canonical(data: bytes) -> tuple[SubmittedData, bytes] | None:
@@ -84,18 +94,28 @@ def _canonical(data: bytes) -> tuple[SubmittedData, bytes] | None:
     the typical spec (``bench/ingest.py``).
     """
     size = len(data)
-    if size < 15 * _WORD or data[96:128] != _W160 or data[160:192] != _W288:
+    # Words 2-13 (bytes 64..448) at once: each word's top 24 bytes zero (one test), then each
+    # word's low 8 bytes; a value of 2^64 or more is never canonical (the general path decides).
+    if size < 15 * _WORD or _from_bytes(data[64:448], "big") & _HEAD_HIGH:
         return None
-    fb = _from_bytes
-    deadline = fb(data[64:96], "big")
-    callback_gas = fb(data[128:160], "big")
-    command_off, vcpus, ram, disk, download, upload, hours, files_off = (
-        fb(data[p : p + _WORD], "big") for p in range(192, 448, _WORD)
-    )
-    if deadline >= _U64 or callback_gas >= _U32 or vcpus >= _U16 or hours >= _U16:
+    head = _HEAD_LOW.unpack_from(data, 64)
+    deadline: int = head[0]
+    callback_gas: int = head[2]
+    command_off: int = head[4]
+    vcpus: int = head[5]
+    ram: int = head[6]
+    disk: int = head[7]
+    download: int = head[8]
+    upload: int = head[9]
+    hours: int = head[10]
+    files_off: int = head[11]
+    if head[1] != 5 * _WORD or head[3] != 9 * _WORD:  # the spec's and the app's pointers
+        return None
+    if callback_gas >= _U32 or vcpus >= _U16 or hours >= _U16:
         return None
     if ram >= _U32 or disk >= _U32 or download >= _U32 or upload >= _U32:
         return None
+    fb = _from_bytes
     # app at 448, then commandLine, then the files' array: each right after the one before.
     app = _padded(data, 448, size - _WORD)
     if app is None or command_off != app[1] - 160:
@@ -298,9 +318,146 @@ def encode_raw_spec(spec: RawSpec) -> bytes:
     return b"".join(
         (
             _WORD.to_bytes(_WORD, "big"),  # abi.encode of one dynamic value: its offset first
-            *(w.to_bytes(_WORD, "big") for w in words),
+            *[w.to_bytes(_WORD, "big") for w in words],
             app_enc,
             command_enc,
             files_enc,
         )
     )
+
+
+def _text(raw: bytes, what: str, problems: list[str]) -> str:
+    """``raw`` as UTF-8; an invalid one is noted in ``problems`` and decoded with U+FFFD."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"{what} is not valid UTF-8")
+        return raw.decode("utf-8", "replace")
+
+
+def spec_from_raw(raw: Any) -> tuple[JobSpec, str | None]:
+    """The spec from the event's raw ABI tuple (strings as bytes), and why it cannot be read
+    (the first field that is not valid UTF-8), or None. Pure; never raises on text."""
+    app, command_line, specs, max_hours, files = raw
+    problems: list[str] = []
+    inputs = tuple(
+        InputFile(
+            _text(bytes(name), f"input file {i} name", problems),
+            _text(bytes(url), f"input file {i} URL", problems),
+        )
+        for i, (name, url) in enumerate(files)
+    )
+    spec = JobSpec(
+        app=_text(bytes(app), "app", problems),
+        command_line=_text(bytes(command_line), "commandLine", problems),
+        specs=Resources(*specs),
+        max_hours=int(max_hours),
+        input_files=inputs,
+    )
+    return spec, (problems[0] if problems else None)
+
+
+# The hot path builds its frozen dataclasses without their generated ``__init__``, which sets
+# each field through ``object.__setattr__`` (~0.1 µs a field, five dataclasses an event): a
+# bare instance, then its own ``__dict__`` filled in field order. Equal to the constructed ones
+# in every way (tests/unit/test_reader.py); these classes have no ``__post_init__``.
+_new: Final = object.__new__
+
+
+def _read_spec(raw: RawSpec) -> tuple[JobSpec, str | None]:
+    """``spec_from_raw(raw)``, built directly when every string is UTF-8 (the usual case)."""
+    app, command_line, specs, max_hours, files = raw
+    try:
+        inputs: list[InputFile] = []
+        for name, url in files:
+            item = _new(InputFile)
+            fields = item.__dict__
+            fields["filename"] = name.decode("utf-8")
+            fields["url"] = url.decode("utf-8")
+            inputs.append(item)
+        app_text = app.decode("utf-8")
+        command_text = command_line.decode("utf-8")
+    except UnicodeDecodeError:
+        return spec_from_raw(raw)  # names the first field that is not UTF-8
+    resources = _new(Resources)
+    fields = resources.__dict__
+    fields["vcpus"] = specs[0]
+    fields["ram"] = specs[1]
+    fields["disk"] = specs[2]
+    fields["network_download"] = specs[3]
+    fields["network_upload"] = specs[4]
+    spec = _new(JobSpec)
+    fields = spec.__dict__
+    fields["app"] = app_text
+    fields["command_line"] = command_text
+    fields["specs"] = resources
+    fields["max_hours"] = max_hours
+    fields["input_files"] = tuple(inputs)
+    return spec, None
+
+
+_ADDRESS_PADDING: Final = bytes(12)
+#: Requesters repeat: the checksummed address by the topic's hex text (bounded: cleared when
+#: full, so a chain of one-off requesters costs one checksum each, as without the cache).
+_REQUESTERS: dict[str, ChecksumAddress] = {}
+_REQUESTERS_MAX: Final = 4096
+
+
+def _requester(topic: str) -> ChecksumAddress:
+    """The requester's checksummed address from its indexed topic (hex text).
+
+    Raises:
+        LogDecodingError: the topic is not a 32-byte left-padded address.
+    """
+    known = _REQUESTERS.get(topic)
+    if known is not None:
+        return known
+    raw = bytes.fromhex(topic[2:])
+    if len(raw) != 32 or raw[:12] != _ADDRESS_PADDING:
+        raise LogDecodingError("JobSubmitted: the requester topic is not an address")
+    address = to_checksum_address(raw[12:])
+    if len(_REQUESTERS) >= _REQUESTERS_MAX:
+        _REQUESTERS.clear()
+    _REQUESTERS[topic] = address
+    return address
+
+
+def submitted_log(entry: dict[str, Any]) -> SubmittedLog:
+    """The ``JobSubmitted`` log of one raw ``eth_getLogs`` entry (hex strings, as the node sends
+    it) whose first topic is the event's: its position, the indexed job id and requester, the
+    data by ``decode_submitted``, the spec read as ``spec_from_raw`` reads it, and whether
+    ``keccak256`` of the spec's encoding is the event's ``specHash``.
+
+    Raises:
+        LogDecodingError: the topics or the data do not decode as ``JobSubmitted``.
+        ValueError, KeyError, TypeError, IndexError: a field is missing or not hex text.
+    """
+    topics = entry["topics"]
+    if len(topics) != 3:
+        raise LogDecodingError(f"JobSubmitted: {len(topics) - 1} indexed topics, expected 2")
+    job_topic = bytes.fromhex(topics[1][2:])
+    if len(job_topic) != 32:
+        raise LogDecodingError("JobSubmitted: the job id topic is not 32 bytes")
+    requester = _requester(topics[2])
+    data = bytes.fromhex(entry["data"][2:])
+    (event_hash, payment, deadline, raw_spec, gas_limit), encoding = decode_submitted(data)
+    spec, unreadable = _read_spec(raw_spec)
+    at = _new(LogPosition)
+    fields = at.__dict__
+    fields["block_number"] = int(entry["blockNumber"], 16)
+    fields["block_hash"] = str(entry["blockHash"]).lower()
+    fields["tx_hash"] = str(entry["transactionHash"]).lower()
+    fields["log_index"] = int(entry["logIndex"], 16)
+    log = _new(SubmittedLog)
+    fields = log.__dict__
+    fields["at"] = at
+    fields["job_id"] = _from_bytes(job_topic, "big")
+    fields["requester"] = requester
+    fields["spec_hash"] = event_hash
+    fields["payment"] = payment
+    fields["deadline"] = deadline
+    fields["spec"] = spec
+    fields["callback_gas_limit"] = gas_limit
+    fields["unreadable"] = unreadable
+    fields["spec_hash_matches"] = keccak_256(encoding).digest() == event_hash
+    return log

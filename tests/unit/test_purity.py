@@ -25,6 +25,7 @@ PURE_MODULES = (
     "bridge.chain.spec",
     "bridge.chain.address",
     "bridge.chain.submitted",
+    "bridge.chain.logs",
     "bridge.remote.convention",
     "bridge.retry",
 )
