@@ -25,6 +25,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from bridge.errors import BridgeError, ConfigError
+from bridge.lifecycle import limit_malloc_arenas
 from bridge.logs import redact_url
 
 if TYPE_CHECKING:
@@ -197,6 +198,7 @@ def run(
     another `run` holding the database or the key) ends it with one line and exit status 1; an
     unreachable node, database or CE is waited for, one log line per back-off.
     """
+    limit_malloc_arenas()  # before any thread starts
     # First of all, so a SIGTERM or Ctrl-C during the start-up checks is a clean stop too.
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
