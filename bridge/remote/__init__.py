@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # The client (httpx) is loaded on first use, so the pure convention imports light.
+    # The client (urllib3) is loaded on first use, so the pure convention imports light.
     if name == "CEClient":
         from bridge.remote.client import CEClient
 

@@ -17,11 +17,17 @@ What it guarantees:
 - **Creation is idempotent on the wire.** ``job-create`` always carries an ``Idempotency-Key``,
   so its retries cannot create a second job on a server that honours the header.
 - **Downloads are confined.** Only URLs with the base URL's scheme, host and port are fetched,
-  redirects are never followed, and a body over ``max_download_bytes`` is refused while
-  streaming, so no more than the cap (plus one network chunk) is ever held in memory.
+  redirects are never followed, compressed bodies are refused (never inflated), and a body over
+  ``max_download_bytes`` is refused by its declared length or while streaming, so no more than
+  the cap (plus one network chunk) is ever held in memory. API answers are bounded the same way
+  (:data:`_ANSWER_CAP`).
 
 Every assumption about CE's paths and bodies comes from :mod:`bridge.remote.convention`.
-One :class:`CEClient` may be shared by several threads.
+One :class:`CEClient` may be shared by several threads: it sends through one urllib3 connection
+pool to the CE origin, its connections kept alive, with urllib3's own retries, redirects and
+decompression all off (the client does its own retries; it follows no redirect and inflates no
+body). urllib3 rather than httpx for the CPU: a call costs about half as much (docs/BENCHMARKS.md,
+"The CE client on urllib3").
 
 **Observable.** :meth:`CEClient.add_observer` registers a :data:`CallObserver`, called after each
 API call (its retries included) with the call's name, its wall time and the error it raised; the
@@ -31,6 +37,7 @@ logged and ignored: metrics never break a call.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -43,7 +50,16 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import quote
 
-import httpx
+import certifi
+from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPSConnectionPool, Timeout
+from urllib3.exceptions import (
+    ClosedPoolError,
+    HTTPError,
+    LocationParseError,
+    NewConnectionError,
+)
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.util import Url, parse_url
 
 from bridge.errors import (
     ConfigError,
@@ -77,12 +93,20 @@ T = TypeVar("T")
 MIB: Final = 1024 * 1024
 _STREAM_CHUNK: Final = 256 * 1024  # bytes read at a time when streaming a file to disk
 _ERROR_BODY_CAP: Final = 64 * 1024  # bytes of an error body read to find CE's message
+#: Bytes of a 2xx API answer read. A job-status answer lists the output files (~150 bytes
+#: each), so this holds far more than ``max_output_files`` of them.
+_ANSWER_CAP: Final = 32 * MIB
 _MESSAGE_CAP: Final = 500  # characters of a server message kept in an exception
 _REDACTED: Final = "[REDACTED]"
 _PING_JOB_ID: Final = "ce-bridge-readiness-probe"
-#: Connections to CE: more kept alive than the worker has steps in flight
+#: Connections to CE kept alive: more than the worker has steps in flight
 #: (``bridge.engine.worker.WORKER_THREADS``), so that none is closed and opened again per call.
-_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=64)
+#: The pool does not block: a call beyond them opens a connection and closes it afterwards.
+_POOL_SIZE: Final = 64
+#: Every request: a body as sent (``identity`` is also http.client's default; said here so
+#: that no layer may add gzip).
+_ACCEPT: Final = {"Accept-Encoding": "identity"}
+_POST_HEADERS: Final = {**_ACCEPT, "Content-Type": "application/json"}
 
 #: ``observer(op, seconds, error)``, called after every API call: ``op`` is ``job-create``,
 #: ``job-status``, ``job-cancel``, ``download`` or ``ping``; ``seconds`` the call's wall time,
@@ -97,9 +121,8 @@ class CEClient(Closing):
         base_url: The API root, e.g. :data:`~bridge.remote.convention.DEFAULT_BASE_URL`; a
             trailing ``/`` is added if missing.
         authenticator: The CE account's authenticator (a secret).
-        http: The ``httpx.Client`` to send with (tests may pass one with a ``MockTransport``);
-            by default the client makes and owns one.
-        timeout: Seconds allowed for each HTTP attempt (connect, read, write, pool).
+        timeout: Seconds allowed to connect, and for each read from the connection, in each
+            HTTP attempt.
         max_attempts: Attempts per call, the first included (at least 1).
         backoff_base: The first retry's maximum delay in seconds; it doubles per attempt.
         backoff_max: The longest delay slept between two attempts.
@@ -108,8 +131,8 @@ class CEClient(Closing):
         max_download_bytes: The largest output file :meth:`download` accepts.
 
     Raises:
-        ConfigError: An empty authenticator, a base URL that is not http(s) with a host, or
-            nonsensical retry settings.
+        ConfigError: An empty authenticator, a base URL that is not http(s) with a host (or
+            that carries credentials, a query or a fragment), or nonsensical retry settings.
     """
 
     def __init__(
@@ -117,7 +140,6 @@ class CEClient(Closing):
         base_url: str,
         authenticator: str,
         *,
-        http: httpx.Client | None = None,
         timeout: float = 10.0,
         max_attempts: int = 5,
         backoff_base: float = 0.2,
@@ -131,13 +153,14 @@ class CEClient(Closing):
             raise ConfigError("max_attempts must be at least 1")
         if timeout <= 0 or backoff_base < 0 or backoff_max < 0 or max_download_bytes < 0:
             raise ConfigError("timeout must be positive; backoffs and download cap non-negative")
-        self._base_url = _normalise_base_url(base_url)
-        self._origin = _origin(httpx.URL(self._base_url))
+        base = _parse_base_url(base_url)
+        self._base_url = base.url
+        self._base_path = base.path or "/"
+        self._origin = _origin(base)
         self._authenticator = authenticator
         self._secrets = tuple({authenticator, quote(authenticator, safe="")})
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(timeout=timeout, limits=_LIMITS)
         self._timeout = timeout
+        self._pool = _connection_pool(base, timeout)
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -181,9 +204,11 @@ class CEClient(Closing):
         self._interrupted.set()
 
     def close(self) -> None:
-        """Close the underlying ``httpx.Client`` if this client created it."""
-        if self._owns_http:
-            self._http.close()
+        """Close the connections to CE, for good: a later call raises
+        :class:`~bridge.errors.RemoteTransient` at once, and a call waiting to retry stops
+        (as after :meth:`interrupt`). Safe to call twice."""
+        self._interrupted.set()
+        self._pool.close()
 
     # -- API ---------------------------------------------------------------------------------
 
@@ -291,21 +316,45 @@ class CEClient(Closing):
         return data
 
     @contextmanager
-    def _open_download(self, target: httpx.URL, cap: int) -> Iterator[httpx.Response]:
+    def _open_download(self, target: Url, cap: int) -> Iterator[BaseHTTPResponse]:
         """One GET of an output file, streamed as sent (no decompression, no redirects),
         transport errors translated, the answer checked against ``cap`` before its body."""
-        with (
-            _transport_errors("download", self._timeout, self._redact),
-            self._http.stream(
-                "GET",
-                target,
-                headers={"Accept-Encoding": "identity"},
-                timeout=self._timeout,
-                follow_redirects=False,
-            ) as resp,
-        ):
+        with self._exchange("download", "GET", target.request_uri, None, _ACCEPT) as resp:
             self._check_download(resp, cap)
             yield resp
+
+    @contextmanager
+    def _exchange(
+        self,
+        op: str,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+    ) -> Iterator[BaseHTTPResponse]:
+        """One request to the CE origin; yields the answer with its body unread.
+
+        Transport failures, while sending or while the block reads the body, become
+        RemoteTransient (quoting no request data). On leaving, a connection whose body was
+        read to its end is back in the pool; one left mid-body (refused, over a cap) is closed,
+        never reused with unread bytes in it.
+        """
+        with _transport_errors(op, self._timeout, self._redact):
+            resp = self._pool.urlopen(
+                method,
+                path,
+                body=body,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+            )
+            try:
+                yield resp
+            finally:
+                resp.close()  # closes the connection only if the body was not read to its end
+                resp.release_conn()
 
     def download_into(self, url: str, sink: DownloadSink, max_bytes: int | None = None) -> int:
         """Stream one output file from the CE host into ``sink``, never holding it in memory.
@@ -338,7 +387,7 @@ class CEClient(Closing):
             started = True
             with self._open_download(target, cap) as resp:
                 total = 0
-                for chunk in resp.iter_raw(_STREAM_CHUNK):
+                for chunk in resp.stream(_STREAM_CHUNK, decode_content=False):
                     total += len(chunk)
                     if total > cap:
                         raise OutputTooLarge(f"download: the file is over the {cap}-byte cap")
@@ -349,29 +398,27 @@ class CEClient(Closing):
         log.debug("streamed %d bytes from %s", size, _origin_text(target))
         return size
 
-    def _download_target(self, url: str) -> httpx.URL:
+    def _download_target(self, url: str) -> Url:
         try:
-            target = httpx.URL(url)
-        except httpx.InvalidURL as exc:
+            target = parse_url(url)
+        except LocationParseError as exc:
             raise DownloadRefused("refusing to download: not a valid URL") from exc
         if _origin(target) != self._origin:
             raise DownloadRefused(
                 f"refusing to download from {self._redact(_origin_text(target))}: "
-                f"output files are fetched only from {_origin_text(httpx.URL(self._base_url))}"
+                f"output files are fetched only from {_origin_text(parse_url(self._base_url))}"
             )
         return target
 
-    def _check_download(self, resp: httpx.Response, cap: int) -> None:
+    def _check_download(self, resp: BaseHTTPResponse, cap: int) -> None:
         """Refuses an error answer, a redirect, an encoded body or a declared size over cap."""
-        if not resp.is_success:
+        code = resp.status
+        if not 200 <= code < 300:
             body = _read_capped(resp, _ERROR_BODY_CAP)
-            if resp.is_redirect:
-                raise DownloadRefused(
-                    f"download: refusing to follow a redirect (HTTP {resp.status_code})"
-                )
-            self._raise_for_status("download", resp.status_code, resp.headers, body)
-        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
+            if 300 <= code < 400 and "Location" in resp.headers:
+                raise DownloadRefused(f"download: refusing to follow a redirect (HTTP {code})")
+            self._raise_for_status("download", code, resp.headers, body)
+        if _encoded(resp):
             raise DownloadRefused("download: refusing a compressed body")
         declared = resp.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
@@ -391,11 +438,12 @@ class CEClient(Closing):
         """
         with self._observed("ping"):
             body = job_ref_body(self._authenticator, _PING_JOB_ID)
-            resp = self._post("ping", JOB_STATUS_PATH, body)
-            code = resp.status_code
+            code, headers, content = self._post("ping", JOB_STATUS_PATH, body)
             if code in (401, 429) or code >= 500:
-                self._raise_for_status("ping", code, resp.headers, resp.content)
-            if resp.is_success or (400 <= code < 500 and error_message(resp.content) is not None):
+                self._raise_for_status("ping", code, headers, content)
+            if 200 <= code < 300:
+                return
+            if 400 <= code < 500 and content is not None and error_message(content) is not None:
                 return
             raise RemoteRejected(
                 f"ping: HTTP {code} is not a CE API answer; check the base URL", code
@@ -414,14 +462,14 @@ class CEClient(Closing):
         """POST ``body`` to ``path`` with retries; return the parsed JSON answer."""
 
         def once() -> T:
-            resp = self._post(op, path, body, headers)
-            self._raise_for_status(op, resp.status_code, resp.headers, resp.content)
+            code, answer_headers, content = self._post(op, path, body, headers)
+            self._raise_for_status(op, code, answer_headers, content)
+            if content is None:
+                raise RemoteTransient(f"{op}: the answer is over the {_ANSWER_CAP}-byte cap")
             try:
-                data = resp.json()
-            except ValueError as exc:
-                raise RemoteTransient(
-                    f"{op}: malformed JSON body (HTTP {resp.status_code})"
-                ) from exc
+                data = json.loads(content)
+            except ValueError as exc:  # UnicodeDecodeError included
+                raise RemoteTransient(f"{op}: malformed JSON body (HTTP {code})") from exc
             return parse(data)
 
         return self._retrying(op, once, self._max_attempts)
@@ -432,21 +480,30 @@ class CEClient(Closing):
         path: str,
         body: Mapping[str, Any],
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """Send one POST; transport failures become RemoteTransient (never quoting the body)."""
-        with _transport_errors(op, self._timeout, self._redact):
-            resp = self._http.post(
-                self._base_url + path,
-                json=body,
-                headers=headers,
-                timeout=self._timeout,
-                follow_redirects=False,
-            )
-        log.debug("%s: HTTP %d", op, resp.status_code)
-        return resp
+    ) -> tuple[int, Mapping[str, str], bytes | None]:
+        """Send one POST; return the status, the headers and the body (None if over its cap:
+        :data:`_ANSWER_CAP`, or :data:`_ERROR_BODY_CAP` for an error).
+
+        Transport failures become RemoteTransient (never quoting the body); so does a
+        compressed 2xx answer (asked for ``identity``, never inflated). A compressed error
+        answer is taken without its body.
+        """
+        data = json.dumps(body, separators=(",", ":")).encode()
+        all_headers = _POST_HEADERS if headers is None else {**_POST_HEADERS, **headers}
+        with self._exchange(op, "POST", self._base_path + path, data, all_headers) as resp:
+            code = resp.status
+            success = 200 <= code < 300
+            if _encoded(resp):
+                if success:
+                    raise RemoteTransient(f"{op}: refusing a compressed body (HTTP {code})")
+                content = None
+            else:
+                content = _read_capped(resp, _ANSWER_CAP if success else _ERROR_BODY_CAP)
+        log.debug("%s: HTTP %d", op, code)
+        return code, resp.headers, content
 
     def _raise_for_status(
-        self, op: str, code: int, headers: httpx.Headers, body: bytes | None
+        self, op: str, code: int, headers: Mapping[str, str], body: bytes | None
     ) -> None:
         """Return on 2xx; otherwise raise the error the status means."""
         if 200 <= code < 300:
@@ -555,48 +612,88 @@ class DownloadSink(Protocol):
 
 @contextmanager
 def _transport_errors(op: str, timeout: float, redact: Callable[[str], str]) -> Iterator[None]:
-    """Translate httpx transport failures into RemoteTransient, quoting no request data."""
+    """Translate urllib3's transport failures into RemoteTransient, quoting no request data.
+
+    urllib3 wraps every socket, TLS and http.client error of a request or a body read in its
+    own ``HTTPError``; other errors (a sink's ``OSError``, say) pass through untouched.
+    """
     try:
         yield
-    except httpx.TimeoutException as exc:
+    except ClosedPoolError as exc:
+        raise RemoteTransient(f"{op}: the client is closed") from exc
+    except NewConnectionError as exc:  # a subclass of its ConnectTimeoutError: not a timeout
+        detail = redact(str(exc))[:_MESSAGE_CAP]
+        raise RemoteTransient(f"{op}: cannot connect: {detail}") from exc
+    except Urllib3Timeout as exc:
         raise RemoteTransient(f"{op}: timed out after {timeout:g}s") from exc
-    except httpx.RequestError as exc:
+    except HTTPError as exc:
         detail = redact(str(exc))[:_MESSAGE_CAP]
         raise RemoteTransient(f"{op}: {type(exc).__name__}: {detail}") from exc
 
 
-def _normalise_base_url(base_url: str) -> str:
+def _parse_base_url(base_url: str) -> Url:
+    """The base URL, normalised (lower-case scheme and host) and ending with ``/``."""
     try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL as exc:
+        url = parse_url(base_url)
+    except LocationParseError as exc:
         raise ConfigError("the CE base URL is not a valid URL") from exc
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigError("the CE base URL must be an http(s) URL with a host")
-    if url.query or url.fragment:
+    if url.query is not None or url.fragment is not None:
         raise ConfigError("the CE base URL must not have a query or fragment")
-    text = str(url)
-    return text if text.endswith("/") else text + "/"
+    if url.auth is not None:  # it would end up in logs and messages that quote the URL
+        raise ConfigError("the CE base URL must not carry credentials")
+    path = url.path or "/"
+    return url._replace(path=path if path.endswith("/") else path + "/")
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    default = {"http": 80, "https": 443}.get(url.scheme)
-    return (url.scheme, url.host.lower(), url.port if url.port is not None else default)
+def _connection_pool(base: Url, timeout: float) -> HTTPConnectionPool:
+    """Kept-alive connections to the base URL's origin, with urllib3's retries off."""
+    assert base.host is not None  # checked by _parse_base_url
+    options: dict[str, Any] = {
+        "port": base.port,
+        "timeout": Timeout(connect=timeout, read=timeout),
+        "maxsize": _POOL_SIZE,
+        "block": False,
+        "retries": False,
+    }
+    if base.scheme == "https":
+        # certifi's CA bundle, as httpx used: the same trust whatever the host's CA store.
+        return HTTPSConnectionPool(base.host, ca_certs=certifi.where(), **options)
+    return HTTPConnectionPool(base.host, **options)
 
 
-def _origin_text(url: httpx.URL) -> str:
+def _origin(url: Url) -> tuple[str, str, int | None]:
+    scheme = (url.scheme or "").lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    port = url.port if url.port is not None else default
+    return (scheme, (url.host or "").lower(), port)
+
+
+def _origin_text(url: Url) -> str:
     scheme, host, port = _origin(url)
     return f"{scheme}://{host}:{port}" if port is not None else f"{scheme}://{host}"
 
 
-def _read_capped(resp: httpx.Response, cap: int) -> bytes | None:
-    """Read a streamed body; None as soon as it exceeds ``cap``.
+def _encoded(resp: BaseHTTPResponse) -> bool:
+    """Whether the body is sent encoded (compressed): never inflated here, so refused."""
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    return encoding not in ("", "identity")
 
-    Callers ask for ``Accept-Encoding: identity`` and refuse encoded bodies, so chunks are not
-    inflated by decompression.
+
+def _read_capped(resp: BaseHTTPResponse, cap: int) -> bytes | None:
+    """Read a body as sent (never decompressed); None if it is over ``cap``.
+
+    A declared length over ``cap`` is refused before any read; a body of no declared length
+    (chunked, or ended by the close) is read in pieces and refused as soon as it exceeds
+    ``cap``. Callers refuse encoded bodies where they use them, so nothing is inflated.
     """
+    declared = resp.length_remaining
+    if declared is not None:
+        return resp.read(decode_content=False) if declared <= cap else None
     chunks: list[bytes] = []
     total = 0
-    for chunk in resp.iter_bytes():
+    for chunk in resp.stream(_STREAM_CHUNK, decode_content=False):
         total += len(chunk)
         if total > cap:
             return None

@@ -11,12 +11,10 @@ run can send back must not stall, crash or drain the bridge.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlmodel import Session
 from web3.types import TxParams, Wei
@@ -26,6 +24,7 @@ from bridge.devstack import LocalStack
 from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.remote.client import CEClient
+from bridge.remote.convention import CEJobRequest
 from bridge.store.models import Job
 from bridge.tx.policy import MAX_REASON_BYTES
 from tests.builders import get_job, increase_time
@@ -55,19 +54,14 @@ def _reason(stack: LocalStack, job_id: int) -> str:
     raise AssertionError(f"job {job_id} has no JobFailed event")
 
 
-class _Poisoned(httpx.BaseTransport):
-    """The real transport, except that a job-create for ``POISON_APP`` raises an error no code
+class _Poisoned(CEClient):
+    """The real client, except that a job-create for ``POISON_APP`` raises an error no code
     expects (as a bug triggered by one job's data would)."""
 
-    def __init__(self) -> None:
-        self._real = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("job-create"):
-            body = json.loads(request.read())
-            if body.get("app") == POISON_APP:
-                raise RuntimeError("a bug that only this job's data triggers")
-        return self._real.handle_request(request)
+    def create_job(self, req: CEJobRequest, idempotency_key: str) -> str:
+        if req.app == POISON_APP:
+            raise RuntimeError("a bug that only this job's data triggers")
+        return super().create_job(req, idempotency_key)
 
 
 def test_one_jobs_unexpected_error_is_contained_to_that_job(
@@ -82,11 +76,7 @@ def test_one_jobs_unexpected_error_is_contained_to_that_job(
             settings,
             db=built.db,
             w3=built.w3,
-            ce=CEClient(
-                settings.ce_url,
-                settings.ce_authenticator.get_secret_value(),
-                http=httpx.Client(transport=_Poisoned()),
-            ),
+            ce=_Poisoned(settings.ce_url, settings.ce_authenticator.get_secret_value()),
             tx=built.tx,
             reader=built.reader,
             escrow=built.escrow,

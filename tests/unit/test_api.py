@@ -1,8 +1,8 @@
 """The HTTP API without a chain: ``create_app`` over a SQLite file, through FastAPI's TestClient.
 
 Jobs, timelines, outputs and metrics come from rows written here; admin actions and readiness
-run against a ``Bridge`` whose CE client answers through an ``httpx.MockTransport`` and whose
-reader is a stub, so nothing here needs Anvil or the emulator.
+run against a ``Bridge`` whose CE client talks to a programmable local HTTP server
+(``tests/httpfake.py``) and whose reader is a stub, so nothing here needs Anvil or the emulator.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -24,6 +23,7 @@ from web3.exceptions import BlockNotFound
 from bridge.api import create_app
 from bridge.chain.spec import Status
 from bridge.config import Settings, load_settings
+from bridge.devchain import free_port
 from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.errors import RpcUnavailable
@@ -32,6 +32,7 @@ from bridge.results import build_manifest, result_hash
 from bridge.store.db import open_database
 from bridge.store.models import ChainTx, OutputFile, RemoteCall, ScanCursor, TxState, Update
 from tests.builders import stored_job
+from tests.httpfake import Answer, FakeServer, Seen, json_answer
 
 TOKEN = "admin-token-for-tests-7c1d"
 AUTHENTICATOR = "ce-secret-authenticator-0b9e"
@@ -266,25 +267,25 @@ class StubTx:
     sender = "0x" + "aa" * 20
 
 
-def make_bridge(
-    settings: Settings, db: Engine, ce_handler: Any = None, head: int | None = 100
-) -> tuple[Bridge, list[str]]:
-    """A Bridge on ``db`` that is never started: CE through a MockTransport, stub chain."""
+@pytest.fixture
+def fake_ce() -> Iterator[tuple[str, list[str]]]:
+    """A CE on 127.0.0.1 that aborts any job and knows no other: its base URL, and the
+    endpoints called (in order)."""
     calls: list[str] = []
 
-    def default(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path.rsplit("/", 1)[-1])
-        body = json.loads(request.content)
-        if request.url.path.endswith("job-cancel"):
-            return httpx.Response(200, json={"jobId": body["jobId"], "status": "Aborted"})
-        return httpx.Response(404, json={"error": "unknown job"})
+    def answer(seen: Seen) -> Answer:
+        calls.append(seen.path.rsplit("/", 1)[-1])
+        if seen.path.endswith("job-cancel"):
+            return json_answer(200, {"jobId": seen.json()["jobId"], "status": "Aborted"})
+        return json_answer(404, {"error": "unknown job"})
 
-    ce = CEClient(
-        settings.ce_url,
-        AUTHENTICATOR,
-        http=httpx.Client(transport=httpx.MockTransport(ce_handler or default)),
-        max_attempts=1,
-    )
+    with FakeServer(answer) as server:
+        yield server.base_url, calls
+
+
+def make_bridge(settings: Settings, db: Engine, ce_url: str, head: int | None = 100) -> Bridge:
+    """A Bridge on ``db`` that is never started: CE at ``ce_url``, stub chain."""
+    ce = CEClient(ce_url, AUTHENTICATOR, max_attempts=1)
     bridge = Bridge(
         settings,
         db=db,
@@ -295,12 +296,15 @@ def make_bridge(
         escrow=cast(Any, None),
         chain_id=31337,
     )
-    return bridge, calls
+    return bridge
 
 
 @pytest.fixture
-def bridge_client(settings: Settings, db: Engine) -> Iterator[tuple[TestClient, Bridge, list[str]]]:
-    bridge, calls = make_bridge(settings, db)
+def bridge_client(
+    settings: Settings, db: Engine, fake_ce: tuple[str, list[str]]
+) -> Iterator[tuple[TestClient, Bridge, list[str]]]:
+    ce_url, calls = fake_ce
+    bridge = make_bridge(settings, db, ce_url)
     with TestClient(create_app(settings, bridge)) as test_client:
         yield test_client, bridge, calls
 
@@ -335,10 +339,14 @@ def test_admin_refuses_without_the_token(
 
 @pytest.mark.parametrize(("path", "body"), ADMIN_CALLS)
 def test_admin_is_disabled_without_a_configured_token(
-    tmp_path: Path, db: Engine, path: str, body: dict[str, str] | None
+    tmp_path: Path,
+    db: Engine,
+    fake_ce: tuple[str, list[str]],
+    path: str,
+    body: dict[str, str] | None,
 ) -> None:
     settings = make_settings(tmp_path, admin_token=None)
-    bridge, _ = make_bridge(settings, db)
+    bridge = make_bridge(settings, db, fake_ce[0])
     with TestClient(create_app(settings, bridge)) as client:
         for headers in ({}, ADMIN, {"Authorization": "Bearer "}):
             answer = client.post(path, json=body, headers=headers)
@@ -411,8 +419,10 @@ def test_admin_without_a_bridge_is_503(client: TestClient) -> None:
 # ---------------------------------------------------------------------------- readiness
 
 
-def test_readiness_checks_lag_and_ce(settings: Settings, db: Engine) -> None:
-    bridge, _ = make_bridge(settings, db, head=100)
+def test_readiness_checks_lag_and_ce(
+    settings: Settings, db: Engine, fake_ce: tuple[str, list[str]]
+) -> None:
+    bridge = make_bridge(settings, db, fake_ce[0], head=100)
     with TestClient(create_app(settings, bridge)) as client:
         first = {c["name"]: c for c in client.get("/readyz").json()["checks"]}
         assert first["rpc"]["ok"] and "head block 100" in first["rpc"]["message"]
@@ -437,10 +447,8 @@ def test_readiness_checks_lag_and_ce(settings: Settings, db: Engine) -> None:
 
 
 def test_readiness_names_a_dead_ce_and_a_dead_node(settings: Settings, db: Engine) -> None:
-    def down(_request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused")
-
-    bridge, _ = make_bridge(settings, db, ce_handler=down, head=None)
+    nowhere = f"http://127.0.0.1:{free_port()}/remotejobs/v2/"  # refuses connections
+    bridge = make_bridge(settings, db, nowhere, head=None)
     with TestClient(create_app(settings, bridge)) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 503
@@ -473,8 +481,10 @@ def test_metrics_come_from_the_database_in_a_registry_per_app(
             assert f"# TYPE {name}" in text
 
 
-def test_ce_calls_are_timed_and_errors_counted(settings: Settings, db: Engine) -> None:
-    bridge, _ = make_bridge(settings, db)
+def test_ce_calls_are_timed_and_errors_counted(
+    settings: Settings, db: Engine, fake_ce: tuple[str, list[str]]
+) -> None:
+    bridge = make_bridge(settings, db, fake_ce[0])
     app = create_app(settings, bridge)
     with TestClient(app) as client:
         bridge.ce.ping()  # a CE-style 404: reachable

@@ -31,7 +31,7 @@ PURE_MODULES = (
 )
 
 #: Libraries that do I/O (or that only the I/O shells need).
-FORBIDDEN = ("web3", "httpx", "sqlalchemy", "sqlmodel", "eth_abi")
+FORBIDDEN = ("web3", "httpx", "urllib3", "sqlalchemy", "sqlmodel", "eth_abi")
 
 _PROBE = """
 import importlib, json, sys
@@ -62,4 +62,4 @@ def test_the_probe_sees_an_io_library() -> None:
         text=True,
         timeout=60,
     )
-    assert {"web3", "sqlalchemy", "httpx"} <= set(json.loads(found.stdout))
+    assert {"web3", "sqlalchemy", "urllib3"} <= set(json.loads(found.stdout))
