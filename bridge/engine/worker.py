@@ -466,10 +466,8 @@ class Worker:
             calls.append(("cancel", True, job.remote_job_id))
         seen = m.RemoteStatusSeen(status.status, status.error)
         preview = m.transition(job_view(job), seen)
-        if (
-            not isinstance(preview, m.Rejection)
-            and preview.state is JobState.FINISHING
-            and not preview.actions
+        if not isinstance(preview, m.Rejection) and preview.actions == (
+            m.RemoteAction.DOWNLOAD_OUTPUTS,
         ):
             # CE finished the job: its outputs are fetched first, then the status and the
             # outputs are stored in one commit (a crash before it polls and fetches again; the
