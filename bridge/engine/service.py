@@ -241,6 +241,7 @@ class Bridge:
             max_fee_wei=int(settings.max_fee_gwei * 10**9),
             on_skipped=core.ledger.on_update_skipped,
             adopt_after=settings.claim_lease,
+            write_lock=core.store.lock,
         )
         leadership = acquire_leadership(
             settings.database_url, scanner_label(chain_id, escrow.address), role="scanner"

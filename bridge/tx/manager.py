@@ -78,6 +78,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -254,6 +255,8 @@ class TxManager:
         adopt_after: seconds another key's process must be gone (its operator lock free, on
             PostgreSQL) before this writer finishes that key's stored transactions.
         adopt_check_every: seconds between two looks for such keys.
+        write_lock: on SQLite, the lock the process's other writers hold around theirs (the
+            store's): the writer's commits queue on it instead of on SQLite's file lock.
     """
 
     def __init__(
@@ -278,6 +281,7 @@ class TxManager:
         adopt_check_every: float = 2.0,
         fees: FeeOracle | None = None,
         finality_tag: FinalityTag | None = None,
+        write_lock: AbstractContextManager[object] | None = None,
     ) -> None:
         if batch_size < 1 or max_inflight < 1 or confirmations < 0:
             raise ValueError("batch_size and max_inflight must be >= 1, confirmations >= 0")
@@ -287,7 +291,7 @@ class TxManager:
         self._escrow = escrow
         self._abi: list[dict[str, Any]] = list(cast(Sequence[dict[str, Any]], escrow.abi))
         self._sender: ChecksumAddress = Web3.to_checksum_address(account.address)
-        self._store = TxStore(db, self._sender)
+        self._store = TxStore(db, self._sender, write_lock)
         self._confirmations = confirmations
         self._batch_size = batch_size
         self._batch_wait = batch_wait
@@ -494,7 +498,7 @@ class TxManager:
         fees = bumped_fees(old, self._market_fees(), self._bump_percent, self._max_fee) or old
         raw, tx_hash = self._sign(tx.nonce, data, tx.gas_limit, fees)
         kept = {cast(int, u.id) for u in keep}
-        with self._store.session() as session:
+        with self._store.writing(), self._store.session() as session:
             row = session.get(ChainTx, tx.id)
             assert row is not None
             dropped = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 from sqlalchemy import Engine, func
@@ -40,15 +41,29 @@ class TxStore:
         sender: the operator address (checksummed).
     """
 
-    def __init__(self, db: Engine, sender: str) -> None:
+    def __init__(
+        self, db: Engine, sender: str, write_lock: AbstractContextManager[object] | None = None
+    ) -> None:
         self._db = db
         self._sender = sender
         #: PostgreSQL: other processes (other keys) write to the same tables.
         self.shared = is_shared(db)
+        # SQLite has one writer at a time, and a connection that finds the file locked sleeps
+        # in growing steps (up to 100 ms) before it tries again: against the CE worker's
+        # back-to-back group commits the writer's commits lost for seconds in a burst. On
+        # SQLite its writes queue on the process's own lock (the store's) instead, which hands
+        # over at once. PostgreSQL locks rows, not the database: no such lock there.
+        self._write_lock: AbstractContextManager[object] = (
+            write_lock if write_lock is not None and not self.shared else nullcontext()
+        )
 
     def session(self) -> Session:
         """A session whose loaded rows stay usable after its commit."""
         return Session(self._db, expire_on_commit=False)
+
+    def writing(self) -> AbstractContextManager[object]:
+        """Held around each write transaction of the writer (see ``__init__``)."""
+        return self._write_lock
 
     def claim(self) -> Session:
         """The session of one new transaction: ``queued`` claims its updates in it and
@@ -175,6 +190,10 @@ class TxStore:
         """Stores a new signed transaction and assigns it the updates, in one commit of
         ``session`` (the claim's). False (nothing stored) when another writer stored that nonce
         or claimed an update first."""
+        with self._write_lock:
+            return self._insert(session, row, update_ids)
+
+    def _insert(self, session: Session, row: ChainTx, update_ids: list[int]) -> bool:
         session.add(row)
         try:
             session.flush()
@@ -200,7 +219,7 @@ class TxStore:
 
     def set(self, tx: ChainTx, **fields: Any) -> ChainTx:
         """Commits ``fields`` on the stored row of ``tx``; returns the updated row."""
-        with self.session() as session:
+        with self._write_lock, self.session() as session:
             row = session.get(ChainTx, tx.id)
             assert row is not None
             for name, value in fields.items():
@@ -222,7 +241,7 @@ class TxStore:
         finishing them for it at once, so the row is locked (PostgreSQL) and its state read
         again first; the end is written once."""
         assert tx.id is not None
-        with self.session() as session:
+        with self._write_lock, self.session() as session:
             row = session.get(ChainTx, tx.id, with_for_update=True, populate_existing=True)
             if row is None or row.state != TxState.UNCONFIRMED:
                 return None
