@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     tx_interval: float = Field(default=0.5, gt=0, description="seconds between tx manager ticks")
     max_block_range: int = Field(default=2000, ge=1, description="largest eth_getLogs range")
     reorg_depth: int = Field(default=64, ge=1, description="block hashes kept for reorg checks")
-    batch_size: int = Field(default=50, ge=1, le=500, description="updates per applyUpdates")
+    batch_size: int = Field(default=100, ge=1, le=500, description="updates per applyUpdates")
     batch_wait: float = Field(
         default=0.25, ge=0, description="seconds a partial batch waits to fill (a full one: none)"
     )

@@ -245,7 +245,8 @@ class TxManager:
             replaced with higher fees.
         fee_bump_percent: fee raise of a replacement (at least the 10% nodes require).
         max_fee_wei: cap of ``maxFeePerGas`` for any attempt.
-        max_inflight: most unconfirmed transactions at once; new batches wait beyond that.
+        max_inflight: most transactions sent and not yet mined at once; new batches wait
+            beyond that (mined ones waiting for their confirmations do not count).
         clock: epoch seconds (injectable for tests).
         on_skipped: called as ``on_skipped(job_id, status, error_name)`` for each update the
             contract skipped, after the confirmation is committed.
@@ -922,7 +923,9 @@ class TxManager:
     def _send_new(self, counts: _Counts) -> None:
         for _ in range(self._max_inflight):
             if not plan.may_open_batch(
-                unconfirmed=self._store.count_unconfirmed(),
+                # Mined ones waiting for their confirmations do not count: with N
+                # confirmations they would cap the writer at max_inflight batches per N blocks.
+                unconfirmed=self._store.count_unconfirmed(unmined_only=True),
                 max_inflight=self._max_inflight,
                 now=self._clock(),
                 simulate_after=self._simulate_after,

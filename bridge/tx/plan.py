@@ -130,8 +130,9 @@ def plan_send(
 def may_open_batch(
     *, unconfirmed: int, max_inflight: int, now: float, simulate_after: float
 ) -> bool:
-    """Whether a new transaction may be opened: fewer than ``max_inflight`` unconfirmed, and
-    no back-off after a simulation that reverted."""
+    """Whether a new transaction may be opened: fewer than ``max_inflight`` in flight
+    (``unconfirmed``: the manager counts those not mined yet), and no back-off after a
+    simulation that reverted."""
     return unconfirmed < max_inflight and now >= simulate_after
 
 

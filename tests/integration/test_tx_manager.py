@@ -692,3 +692,32 @@ def test_a_consumer_that_burns_its_gas_only_when_mined_cannot_starve_the_batch(
     }
     assert failed >= set(burning), "the burners ran, with their whole gas, and failed"
     assert not failed & set(polite), "every other consumer got its callback"
+
+
+def test_a_mined_batch_waiting_for_its_confirmations_does_not_hold_the_next_one(
+    chain: Web3, escrow: Contract, accounts: Accounts, operator: LocalAccount, db: Engine
+) -> None:
+    jobs = submit_jobs(chain, escrow, accounts.user, 3)
+    tx_manager = manager(chain, db, operator, escrow, confirmations=5, batch_size=1, max_inflight=1)
+    chain.provider.make_request(RPCEndpoint("evm_setAutomine"), [False])
+    try:
+        queue(db, accepts(jobs))
+        tick_until(tx_manager, chain, lambda: len(txs(db)) == 1)
+        # Sent and not mined: in flight, so the next batch waits.
+        for _ in range(5):
+            tx_manager.tick()
+        assert len(txs(db)) == 1
+        mine(chain)  # the first batch is mined, 5 confirmations short of confirmed
+        # Mined and waiting for its confirmations: no longer in flight, the next one goes.
+        tick_until(tx_manager, chain, lambda: len(txs(db)) == 2)
+        first, second = txs(db)
+        assert first.state == TxState.UNCONFIRMED and first.mined_block is not None
+        assert second.state == TxState.UNCONFIRMED and second.nonce == first.nonce + 1
+    finally:
+        chain.provider.make_request(RPCEndpoint("evm_setAutomine"), [True])
+    tick_until(tx_manager, chain, all_applied_and_confirmed(db), mine_blocks=True)
+
+
+def all_applied_and_confirmed(db: Engine) -> Callable[[], bool]:
+    """Every update applied and every transaction confirmed."""
+    return lambda: all_applied(db) and all(t.state == TxState.CONFIRMED for t in txs(db))
