@@ -534,7 +534,10 @@ class Worker:
                 return
             if fresh.generation != job.generation:
                 return
-            session.exec(delete(OutputFile).where(col(OutputFile.job_id) == job.job_id))
+            if fresh.result_hash is not None:
+                # Rows of an earlier finish (they are written only with the result hash, in
+                # one commit; a reused job id's old rows go with its old row): replaced.
+                session.exec(delete(OutputFile).where(col(OutputFile.job_id) == job.job_id))
             for path, obj in stored.items():
                 session.add(
                     OutputFile(job_id=job.job_id, path=path, sha256=obj.sha256, size=obj.size)
