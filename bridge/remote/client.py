@@ -237,7 +237,7 @@ class CEClient(Closing):
             parse_create_response,
             headers={IDEMPOTENCY_HEADER: idempotency_key},
         )
-        log.info("created remote job %s (%s: %s)", job_id, IDEMPOTENCY_HEADER, idempotency_key)
+        log.debug("created remote job %s (%s: %s)", job_id, IDEMPOTENCY_HEADER, idempotency_key)
         return job_id
 
     def job_status(self, remote_job_id: str) -> RemoteJobStatus:
