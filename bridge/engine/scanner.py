@@ -20,8 +20,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlalchemy import update as sql_update
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 from web3 import Web3
 
@@ -263,14 +264,34 @@ class Scanner:
             # jobs added so far), their rows locked for this transaction as a worker's change
             # locks them: ``known`` holds them and the jobs this range adds, which go to the
             # database in one batch at the commit.
-            ids = sorted({entry.job_id for entry in logs})
+            # A status that is not terminal (the bridge's own Accepted/Running writes, most of
+            # a busy range's logs) only raises the job's ``onchain_status``: one UPDATE for all
+            # of them below, no row loaded. The rows loaded leave the spec out (the largest
+            # column; read only if a change needs it).
+            raised: dict[int, int] = {}
+            ids = sorted(
+                {
+                    entry.job_id
+                    for entry in logs
+                    if not (isinstance(entry, StatusLog) and not entry.status.is_terminal)
+                }
+            )
             known: dict[int, Job] = {}
             for start in range(0, len(ids), _PRELOAD_CHUNK):
                 chunk = ids[start : start + _PRELOAD_CHUNK]
-                query = select(Job).where(col(Job.job_id).in_(chunk)).with_for_update()
+                query = (
+                    select(Job)
+                    .where(col(Job.job_id).in_(chunk))
+                    .options(defer(Job.spec_json))  # type: ignore[arg-type]
+                    .with_for_update()
+                )
                 for row in session.exec(query).all():
                     known[row.job_id] = row
             for entry in logs:
+                if isinstance(entry, StatusLog) and not entry.status.is_terminal:
+                    status = int(entry.status)
+                    raised[entry.job_id] = max(raised.get(entry.job_id, 0), status)
+                    continue
                 if isinstance(entry, SubmittedLog):
                     stored = self._store_submission(session, entry, known)
                     if stored is not None and stored[1].actions:
@@ -290,6 +311,7 @@ class Scanner:
                 decision = self._core.ledger.apply(session, job, event)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
+            self._raise_statuses(session, raised, known)
             # The re-scan passed the old cursor: a job not seen again has no submission now.
             for job in session.exec(
                 select(Job).where(
@@ -314,6 +336,30 @@ class Scanner:
         if logs:
             log.info("scanned blocks %d..%d: %d events", last + 1, to_block, len(logs))
         return actions
+
+    @staticmethod
+    def _raise_statuses(session: Session, raised: dict[int, int], known: dict[int, Job]) -> None:
+        """Raises each job's ``onchain_status`` to the non-terminal status seen (never lowers
+        it): through its loaded row when the range loaded it, else in one UPDATE for all
+        (a job from before the start block has no row: nothing to update)."""
+        rows = []
+        for job_id, status in sorted(raised.items()):  # rows locked in id order, as elsewhere
+            job = known.get(job_id)
+            if job is None:
+                rows.append({"job": job_id, "status": status})
+            elif status > job.onchain_status:
+                job.onchain_status = status
+                session.add(job)
+        if rows:
+            table = Job.__table__  # type: ignore[attr-defined]
+            session.connection().execute(
+                sql_update(table)
+                .where(
+                    table.c.job_id == bindparam("job"), table.c.onchain_status < bindparam("status")
+                )
+                .values(onchain_status=bindparam("status")),
+                rows,
+            )
 
     def _store_submission(
         self, session: Session, entry: SubmittedLog, known: dict[int, Job]

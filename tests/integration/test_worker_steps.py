@@ -12,6 +12,7 @@ from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
 from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
+from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job, OutputFile, RemoteCall
 from tests.faults.harness import wait_for
 from tests.integration.test_hostile_jobs import _status, _submit
@@ -63,5 +64,32 @@ def test_a_poll_that_finds_the_job_done_stores_its_status_and_outputs_in_one_com
                 ).all()
             assert ("status", "Completed") in kinds and any(k == "download" for k, _ in kinds)
             assert files
+        finally:
+            bridge.stop()
+
+
+def test_the_scanner_records_the_bridges_own_accept_and_running_writes(tmp_path: Path) -> None:
+    # Jobs stay running on CE: their Accepted and Running writes are the only status logs, so
+    # the scanner raises each job's on-chain status from them without loading its row.
+    config = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=3600)
+    with LocalStack(
+        tmp_path, block_time=None, confirmations=0, start_bridge=False, emulator_config=config
+    ) as stack:
+        bridge = Bridge.from_settings(stack.settings)
+        try:
+            jobs = [_submit(stack, f"sleep 3600 # {i}") for i in range(3)]
+
+            def one_round() -> None:
+                bridge.scan_once()
+                bridge.work_once()
+                bridge.tx_once()
+
+            def recorded() -> bool:
+                with Session(bridge.db) as session:
+                    rows = [session.get(Job, j) for j in jobs]
+                return all(r is not None and r.onchain_status == Status.RUNNING for r in rows)
+
+            wait_for(recorded, 120, "the Running writes to be scanned", between=one_round)
+            assert all(_status(stack, j) is Status.RUNNING for j in jobs)
         finally:
             bridge.stop()
