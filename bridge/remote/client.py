@@ -9,7 +9,7 @@ What it guarantees:
 - **Transient failures are retried, permanent ones are not.** HTTP 5xx and 429, timeouts,
   connection errors and malformed bodies are retried up to ``max_attempts`` times with
   exponential backoff and full jitter; a ``Retry-After`` is honoured (the wait is at least that
-  long). A ``Retry-After`` longer than ``backoff_max`` is not slept through: the call raises
+  long). A ``Retry-After`` longer than the backoff's cap is not slept through: the call raises
   :class:`~bridge.errors.RemoteTransient` at once with ``retry_after`` set, so the caller
   reschedules instead of blocking a thread. When the budget is spent the call raises
   :class:`~bridge.errors.RemoteTransient`. A 401 raises :class:`~bridge.errors.RemoteAuthError`
@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -124,8 +123,8 @@ class CEClient(Closing):
         timeout: Seconds allowed to connect, and for each read from the connection, in each
             HTTP attempt.
         max_attempts: Attempts per call, the first included (at least 1).
-        backoff_base: The first retry's maximum delay in seconds; it doubles per attempt.
-        backoff_max: The longest delay slept between two attempts.
+        backoff: The delays between attempts (``bridge.retry.Backoff``); by default full
+            jitter under 0.2 s doubling up to 10 s. Its ``cap`` is the longest delay slept.
         sleep: Called with each delay; tests inject a recorder. By default the delay is an
             interruptible wait that :meth:`interrupt` ends.
         max_download_bytes: The largest output file :meth:`download` accepts.
@@ -142,8 +141,7 @@ class CEClient(Closing):
         *,
         timeout: float = 10.0,
         max_attempts: int = 5,
-        backoff_base: float = 0.2,
-        backoff_max: float = 10.0,
+        backoff: Backoff | None = None,
         sleep: Callable[[float], None] | None = None,
         max_download_bytes: int = 64 * MIB,
     ) -> None:
@@ -151,8 +149,8 @@ class CEClient(Closing):
             raise ConfigError("the CE authenticator is empty")
         if max_attempts < 1:
             raise ConfigError("max_attempts must be at least 1")
-        if timeout <= 0 or backoff_base < 0 or backoff_max < 0 or max_download_bytes < 0:
-            raise ConfigError("timeout must be positive; backoffs and download cap non-negative")
+        if timeout <= 0 or max_download_bytes < 0:
+            raise ConfigError("timeout must be positive, the download cap non-negative")
         base = _parse_base_url(base_url)
         self._base_url = base.url
         self._base_path = base.path or "/"
@@ -162,18 +160,10 @@ class CEClient(Closing):
         self._timeout = timeout
         self._pool = _connection_pool(base, timeout)
         self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
         self._interrupted = threading.Event()
         self._sleep = sleep if sleep is not None else self._interrupted.wait
         self._max_download_bytes = max_download_bytes
-        self._rng = random.Random()
-        self._backoff = Backoff(
-            initial=backoff_base,
-            cap=backoff_max,
-            jitter=1.0,
-            rng=lambda: self._rng.uniform(0.0, 1.0),
-        )
+        self._backoff = backoff or Backoff(initial=0.2, cap=10.0, jitter=1.0)
         self._observers: tuple[CallObserver, ...] = ()
 
     @property
@@ -553,11 +543,11 @@ class CEClient(Closing):
                 break
             if self._interrupted.is_set():
                 raise RemoteTransient(f"{op}: not retried, the client is stopping") from last
-            delay = self._backoff.delay(attempt - 1)  # full jitter
+            delay = self._backoff.delay(attempt - 1)
             if last.retry_after is not None:
-                if last.retry_after > self._backoff_max:
+                if last.retry_after > self._backoff.cap:
                     log.warning(
-                        "%s: server asked to retry after %.3gs, longer than backoff_max: "
+                        "%s: server asked to retry after %.3gs, longer than the backoff's cap: "
                         "returning the failure to the caller",
                         op,
                         last.retry_after,

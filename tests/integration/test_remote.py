@@ -22,6 +22,7 @@ from bridge.remote.convention import CEJobRequest, CEStatus, RemoteJobStatus, id
 from bridge.remote.emulator import EmulatorConfig
 from bridge.remote.server import EmulatorServer
 from bridge.results import hash_directory, result_hash
+from bridge.retry import Backoff
 from bridge.waiting import wait_until
 
 T = TypeVar("T")
@@ -110,7 +111,7 @@ def make_client(emulator: EmulatorServer) -> Iterator[Callable[..., CEClient]]:
     clients: list[CEClient] = []
 
     def factory(**kwargs: Any) -> CEClient:
-        options: dict[str, Any] = {"backoff_base": 0.001, "backoff_max": 1.0, **kwargs}
+        options: dict[str, Any] = {"backoff": Backoff(initial=0.001, cap=1.0, jitter=1.0), **kwargs}
         client = CEClient(options.pop("base_url", emulator.base_url), AUTH, **options)
         clients.append(client)
         return client

@@ -21,6 +21,7 @@ from bridge.errors import (
 )
 from bridge.remote.client import CEClient
 from bridge.remote.convention import CEJobRequest, CEStatus
+from bridge.retry import Backoff
 from bridge.waiting import wait_until
 from tests.httpfake import (
     Answer,
@@ -58,8 +59,7 @@ def make_client(server: FakeServer) -> Iterator[MakeClient]:
         server.handler = handler
         delays: list[float] = []
         options: dict[str, object] = {
-            "backoff_base": 0.01,
-            "backoff_max": 1.0,
+            "backoff": Backoff(initial=0.01, cap=1.0, jitter=1.0),
             "timeout": TIMEOUT,
             "sleep": delays.append,
             **kwargs,
@@ -164,8 +164,7 @@ def test_backoff_is_full_jitter_under_an_exponential_cap(make_client: MakeClient
     client, delays = make_client(
         sequence(*[Answer(503)] * 6, ok_status()),
         max_attempts=7,
-        backoff_base=0.1,
-        backoff_max=0.5,
+        backoff=Backoff(initial=0.1, cap=0.5, jitter=1.0),
     )
     assert client.job_status("r1").status == CEStatus.RUNNING
     caps = [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]
@@ -182,15 +181,18 @@ def test_retry_after_seconds_and_dates_are_honoured(make_client: MakeClient) -> 
             Answer(429, headers={"Retry-After": later}),
             ok_status(),
         ),
-        backoff_max=60.0,
+        backoff=Backoff(initial=0.01, cap=60.0, jitter=1.0),
     )
     client.job_status("r1")
     assert delays[0] >= 0.25 and delays[1] >= 0.5 and 25 < delays[2] <= 30
 
 
-def test_a_retry_after_beyond_backoff_max_is_returned_not_slept(make_client: MakeClient) -> None:
+def test_a_retry_after_beyond_the_backoff_cap_is_returned_not_slept(
+    make_client: MakeClient,
+) -> None:
     client, delays = make_client(
-        sequence(Answer(429, headers={"Retry-After": "120"})), backoff_max=10.0
+        sequence(Answer(429, headers={"Retry-After": "120"})),
+        backoff=Backoff(initial=0.01, cap=10.0, jitter=1.0),
     )
     with pytest.raises(RemoteTransient) as info:
         client.job_status("r1")
@@ -493,12 +495,10 @@ def test_interrupt_ends_a_backoff_wait_and_stops_retrying(server: FakeServer) ->
     client = CEClient(
         server.base_url,
         SECRET,
-        backoff_base=600.0,
-        backoff_max=600.0,
+        backoff=Backoff(initial=600.0, cap=600.0),  # no jitter: every wait is 600 s
         max_attempts=5,
         timeout=TIMEOUT,
     )
-    client._rng.uniform = lambda _low, high: high  # type: ignore[method-assign]
     outcome: list[BaseException] = []
 
     def call() -> None:
