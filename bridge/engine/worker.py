@@ -474,9 +474,7 @@ class Worker:
             # files are content-addressed). A fetch that fails stores the status alone.
             self._finish(job, status, seen=seen, calls=calls)
             return
-        self._core.ledger.commit_event(
-            job.job_id, seen, state, job.generation, calls=calls, repoll=True, batched=True
-        )
+        self._commit_seen(job, seen, calls)
 
     def _schedule_poll(self, job_id: int, state: JobState) -> None:
         def change(uow: UnitOfWork) -> None:

@@ -209,6 +209,18 @@ def _node_message(exc: Web3RPCError) -> str:
     return str(exc.message or exc)[:_MAX_NODE_MESSAGE]
 
 
+def _calldata(updates: Sequence[Update]) -> HexBytes:
+    """The ``applyUpdates`` transaction data carrying ``updates``, in their order."""
+    return HexBytes(
+        apply_updates_calldata(
+            [
+                (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
+                for u in updates
+            ]
+        )
+    )
+
+
 def _receipt(raw: Mapping[str, Any]) -> TxReceipt:
     """A receipt as the node sent it, formatted as web3's ``get_transaction_receipt`` returns
     it (web3's own receipt formatter, then its ``AttributeDict``)."""
@@ -490,11 +502,7 @@ class TxManager:
         used up either way, so no later transaction waits on a gap.
         """
         assert tx.id is not None
-        items = [
-            (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
-            for u in keep
-        ]
-        data = HexBytes(apply_updates_calldata(items))
+        data = _calldata(keep)
         old = Fees(tx.max_fee_per_gas, tx.max_priority_fee_per_gas)
         fees = bumped_fees(old, self._market_fees(), self._bump_percent, self._max_fee) or old
         raw, tx_hash = self._sign(tx.nonce, data, tx.gas_limit, fees)
@@ -936,8 +944,8 @@ class TxManager:
             # so writers of other keys batch other updates instead of colliding; a writer that
             # dies meanwhile leaves them unclaimed (its connection's transaction is rolled back).
             with self._store.claim() as claim:
-                batch = self._next_batch(claim)
-                tx = self._create(batch, counts, claim) if batch else None
+                batch, limits = self._next_batch(claim)
+                tx = self._create(batch, limits, counts, claim) if batch else None
             if not batch or tx is None:
                 return
             sent = self._broadcast(tx, counts)
@@ -946,14 +954,14 @@ class TxManager:
             elif sent is _Sent.KEPT:
                 return  # the node refuses for now: no more new transactions this round
 
-    def _next_batch(self, claim: Session) -> list[Update]:
+    def _next_batch(self, claim: Session) -> tuple[list[Update], Mapping[int, int]]:
         """The oldest queued updates that may go together: of the oldest one's split group
         (a set that reverted on-chain is never re-sent whole), at most ``batch_size`` and,
         beyond the first, within ``max_batch_gas`` (see ``batch_gas``); claimed in ``claim``
-        (``TxStore.queued``)."""
+        (``TxStore.queued``); with their jobs' callback limits."""
         queued = self._store.queued(claim, self._batch_size)
         if queued is None:
-            return []
+            return [], {}
         first, batch, limits = queued
         batch = plan.within_gas(batch, limits, self._max_batch_gas)
         ready = plan.batch_ready(
@@ -963,18 +971,16 @@ class TxManager:
             oldest_age=self._clock() - _epoch(batch[0].created_at) if batch else 0.0,
             split=first.split_group is not None,  # a reverted set's half goes at once
         )
-        return batch if ready else []
+        return (batch if ready else []), limits
 
-    def _create(self, batch: list[Update], counts: _Counts, claim: Session) -> ChainTx | None:
+    def _create(
+        self, batch: list[Update], limits: Mapping[int, int], counts: _Counts, claim: Session
+    ) -> ChainTx | None:
         """Simulates, signs and stores (in ``claim``, the session that selected ``batch``) one
-        ``applyUpdates`` for ``batch``; None if it cannot."""
-        items = [
-            (u.job_id, u.status, bytes(HexBytes(u.result_hash)).rjust(32, b"\0"), u.data)
-            for u in batch
-        ]
-        data = HexBytes(apply_updates_calldata(items))
+        ``applyUpdates`` for ``batch`` (``limits``: its jobs' callback limits); None if it
+        cannot."""
+        data = _calldata(batch)
         jobs = _job_ids(batch)
-        limits = self._store.callback_limits(jobs)
         fees = self._market_fees()
         gas = self._simulate(data, jobs, counts, batch_gas(batch, limits, len(data)), fees)
         if gas is None:
