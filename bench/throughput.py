@@ -388,6 +388,7 @@ def naive_run(jobs: int, *, pace: float = 0.0, timeout: float = 300.0) -> RunRes
                     f"{jobs} jobs completed by the naive script",
                 )
                 result.cpu_seconds = round(_cpu_seconds(child.pid) - cpu0, 2)
+                result.cpu_ms_per_job = round(result.cpu_seconds / jobs * 1000, 2)
             finally:
                 if child.poll() is None:
                     child.kill()

@@ -169,7 +169,7 @@ def describe_settings(settings: Settings) -> list[str]:
             if finality.tag
             else f"{finality.describe()} (reads up to block {finality.target(head)} of {head})"
         )
-        fees = FeeOracle(w3, max_fee_wei=int(settings.max_fee_gwei * 10**9))
+        fees = FeeOracle(w3, max_fee_wei=settings.max_fee_wei)
         if fees.legacy:
             mode = "legacy gasPrice (the chain has no base fee)"
         else:

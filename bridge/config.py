@@ -231,6 +231,16 @@ class Settings(BaseSettings):
         return None if isinstance(self.confirmations, int) else self.confirmations
 
     @property
+    def max_fee_wei(self) -> int:
+        """``max_fee_gwei`` in wei: the ceiling of every fee the writer signs."""
+        return int(self.max_fee_gwei * 10**9)
+
+    @property
+    def max_tip_wei(self) -> int:
+        """``max_priority_fee_gwei`` in wei."""
+        return int(self.max_priority_fee_gwei * 10**9)
+
+    @property
     def confirmation_depth(self) -> int:
         """``BRIDGE_CONFIRMATIONS`` as a number of blocks; 0 when it names a tag (the tag,
         not a count, decides: see ``bridge.chain.finality``)."""

@@ -283,27 +283,19 @@ class CEClient(Closing):
             url: An output file URL from :meth:`job_status`.
 
         Returns:
-            The file's bytes, at most ``max_download_bytes`` of them.
+            The file's bytes, at most ``max_download_bytes`` of them (held in memory: for small
+            files; the worker streams with :meth:`download_into`, which this wraps).
 
         Raises:
+            OutputTooLarge: The file is over the cap (declared, or while streaming).
             DownloadRefused: The URL's scheme, host or port differ from the base URL's, the
-                server redirects or sends a compressed body, or the file is over the cap.
+                server redirects or sends a compressed body.
             RemoteRejected: A 4xx (e.g. the file does not exist).
             RemoteTransient: No complete answer within the retry budget.
         """
-        target = self._download_target(url)
-        cap = self._max_download_bytes
-
-        def once() -> bytes:
-            with self._open_download(target, cap) as resp:
-                data = _read_capped(resp, cap)
-                if data is None:
-                    raise OutputTooLarge(f"download: the file is over the {cap}-byte cap")
-                return data
-
-        data = self._retrying("download", once, self._max_attempts)
-        log.debug("downloaded %d bytes from %s", len(data), _origin_text(target))
-        return data
+        sink = _MemorySink()
+        self.download_into(url, sink)
+        return b"".join(sink.chunks)
 
     @contextmanager
     def _open_download(self, target: Url, cap: int) -> Iterator[BaseHTTPResponse]:
@@ -598,6 +590,19 @@ class DownloadSink(Protocol):
 
     def restart(self) -> None:
         """Forgets every chunk received (the download starts over)."""
+
+
+class _MemorySink:
+    """A :class:`DownloadSink` that keeps the file's chunks in memory (``CEClient.download``)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def restart(self) -> None:
+        self.chunks.clear()
 
 
 @contextmanager

@@ -101,11 +101,13 @@ class Store:
 
     def record_calls(self, job_id: int, calls: Iterable[CallRecord]) -> None:
         """Stores CE calls that lead to no state change in a transaction of their own (those
-        that do are stored with it: ``UnitOfWork.record_calls``)."""
+        that do are stored with it: ``UnitOfWork.record_calls``). On SQLite (one writer per
+        file) the transaction queues on the store's lock, as every other write of the process
+        does, instead of polling SQLite's busy handler while a group commit holds the file."""
         rows = list(calls)
         if not rows:
             return
-        with self.begin(locked=False) as uow:
+        with self.begin(locked=self.db.dialect.name == "sqlite") as uow:
             uow.record_calls(job_id, rows)
             uow.commit()
 

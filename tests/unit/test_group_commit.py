@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlmodel import Session, select
@@ -103,3 +104,58 @@ def test_a_change_that_raises_loses_only_its_own_work(tmp_path: Path) -> None:
     assert {j for j, s in states.items() if s == JobState.RUNNING} == set(results)
     assert calls == set(results) and files == []
 
+
+
+
+class _WatchedLock:
+    """The store's lock, reporting when ``watched`` (a thread) starts waiting for it."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.watched: threading.Thread | None = None
+        self.waiting = threading.Event()
+
+    def __enter__(self) -> bool:
+        if threading.current_thread() is self.watched:
+            self.waiting.set()
+        return bool(self._lock.acquire())
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_calls_stored_alone_queue_on_the_store_lock_on_sqlite(tmp_path: Path) -> None:
+    """``Store.record_calls`` (a failed CE call, no state change) writes under the store's lock
+    on SQLite: while another thread holds it (as a group commit does), the write waits for it
+    instead of polling SQLite's busy handler, then lands."""
+    store = _store(tmp_path)
+    watched = _WatchedLock(store.lock)
+    store.lock = watched  # type: ignore[assignment]
+    held, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with watched:
+            held.set()
+            release.wait(30)
+
+    def recorder() -> None:
+        store.record_calls(1, [("create", False, "CE unavailable")])
+        done.set()
+
+    hold = threading.Thread(target=holder)
+    hold.start()
+    assert held.wait(30)
+    record = threading.Thread(target=recorder)
+    watched.watched = record
+    record.start()
+    assert watched.waiting.wait(30), "record_calls wrote without the store's lock"
+    assert not done.is_set()  # it waits for the holder
+    release.set()
+    assert done.wait(30)
+    hold.join(30)
+    record.join(30)
+    with Session(store.db) as session:
+        rows = session.exec(select(RemoteCall)).all()
+    assert [(r.job_id, r.kind, r.ok, r.detail) for r in rows] == [
+        (1, "create", False, "CE unavailable")
+    ]
