@@ -12,6 +12,7 @@ own, must give the loaded module's answers on the same generators.
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import importlib.util
 import json
 import random
@@ -94,3 +95,24 @@ def test_both_builds_read_a_raw_log_alike() -> None:
             "logIndex": hex(job_id),
         }
         assert pure.submitted_log(entry) == loaded.submitted_log(entry)
+
+
+def _build_native() -> ModuleType:
+    """``scripts/build-native`` as a module (its file has no ``.py``)."""
+    path = str(ROOT / "scripts" / "build-native")
+    loader = importlib.machinery.SourceFileLoader("build_native", path)
+    spec = importlib.util.spec_from_loader("build_native", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_the_build_is_skipped_at_once_without_a_c_compiler(monkeypatch: Any) -> None:
+    """No compiler on PATH: ``compiler()`` says so (setup then skips the mypyc build, which
+    would type-check for 10-30 s before failing); one named by ``CC`` is found on PATH."""
+    build_native = _build_native()
+    monkeypatch.setenv("CC", "no-such-compiler-ce-bridge --flag")
+    assert build_native.compiler() is None
+    monkeypatch.setenv("CC", f"{sys.executable} -O")  # any program on PATH stands in
+    assert build_native.compiler() == sys.executable
