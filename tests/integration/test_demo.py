@@ -52,6 +52,22 @@ def _anvils_with(marker: str) -> list[int]:
     return pids
 
 
+def _stopped(process: subprocess.Popen[str], timeout: float = 30.0) -> int:
+    """Waits for ``process`` to exit after a signal, reading what it still prints (a child
+    writing into a pipe nobody reads blocks once the pipe is full, and never exits); on a
+    timeout it is killed and the test fails with that output."""
+    try:
+        process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        printed, _ = process.communicate()  # everything since the test stopped reading
+        raise AssertionError(
+            f"not stopped {timeout:g} s after the signal; its last output:\n"
+            + (printed or "")[-4000:]
+        ) from None
+    return process.returncode
+
+
 def test_demo_finishes_every_job() -> None:
     result = subprocess.run(
         [CE_BRIDGE, "demo"],
@@ -86,11 +102,7 @@ def test_ctrl_c_leaves_no_process_behind() -> None:
     assert _anvils_with(f"--port\x00{chain_port}"), "anvil should be running mid-demo"
     children = _children_of(process.pid)
     os.kill(process.pid, signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    _stopped(process)
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert not alive, f"processes left behind: {alive}"
     assert not _anvils_with(f"--port\x00{chain_port}")
@@ -136,7 +148,7 @@ def test_demo_serve_keeps_the_stack_up_for_a_browser_until_ctrl_c() -> None:
             ).json()["result"]
             assert int(balance, 16) > 10**18, "the printed key is not funded"
         os.kill(process.pid, signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert _stopped(process) == 0
     finally:
         if process.poll() is None:
             process.kill()
