@@ -13,6 +13,7 @@ import contextlib
 import signal
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,10 +166,30 @@ def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
     return table
 
 
-def _until_interrupted() -> None:
-    """Blocks until Ctrl-C (or SIGTERM, mapped to it)."""
-    with contextlib.suppress(KeyboardInterrupt):
-        threading.Event().wait()
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """An event that Ctrl-C (or SIGTERM) sets while the block runs, instead of raising
+    ``KeyboardInterrupt`` wherever the main thread is: in the middle of the console's print,
+    say, inside a lock the console or the logging module then never releases, so that every
+    thread printing while the stack stops would hang on it. The previous handlers are back
+    after the block (a second Ctrl-C during the stop interrupts it as usual)."""
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in signals}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _until_interrupted(console: Console, message: str) -> None:
+    """Prints ``message`` and blocks until Ctrl-C (or SIGTERM); the signal is taken as an
+    event from before the message is printed (see ``_interruptible``)."""
+    with _interruptible() as stop:
+        console.print(message)
+        while not stop.wait(1.0):
+            pass
 
 
 def _demo_emulator(seconds: tuple[float, float, float]) -> EmulatorConfig:
@@ -224,8 +245,7 @@ def run_demo(
             console.print(final)
             ok = _verdict(stack, jobs, console)
             if keep_running:
-                console.print("Running until Ctrl-C…")
-                _until_interrupted()
+                _until_interrupted(console, "Running until Ctrl-C…")
     return ok
 
 
@@ -281,9 +301,9 @@ def serve_demo(console: Console, *, port: int = 8080, cors_origins: str = "") ->
                 f"             (account {stack.roles.user}; Anvil's public test key, never use it "
                 "on a real network)"
             )
-            console.print(
+            _until_interrupted(
+                console,
                 f"Add the network to your wallet (RPC {stack.anvil.url}, chain id {chain_id}), "
-                "open the dapp, connect. Ctrl-C stops everything."
+                "open the dapp, connect. Ctrl-C stops everything.",
             )
-            _until_interrupted()
     console.print("stopped: Anvil, the emulator and the bridge")
