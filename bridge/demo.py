@@ -13,7 +13,7 @@ import contextlib
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,10 +211,23 @@ def run_demo(
     config = _demo_emulator((0.5, 0.5, 2.0))
     with tempfile.TemporaryDirectory(prefix="ce-bridge-demo-") as tmp:
         console.print("[bold]Starting Anvil, the CE emulator and the bridge…[/]")
-        with LocalStack(
-            Path(tmp), block_time=1.0, confirmations=2, emulator_config=config
-        ) as stack:
+        with (
+            LocalStack(Path(tmp), block_time=1.0, confirmations=2, emulator_config=config) as stack,
+            _interruptible() as stop,
+        ):
             assert stack.anvil is not None and stack.emulator is not None
+
+            def ended(predicate: Callable[[], bool]) -> Callable[[], bool]:
+                """``predicate``, after a Ctrl-C check: the interrupt is raised here, between
+                two polls, never inside the live display's or the console's lock."""
+
+                def check() -> bool:
+                    if stop.is_set():
+                        raise KeyboardInterrupt
+                    return predicate()
+
+                return check
+
             console.print(f"  chain    {stack.anvil.url} (1 s blocks, 2 confirmations)")
             console.print(f"  CE       {stack.emulator.base_url}")
             console.print(f"  escrow   {stack.escrow.address}")
@@ -227,7 +240,7 @@ def run_demo(
                 contextlib.suppress(TimeoutError),
             ):
                 wait_until(
-                    lambda: all(onchain(stack, j.job_id)[0].is_terminal for j in jobs),
+                    ended(lambda: all(onchain(stack, j.job_id)[0].is_terminal for j in jobs)),
                     timeout,
                     0.5,
                     "every demo job to end on-chain",
@@ -236,7 +249,7 @@ def run_demo(
             # The bridge marks a job settled once its terminal event has 2 confirmations.
             with contextlib.suppress(TimeoutError):
                 wait_until(
-                    lambda: all(row[1] == "settled" for row in _bridge_rows(stack).values()),
+                    ended(lambda: all(row[1] == "settled" for row in _bridge_rows(stack).values())),
                     15,
                     0.5,
                     "every demo job to be settled",
