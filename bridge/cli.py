@@ -85,6 +85,7 @@ app = _Typer(
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
+
 def _checked_address(value: Any) -> Any:
     """Option callback: an address (or a list of them) in EIP-55 form, else a usage error."""
     from bridge.chain.address import checksum_address
@@ -108,8 +109,10 @@ def _checked_key(value: str | None) -> str | None:
     if value is None:
         return None
     digits = value[2:] if value[:2] in ("0x", "0X") else value
-    if len(digits) != 64 or not all(c in "0123456789abcdefABCDEF" for c in digits) or not (
-        0 < int(digits, 16) < _SECP256K1_N
+    if (
+        len(digits) != 64
+        or not all(c in "0123456789abcdefABCDEF" for c in digits)
+        or not (0 < int(digits, 16) < _SECP256K1_N)
     ):
         raise typer.BadParameter("not a valid private key (32 bytes of hex)")
     return value
@@ -133,9 +136,7 @@ def _integer_between(
     def parse(text: str | int) -> int:
         value = _integer(text)
         if not low <= value <= high:
-            raise typer.BadParameter(
-                f"must be between {low} and {shown_high or high}, got {value}"
-            )
+            raise typer.BadParameter(f"must be between {low} and {shown_high or high}, got {value}")
         return value
 
     return parse
@@ -172,7 +173,6 @@ JobIdArg = Annotated[
     int,
     typer.Argument(parser=_integer_between(0, 2**256 - 1, "2**256 - 1"), help="on-chain job id"),
 ]
-
 
 
 def _fail(message: str) -> None:
@@ -282,15 +282,11 @@ def deploy(
     key: KeyOpt,
     operator: Annotated[
         list[str] | None,
-        typer.Option(
-            help="address to grant OPERATOR_ROLE (repeatable)", callback=_checked_address
-        ),
+        typer.Option(help="address to grant OPERATOR_ROLE (repeatable)", callback=_checked_address),
     ] = None,
     admin: Annotated[
         str | None,
-        typer.Option(
-            help="admin address to hand DEFAULT_ADMIN_ROLE to", callback=_checked_address
-        ),
+        typer.Option(help="admin address to hand DEFAULT_ADMIN_ROLE to", callback=_checked_address),
     ] = None,
     treasury: Annotated[
         str | None, typer.Option(help="treasury address", callback=_checked_address)

@@ -369,6 +369,7 @@ OTHER_VARIABLES: Final = {
     "BRIDGE_USER_KEY": "the signing key of the user and admin commands",
 }
 
+
 def check_database_url(value: str) -> None:
     """Checks that ``value`` is a database URL the bridge can open (SQLite or psycopg 3).
 

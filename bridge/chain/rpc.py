@@ -600,8 +600,10 @@ class FailoverProvider(JSONBaseProvider):
     def _get_logs(self, endpoint: _Endpoint, params: Any) -> RPCResponse:
         """``eth_getLogs`` on one endpoint, split into ranges it accepts."""
         query = dict(params[0]) if params and isinstance(params[0], dict) else None
-        if query is None or not _is_number(query.get("fromBlock")) or not _is_number(
-            query.get("toBlock")
+        if (
+            query is None
+            or not _is_number(query.get("fromBlock"))
+            or not _is_number(query.get("toBlock"))
         ):
             return self._checked(endpoint, "eth_getLogs", params)
         start, end = int(query["fromBlock"], 16), int(query["toBlock"], 16)

@@ -104,9 +104,7 @@ def migrate(engine: Engine) -> None:
     try:
         with migrator.begin() as connection:
             if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK}
-                )
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     finally:

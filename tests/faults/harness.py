@@ -508,9 +508,7 @@ def _order(entry: Any) -> tuple[int, int]:
     return (int(entry["blockNumber"]), int(entry["logIndex"]))
 
 
-def _treasury_shares(
-    w3: Web3, escrow: Contract, ids: set[int], from_block: int
-) -> dict[int, int]:
+def _treasury_shares(w3: Web3, escrow: Contract, ids: set[int], from_block: int) -> dict[int, int]:
     """What the treasury keeps of each job of ``ids`` that was not completed, by the contract's
     money rules at the prices of its submission (the workloads never change them): a job cancelled
     once Running keeps the base fee and the vCPU-hour price of each hour started between

@@ -30,14 +30,17 @@ LOOPS = ("ce-scan", "ce-work", "ce-tx")
 
 def test_a_lost_database_costs_a_line_per_backoff_and_the_bridge_recovers(tmp_path: Path) -> None:
     config = EmulatorConfig(provisioning_seconds=0.2, downloading_seconds=0.2, running_seconds=0.5)
-    with postgres_database("ce_bridge_outage") as url, LocalStack(
-        tmp_path,
-        block_time=0.5,
-        confirmations=1,
-        database_url=url,
-        emulator_config=config,
-        start_bridge=False,
-    ) as stack:
+    with (
+        postgres_database("ce_bridge_outage") as url,
+        LocalStack(
+            tmp_path,
+            block_time=0.5,
+            confirmations=1,
+            database_url=url,
+            emulator_config=config,
+            start_bridge=False,
+        ) as stack,
+    ):
         name = url.rsplit("/", 1)[1]
         bridge = BridgeProcess(stack.settings, tmp_path / "bridge.log")
         work = Workload(stack)

@@ -207,8 +207,10 @@ def test_example_job_files_submit_and_the_emulator_accepts_them(
     code, out = invoke("submit", *base, "--key", key, "--job-file", str(path), "--no-wait")
     assert code == 0, out
     job_id = int(out.split("job ")[1].split()[0])
-    (event,) = escrow(chain, base[3]).events.JobSubmitted().get_logs(
-        from_block=0, argument_filters={"jobId": job_id}
+    (event,) = (
+        escrow(chain, base[3])
+        .events.JobSubmitted()
+        .get_logs(from_block=0, argument_filters={"jobId": job_id})
     )
     assert JobSpec.from_abi(event["args"]["spec"]) == document.to_spec()
     assert EscrowClient(base[1], base[3]).job(job_id).callback_gas_limit == (

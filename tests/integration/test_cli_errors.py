@@ -547,9 +547,7 @@ def base_settings(values: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def run_cli(
-    args: list[str], env: Mapping[str, str], cwd: Path
-) -> subprocess.CompletedProcess[str]:
+def run_cli(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "CE_BRIDGE_"))}
     clean |= {"COLUMNS": "200", "NO_COLOR": "1", **env}
     return subprocess.run(

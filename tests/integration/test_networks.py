@@ -119,8 +119,9 @@ def test_a_tag_mode_reads_up_to_the_tagged_block_and_a_reorg_above_it_is_never_s
         (job,) = work.submit(["ok"])
         assert job.job_id == doomed.job_id
         wait_for(
-            lambda: work.status(job.job_id).is_terminal
-            and writes_settled(stack.settings.database_url),
+            lambda: (
+                work.status(job.job_id).is_terminal and writes_settled(stack.settings.database_url)
+            ),
             120,
             "the job to complete and its writes to be final",
             between=lambda: _mine(w3),
@@ -174,8 +175,8 @@ def test_a_legacy_fee_chain_gets_type_0_transactions(tmp_path: Path) -> None:
             oracle = FeeOracle(legacy_w3, max_fee_wei=500 * GWEI)
             assert oracle.legacy
             fees = oracle.market()
-            assert fees.max_fee_per_gas == fees.max_priority_fee_per_gas == int(
-                stack.w3.eth.gas_price
+            assert (
+                fees.max_fee_per_gas == fees.max_priority_fee_per_gas == int(stack.w3.eth.gas_price)
             )
             lines = describe_settings(stack.settings)
             assert any("legacy gasPrice" in line for line in lines), lines
@@ -198,8 +199,7 @@ def _one_job_to_its_end(stack: LocalStack, where: str) -> Status:
     work = Workload(stack)
     (job,) = work.submit(["ok"])
     wait_for(
-        lambda: work.status(job.job_id).is_terminal
-        and writes_settled(stack.settings.database_url),
+        lambda: work.status(job.job_id).is_terminal and writes_settled(stack.settings.database_url),
         120,
         f"the job to complete {where}",
         between=lambda: _mine(stack.w3),
@@ -234,9 +234,7 @@ def test_an_op_stack_write_costs_its_l1_data_fee_too(tmp_path: Path) -> None:
         bridge = stack.start_bridge()
         _one_job_to_its_end(stack, "on the OP-stack chain")
         with Session(bridge.db) as session:
-            txs = session.exec(
-                select(ChainTx).where(col(ChainTx.state) == TxState.CONFIRMED)
-            ).all()
+            txs = session.exec(select(ChainTx).where(col(ChainTx.state) == TxState.CONFIRMED)).all()
         assert txs
         for t in txs:
             assert t.raw_tx is not None and t.gas_used is not None

@@ -105,8 +105,6 @@ def test_a_change_that_raises_loses_only_its_own_work(tmp_path: Path) -> None:
     assert calls == set(results) and files == []
 
 
-
-
 class _WatchedLock:
     """The store's lock, reporting when ``watched`` (a thread) starts waiting for it."""
 

@@ -37,8 +37,15 @@ def test_no_project_file_refers_to_a_design_file_outside_the_repository() -> Non
                 text = path.read_text(errors="replace")
                 if design in text:
                     offenders.append(str(path.relative_to(ROOT)))
-    for name in ("README.md", "docs/ARCHITECTURE.md", "docs/PROTOCOL.md", "docs/GAS.md",
-                 "docs/BENCHMARKS.md", "docs/RUNBOOK.md", "foundry.toml"):
+    for name in (
+        "README.md",
+        "docs/ARCHITECTURE.md",
+        "docs/PROTOCOL.md",
+        "docs/GAS.md",
+        "docs/BENCHMARKS.md",
+        "docs/RUNBOOK.md",
+        "foundry.toml",
+    ):
         if design in (ROOT / name).read_text():
             offenders.append(name)
     assert offenders == []
