@@ -837,9 +837,16 @@ def main() -> None:
 
     An error nobody foresaw is a bug: it is one line too (its type only, since its text may
     carry a URL with credentials), and ``CE_BRIDGE_DEBUG=1`` shows the traceback.
+
+    ``kill -USR1 <pid>`` makes any command (``run`` above all) print every thread's stack to
+    stderr and go on: where a process that seems hung is waiting. Code locations only: no
+    variable, so no secret.
     """
+    import faulthandler
     import os
 
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         app()
     except (BridgeError, ConfigError) as exc:

@@ -3,6 +3,7 @@ nor Ctrl-C leaves a process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -52,20 +53,24 @@ def _anvils_with(marker: str) -> list[int]:
     return pids
 
 
-def _stopped(process: subprocess.Popen[str], timeout: float = 30.0) -> int:
+def _stopped(process: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str]:
     """Waits for ``process`` to exit after a signal, reading what it still prints (a child
-    writing into a pipe nobody reads blocks once the pipe is full, and never exits); on a
-    timeout it is killed and the test fails with that output."""
+    writing into a pipe nobody reads blocks once the pipe is full, and never exits): its exit
+    status and that output. On a timeout it is asked for its threads' stacks (SIGUSR1), killed,
+    and the test fails with the output."""
     try:
-        process.communicate(timeout=timeout)
+        printed, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGUSR1)  # every thread's stack, to the output
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.communicate(timeout=3)
         process.kill()
         printed, _ = process.communicate()  # everything since the test stopped reading
         raise AssertionError(
-            f"not stopped {timeout:g} s after the signal; its last output:\n"
-            + (printed or "")[-4000:]
+            f"not stopped {timeout:g} s after the signal; its last output (the threads' "
+            "stacks at the end):\n" + (printed or "")[-12000:]
         ) from None
-    return process.returncode
+    return process.returncode, printed or ""
 
 
 def test_demo_finishes_every_job() -> None:
@@ -102,7 +107,7 @@ def test_ctrl_c_leaves_no_process_behind() -> None:
     assert _anvils_with(f"--port\x00{chain_port}"), "anvil should be running mid-demo"
     children = _children_of(process.pid)
     os.kill(process.pid, signal.SIGINT)
-    _stopped(process)
+    _stopped(process)  # whatever its exit status: no process may be left behind
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert not alive, f"processes left behind: {alive}"
     assert not _anvils_with(f"--port\x00{chain_port}")
@@ -147,8 +152,13 @@ def test_demo_serve_keeps_the_stack_up_for_a_browser_until_ctrl_c() -> None:
                 },
             ).json()["result"]
             assert int(balance, 16) > 10**18, "the printed key is not funded"
+        # SIGUSR1 prints every thread's stack and changes nothing else (the diagnosis of a
+        # stop that hangs, here and in `ce-bridge run`).
+        os.kill(process.pid, signal.SIGUSR1)
         os.kill(process.pid, signal.SIGINT)
-        assert _stopped(process) == 0
+        code, printed = _stopped(process)
+        assert code == 0, printed
+        assert "(most recent call first)" in printed, printed[-2000:]
     finally:
         if process.poll() is None:
             process.kill()
