@@ -29,6 +29,7 @@ from typing import Generic, TypeVar
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from bridge.store.claims import is_shared
 from bridge.store.models import Job, RemoteCall
 
 #: A call to CE to record (a ``RemoteCall`` row): kind, whether it succeeded, detail.
@@ -107,7 +108,7 @@ class Store:
         rows = list(calls)
         if not rows:
             return
-        with self.begin(locked=self.db.dialect.name == "sqlite") as uow:
+        with self.begin(locked=not is_shared(self.db)) as uow:
             uow.record_calls(job_id, rows)
             uow.commit()
 
