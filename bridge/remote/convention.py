@@ -20,6 +20,7 @@ response that does not have the assumed shape raises :class:`~bridge.errors.Remo
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -94,6 +95,11 @@ def is_success(status: str) -> bool:
     return status == CEStatus.COMPLETED
 
 
+#: The EIP-55 form of an address: a keccak each time, and a process names one contract, so the
+#: few addresses seen are remembered (every job-create builds a key).
+_checksummed = functools.lru_cache(maxsize=16)(to_checksum_address)
+
+
 def idempotency_key(chain_id: int, contract_address: str, job_id: int, generation: int = 0) -> str:
     """Build the ``Idempotency-Key`` header value naming one on-chain job.
 
@@ -122,7 +128,7 @@ def idempotency_key(chain_id: int, contract_address: str, job_id: int, generatio
         raise ValueError(f"job id must be a non-negative integer, got {job_id!r}")
     if not isinstance(contract_address, str) or not _HEX_ADDRESS.fullmatch(contract_address):
         raise ValueError(f"not a 0x-prefixed 20-byte hex address: {contract_address!r}")
-    checksummed = to_checksum_address(contract_address)
+    checksummed = _checksummed(contract_address)
     digits = contract_address[2:]
     if digits not in (digits.lower(), digits.upper()) and contract_address != checksummed:
         raise ValueError(f"address fails its EIP-55 checksum: {contract_address!r}")

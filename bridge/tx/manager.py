@@ -221,10 +221,26 @@ def _calldata(updates: Sequence[Update]) -> HexBytes:
     )
 
 
-def _receipt(raw: Mapping[str, Any]) -> TxReceipt:
+def _receipt(raw: Mapping[str, Any], topic: str) -> TxReceipt:
     """A receipt as the node sent it, formatted as web3's ``get_transaction_receipt`` returns
-    it (web3's own receipt formatter, then its ``AttributeDict``)."""
+    it (web3's own receipt formatter, then its ``AttributeDict``), but with only the logs whose
+    first topic is ``topic`` (hex text): a batch's receipt holds two or three logs an update,
+    and formatting each (a checksum of its address, every topic) cost more than the rest of the
+    receipt's handling, for logs the manager never reads."""
+    logs = raw.get("logs")
+    if isinstance(logs, list):
+        wanted = topic.lower()
+        kept = [e for e in logs if _first_topic(e) == wanted]
+        raw = {**raw, "logs": kept}
     return cast(TxReceipt, AttributeDict.recursive(receipt_formatter(raw)))
+
+
+def _first_topic(entry: object) -> str | None:
+    """A raw log's first topic in lower case, or None (a log without topics, or malformed)."""
+    topics = entry.get("topics") if isinstance(entry, dict) else None
+    if not isinstance(topics, list) or not topics or not isinstance(topics[0], str):
+        return None
+    return topics[0].lower()
 
 
 def _tx_data(raw_tx: str) -> HexBytes:
@@ -319,6 +335,8 @@ class TxManager:
         self._fees = fees or FeeOracle(w3, max_fee_wei=max_fee_wei)
         self._finality_tag = finality_tag
         self._skipped_topic = HexBytes(Web3.keccak(text="UpdateSkipped(uint256,uint8,bytes4)"))
+        self._escrow_lower = str(self._escrow.address).lower()
+        self._skipped_topic_hex = self._skipped_topic.to_0x_hex()
         self._lock = threading.Lock()
         self._chain_id: int | None = None
         # In memory only (lost on restart, which is what re-sends every stored transaction):
@@ -558,7 +576,7 @@ class TxManager:
     def _find_receipts(self, txs: Sequence[ChainTx]) -> list[TxReceipt | None]:
         """``_find_receipt`` of each of ``txs``, every hash of every one asked in one JSON-RPC
         batch (``rpc.read_many``: one round trip a tick, not one a hash), each receipt as web3's
-        ``get_transaction_receipt`` returns it."""
+        ``get_transaction_receipt`` returns it, with only its ``UpdateSkipped`` logs."""
         hashes = [list(reversed(_hashes(tx))) for tx in txs]
         calls = [("eth_getTransactionReceipt", [h]) for newest in hashes for h in newest]
         answers = iter(rpc.read_many(self._w3, calls))
@@ -566,7 +584,7 @@ class TxManager:
         for newest_first in hashes:
             raws = [next(answers) for _ in newest_first]
             raw = next((r for r in raws if r is not None), None)
-            found.append(None if raw is None else _receipt(raw))
+            found.append(None if raw is None else _receipt(raw, self._skipped_topic_hex))
         return found
 
     def _record_mined(self, tx: ChainTx, receipt: TxReceipt) -> ChainTx:
@@ -735,8 +753,10 @@ class TxManager:
 
     def _is_skipped_log(self, entry: LogReceipt) -> bool:
         topics = entry["topics"]
+        # Compared in lower case: a checksum (a keccak of the address) for every log of every
+        # batch's receipt cost more than the rest of the receipt's handling.
         return (
-            Web3.to_checksum_address(entry["address"]) == self._escrow.address
+            str(entry["address"]).lower() == self._escrow_lower
             and len(topics) > 0
             and HexBytes(topics[0]) == self._skipped_topic
         )
