@@ -84,7 +84,7 @@ def _uint(value: int, limit: int, pos: int) -> int:
 
 #: The top 24 bytes of a word whose value fits in 64 bits.
 _HIGH_ZEROS: Final = bytes(_WORD - 8)
-#: The low 8 bytes of each of those 12 words, as unsigned integers.
+#: The low 8 bytes of each of the 12 words at bytes 64..448, as unsigned integers.
 _HEAD_LOW: Final = struct.Struct(">" + "24xQ" * 12)
 _W64: Final = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
 
