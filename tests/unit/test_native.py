@@ -97,6 +97,25 @@ def test_both_builds_read_a_raw_log_alike() -> None:
         assert pure.submitted_log(entry) == loaded.submitted_log(entry)
 
 
+def test_both_builds_find_floats_in_parsed_json_alike() -> None:
+    pure = _pure()
+    nested: Any = 0.5
+    for _ in range(50):
+        nested = {"a": [nested]}
+    values: list[Any] = [
+        1.5,
+        2**70,
+        None,
+        "0x1",
+        {"result": [{"topics": ["0x1"], "removed": False}] * 3},
+        {"error": {"code": -32000, "data": 1.2e28}},
+        [[[]], {}, [True, 0]],
+        nested,
+    ]
+    for value in values:
+        assert pure.json_has_float(value) == loaded.json_has_float(value), value
+
+
 def _build_native() -> ModuleType:
     """``scripts/build-native`` as a module (its file has no ``.py``)."""
     path = str(ROOT / "scripts" / "build-native")

@@ -145,6 +145,35 @@ def test_each_log_is_decoded_on_its_own_and_an_unreadable_spec_is_flagged(
 
 
 @pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("data", "0x0"),  # an odd number of digits
+        ("data", "0xzz"),
+        ("data", "0x" + "é" * 64),  # not ASCII
+        ("data", "0x00 11"),  # whitespace: no node sends it, and it is refused
+        ("data", None),
+        ("job id", "0x" + "gg" * 32),
+        ("job id", 7),
+        ("requester", "0x" + "0" * 63),
+    ],
+)
+def test_a_log_whose_hex_fields_are_not_hex_text_is_skipped(field: str, value: object) -> None:
+    bad = _submitted_log(raw_spec(), 2)
+    if field == "data":
+        bad["data"] = value
+    else:
+        bad["topics"][1 if field == "job id" else 2] = value
+    logs = [_submitted_log(raw_spec(), 1), bad, _submitted_log(raw_spec(), 3)]
+    reader = LogReader(
+        _node_with_logs(logs),
+        Web3.to_checksum_address("0x" + "22" * 20),
+        load_artifact("JobEscrow").abi,
+    )
+    assert [d.job_id for d in reader.fetch(5, 5)] == [1, 3]
+    assert reader.undecodable == 1
+
+
+@pytest.mark.parametrize(
     ("field", "spec", "problem"),
     [
         ("app", raw_spec(app=b"\xc3"), "app is not valid UTF-8"),
