@@ -6,7 +6,9 @@ typical-spec jobs, ``per_block`` to a block (Anvil's own unlocked accounts sign,
 batches, then ``evm_mine``).
 
 - **ingest**: ``LogReader.fetch`` on the bridge's own provider (``connect()``) over the whole
-  range in the ranges a ``RangeSizer`` (the bridge's ``max_block_range``) chooses, against the
+  range in the ranges the scanner's policy picks (``bridge.engine.scanner.range_sizer`` with
+  the default ``max_block_range``: answers of at most ~500 logs), and again in the widest
+  ranges (``widest_ranges``: one answer of every log), each against the
   same ``eth_getLogs`` calls sent raw (HTTP + ``json.loads``, no web3 formatting, no decoding);
   also web3's ``get_logs`` alone on that provider (web3's result formatting instead of the
   reader's decoding). ``repeat`` interleaved rounds of the three; each time is their median, the
@@ -25,7 +27,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from bridge.chain.deploy import escrow as escrow_at
 from bridge.chain.reader import LogReader, RangeSizer, decoder_build
 from bridge.config import Settings
 from bridge.devchain import Anvil, anvil_key
+from bridge.engine.scanner import range_sizer
 from tests.builders import spec as typical_spec
 
 #: Anvil accounts whose unlocked keys submit the pre-filled jobs.
@@ -113,22 +116,35 @@ def filled_chain(jobs: int, per_block: int = 100) -> Iterator[FilledChain]:
         yield FilledChain(node, w3, escrow, deploy_block, first, last, jobs, fill_seconds)
 
 
-def ingest(chain: FilledChain, max_block_range: int = 2000, repeat: int = 5) -> dict[str, Any]:
-    """Times ``LogReader.fetch`` over the filled range against raw and web3 ``eth_getLogs``."""
+def widest_ranges(max_block_range: int) -> RangeSizer:
+    """Ranges as wide as ``max_block_range`` allows from the start (``RangeSizer``'s defaults):
+    the 10,000 events in one answer. The scanner never reads so (``range_sizer``); kept as a
+    second figure, the reader's cost on one very large answer."""
+    return RangeSizer(max_range=max_block_range)
+
+
+def ingest(
+    chain: FilledChain,
+    max_block_range: int = 2000,
+    repeat: int = 5,
+    sizer: Callable[[int], RangeSizer] = range_sizer,
+) -> dict[str, Any]:
+    """Times ``LogReader.fetch`` over the filled range against raw and web3 ``eth_getLogs``,
+    in the ranges ``sizer`` picks (default: the scanner's own policy, ``range_sizer``)."""
     abi = load_artifact("JobEscrow").abi
     w3 = connect(chain.node.url, timeout=120)  # the bridge's own provider
     reader = LogReader(w3, chain.escrow.address, abi)
     ranges: list[tuple[int, int]] = []
 
     def read() -> int:
-        sizer = RangeSizer(max_range=max_block_range)
+        sizer_now = sizer(max_block_range)
         ranges.clear()
         n = 0
         last = chain.first - 1
         while last < chain.last:
-            to_block = min(chain.last, last + sizer.size)
+            to_block = min(chain.last, last + sizer_now.size)
             logs = reader.fetch(last + 1, to_block)
-            sizer.record(len(logs))
+            sizer_now.record(len(logs))
             ranges.append((last + 1, to_block))
             n += len(logs)
             last = to_block
@@ -249,8 +265,10 @@ def memory(
 
 
 def run(jobs: int, time_limit: float = 180.0) -> dict[str, Any]:
-    """Pre-fills a chain with ``jobs`` jobs, then runs the ingest and the memory benchmarks."""
+    """Pre-fills a chain with ``jobs`` jobs, then runs the ingest (in the scanner's ranges, and
+    in the widest ranges as ``widest``) and the memory benchmarks."""
     with filled_chain(jobs) as chain:
         reading = ingest(chain)
+        reading["widest"] = ingest(chain, sizer=widest_ranges)
         peak = memory(chain, time_limit=time_limit)
     return {"ingest": reading, "memory": peak}

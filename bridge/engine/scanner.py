@@ -57,6 +57,20 @@ FIRST_RANGE = 4
 QUIET_LOGS = 200
 BUSY_LOGS = 500
 
+
+def range_sizer(max_range: int) -> RangeSizer:
+    """The scanner's ``eth_getLogs`` range policy: ``FIRST_RANGE`` blocks first, doubling
+    after ranges of fewer than ``QUIET_LOGS`` logs, halving after more than ``BUSY_LOGS``,
+    never above ``max_range`` (``BRIDGE_MAX_BLOCK_RANGE``). The ingest benchmark reads with
+    it too, so it measures the ranges the bridge reads."""
+    return RangeSizer(
+        max_range=max_range,
+        size=min(max_range, FIRST_RANGE),
+        quiet_logs=QUIET_LOGS,
+        busy_logs=BUSY_LOGS,
+    )
+
+
 #: Job ids per preloading query (SQLite allows 32,766 bound parameters; PostgreSQL more).
 _PRELOAD_CHUNK = 2000
 
@@ -100,13 +114,7 @@ class Scanner:
         self._contract = core.settings.contract_address
         # The first range is small and grows while quiet: a start far behind a dense chain
         # must not read thousands of blocks' logs in one answer (the memory peak).
-        max_range = core.settings.max_block_range
-        self._sizer = RangeSizer(
-            max_range=max_range,
-            size=min(max_range, FIRST_RANGE),
-            quiet_logs=QUIET_LOGS,
-            busy_logs=BUSY_LOGS,
-        )
+        self._sizer = range_sizer(core.settings.max_block_range)
         self.finality = Finality.of(core.settings.confirmations)
 
     def start_block(self) -> int:
