@@ -236,6 +236,7 @@ class Bridge:
             ),
             batch_size=settings.batch_size,
             batch_wait=settings.batch_wait,
+            max_inflight=settings.max_inflight,
             stuck_after=settings.tx_stuck_after,
             fee_bump_percent=settings.fee_bump_percent,
             max_fee_wei=settings.max_fee_wei,

@@ -357,6 +357,12 @@ class TxManager:
         """The operator address this manager sends from."""
         return self._sender
 
+    @property
+    def max_inflight(self) -> int:
+        """Most of this key's transactions sent and not yet mined at once
+        (``BRIDGE_MAX_INFLIGHT``); a new batch waits while that many are."""
+        return self._max_inflight
+
     # ------------------------------------------------------------------ the round
 
     def tick(self) -> TickReport:
