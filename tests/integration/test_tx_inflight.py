@@ -46,13 +46,10 @@ def test_the_settings_cap_on_transactions_in_flight_holds_end_to_end(tmp_path: P
                 bridge.tx_once()
                 seen.append(_unmined(bridge))
 
-            wait_for(
-                lambda: all(_status(stack, job) is Status.COMPLETED for job in jobs),
-                120,
-                "the three jobs to complete",
-                interval=0.05,
-                between=one_round,
-            )
+            def completed() -> bool:
+                return all(_status(stack, job) is Status.COMPLETED for job in jobs)
+
+            wait_for(completed, 120, "the three jobs to complete", interval=0.05, between=one_round)
             assert max(seen) == 1, seen  # the cap held, and was reached
             with Session(bridge.db) as session:
                 sent = session.exec(select(func.count()).select_from(ChainTx)).one()
