@@ -2,8 +2,9 @@
 
 Runs, in order: gas against Chainlink and API3 (``bench.peers``), throughput of a burst through
 the bridge against the naive baseline (``bench.throughput``), latency at 0 and 2 confirmations,
-ingest of pre-filled ``JobSubmitted`` events and the bridge's peak memory (``bench.ingest``), and
-the burst through 1, 2 and 4 processes on PostgreSQL (``bench.scale``; ``--only scale``).
+the burst with CE answering after 50 ms at two ``BRIDGE_CE_CONCURRENCY`` values, ingest of
+pre-filled ``JobSubmitted`` events and the bridge's peak memory (``bench.ingest``), and the burst
+through 1, 2 and 4 processes on PostgreSQL (``bench.scale``; ``--only scale``).
 Prints one table and writes ``bench/results.json``. Benchmarks never fail on their figures: the
 exit status is non-zero only when a benchmark could not run (``--only`` picks some).
 
@@ -93,6 +94,7 @@ def _run_all(sizes: Sizes, only: set[str]) -> dict[str, Any]:
         ("gas", peers.peers),
         ("throughput", lambda: throughput.throughput(sizes.burst_jobs)),
         ("latency", lambda: throughput.latency(sizes.latency_jobs, sizes.latency_pace)),
+        ("ce-latency", lambda: throughput.ce_latency(sizes.burst_jobs)),
         ("ingest", lambda: ingest.run(sizes.ingest_jobs, time_limit=sizes.memory_seconds)),
         ("scale", lambda: scale.scale(sizes.burst_jobs)),  # the same burst, on PostgreSQL
     ]
@@ -155,6 +157,22 @@ def render(results: dict[str, Any]) -> str:
             )
             rows += _emulator_row("throughput", r)
         rows.append(("throughput: bridge / naive time", _fmt(t["ratio"])))
+    if "ce-latency" in results:
+        delay = results["ce-latency"]["answer_delay"]
+        delay_ms = round(delay * 1000)
+        for concurrency, r in results["ce-latency"]["runs"].items():
+            rows.append(
+                (
+                    f"ce latency: {r['jobs']} jobs in a burst, CE answering after {delay_ms} ms, "
+                    f"BRIDGE_CE_CONCURRENCY {concurrency}",
+                    f"{r['seconds']} s, {r['jobs_per_second']} jobs/s, {r['blocks']} blocks, "
+                    f"{r['operator_txs']} operator txs, CPU {r['cpu_seconds']} s"
+                    f" ({r.get('cpu_ms_per_job')} ms a job); the bound concurrency / "
+                    f"(4 calls x {delay_ms} ms): "
+                    f"{_fmt(int(concurrency) / (4 * delay))} jobs/s",
+                )
+            )
+            rows += _emulator_row("ce latency", r)
     if "scale" in results:
         for r in results["scale"].values():
             rows.append(
@@ -233,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["gas", "throughput", "latency", "ingest", "scale"],
+        choices=["gas", "throughput", "latency", "ce-latency", "ingest", "scale"],
         help="run only these (repeatable)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="results file")

@@ -40,9 +40,13 @@ class EmulatorProcess(Service):
         data_dir: the emulator's ``data_dir`` (its output files are held in memory: nothing
             is written there).
         running_seconds: how long each job runs (0: it completes when created).
+        answer_delay: seconds each API request waits before it is answered (a far server's
+            latency; ``EmulatorConfig.answer_delay``).
     """
 
-    def __init__(self, data_dir: Path, running_seconds: float = 0.0) -> None:
+    def __init__(
+        self, data_dir: Path, running_seconds: float = 0.0, answer_delay: float = 0.0
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = self.url + API_PREFIX
@@ -56,6 +60,8 @@ class EmulatorProcess(Service):
             str(data_dir),
             "--running-seconds",
             str(running_seconds),
+            "--answer-delay",
+            str(answer_delay),
         ]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -104,14 +110,20 @@ def _available(module: str, fallback: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serves the zero-delay emulator until terminated."""
+    """Serves the zero-delay emulator (every phase at zero; ``--answer-delay`` holds each
+    answer back) until terminated."""
     parser = argparse.ArgumentParser(prog="python -m bench.emulator", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--running-seconds", type=float, default=0.0)
+    parser.add_argument("--answer-delay", type=float, default=0.0)
     args = parser.parse_args(argv)
     config = ZERO_DELAYS.model_copy(
-        update={"data_dir": args.data_dir, "running_seconds": args.running_seconds}
+        update={
+            "data_dir": args.data_dir,
+            "running_seconds": args.running_seconds,
+            "answer_delay": args.answer_delay,
+        }
     )
     app = create_lean_emulator_app(config)
     uvicorn.run(

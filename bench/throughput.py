@@ -18,12 +18,14 @@ blocks they are whole seconds.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -283,6 +285,7 @@ def bridge_run(
     settings: dict[str, Any] | None = None,
     profile: Path | None = None,
     measure_capacity: bool = True,
+    answer_delay: float = 0.0,
 ) -> RunResult:
     """Submits ``jobs`` jobs (a burst, or one every ``pace`` seconds) to a fresh Anvil, with
     ``ce-bridge run`` and the zero-delay CE emulator as child processes; returns once all are
@@ -291,7 +294,9 @@ def bridge_run(
     ``settings``: more bridge settings; ``profile``: a file for py-spy's collapsed stacks of
     the bridge process during the run (py-spy must be installed; ``BENCH_PYSPY_ARGS`` adds
     options such as ``--idle`` or ``--gil``); ``measure_capacity``: measure the emulator's
-    capacity after the run (``bench.capacity``, ~5-15 s).
+    capacity after the run (``bench.capacity``, ~5-15 s, with ``answer_delay`` back at 0: what
+    the emulator itself can serve); ``answer_delay``: seconds the emulator holds each answer
+    back (a far server's latency, ``EmulatorConfig.answer_delay``).
 
     Raises:
         TimeoutError: not all completed within ``timeout`` seconds.
@@ -299,7 +304,10 @@ def bridge_run(
     with tempfile.TemporaryDirectory(prefix="ce-bench-") as tmp:
         base = workdir or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        with Anvil(block_time=BLOCK_TIME) as node, EmulatorProcess(base / "emulator") as ce:
+        with (
+            Anvil(block_time=BLOCK_TIME) as node,
+            EmulatorProcess(base / "emulator", answer_delay=answer_delay) as ce,
+        ):
             w3, escrow = _deploy(node.url)
             raws = signed_submissions(w3, escrow, typical_spec(), jobs, user_accounts(USERS))
             start_block = int(w3.eth.block_number)
@@ -334,11 +342,24 @@ def bridge_run(
                 emulator_cpu = ce.cpu_seconds() - emulator_cpu0
             if measure_capacity:
                 # The same emulator process, once the bridge has stopped: what it can serve.
+                if answer_delay:
+                    _reconfigure(ce.url, {"answer_delay": 0.0})
                 result.emulator["capacity"] = capacity(ce.base_url, server_pids=[ce.pid])
             result.emulator["cpu_seconds"] = round(emulator_cpu, 2)
             result.emulator["cpu_ms_per_job"] = round(emulator_cpu / jobs * 1000, 2)
             operator = str(user_accounts([1])[0].address)
             return _finish(result, w3, escrow, node.url, start_block, t0, t1, operator)
+
+
+def _reconfigure(emulator_url: str, update: dict[str, Any]) -> None:
+    """``POST /_emulator/config`` (``emulator_url``: the emulator's root URL)."""
+    request = urllib.request.Request(
+        emulator_url + "/_emulator/config",
+        data=json.dumps(update).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        reply.read()
 
 
 def naive_run(jobs: int, *, pace: float = 0.0, timeout: float = 300.0) -> RunResult:
@@ -415,3 +436,30 @@ def latency(jobs: int, pace: float, timeout: float = 300.0) -> dict[str, Any]:
         )
         for c in (0, 2)
     }
+
+
+#: Seconds the emulator holds each answer back in ``ce_latency``: a CE server ~50 ms away.
+CE_ANSWER_DELAY = 0.05
+#: ``BRIDGE_CE_CONCURRENCY`` values ``ce_latency`` compares: the default and four times it.
+CE_CONCURRENCIES = (16, 64)
+
+
+def ce_latency(
+    jobs: int,
+    answer_delay: float = CE_ANSWER_DELAY,
+    concurrencies: Sequence[int] = CE_CONCURRENCIES,
+    timeout: float = 300.0,
+) -> dict[str, Any]:
+    """The burst of ``jobs`` through the bridge with CE answering every call after
+    ``answer_delay`` seconds, once per ``BRIDGE_CE_CONCURRENCY`` in ``concurrencies``: a job
+    makes ~4 CE calls, so the worker finishes at most concurrency / (4 x answer_delay) a
+    second however fast the rest is."""
+    runs = {
+        str(c): asdict(
+            bridge_run(
+                jobs, timeout=timeout, settings={"ce_concurrency": c}, answer_delay=answer_delay
+            )
+        )
+        for c in concurrencies
+    }
+    return {"answer_delay": answer_delay, "runs": runs}

@@ -75,6 +75,9 @@ __all__ = [
 
 #: Seconds since its last write before a shared store's unreferenced file is swept.
 SHARED_SWEEP_AGE = 3600.0
+#: Connections to CE kept alive beyond ``BRIDGE_CE_CONCURRENCY``: the readiness probe's
+#: (``/readyz``) and the admin routes' calls, made beside the worker's.
+CE_SPARE_CONNECTIONS = 8
 
 
 def claim_holder(operator: str, *, standby: bool) -> str:
@@ -217,6 +220,8 @@ class Bridge:
             timeout=settings.ce_timeout,
             max_attempts=settings.ce_max_attempts,
             max_download_bytes=settings.max_output_bytes,
+            # The worker's calls, and room for the cancel outbox's and the API's own.
+            max_connections=settings.ce_concurrency + CE_SPARE_CONNECTIONS,
         )
         holder = claim_holder(account.address, standby=not writer_active)
         core = Core.build(settings, db, ce, chain_id, time.time, holder=holder)

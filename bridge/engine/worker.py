@@ -58,11 +58,6 @@ _WORK_STATES = (
     JobState.FINISHING,
 )
 
-#: Jobs worked at once. Their steps wait on CE's answers and on the store's group commit
-#: (``Store.batch``) far more than they compute, so more steps in flight mean more CE calls
-#: overlapping and larger groups per commit.
-WORKER_THREADS = 16
-
 #: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
 ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
 
@@ -156,7 +151,14 @@ class Worker:
         self._pause, self._cursor = pause, cursor
         self._chain_id = chain_id
         self._contract = core.settings.contract_address
-        self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="ce-work")
+        # Jobs worked at once (``BRIDGE_CE_CONCURRENCY``), each step a thread: the steps wait
+        # on CE's answers and on the store's group commit (``Store.batch``) far more than they
+        # compute, so more steps in flight mean more CE calls overlapping and larger groups a
+        # commit. A job makes ~4 CE calls, so the worker finishes at most
+        # concurrency / (4 x CE's answer time) jobs a second (README, "CE calls in flight").
+        self._pool = ThreadPoolExecutor(
+            max_workers=core.settings.ce_concurrency, thread_name_prefix="ce-work"
+        )
         self._head_lock = threading.Lock()
         self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
 

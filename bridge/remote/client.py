@@ -98,9 +98,7 @@ _ANSWER_CAP: Final = 32 * MIB
 _MESSAGE_CAP: Final = 500  # characters of a server message kept in an exception
 _REDACTED: Final = "[REDACTED]"
 _PING_JOB_ID: Final = "ce-bridge-readiness-probe"
-#: Connections to CE kept alive: more than the worker has steps in flight
-#: (``bridge.engine.worker.WORKER_THREADS``), so that none is closed and opened again per call.
-#: The pool does not block: a call beyond them opens a connection and closes it afterwards.
+#: Connections to CE kept alive by default (``max_connections``).
 _POOL_SIZE: Final = 64
 #: Every request: a body as sent (``identity`` is also http.client's default; said here so
 #: that no layer may add gzip).
@@ -128,6 +126,9 @@ class CEClient(Closing):
         sleep: Called with each delay; tests inject a recorder. By default the delay is an
             interruptible wait that :meth:`interrupt` ends.
         max_download_bytes: The largest output file :meth:`download` accepts.
+        max_connections: Connections to CE kept alive between calls: at least as many as the
+            calls the caller makes at once, so that none is closed and opened again per call.
+            The pool does not block: a call beyond them opens a connection and closes it after.
 
     Raises:
         ConfigError: An empty authenticator, a base URL that is not http(s) with a host (or
@@ -144,13 +145,16 @@ class CEClient(Closing):
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] | None = None,
         max_download_bytes: int = 64 * MIB,
+        max_connections: int = _POOL_SIZE,
     ) -> None:
         if not authenticator:
             raise ConfigError("the CE authenticator is empty")
         if max_attempts < 1:
             raise ConfigError("max_attempts must be at least 1")
-        if timeout <= 0 or max_download_bytes < 0:
-            raise ConfigError("timeout must be positive, the download cap non-negative")
+        if timeout <= 0 or max_download_bytes < 0 or max_connections < 1:
+            raise ConfigError(
+                "timeout and max_connections must be positive, the download cap non-negative"
+            )
         base = _parse_base_url(base_url)
         self._base_url = base.url
         self._base_path = base.path or "/"
@@ -158,7 +162,7 @@ class CEClient(Closing):
         self._authenticator = authenticator
         self._secrets = tuple({authenticator, quote(authenticator, safe="")})
         self._timeout = timeout
-        self._pool = _connection_pool(base, timeout)
+        self._pool = _connection_pool(base, timeout, max_connections)
         self._max_attempts = max_attempts
         self._interrupted = threading.Event()
         self._sleep = sleep if sleep is not None else self._interrupted.wait
@@ -642,13 +646,13 @@ def _parse_base_url(base_url: str) -> Url:
     return url._replace(path=path if path.endswith("/") else path + "/")
 
 
-def _connection_pool(base: Url, timeout: float) -> HTTPConnectionPool:
-    """Kept-alive connections to the base URL's origin, with urllib3's retries off."""
+def _connection_pool(base: Url, timeout: float, size: int) -> HTTPConnectionPool:
+    """Up to ``size`` kept-alive connections to the base URL's origin, urllib3's retries off."""
     assert base.host is not None  # checked by _parse_base_url
     options: dict[str, Any] = {
         "port": base.port,
         "timeout": Timeout(connect=timeout, read=timeout),
-        "maxsize": _POOL_SIZE,
+        "maxsize": size,
         "block": False,
         "retries": False,
     }

@@ -19,8 +19,13 @@ It serves the convention of :mod:`bridge.remote.convention` under ``/remotejobs/
   (``timeout_rate``), and a 200 with a broken JSON body after processing (``malformed_rate``;
   not applied to file downloads, whose bodies are not JSON).
 - **Every count is kept** for ``GET /_emulator/stats``: ``{"create_calls", "jobs", "by_key":
-  {"<Idempotency-Key>": {"calls", "jobs", "remoteJobIds"}}}``, counting every authenticated
-  ``job-create`` that reached the API (creates without the header count in the totals only).
+  {"<Idempotency-Key>": {"calls", "jobs", "remoteJobIds"}}, "max_in_flight"}``, counting every
+  authenticated ``job-create`` that reached the API (creates without the header count in the
+  totals only); ``max_in_flight`` is the most API requests (file downloads included) it was
+  answering at once.
+- **A remote server's latency can be emulated:** every API request waits ``answer_delay``
+  seconds before it is handled, side by side with the others (an ``asyncio`` sleep, never a
+  queue), so a client with N calls in flight gets at most N answers per ``answer_delay``.
 - **Authenticators are never echoed**: not in responses, inspection endpoints, logs or the
   config's ``repr``.
 - State sits behind one lock, so the app is safe to call from several threads.
@@ -32,6 +37,7 @@ benchmarks: the same answers and stats, no fault injection, output files held in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,7 +47,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -117,6 +123,9 @@ class EmulatorConfig(BaseModel):
     never_finish_apps: frozenset[str] = frozenset()
     error_apps: frozenset[str] = frozenset()
     """``job-create`` for these apps always answers 503 and creates nothing."""
+    answer_delay: Seconds = 0.0
+    """Seconds every API request (file downloads included) waits before it is handled: the
+    latency of a server far away. Requests wait side by side, not in turn."""
     honour_idempotency_key: bool = True
     """False emulates a server that ignores ``Idempotency-Key`` (each create is a new job)."""
     seed: int | None = None
@@ -290,6 +299,8 @@ class Emulator:
         self._jobs: dict[str, _Job] = {}
         self._keys: dict[str, _KeyRecord] = {}
         self._create_calls = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
 
     @property
     def config(self) -> EmulatorConfig:
@@ -301,6 +312,22 @@ class Emulator:
         """The directory holding every job's ``output/``."""
         assert self._config.data_dir is not None
         return self._config.data_dir
+
+    @contextlib.asynccontextmanager
+    async def answering(self) -> AsyncIterator[None]:
+        """One API request being answered: counted in flight (``max_in_flight`` in
+        ``stats``) while the block runs, held back ``answer_delay`` seconds first."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            delay = self._config.answer_delay
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def reconfigure(self, update: Mapping[str, Any]) -> EmulatorConfig:
         """Apply a partial settings update; reseed the fault RNG if ``seed`` is in it."""
@@ -428,6 +455,7 @@ class Emulator:
                     }
                     for key, r in self._keys.items()
                 },
+                "max_in_flight": self._max_in_flight,
             }
 
     def inspect(self, remote_id: str, base_url: str) -> dict[str, Any]:
@@ -597,8 +625,17 @@ def create_emulator_app(
             return Response(_MALFORMED_BODY, 200, media_type="application/json")
         return response
 
+    async def _answering(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if not request.url.path.startswith(API_PREFIX):
+            return await call_next(request)
+        async with emulator.answering():
+            return await call_next(request)
+
     if inject_faults:
         app.middleware("http")(_faults)
+    app.middleware("http")(_answering)  # the outermost: a fault's answer waits too
 
     def api_base(request: Request) -> str:
         return str(request.base_url).rstrip("/") + API_PREFIX
@@ -679,6 +716,13 @@ class LeanEmulatorApp:
             return
         if scope["type"] != "http":
             return
+        if scope["path"].startswith(API_PREFIX):
+            async with self.emulator.answering():
+                await self._serve(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         try:
             handler = self._posts.get(path) if method == "POST" else None

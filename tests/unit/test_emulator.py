@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from bridge.http_thread import ThreadedServer
 from bridge.remote.emulator import (
     EmulatorConfig,
     LeanEmulatorApp,
@@ -268,6 +271,7 @@ def test_idempotency_key_and_stats(make: Any) -> None:
             "1:0xA:1": {"calls": 3, "jobs": 1, "remoteJobIds": [first]},
             "1:0xA:2": {"calls": 1, "jobs": 1, "remoteJobIds": [second]},
         },
+        "max_in_flight": 1,  # one request at a time
     }
 
 
@@ -423,3 +427,24 @@ def test_unavailable_outputs_answer_503(make: Any) -> None:
 )
 def test_malformed_or_oversized_directives_are_ignored(command: str, files: int) -> None:
     assert len(parse_directives(command).generated) == files
+
+
+@pytest.mark.parametrize("lean", [False, True], ids=["fastapi", "lean"])
+def test_answer_delay_holds_requests_side_by_side_not_in_turn(tmp_path: Path, lean: bool) -> None:
+    # Served over real HTTP: five calls sent at once are all held back together (a far
+    # server's latency), so five are in flight at the peak; a queue would show one.
+    config = EmulatorConfig(authenticators=frozenset({AUTH}), data_dir=tmp_path, answer_delay=0.5)
+    app = create_lean_emulator_app(config) if lean else create_emulator_app(config)
+    with ThreadedServer(
+        app, "127.0.0.1", 0, probe_path="/_emulator/stats", name="emulator-test", lifespan="off"
+    ) as server:
+        body = {"authenticator": AUTH, "jobId": "no-such-job"}
+
+        def call(_: int) -> int:
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                return http.post(BASE + "job-status", json=body).status_code
+
+        with ThreadPoolExecutor(5) as pool:
+            assert list(pool.map(call, range(5))) == [404] * 5
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert http.get("/_emulator/stats").json()["max_in_flight"] == 5
