@@ -2,7 +2,7 @@
 
 Runs, in order: gas against Chainlink and API3 (``bench.peers``), throughput of a burst through
 the bridge against the naive baseline (``bench.throughput``), latency at 0 and 2 confirmations,
-the burst with CE answering after 50 ms at two ``BRIDGE_CE_CONCURRENCY`` values, ingest of
+the burst with CE answering after 50 ms at three ``BRIDGE_CE_CONCURRENCY`` values, ingest of
 pre-filled ``JobSubmitted`` events and the bridge's peak memory (``bench.ingest``), and the burst
 through 1, 2 and 4 processes on PostgreSQL (``bench.scale``; ``--only scale``).
 Prints one table and writes ``bench/results.json``. Benchmarks never fail on their figures: the

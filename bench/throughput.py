@@ -440,8 +440,9 @@ def latency(jobs: int, pace: float, timeout: float = 300.0) -> dict[str, Any]:
 
 #: Seconds the emulator holds each answer back in ``ce_latency``: a CE server ~50 ms away.
 CE_ANSWER_DELAY = 0.05
-#: ``BRIDGE_CE_CONCURRENCY`` values ``ce_latency`` compares: the default and four times it.
-CE_CONCURRENCIES = (16, 64)
+#: ``BRIDGE_CE_CONCURRENCY`` values ``ce_latency`` compares: the default before the seventh
+#: session, the default since, and four times that.
+CE_CONCURRENCIES = (16, 32, 128)
 
 
 def ce_latency(

@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     ce_max_attempts: int = Field(default=5, ge=1, description="CE tries per call")
     ce_timeout: float = Field(default=10.0, gt=0, description="seconds a CE call may take")
     ce_concurrency: int = Field(
-        default=16, ge=1, le=256, description="CE calls in flight at once (the worker's threads)"
+        default=32, ge=1, le=256, description="CE calls in flight at once (the worker's threads)"
     )
     create_retry_budget: int = Field(
         default=10, ge=1, description="job-create rounds before the job is failed on-chain"

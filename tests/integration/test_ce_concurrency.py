@@ -15,7 +15,7 @@ from tests.integration.test_hostile_jobs import _status, _submit
 
 
 def test_the_ce_concurrency_setting_bounds_the_calls_in_flight(tmp_path: Path) -> None:
-    # Six jobs due in one round: with the default of 16 all six job-creates go out together
+    # Six jobs due in one round: with the default (32) all six job-creates go out together
     # (this test saw 6 in flight at the emulator); allowed 2, two at a time, and both used.
     emulator = EmulatorConfig(
         provisioning_seconds=0, downloading_seconds=0, running_seconds=0, answer_delay=0.2
