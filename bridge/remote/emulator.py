@@ -586,9 +586,8 @@ def create_emulator_app(
     Args:
         config: Its settings (defaults: any authenticator, 0.5/0.5/1.0 s phases, no faults).
         clock: Monotonic seconds; tests may drive time by hand.
-        inject_faults: False leaves out the fault-injection middleware (the fault rates are
-            then never applied): the benchmarks' lean emulator, where the middleware's cost
-            per request would be measured instead of the bridge.
+        inject_faults: False leaves fault injection out (the fault rates are then never
+            applied); ``answer_delay`` still holds every answer back.
 
     Returns:
         The app; its :class:`Emulator` is ``app.state.emulator``.
@@ -601,11 +600,21 @@ def create_emulator_app(
     async def _api_error(_request: Request, exc: _ApiError) -> JSONResponse:
         return JSONResponse({F_ERROR: exc.message}, status_code=exc.status)
 
+    async def _front(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """The one middleware, on the API only: the answer delay (and the count in flight),
+        then the injected faults (a fault's answer waits too)."""
+        if not request.url.path.startswith(API_PREFIX):
+            return await call_next(request)
+        async with emulator.answering():
+            if not inject_faults:
+                return await call_next(request)
+            return await _faults(request, call_next)
+
     async def _faults(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if not request.url.path.startswith(API_PREFIX):
-            return await call_next(request)
         fault = emulator.draw_fault()
         if fault == "error":
             return JSONResponse({F_ERROR: "emulated server error"}, emulator.error_status())
@@ -625,17 +634,7 @@ def create_emulator_app(
             return Response(_MALFORMED_BODY, 200, media_type="application/json")
         return response
 
-    async def _answering(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if not request.url.path.startswith(API_PREFIX):
-            return await call_next(request)
-        async with emulator.answering():
-            return await call_next(request)
-
-    if inject_faults:
-        app.middleware("http")(_faults)
-    app.middleware("http")(_answering)  # the outermost: a fault's answer waits too
+    app.middleware("http")(_front)
 
     def api_base(request: Request) -> str:
         return str(request.base_url).rstrip("/") + API_PREFIX
