@@ -455,7 +455,7 @@ class Bridge:
         return self.scanner.target(head)
 
     def work_once(self) -> int:
-        """One worker round (``Worker.work_once``); returns how many jobs were worked."""
+        """One worker round (``Worker.work_once``); returns how many steps it started."""
         return self.worker.work_once()
 
     # ------------------------------------------------------------------ transactions

@@ -61,6 +61,14 @@ _WORK_STATES = (
 #: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
 ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
 
+#: Seconds a round waits for its steps. A step still running then (a long download: a huge
+#: output, or one served slowly) goes on in the background, its job skipped by the next rounds
+#: until it ends, so that one job's step never holds every other job's next step.
+ROUND_WAIT = 2.0
+
+#: A step left running by a round: ``("job", job id)`` or ``("cancel", remote_cancel id)``.
+_Step = tuple[str, int]
+
 
 def _mark(uow: UnitOfWork, job: Job, now: float) -> bool:
     """Marks in ``uow`` that a job-create of ``job`` may reach CE from now on (the first
@@ -73,6 +81,17 @@ def _mark(uow: UnitOfWork, job: Job, now: float) -> bool:
         fresh.create_sent_at = now
         uow.session.add(fresh)
     return True
+
+
+def _report(future: Future[None]) -> None:
+    """Logs a step's unexpected failure (each step contains its job's errors; this is a bug
+    or the store failing): one step's failure never stops the others."""
+    if future.cancelled():
+        return  # skipped at shutdown: the job stays due
+    try:
+        future.result()
+    except Exception:
+        log.exception("a worker task failed; the round goes on")
 
 
 class DispatchPause:
@@ -161,52 +180,112 @@ class Worker:
         )
         self._head_lock = threading.Lock()
         self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
+        # Steps earlier rounds left running (``ROUND_WAIT``): at most half the pool, so that
+        # long steps never take every thread.
+        self._background: dict[Future[None], _Step] = {}
+        self._background_lock = threading.Lock()
+        self._max_background = max(1, core.settings.ce_concurrency // 2)
+        self._renewed = time.monotonic()
 
     def close(self) -> None:
-        """Skips the steps still queued and waits for the running ones."""
+        """Skips the steps still queued, waits for the running ones (a download stops at its
+        next chunk once the CE client is interrupted), then releases their claims."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._reap()
+        except SQLAlchemyError as exc:  # the leases then simply expire
+            log.warning("releasing the worker's claims failed: %s", describe_db_error(exc)[0])
 
     def work_once(self) -> int:
-        """Works every open job that is due; returns how many were worked."""
+        """Works every open job that is due, but those whose step an earlier round left
+        running; returns how many steps it started.
+
+        Returns once they have all ended, or after ``ROUND_WAIT`` s with those still running
+        left in the background (while at most half the pool is: beyond that it waits for them
+        as long as they take). Their jobs keep their claims, renewed every third of the lease,
+        and are released once their steps end.
+        """
+        self._reap()
         now = self._core.clock()
         chain_now = self._reader.block_timestamp()
         self._pause.refresh()
         states = [s for s in _WORK_STATES if not (s is JobState.NEW and self._pause.event.is_set())]
         claims = self._core.claims
-        due = claims.claim_jobs(states, now)
-        cancels = self._core.cancels.due()
+        with self._background_lock:
+            busy = set(self._background.values())
+        due = [j for j in claims.claim_jobs(states, now) if ("job", j) not in busy]
+        cancels = [r for r in self._core.cancels.due() if ("cancel", r.id or 0) not in busy]
         loaded = self._load(due)
         planned = self._plan_dispatches(loaded, chain_now)
-        jobs = {
-            self._pool.submit(self._work_job, job, chain_now, planned.get(job.job_id)): job.job_id
-            for job in loaded
-        }
-        sends = {self._pool.submit(self._core.cancels.send, row): row.id or 0 for row in cancels}
+        steps: dict[Future[None], _Step] = {}
+        for job in loaded:
+            work = self._pool.submit(self._work_job, job, chain_now, planned.get(job.job_id))
+            steps[work] = ("job", job.job_id)
+        for row in cancels:
+            steps[self._pool.submit(self._core.cancels.send, row)] = ("cancel", row.id or 0)
+        running: set[Future[None]] = set(steps)
         try:
-            self._wait_renewing(jobs, sends)
+            running = self._wait(steps)
         finally:
-            claims.release(due, sends.values())
-        return len(due)
+            left = {steps[f] for f in running}
+            with self._background_lock:
+                self._background.update((f, steps[f]) for f in running)
+            claims.release(
+                [j for j in due if ("job", j) not in left],
+                [r.id or 0 for r in cancels if ("cancel", r.id or 0) not in left],
+            )
+        return len(steps)
 
-    def _wait_renewing(self, jobs: dict[Future[None], int], sends: dict[Future[None], int]) -> None:
-        """Waits for the round's tasks; renews the claims of the ones still running every
-        third of the lease (a long download keeps its job)."""
-        pending: set[Future[None]] = set(jobs) | set(sends)
+    def _wait(self, steps: dict[Future[None], _Step]) -> set[Future[None]]:
+        """Waits for the round's ``steps``; returns those still running after ``ROUND_WAIT``
+        s if the background has room for them (see ``work_once``), else waits on. Renews the
+        claims of every running step every third of the lease (a long download keeps its
+        job)."""
+        pending = set(steps)
+        give_up_at = time.monotonic() + ROUND_WAIT
         every = self._core.claims.lease / 3
-        renewed = time.monotonic()
         while pending:
-            done, pending = wait(pending, timeout=every, return_when=FIRST_COMPLETED)
+            left = give_up_at - time.monotonic()
+            timeout = min(every, left) if left > 0 else every
+            done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             for future in done:
-                try:
-                    future.result()
-                except Exception:  # one task's failure must not stop the others' round
-                    log.exception("a worker task failed; the round goes on")
-            if pending and time.monotonic() - renewed >= every:
-                renewed = time.monotonic()
-                self._core.claims.renew(
-                    [jobs[f] for f in pending if f in jobs],
-                    [sends[f] for f in pending if f in sends],
-                )
+                _report(future)
+            if pending and time.monotonic() >= give_up_at:
+                with self._background_lock:
+                    room = self._max_background - len(self._background)
+                if len(pending) <= room:
+                    return pending
+            self._renew([steps[f] for f in pending])
+        return set()
+
+    def _reap(self) -> None:
+        """Releases the claims of the background steps that have ended (their outcome is
+        stored by the steps themselves); renews the others' when due."""
+        with self._background_lock:
+            ended = {f: step for f, step in self._background.items() if f.done()}
+            for future in ended:
+                del self._background[future]
+        for future in ended:
+            _report(future)
+        if ended:
+            self._core.claims.release(
+                [i for kind, i in ended.values() if kind == "job"],
+                [i for kind, i in ended.values() if kind == "cancel"],
+            )
+        self._renew([])
+
+    def _renew(self, steps: list[_Step]) -> None:
+        """Renews the claims of ``steps`` and of the background's, every third of the lease."""
+        if time.monotonic() - self._renewed < self._core.claims.lease / 3:
+            return
+        self._renewed = time.monotonic()
+        with self._background_lock:
+            steps = steps + list(self._background.values())
+        if steps:
+            self._core.claims.renew(
+                [i for kind, i in steps if kind == "job"],
+                [i for kind, i in steps if kind == "cancel"],
+            )
 
     def _load(self, job_ids: list[int]) -> list[Job]:
         """The jobs ``job_ids`` in one query (detached), in that order; gone ones left out.

@@ -192,9 +192,10 @@ class CEClient(Closing):
         return remove
 
     def interrupt(self) -> None:
-        """Stop retrying, for a shutdown: a backoff wait ends now, and a call that would try
-        again raises :class:`~bridge.errors.RemoteTransient` instead (an attempt already on the
-        wire still runs to its answer or its timeout). Irreversible; safe from any thread."""
+        """Stop retrying, for a shutdown: a backoff wait ends now, a call that would try again
+        raises :class:`~bridge.errors.RemoteTransient` instead, and so does a download at its
+        next chunk (an API call already on the wire still runs to its answer or its timeout).
+        Irreversible; safe from any thread."""
         self._interrupted.set()
 
     def close(self) -> None:
@@ -373,7 +374,13 @@ class CEClient(Closing):
             started = True
             with self._open_download(target, cap) as resp:
                 total = 0
-                for chunk in resp.stream(_STREAM_CHUNK, decode_content=False):
+                # read1: each piece as it arrives (stream() would wait for a whole chunk), so
+                # a slow download sees the interrupt between pieces.
+                while chunk := resp.read1(_STREAM_CHUNK, decode_content=False):
+                    if self._interrupted.is_set():
+                        # A shutdown does not wait for a long download: the next start
+                        # fetches the file again from its start.
+                        raise RemoteTransient("download: interrupted (the bridge is stopping)")
                     total += len(chunk)
                     if total > cap:
                         raise OutputTooLarge(f"download: the file is over the {cap}-byte cap")

@@ -7,6 +7,8 @@ run can send back must not stall, crash or drain the bridge.
   its deadline, refunding its requester.
 - CE's failure message is capped at 256 bytes on-chain (cut at a UTF-8 boundary).
 - A job over the output limits (file count, total bytes) is failed with "outputs too large".
+- A job whose outputs download slowly (a huge output, a slow file server) does not hold the
+  other jobs, and a stop does not wait for its download.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from web3.types import TxParams, Wei
 
 from bridge.chain.spec import JobSpec, Resources, Status
@@ -25,7 +27,8 @@ from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.remote.client import CEClient
 from bridge.remote.convention import CEJobRequest
-from bridge.store.models import Job
+from bridge.remote.emulator import EmulatorConfig
+from bridge.store.models import Job, OutputFile
 from bridge.tx.policy import MAX_REASON_BYTES
 from tests.builders import get_job, increase_time
 from tests.faults.harness import wait_for
@@ -169,3 +172,32 @@ def test_hostile_outputs_and_messages_end_on_chain(stack: LocalStack) -> None:
     wait_for(lambda: _status(stack, unavailable).is_terminal, 60, "the stuck job to be failed")
     assert _status(stack, unavailable) is Status.FAILED
     assert "deadline" in _reason(stack, unavailable)
+
+
+def test_a_slow_download_holds_neither_the_other_jobs_nor_a_stop(tmp_path: Path) -> None:
+    # One job's two output files are each answered over 120 s (what a huge output served at a
+    # real CE's bandwidth takes; the requester chooses the size). Before the worker's rounds
+    # stopped waiting for every step, the jobs submitted after it completed only once its
+    # download had ended (~240 s), and a stop waited for the download too.
+    zero = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
+    with LocalStack(tmp_path, block_time=None, confirmations=0, emulator_config=zero) as stack:
+        assert stack.bridge is not None
+        bridge = stack.bridge
+        slow = _submit(stack, "echo slow > output/out.txt # ce-emulator:slow-outputs=120")
+        partial = tmp_path / "outputs" / "tmp"
+        wait_for(lambda: any(partial.glob("*.part")), 60, "the slow download to start")
+        others = [_submit(stack, f"echo {i} > output/out.txt") for i in range(3)]
+        wait_for(
+            lambda: all(_status(stack, job) is Status.COMPLETED for job in others),
+            90,
+            "the other jobs to complete",
+        )
+        assert any(partial.glob("*.part"))  # the slow download is still running
+        stack.stop_bridge()  # interrupts the download at its next piece
+        with Session(bridge.db) as session:
+            job = session.get(Job, slow)  # CE's "Completed" may be stored; its outputs not
+            assert job is not None and job.result_hash is None
+            assert job.state in (JobState.DISPATCHED, JobState.FINISHING)
+            assert not session.exec(select(OutputFile).where(col(OutputFile.job_id) == slow)).all()
+        assert _status(stack, slow) in (Status.SUBMITTED, Status.ACCEPTED)
+        assert not any(partial.glob("*.part"))  # the partial file went with the download

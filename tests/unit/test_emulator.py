@@ -20,10 +20,12 @@ from fastapi.testclient import TestClient
 
 from bridge.http_thread import ThreadedServer
 from bridge.remote.emulator import (
+    MAX_SLOW_OUTPUTS,
     EmulatorConfig,
     LeanEmulatorApp,
     create_emulator_app,
     create_lean_emulator_app,
+    generated_chunks,
     generated_sha256,
     parse_directives,
 )
@@ -419,6 +421,32 @@ def test_unavailable_outputs_answer_503(make: Any) -> None:
     job_id = create(client, {**BODY, "commandLine": "ce-emulator:outputs-unavailable"})
     (first, *_) = status(client, job_id)["outputFiles"]
     assert client.get(first["url"]).status_code == 503
+
+
+def test_slow_outputs_answer_the_same_bytes(make: Any) -> None:
+    # Spread over a second each (``_paced``), the answers still hold exactly the files' bytes:
+    # a small one (fewer bytes than pieces) and a generated one of 3,000.
+    client = make(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
+    command = "echo x > output/out.txt # ce-emulator:slow-outputs=1 ce-emulator:outputs=1x3000"
+    job_id = create(client, {**BODY, "commandLine": command})
+    app = client.app
+    emulator = app.emulator if isinstance(app, LeanEmulatorApp) else app.state.emulator
+    assert emulator.output_seconds(job_id) == 1.0
+    files = status(client, job_id)["outputFiles"]
+    assert len(files) == 3
+    for entry in files:
+        content = emulator.output_file(job_id, entry["filename"])
+        if isinstance(content, bytes):
+            expected = content
+        else:
+            expected = b"".join(generated_chunks(content.seed, content.size))
+        assert client.get(entry["url"]).content == expected
+
+
+def test_slow_outputs_directive_is_bounded() -> None:
+    assert parse_directives("run # ce-emulator:slow-outputs=7").slow_outputs == 7
+    assert parse_directives("ce-emulator:slow-outputs=99999999").slow_outputs == MAX_SLOW_OUTPUTS
+    assert parse_directives("ce-emulator:slow-outputs=1x2").slow_outputs == 0
 
 
 @pytest.mark.parametrize(
