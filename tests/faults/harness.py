@@ -38,6 +38,7 @@ from bridge.chain.revert import error_name
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.config import Settings
 from bridge.devstack import LocalStack
+from bridge.engine.service import Bridge
 from bridge.remote.convention import is_terminal
 from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import ChainTx, TxState, Update
@@ -101,6 +102,14 @@ def wait_for(
     started = time.monotonic()
     wait_until(condition, timeout, interval, what, between=between, error=AssertionError)
     return time.monotonic() - started
+
+
+def bridge_round(bridge: Bridge) -> None:
+    """One round of each of an in-process bridge's loops, in their order: scan, work, write
+    (for tests that drive a ``Bridge`` by hand, e.g. as ``wait_for``'s ``between``)."""
+    bridge.scan_once()
+    bridge.work_once()  # never raises for one job's error
+    bridge.tx_once()
 
 
 # ---------------------------------------------------------------------------- the database

@@ -10,7 +10,7 @@ from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
 from bridge.engine.service import Bridge
 from bridge.remote.emulator import EmulatorConfig
-from tests.faults.harness import wait_for
+from tests.faults.harness import bridge_round, wait_for
 from tests.integration.test_hostile_jobs import _status, _submit
 
 
@@ -31,16 +31,13 @@ def test_the_ce_concurrency_setting_bounds_the_calls_in_flight(tmp_path: Path) -
         bridge = Bridge.from_settings(stack.settings)
         try:
             jobs = [_submit(stack, f"echo {i} > output/out.txt") for i in range(6)]
-
-            def one_round() -> None:
-                bridge.scan_once()
-                bridge.work_once()
-                bridge.tx_once()
-
-            def completed() -> bool:
-                return all(_status(stack, job) is Status.COMPLETED for job in jobs)
-
-            wait_for(completed, 120, "the six jobs to complete", interval=0.05, between=one_round)
+            wait_for(
+                lambda: all(_status(stack, job) is Status.COMPLETED for job in jobs),
+                120,
+                "the six jobs to complete",
+                interval=0.05,
+                between=lambda: bridge_round(bridge),
+            )
             assert stack.emulator is not None
             assert stack.emulator.emulator.stats()["max_in_flight"] == 2
         finally:

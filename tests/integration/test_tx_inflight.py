@@ -12,7 +12,7 @@ from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
 from bridge.engine.service import Bridge
 from bridge.store.models import ChainTx, TxState
-from tests.faults.harness import wait_for
+from tests.faults.harness import bridge_round, wait_for
 from tests.integration.test_hostile_jobs import _status, _submit
 
 
@@ -41,9 +41,7 @@ def test_the_settings_cap_on_transactions_in_flight_holds_end_to_end(tmp_path: P
             seen: list[int] = []
 
             def one_round() -> None:
-                bridge.scan_once()
-                bridge.work_once()
-                bridge.tx_once()
+                bridge_round(bridge)
                 seen.append(_unmined(bridge))
 
             def completed() -> bool:

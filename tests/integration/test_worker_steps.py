@@ -14,7 +14,7 @@ from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job, OutputFile, RemoteCall
-from tests.faults.harness import wait_for
+from tests.faults.harness import bridge_round, wait_for
 from tests.integration.test_hostile_jobs import _status, _submit
 
 
@@ -39,17 +39,12 @@ def test_a_poll_that_finds_the_job_done_stores_its_status_and_outputs_in_one_com
 
             monkeypatch.setattr(bridge.store, "batch", recorded)
 
-            def one_round() -> None:
-                bridge.scan_once()
-                bridge.work_once()
-                bridge.tx_once()
-
             wait_for(
                 lambda: _status(stack, job_id) is Status.COMPLETED,
                 120,
                 "the job to complete",
                 interval=0.05,
-                between=one_round,
+                between=lambda: bridge_round(bridge),
             )
             assert JobState.SETTLING in committed
             assert JobState.FINISHING not in committed, committed
@@ -79,17 +74,17 @@ def test_the_scanner_records_the_bridges_own_accept_and_running_writes(tmp_path:
         try:
             jobs = [_submit(stack, f"sleep 3600 # {i}") for i in range(3)]
 
-            def one_round() -> None:
-                bridge.scan_once()
-                bridge.work_once()
-                bridge.tx_once()
-
             def recorded() -> bool:
                 with Session(bridge.db) as session:
                     rows = [session.get(Job, j) for j in jobs]
                 return all(r is not None and r.onchain_status == Status.RUNNING for r in rows)
 
-            wait_for(recorded, 120, "the Running writes to be scanned", between=one_round)
+            wait_for(
+                recorded,
+                120,
+                "the Running writes to be scanned",
+                between=lambda: bridge_round(bridge),
+            )
             assert all(_status(stack, j) is Status.RUNNING for j in jobs)
         finally:
             bridge.stop()
