@@ -227,6 +227,8 @@ class Worker:
         try:
             running = self._wait(steps)
         finally:
+            # (If the wait raised, the steps still running go to the background all the same.)
+            running = {f for f in running if not f.done()}
             left = {steps[f] for f in running}
             with self._background_lock:
                 self._background.update((f, steps[f]) for f in running)
