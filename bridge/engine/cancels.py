@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import KW_ONLY, dataclass
 
 from bridge.engine import machine as m
@@ -55,10 +55,13 @@ class CancelOutbox:
         if jobs:
             self.send_all(self.due(jobs))
 
-    def due(self, job_ids: list[int] | None = None) -> list[RemoteCancel]:
-        """Queued remote cancellations not yet answered and due (of ``job_ids``, if given),
-        claimed by this process: release them once sent (``send_all`` does)."""
-        return self.claims.claim_cancels(self.clock(), job_ids)
+    def due(
+        self, job_ids: list[int] | None = None, exclude: Collection[int] = ()
+    ) -> list[RemoteCancel]:
+        """Queued remote cancellations not yet answered and due (of ``job_ids``, if given; none
+        of the rows ``exclude``), claimed by this process: release them once sent
+        (``send_all`` does)."""
+        return self.claims.claim_cancels(self.clock(), job_ids, exclude=exclude)
 
     def send_all(self, rows: list[RemoteCancel]) -> None:
         """Sends claimed ``rows`` one after the other, then releases their claims."""

@@ -212,9 +212,9 @@ class Worker:
         states = [s for s in _WORK_STATES if not (s is JobState.NEW and self._pause.event.is_set())]
         claims = self._core.claims
         with self._background_lock:
-            busy = set(self._background.values())
-        due = [j for j in claims.claim_jobs(states, now) if ("job", j) not in busy]
-        cancels = [r for r in self._core.cancels.due() if ("cancel", r.id or 0) not in busy]
+            busy = list(self._background.values())
+        due = claims.claim_jobs(states, now, exclude=[i for kind, i in busy if kind == "job"])
+        cancels = self._core.cancels.due(exclude=[i for kind, i in busy if kind == "cancel"])
         loaded = self._load(due)
         planned = self._plan_dispatches(loaded, chain_now)
         steps: dict[Future[None], _Step] = {}

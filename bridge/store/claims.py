@@ -30,7 +30,7 @@ neither written nor read: nothing to share, nothing to coordinate.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from sqlalchemy import ColumnElement, Engine, or_
 from sqlalchemy import update as sql_update
@@ -70,9 +70,13 @@ class WorkClaims:
         self.shared = is_shared(db)
         self._clock = clock
 
-    def claim_jobs(self, states: Iterable[str], now: float, limit: int = 256) -> list[int]:
+    def claim_jobs(
+        self, states: Iterable[str], now: float, limit: int = 256, exclude: Collection[int] = ()
+    ) -> list[int]:
         """Ids of the jobs in ``states`` due at ``now`` that this process works this round,
-        longest-waiting first (never attempted before polled a moment ago), at most ``limit``.
+        longest-waiting first (never attempted before polled a moment ago), at most ``limit``,
+        none of ``exclude`` (jobs whose step this process still runs: their leases are renewed
+        by ``renew`` alone).
 
         On PostgreSQL each returned job is leased to this process until ``now + lease``.
         """
@@ -82,6 +86,8 @@ class WorkClaims:
             .order_by(col(Job.next_attempt_at), col(Job.job_id))
             .limit(limit)
         )
+        if exclude:
+            query = query.where(col(Job.job_id).not_in(list(exclude)))
         with Session(self.db) as session:
             if not self.shared:
                 return list(session.exec(query).all())
@@ -105,13 +111,20 @@ class WorkClaims:
         )
 
     def claim_cancels(
-        self, now: float, job_ids: Sequence[int] | None = None, limit: int = 64
+        self,
+        now: float,
+        job_ids: Sequence[int] | None = None,
+        limit: int = 64,
+        exclude: Collection[int] = (),
     ) -> list[RemoteCancel]:
-        """The queued remote cancellations not yet answered and due (of ``job_ids``, if given)
-        that this process sends now, oldest first; on PostgreSQL leased as ``claim_jobs``."""
+        """The queued remote cancellations not yet answered and due (of ``job_ids``, if given;
+        none of the rows ``exclude``) that this process sends now, oldest first; on PostgreSQL
+        leased as ``claim_jobs``."""
         query = select(RemoteCancel).where(
             col(RemoteCancel.done_at).is_(None), col(RemoteCancel.next_attempt_at) <= now
         )
+        if exclude:
+            query = query.where(col(RemoteCancel.id).not_in(list(exclude)))
         if job_ids is not None:
             query = query.where(col(RemoteCancel.job_id).in_(list(job_ids)))
         query = query.order_by(col(RemoteCancel.id)).limit(limit)

@@ -8,12 +8,14 @@ run can send back must not stall, crash or drain the bridge.
 - CE's failure message is capped at 256 bytes on-chain (cut at a UTF-8 boundary).
 - A job over the output limits (file count, total bytes) is failed with "outputs too large".
 - A job whose outputs download slowly (a huge output, a slow file server) does not hold the
-  other jobs, and a stop does not wait for its download.
+  other jobs, and a stop does not wait for its download; on PostgreSQL its job keeps its lease
+  while the download runs in the background, and gives it back once done.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from bridge.store.models import Job, OutputFile
 from bridge.tx.policy import MAX_REASON_BYTES
 from tests.builders import get_job, increase_time
 from tests.faults.harness import bridge_round, wait_for
+from tests.pg import postgres_database
 
 POISON_APP = "charityengine:poison"
 
@@ -199,3 +202,47 @@ def test_a_slow_download_holds_neither_the_other_jobs_nor_a_stop(tmp_path: Path)
             assert not session.exec(select(OutputFile).where(col(OutputFile.job_id) == slow)).all()
         assert _status(stack, slow) in (Status.SUBMITTED, Status.ACCEPTED)
         assert not any(partial.glob("*.part"))  # the partial file went with the download
+
+
+def test_a_background_download_keeps_its_lease_on_postgresql_then_gives_it_back(
+    tmp_path: Path,
+) -> None:
+    # Leases of 1.5 s and a download of 2 x 4 s left to the background after 2 s: without its
+    # renewals, the lease would lapse and another process could start the same download.
+    zero = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
+    with (
+        postgres_database("ce_bridge_lease") as url,
+        LocalStack(
+            tmp_path,
+            block_time=None,
+            confirmations=0,
+            emulator_config=zero,
+            database_url=url,
+            settings={"claim_lease": 1.5},
+        ) as stack,
+    ):
+        assert stack.bridge is not None
+        bridge = stack.bridge
+        slow = _submit(stack, "echo slow > output/out.txt # ce-emulator:slow-outputs=4")
+        partial = tmp_path / "outputs" / "tmp"
+        seen: list[tuple[float, str | None, float | None]] = []
+
+        def sample() -> None:
+            downloading = any(partial.glob("*.part"))
+            with Session(bridge.db) as session:
+                job = session.get(Job, slow)
+                if job is not None and downloading and job.result_hash is None:
+                    seen.append((time.time(), job.lease_holder, job.lease_expires))
+
+        wait_for(lambda: _status(stack, slow) is Status.COMPLETED, 60, "the job", between=sample)
+        holder = stack.roles.operator
+        assert seen and all(h == holder and e is not None and e > t for t, h, e in seen), seen
+        assert seen[-1][0] - seen[0][0] > 1.5  # the download outlived a lease ...
+        assert len({e for _, _, e in seen}) > 1  # ... which was renewed
+
+        def released() -> bool:
+            with Session(bridge.db) as session:
+                job = session.get(Job, slow)
+                return job is not None and job.lease_holder is None
+
+        wait_for(released, 30, "the lease to be given back")
