@@ -7,26 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.chain.spec import Status
-from bridge.devstack import LocalStack
 from bridge.engine.service import Bridge
-from bridge.remote.emulator import EmulatorConfig
 from tests.faults.harness import bridge_round, wait_for
-from tests.integration.test_hostile_jobs import _status, _submit
+from tests.integration.test_hostile_jobs import _instant_stack, _status, _submit
 
 
 def test_the_ce_concurrency_setting_bounds_the_calls_in_flight(tmp_path: Path) -> None:
     # Six jobs due in one round: with the default (32) all six job-creates go out together
     # (this test saw 6 in flight at the emulator); allowed 2, two at a time, and both used.
-    emulator = EmulatorConfig(
-        provisioning_seconds=0, downloading_seconds=0, running_seconds=0, answer_delay=0.2
-    )
-    with LocalStack(
-        tmp_path,
-        block_time=None,
-        confirmations=0,
-        start_bridge=False,
-        emulator_config=emulator,
-        settings={"ce_concurrency": 2},
+    with _instant_stack(
+        tmp_path, answer_delay=0.2, start_bridge=False, settings={"ce_concurrency": 2}
     ) as stack:
         bridge = Bridge.from_settings(stack.settings)
         try:

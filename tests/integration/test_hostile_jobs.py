@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, col, select
@@ -47,6 +48,18 @@ def _submit(stack: LocalStack, command: str, app: str = "charityengine:wolframen
     receipt = stack.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
     (event,) = stack.escrow.events.JobSubmitted().process_receipt(receipt)
     return int(event["args"]["jobId"])
+
+
+def _instant_stack(tmp_path: Path, *, answer_delay: float = 0.0, **options: Any) -> LocalStack:
+    """A ``LocalStack`` on an automining Anvil at 0 confirmations whose emulator completes a job
+    as soon as it is created (answering each call after ``answer_delay`` s); ``options`` go to
+    ``LocalStack``."""
+    instant = EmulatorConfig(
+        provisioning_seconds=0, downloading_seconds=0, running_seconds=0, answer_delay=answer_delay
+    )
+    return LocalStack(
+        tmp_path, block_time=None, confirmations=0, emulator_config=instant, **options
+    )
 
 
 def _status(stack: LocalStack, job_id: int) -> Status:
@@ -180,8 +193,7 @@ def test_a_slow_download_holds_neither_the_other_jobs_nor_a_stop(tmp_path: Path)
     # real CE's bandwidth takes; the requester chooses the size). Before the worker's rounds
     # stopped waiting for every step, the jobs submitted after it completed only once its
     # download had ended (~240 s), and a stop waited for the download too.
-    zero = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
-    with LocalStack(tmp_path, block_time=None, confirmations=0, emulator_config=zero) as stack:
+    with _instant_stack(tmp_path) as stack:
         assert stack.bridge is not None
         bridge = stack.bridge
         slow = _submit(stack, "echo slow > output/out.txt # ce-emulator:slow-outputs=120")
@@ -209,17 +221,9 @@ def test_a_background_download_keeps_its_lease_on_postgresql_then_gives_it_back(
 ) -> None:
     # Leases of 1.5 s and a download of 2 x 4 s left to the background after 2 s: without its
     # renewals, the lease would lapse and another process could start the same download.
-    zero = EmulatorConfig(provisioning_seconds=0, downloading_seconds=0, running_seconds=0)
     with (
         postgres_database("ce_bridge_lease") as url,
-        LocalStack(
-            tmp_path,
-            block_time=None,
-            confirmations=0,
-            emulator_config=zero,
-            database_url=url,
-            settings={"claim_lease": 1.5},
-        ) as stack,
+        _instant_stack(tmp_path, database_url=url, settings={"claim_lease": 1.5}) as stack,
     ):
         assert stack.bridge is not None
         bridge = stack.bridge
