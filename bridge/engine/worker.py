@@ -83,15 +83,21 @@ def _mark(uow: UnitOfWork, job: Job, now: float) -> bool:
     return True
 
 
-def _report(future: Future[None]) -> None:
+def _report(future: Future[None], *, background: bool = False) -> None:
     """Logs a step's unexpected failure (each step contains its job's errors; this is a bug
-    or the store failing): one step's failure never stops the others."""
+    or the store failing): one step's failure never stops the others. A step of the round
+    that died with a ``BaseException`` (an interpreter exit) passes it on; one of the
+    background, whose round is over, is logged."""
     if future.cancelled():
         return  # skipped at shutdown: the job stays due
     try:
         future.result()
     except Exception:
         log.exception("a worker task failed; the round goes on")
+    except BaseException:
+        if not background:
+            raise
+        log.exception("a worker task in the background died")
 
 
 class DispatchPause:
@@ -180,17 +186,28 @@ class Worker:
         )
         self._head_lock = threading.Lock()
         self._head_cache: tuple[float, set[int]] | None = None  # see _head_settled
-        # Steps earlier rounds left running (``ROUND_WAIT``): at most half the pool, so that
-        # long steps never take every thread.
+        # Steps earlier rounds left running (``ROUND_WAIT``): at most half the pool (all of a
+        # pool of one), so that long steps never take every thread. Where claims are leased
+        # (PostgreSQL), a thread of its own renews theirs, whatever the rounds do (the loop
+        # backs off after a failed round).
         self._background: dict[Future[None], _Step] = {}
         self._background_lock = threading.Lock()
         self._max_background = max(1, core.settings.ce_concurrency // 2)
-        self._renewed = time.monotonic()
+        self._closed = threading.Event()
+        self._leases: threading.Thread | None = None
+        if core.claims.shared:
+            self._leases = threading.Thread(
+                target=self._keep_leases, name="ce-work-leases", daemon=True
+            )
+            self._leases.start()
 
     def close(self) -> None:
         """Skips the steps still queued, waits for the running ones (a download stops at its
         next chunk once the CE client is interrupted), then releases their claims."""
+        self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._leases is not None:
+            self._leases.join()
         try:
             self._reap()
         except SQLAlchemyError as exc:  # the leases then simply expire
@@ -215,16 +232,23 @@ class Worker:
             busy = list(self._background.values())
         due = claims.claim_jobs(states, now, exclude=[i for kind, i in busy if kind == "job"])
         cancels = self._core.cancels.due(exclude=[i for kind, i in busy if kind == "cancel"])
-        loaded = self._load(due)
-        planned = self._plan_dispatches(loaded, chain_now)
         steps: dict[Future[None], _Step] = {}
-        for job in loaded:
-            work = self._pool.submit(self._work_job, job, chain_now, planned.get(job.job_id))
-            steps[work] = ("job", job.job_id)
-        for row in cancels:
-            steps[self._pool.submit(self._core.cancels.send, row)] = ("cancel", row.id or 0)
-        running: set[Future[None]] = set(steps)
+        running: set[Future[None]] = set()
         try:
+            loaded = self._load(due)
+            planned = self._plan_dispatches(loaded, chain_now)
+            for job in loaded:
+                if self._closed.is_set():
+                    break  # stopping: the rest stay due
+                work = self._pool.submit(self._work_job, job, chain_now, planned.get(job.job_id))
+                steps[work] = ("job", job.job_id)
+                running.add(work)
+            for row in cancels:
+                if self._closed.is_set():
+                    break
+                send = self._pool.submit(self._core.cancels.send, row)
+                steps[send] = ("cancel", row.id or 0)
+                running.add(send)
             running = self._wait(steps)
         finally:
             # (If the wait raised, the steps still running go to the background all the same.)
@@ -240,12 +264,13 @@ class Worker:
 
     def _wait(self, steps: dict[Future[None], _Step]) -> set[Future[None]]:
         """Waits for the round's ``steps``; returns those still running after ``ROUND_WAIT``
-        s if the background has room for them (see ``work_once``), else waits on. Renews the
-        claims of every running step every third of the lease (a long download keeps its
-        job)."""
+        s if the background has room for them (see ``work_once``), else waits on, reaping
+        the background as its steps end. Renews the claims of the round's steps still running
+        every third of the lease (a long download keeps its job)."""
         pending = set(steps)
         give_up_at = time.monotonic() + ROUND_WAIT
         every = self._core.claims.lease / 3
+        renewed = time.monotonic()
         while pending:
             left = give_up_at - time.monotonic()
             timeout = min(every, left) if left > 0 else every
@@ -253,36 +278,46 @@ class Worker:
             for future in done:
                 _report(future)
             if pending and time.monotonic() >= give_up_at:
+                self._reap()  # background steps that ended since make room
                 with self._background_lock:
                     room = self._max_background - len(self._background)
                 if len(pending) <= room:
                     return pending
-            self._renew([steps[f] for f in pending])
+            if pending and time.monotonic() - renewed >= every:
+                renewed = time.monotonic()
+                self._renew([steps[f] for f in pending])
         return set()
 
     def _reap(self) -> None:
         """Releases the claims of the background steps that have ended (their outcome is
-        stored by the steps themselves); renews the others' when due."""
+        stored by the steps themselves), then logs their failures."""
         with self._background_lock:
             ended = {f: step for f, step in self._background.items() if f.done()}
             for future in ended:
                 del self._background[future]
-        for future in ended:
-            _report(future)
-        if ended:
+        if not ended:
+            return
+        try:
             self._core.claims.release(
                 [i for kind, i in ended.values() if kind == "job"],
                 [i for kind, i in ended.values() if kind == "cancel"],
             )
-        self._renew([])
+        finally:
+            for future in ended:
+                _report(future, background=True)
+
+    def _keep_leases(self) -> None:
+        """Renews the background steps' claims every third of the lease until closed."""
+        while not self._closed.wait(self._core.claims.lease / 3):
+            with self._background_lock:
+                steps = [step for f, step in self._background.items() if not f.done()]
+            try:
+                self._renew(steps)
+            except SQLAlchemyError as exc:  # tried again a third of the lease later
+                log.warning("renewing the worker's claims failed: %s", describe_db_error(exc)[0])
 
     def _renew(self, steps: list[_Step]) -> None:
-        """Renews the claims of ``steps`` and of the background's, every third of the lease."""
-        if time.monotonic() - self._renewed < self._core.claims.lease / 3:
-            return
-        self._renewed = time.monotonic()
-        with self._background_lock:
-            steps = steps + list(self._background.values())
+        """Extends the claims of ``steps`` by a lease from now."""
         if steps:
             self._core.claims.renew(
                 [i for kind, i in steps if kind == "job"],

@@ -850,21 +850,24 @@ async def _paced(chunks: Iterator[bytes], size: int, seconds: float) -> AsyncIte
     ``_PACE_STEP`` s (every ``seconds / size`` s for a file of fewer bytes than that), each sent
     after its share of the time, so that a reader sees steady progress (``slow-outputs``)."""
     pieces = max(1, min(size, round(seconds / _PACE_STEP)))
-    pending = b""
-    sent = 0
+    held = bytearray()  # read ahead of what is sent, from ``start`` on
+    start = sent = 0
     for i in range(pieces):
         end = size * (i + 1) // pieces
-        while sent + len(pending) < end:
+        while sent + len(held) - start < end:
             chunk = next(chunks, b"")
             if not chunk:
                 break
-            pending += chunk
-        take = end - sent
+            held += chunk
+        take = min(end - sent, len(held) - start)
         await asyncio.sleep(seconds / pieces)
         if take > 0:
-            yield pending[:take]
-            pending = pending[take:]
-            sent = end
+            yield bytes(held[start : start + take])
+            start += take
+            sent += take
+            if start > len(held) // 2:  # drop what was sent, now and then: linear in all
+                del held[:start]
+                start = 0
 
 
 async def _send_file(send: Send, content: bytes | GeneratedFile, seconds: float = 0.0) -> None:
