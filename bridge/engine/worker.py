@@ -273,16 +273,20 @@ class Worker:
         renewed = time.monotonic()
         while pending:
             left = give_up_at - time.monotonic()
-            timeout = min(every, left) if left > 0 else every
-            done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-            for future in done:
-                _report(future)
-            if pending and time.monotonic() >= give_up_at:
+            watched, timeout = pending, min(every, left)
+            if left <= 0:
                 self._reap()  # background steps that ended since make room
                 with self._background_lock:
                     room = self._max_background - len(self._background)
+                    background = set(self._background)
                 if len(pending) <= room:
                     return pending
+                # No room: woken by the end of a step of the round or of the background.
+                watched, timeout = pending | background, every
+            done, _ = wait(watched, timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done & pending:
+                _report(future)
+            pending -= done
             if pending and time.monotonic() - renewed >= every:
                 renewed = time.monotonic()
                 self._renew([steps[f] for f in pending])

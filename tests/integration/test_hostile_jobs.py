@@ -216,6 +216,24 @@ def test_a_slow_download_holds_neither_the_other_jobs_nor_a_stop(tmp_path: Path)
         assert not any(partial.glob("*.part"))  # the partial file went with the download
 
 
+def test_a_round_without_room_goes_on_once_a_background_step_ends(tmp_path: Path) -> None:
+    # Two threads, so room for one step in the background: A's download (2 x 6 s) takes it, B's
+    # (2 x 60 s) then holds its round. When A ends, B must move to the background at once and
+    # the next round work C; a round waking only every third of the lease (200 s here) would
+    # have held C until B's download ended.
+    settings = {"ce_concurrency": 2, "claim_lease": 600.0}
+    with _instant_stack(tmp_path, settings=settings) as stack:
+        partial = tmp_path / "outputs" / "tmp"
+        first = _submit(stack, "echo a > output/out.txt # ce-emulator:slow-outputs=6")
+        wait_for(lambda: len(list(partial.glob("*.part"))) == 1, 60, "A's download to start")
+        second = _submit(stack, "echo b > output/out.txt # ce-emulator:slow-outputs=60")
+        wait_for(lambda: len(list(partial.glob("*.part"))) == 2, 60, "B's download to start")
+        third = _submit(stack, "echo c > output/out.txt")
+        wait_for(lambda: _status(stack, third) is Status.COMPLETED, 100, "C to complete")
+        assert _status(stack, first) is Status.COMPLETED
+        assert _status(stack, second) in (Status.SUBMITTED, Status.ACCEPTED)  # still downloading
+
+
 def test_a_background_download_keeps_its_lease_on_postgresql_then_gives_it_back(
     tmp_path: Path,
 ) -> None:
