@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -29,6 +31,8 @@ class EmulatorServer(Service):
         host: The interface to bind (default ``127.0.0.1``).
         port: The port; 0 picks a free one.
         startup_timeout: Seconds :meth:`start` waits for the first answer.
+        clock: The emulator's monotonic seconds (jobs move through their states by it);
+            tests may drive time by hand.
     """
 
     def __init__(
@@ -38,8 +42,10 @@ class EmulatorServer(Service):
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config or EmulatorConfig()
+        self._clock = clock
         self._host = host
         self._port = port
         self._startup_timeout = startup_timeout
@@ -81,7 +87,7 @@ class EmulatorServer(Service):
         if config.data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="ce-emulator-")
             config = config.model_copy(update={"data_dir": Path(self._tmp.name)})
-        app = create_emulator_app(config)
+        app = create_emulator_app(config, clock=self._clock)
         self._emulator = app.state.emulator
         try:
             self._server = ThreadedServer(
