@@ -39,8 +39,6 @@ class SubmittedLog:
     #: Why the bridge cannot read the spec (a string that is not UTF-8), else None. The spec's
     #: unreadable strings then hold U+FFFD in place of each bad byte; the job is failed on-chain.
     unreadable: str | None = None
-    #: Whether ``spec_hash`` is ``keccak256(abi.encode(spec))`` of the raw bytes in the event.
-    spec_hash_matches: bool = True
 
 
 @dataclass(frozen=True)

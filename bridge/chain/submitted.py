@@ -339,6 +339,38 @@ def encode_raw_spec(spec: RawSpec) -> bytes:
     )
 
 
+def spec_encoding(spec: JobSpec) -> bytes:
+    """``abi.encode(spec)``, byte for byte as ``JobEscrow.submitJob`` encodes it (its keccak is
+    the contract's ``specHash``): ``encode_raw_spec`` of the spec with its strings as UTF-8.
+
+    Raises:
+        LogDecodingError: an integer does not fit its type.
+        UnicodeEncodeError: a string holds a lone surrogate (never one read from an event).
+    """
+    r = spec.specs
+    return encode_raw_spec(
+        (
+            spec.app.encode("utf-8"),
+            spec.command_line.encode("utf-8"),
+            (r.vcpus, r.ram, r.disk, r.network_download, r.network_upload),
+            spec.max_hours,
+            tuple((f.filename.encode("utf-8"), f.url.encode("utf-8")) for f in spec.input_files),
+        )
+    )
+
+
+def spec_matches_hash(spec: JobSpec, spec_hash: bytes) -> bool:
+    """Whether ``keccak256(abi.encode(spec))`` is ``spec_hash``: the spec the bridge is about
+    to act on is, field for field, the one the requester submitted and paid for (what the
+    contract hashed). False, never an exception, for a spec that cannot be encoded."""
+    try:
+        encoding = spec_encoding(spec)
+    except (LogDecodingError, UnicodeEncodeError):
+        return False
+    digest: bytes = keccak_256(encoding).digest()
+    return digest == spec_hash
+
+
 def _text(raw: bytes, what: str, problems: list[str]) -> str:
     """``raw`` as UTF-8; an invalid one is noted in ``problems`` and decoded with U+FFFD."""
     try:
@@ -438,8 +470,9 @@ def _requester(topic: str) -> ChecksumAddress:
 def submitted_log(entry: dict[str, Any]) -> SubmittedLog:
     """The ``JobSubmitted`` log of one raw ``eth_getLogs`` entry (hex strings, as the node sends
     it) whose first topic is the event's: its position, the indexed job id and requester, the
-    data by ``decode_submitted``, the spec read as ``spec_from_raw`` reads it, and whether
-    ``keccak256`` of the spec's encoding is the event's ``specHash``.
+    data by ``decode_submitted_data``, and the spec read as ``spec_from_raw`` reads it. The
+    spec is checked against the event's ``specHash`` where it is acted on
+    (``spec_matches_hash``, before its job-create), not here.
 
     Raises:
         LogDecodingError: the topics or the data do not decode as ``JobSubmitted``.
@@ -453,7 +486,7 @@ def submitted_log(entry: dict[str, Any]) -> SubmittedLog:
         raise LogDecodingError("JobSubmitted: the job id topic is not 32 bytes")
     requester = _requester(topics[2])
     data = _hex_bytes(entry["data"][2:])
-    (event_hash, payment, deadline, raw_spec, gas_limit), encoding = decode_submitted(data)
+    event_hash, payment, deadline, raw_spec, gas_limit = decode_submitted_data(data)
     spec, unreadable = _read_spec(raw_spec)
     at = _new(LogPosition)
     fields = at.__dict__
@@ -472,7 +505,6 @@ def submitted_log(entry: dict[str, Any]) -> SubmittedLog:
     fields["spec"] = spec
     fields["callback_gas_limit"] = gas_limit
     fields["unreadable"] = unreadable
-    fields["spec_hash_matches"] = keccak_256(encoding).digest() == event_hash
     return log
 
 

@@ -415,8 +415,6 @@ class Scanner:
         spec_error: str | None = None
         if entry.unreadable is not None:
             spec_error = entry.unreadable  # failed on-chain with this reason, and refunded
-        elif not entry.spec_hash_matches:
-            spec_error = "the event's spec does not match its specHash"
         else:
             try:
                 spec_to_request(entry.spec)

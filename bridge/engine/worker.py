@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
+from bridge.chain.submitted import spec_matches_hash
 from bridge.engine import machine as m
 from bridge.engine.codec import spec_from_json, spec_to_request
 from bridge.engine.core import Core
@@ -60,6 +61,9 @@ _WORK_STATES = (
 
 #: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
 ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
+
+#: The reason on-chain of a job whose stored spec does not hash to its event's ``specHash``.
+SPEC_HASH_MISMATCH = "the event's spec does not match its specHash"
 
 #: Seconds a round waits for its steps. A step still running then (a long download: a huge
 #: output, or one served slowly) goes on in the background, its job skipped by the next rounds
@@ -471,7 +475,14 @@ class Worker:
         spec_error = job.spec_error
         if not spec_error:
             try:
-                request = spec_to_request(spec_from_json(job.spec_json))
+                spec = spec_from_json(job.spec_json)
+                # What goes to CE is, field for field, what the requester paid for: the
+                # stored spec re-encoded hashes to the event's specHash (a decoder or storage
+                # fault fails the job on-chain, and refunds it, instead of running another).
+                if spec_matches_hash(spec, bytes.fromhex(job.spec_hash.removeprefix("0x"))):
+                    request = spec_to_request(spec)
+                else:
+                    spec_error = SPEC_HASH_MISMATCH
             except SpecError as exc:
                 spec_error = str(exc)
         step = m.dispatch_step(

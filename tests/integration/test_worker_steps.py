@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import Session, col, select
 
@@ -12,10 +13,11 @@ from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
 from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
+from bridge.engine.worker import SPEC_HASH_MISMATCH
 from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job, OutputFile, RemoteCall
 from tests.faults.harness import bridge_round, wait_for
-from tests.integration.test_hostile_jobs import _status, _submit
+from tests.integration.test_hostile_jobs import _reason, _status, _submit
 
 
 def test_a_poll_that_finds_the_job_done_stores_its_status_and_outputs_in_one_commit(
@@ -88,3 +90,46 @@ def test_the_scanner_records_the_bridges_own_accept_and_running_writes(tmp_path:
             assert all(_status(stack, j) is Status.RUNNING for j in jobs)
         finally:
             bridge.stop()
+
+
+def test_a_stored_spec_that_no_longer_hashes_to_its_spechash_is_failed_not_sent(
+    tmp_path: Path,
+) -> None:
+    # The spec sent to CE must be the one the requester paid for. A stored spec changed after
+    # the scan (a decoder or storage fault, here an edit of its row) fails its job on-chain,
+    # refunded, with no job-create; the job beside it runs as usual.
+    with LocalStack(tmp_path, block_time=None, confirmations=0, start_bridge=False) as stack:
+        bridge = Bridge.from_settings(stack.settings)
+        try:
+            changed = _submit(stack, "echo paid-for > output/out.txt")
+            kept = _submit(stack, "echo kept > output/out.txt")
+            wait_for(lambda: bool(bridge.scan_once()) and _stored(bridge, changed), 60, "scan")
+            with Session(bridge.db) as session:
+                job = session.get(Job, changed)
+                assert job is not None and "paid-for" in job.spec_json
+                job.spec_json = job.spec_json.replace("paid-for", "something-else")
+                session.add(job)
+                session.commit()
+
+            wait_for(
+                lambda: (
+                    {_status(stack, changed), _status(stack, kept)}
+                    == {Status.FAILED, Status.COMPLETED}
+                ),
+                120,
+                "both jobs to end",
+                interval=0.05,
+                between=lambda: bridge_round(bridge),
+            )
+            assert _status(stack, changed) is Status.FAILED
+            assert _reason(stack, changed) == f"invalid job spec: {SPEC_HASH_MISMATCH}"
+            assert stack.emulator is not None
+            stats = httpx.get(stack.emulator.url + "_emulator/stats").json()
+            assert stats["jobs"] == 1  # the kept job's only
+        finally:
+            bridge.stop()
+
+
+def _stored(bridge: Bridge, job_id: int) -> bool:
+    with Session(bridge.db) as session:
+        return session.get(Job, job_id) is not None

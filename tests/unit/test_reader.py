@@ -136,8 +136,8 @@ def test_each_log_is_decoded_on_its_own_and_an_unreadable_spec_is_flagged(
     assert [d.job_id for d in decoded] == [1, 3], "the undecodable log is skipped, not the range"
     first, third = decoded
     assert isinstance(first, SubmittedLog) and isinstance(third, SubmittedLog)
-    assert first.unreadable is None and first.spec_hash_matches
-    assert third.unreadable == "app is not valid UTF-8" and third.spec_hash_matches
+    assert first.unreadable is None
+    assert third.unreadable == "app is not valid UTF-8"
     assert third.spec.app == "\ufffd\ufffd"
     assert reader.undecodable == 1
     errors = [r.getMessage() for r in caplog.records]
@@ -217,7 +217,6 @@ def test_decoded_logs_equal_the_same_dataclasses_built_by_their_constructors() -
         ),
         callback_gas_limit=decoded.callback_gas_limit,
         unreadable=decoded.unreadable,
-        spec_hash_matches=decoded.spec_hash_matches,
     )
     assert decoded == built and hash(decoded) == hash(built) and repr(decoded) == repr(built)
     assert dataclasses.replace(decoded, job_id=8) == dataclasses.replace(built, job_id=8)

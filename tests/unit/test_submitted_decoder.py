@@ -11,12 +11,14 @@ values or raises ``LogDecodingError`` where eth_abi raises too; the one document
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from eth_abi import decode, encode
 from eth_utils.crypto import keccak
 
+from bridge.chain.spec import InputFile
 from bridge.chain.submitted import (
     SUBMITTED_DATA_TYPES,
     LogDecodingError,
@@ -24,6 +26,8 @@ from bridge.chain.submitted import (
     decode_submitted,
     decode_submitted_data,
     encode_raw_spec,
+    spec_from_raw,
+    spec_matches_hash,
 )
 
 TYPES = list(SUBMITTED_DATA_TYPES)
@@ -242,3 +246,37 @@ def test_a_canonical_event_is_hashed_from_its_own_bytes_and_a_rearranged_one_re_
         got, encoding = decode_submitted(one)
         assert got[3] == spec
         assert encoding == encode([SPEC_TYPE], [spec])
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_read_spec_matches_its_hash_and_any_change_to_it_does_not(seed: int) -> None:
+    # ``spec_matches_hash``: the check the worker makes before a job-create. A spec read from
+    # the event (every string UTF-8) hashes to the contract's specHash (eth_abi's encoding);
+    # a spec differing in any one field does not; one that cannot be encoded is refused.
+    rng = random.Random(2000 + seed)
+    checked = 0
+    while checked < 150:
+        raw = random_spec(rng)
+        spec, unreadable = spec_from_raw(raw)
+        if unreadable is not None:
+            continue  # failed at the scan: never reaches the check
+        expected = keccak(encode([SPEC_TYPE], [raw]))
+        assert spec_matches_hash(spec, expected)
+        r = spec.specs
+        changed = [
+            replace(spec, app=spec.app + "x"),
+            replace(spec, command_line="z" + spec.command_line),
+            replace(spec, max_hours=(spec.max_hours + 1) % 2**16),
+            replace(spec, specs=replace(r, network_upload=(r.network_upload + 1) % 2**32)),
+            replace(spec, input_files=(*spec.input_files, InputFile("a", "b"))),
+        ]
+        if spec.input_files:
+            first = spec.input_files[0]
+            moved = replace(first, url=first.url + "#")
+            changed.append(replace(spec, input_files=(moved, *spec.input_files[1:])))
+        for other in changed:
+            assert not spec_matches_hash(other, expected)
+        checked += 1
+    spec, _ = spec_from_raw(random_spec(rng))
+    assert not spec_matches_hash(replace(spec, max_hours=2**16), bytes(32))  # not a uint16
+    assert not spec_matches_hash(replace(spec, app="\ud800"), bytes(32))  # a lone surrogate
