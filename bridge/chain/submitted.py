@@ -89,8 +89,8 @@ _HEAD_LOW: Final = struct.Struct(">" + "24xQ" * 12)
 _W64: Final = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
 
 
-def _canonical(data: bytes) -> tuple[SubmittedData, bytes] | None:
-    """``decode_submitted(data)`` when ``data`` is laid out exactly as Solidity's ``emit``
+def _canonical(data: bytes) -> SubmittedData | None:
+    """``decode_submitted_data(data)`` when ``data`` is laid out exactly as Solidity's ``emit``
     writes it (every pointer where the encoder puts it, nothing after the last string), else
     None (the general path then decides, and raises for what is invalid).
 
@@ -156,8 +156,7 @@ def _canonical(data: bytes) -> tuple[SubmittedData, bytes] | None:
     app = data[448 + _WORD : app_stop]
     command = data[app_end + _WORD : command_stop]
     raw_spec: RawSpec = (app, command, resources, hours, tuple(files))
-    decoded = (data[0:32], fb(data[32:64], "big"), deadline, raw_spec, callback_gas)
-    return decoded, _ONE_OFFSET + data[160:]
+    return (data[0:32], fb(data[32:64], "big"), deadline, raw_spec, callback_gas)
 
 
 def _padded(data: bytes, at: int, limit: int) -> tuple[int, int]:
@@ -183,7 +182,10 @@ def decode_submitted_data(data: bytes) -> SubmittedData:
         LogDecodingError: ``data`` is not a valid encoding (any offset, length or padding out of
             bounds), or its strings add up to more bytes than ``data`` holds.
     """
-    return decode_submitted(data)[0]
+    fast = _canonical(data)
+    if fast is not None:
+        return fast
+    return _decode_general(data)[0]
 
 
 def decode_submitted(data: bytes) -> tuple[SubmittedData, bytes]:
@@ -199,7 +201,17 @@ def decode_submitted(data: bytes) -> tuple[SubmittedData, bytes]:
     """
     fast = _canonical(data)
     if fast is not None:
-        return fast
+        return fast, _ONE_OFFSET + data[5 * _WORD :]
+    decoded, spec, canonical = _decode_general(data)
+    if canonical:
+        return decoded, _ONE_OFFSET + data[spec:]
+    return decoded, encode_raw_spec(decoded[3])
+
+
+def _decode_general(data: bytes) -> tuple[SubmittedData, int, bool]:
+    """``decode_submitted_data(data)`` by the general path, where the spec starts in ``data``,
+    and whether it is laid out canonically up to the end of ``data`` (its encoding is then
+    the rest of ``data`` behind one offset word)."""
     size = len(data)
     if size < 5 * _WORD:
         raise LogDecodingError(f"{size} bytes of data: the event's head alone is 160")
@@ -280,11 +292,8 @@ def decode_submitted(data: bytes) -> tuple[SubmittedData, bytes]:
     app, command = strings[0], strings[1]
     files = tuple(zip(strings[2::2], strings[3::2], strict=True))
     raw_spec: RawSpec = (app, command, resources, w[7], files)
-    if canonical and expected == size:
-        encoding = _ONE_OFFSET + data[spec:]
-    else:
-        encoding = encode_raw_spec(raw_spec)
-    return (spec_hash, payment, deadline, raw_spec, callback_gas), encoding
+    decoded: SubmittedData = (spec_hash, payment, deadline, raw_spec, callback_gas)
+    return decoded, spec, canonical and expected == size
 
 
 def _encode_bytes(value: bytes) -> bytes:
