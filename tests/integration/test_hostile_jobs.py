@@ -237,15 +237,16 @@ def test_a_round_without_room_goes_on_once_a_background_step_ends(tmp_path: Path
 def test_a_background_download_keeps_its_lease_on_postgresql_then_gives_it_back(
     tmp_path: Path,
 ) -> None:
-    # Leases of 1.5 s and a download of 2 x 4 s left to the background after 2 s: without its
-    # renewals, the lease would lapse and another process could start the same download.
+    # Leases of 3 s (renewed every 1 s) and a download of 2 x 6 s left to the background after
+    # 2 s: without its renewals, the lease would lapse and another process could start the same
+    # download. (A lease of 1.5 s left a renewal 1 s of slack on a loaded machine.)
     with (
         postgres_database("ce_bridge_lease") as url,
-        _instant_stack(tmp_path, database_url=url, settings={"claim_lease": 1.5}) as stack,
+        _instant_stack(tmp_path, database_url=url, settings={"claim_lease": 3.0}) as stack,
     ):
         assert stack.bridge is not None
         bridge = stack.bridge
-        slow = _submit(stack, "echo slow > output/out.txt # ce-emulator:slow-outputs=4")
+        slow = _submit(stack, "echo slow > output/out.txt # ce-emulator:slow-outputs=6")
         partial = tmp_path / "outputs" / "tmp"
         seen: list[tuple[float, str | None, float | None]] = []
 
@@ -259,7 +260,7 @@ def test_a_background_download_keeps_its_lease_on_postgresql_then_gives_it_back(
         wait_for(lambda: _status(stack, slow) is Status.COMPLETED, 60, "the job", between=sample)
         holder = stack.roles.operator
         assert seen and all(h == holder and e is not None and e > t for t, h, e in seen), seen
-        assert seen[-1][0] - seen[0][0] > 1.5  # the download outlived a lease ...
+        assert seen[-1][0] - seen[0][0] > 3.0  # the download outlived a lease ...
         assert len({e for _, _, e in seen}) > 1  # ... which was renewed
 
         def released() -> bool:
