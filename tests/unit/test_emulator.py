@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -460,16 +461,21 @@ def test_malformed_or_oversized_directives_are_ignored(command: str, files: int)
 @pytest.mark.parametrize("lean", [False, True], ids=["fastapi", "lean"])
 def test_answer_delay_holds_requests_side_by_side_not_in_turn(tmp_path: Path, lean: bool) -> None:
     # Served over real HTTP: five calls sent at once are all held back together (a far
-    # server's latency), so five are in flight at the peak; a queue would show one.
-    config = EmulatorConfig(authenticators=frozenset({AUTH}), data_dir=tmp_path, answer_delay=0.5)
+    # server's latency), so five are in flight at the peak; a queue would show one. The five
+    # clients are made before a barrier, and each answer is held 2 s, so a loaded machine's
+    # slow thread still sends its call while the others are held.
+    config = EmulatorConfig(authenticators=frozenset({AUTH}), data_dir=tmp_path, answer_delay=2.0)
     app = create_lean_emulator_app(config) if lean else create_emulator_app(config)
     with ThreadedServer(
         app, "127.0.0.1", 0, probe_path="/_emulator/stats", name="emulator-test", lifespan="off"
     ) as server:
         body = {"authenticator": AUTH, "jobId": "no-such-job"}
 
+        ready = threading.Barrier(5)
+
         def call(_: int) -> int:
             with httpx.Client(base_url=server.url, timeout=30) as http:
+                ready.wait(timeout=30)
                 return http.post(BASE + "job-status", json=body).status_code
 
         with ThreadPoolExecutor(5) as pool:
