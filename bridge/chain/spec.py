@@ -1,7 +1,8 @@
 """The job spec as Python sees it, and its exact ABI encoding.
 
 ``JobSpec`` mirrors the Solidity ``IJobEscrow.JobSpec``; ``spec_hash`` reproduces the contract's
-``keccak256(abi.encode(spec))`` so the listener can check each event's spec against its hash.
+``keccak256(abi.encode(spec))`` (with eth_abi: the reference the fast encoder of
+``bridge.chain.submitted`` is tested against).
 Pure: no I/O.
 """
 

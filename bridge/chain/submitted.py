@@ -355,6 +355,8 @@ def spec_encoding(spec: JobSpec) -> bytes:
     Raises:
         LogDecodingError: an integer does not fit its type.
         UnicodeEncodeError: a string holds a lone surrogate (never one read from an event).
+        TypeError, AttributeError: a field of another type (never in a spec read from an event;
+            a ``bool`` passes as an ``int``, see ``bridge.engine.codec.verified_spec``).
     """
     r = spec.specs
     return encode_raw_spec(
@@ -371,10 +373,11 @@ def spec_encoding(spec: JobSpec) -> bytes:
 def spec_matches_hash(spec: JobSpec, spec_hash: bytes) -> bool:
     """Whether ``keccak256(abi.encode(spec))`` is ``spec_hash``: the spec the bridge is about
     to act on is, field for field, the one the requester submitted and paid for (what the
-    contract hashed). False, never an exception, for a spec that cannot be encoded."""
+    contract hashed). False, never an exception, for a spec that cannot be encoded (a field
+    of the wrong type included)."""
     try:
         encoding = spec_encoding(spec)
-    except (LogDecodingError, UnicodeEncodeError):
+    except (LogDecodingError, UnicodeEncodeError, TypeError, AttributeError, ValueError):
         return False
     digest: bytes = keccak_256(encoding).digest()
     return digest == spec_hash

@@ -20,6 +20,7 @@ from bridge.chain.spec import Status
 from bridge.config import Settings
 from bridge.engine import machine as m
 from bridge.engine.cancels import CancelOutbox
+from bridge.engine.codec import verified_spec
 from bridge.engine.states import JobState
 from bridge.remote.convention import idempotency_key
 from bridge.store.models import Job, RemoteCancel, Update, utcnow
@@ -115,7 +116,10 @@ class JobLedger:
             and job.create_sent_at is not None
         ):
             # job-create was sent and its answer never stored (a crash, a lost answer, or one
-            # still in flight): CE may run a job nobody follows. Find it by its key, cancel it.
+            # still in flight): CE may run a job nobody follows. Find it by its key (the same
+            # request sent again), cancel it. A stored spec that is no longer the one paid for
+            # is never sent: that remote job, if any, cannot be found.
+            sent = verified_spec(job.spec_json, job.spec_hash) is not None
             session.add(
                 RemoteCancel(
                     job_id=job.job_id,
@@ -124,7 +128,7 @@ class JobLedger:
                     idempotency_key=idempotency_key(
                         self._chain_id, self._contract, job.job_id, job.generation
                     ),
-                    request_json=job.spec_json,
+                    request_json=job.spec_json if sent else "",
                 )
             )
         if m.RemoteAction.CANCEL_REMOTE in outcome.actions and job.remote_job_id:

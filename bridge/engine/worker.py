@@ -25,9 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
-from bridge.chain.submitted import spec_matches_hash
 from bridge.engine import machine as m
-from bridge.engine.codec import spec_from_json, spec_to_request
+from bridge.engine.codec import spec_to_request, verified_spec
 from bridge.engine.core import Core
 from bridge.engine.ledger import job_view
 from bridge.engine.states import JobState
@@ -474,17 +473,17 @@ class Worker:
         request = None
         spec_error = job.spec_error
         if not spec_error:
-            try:
-                spec = spec_from_json(job.spec_json)
-                # What goes to CE is, field for field, what the requester paid for: the
-                # stored spec re-encoded hashes to the event's specHash (a decoder or storage
-                # fault fails the job on-chain, and refunds it, instead of running another).
-                if spec_matches_hash(spec, bytes.fromhex(job.spec_hash.removeprefix("0x"))):
+            # What goes to CE is, field for field, what the requester paid for: the stored
+            # spec re-encoded hashes to the event's specHash (a decoder or storage fault fails
+            # the job on-chain, and refunds it, instead of running another).
+            spec = verified_spec(job.spec_json, job.spec_hash)
+            if spec is None:
+                spec_error = SPEC_HASH_MISMATCH
+            else:
+                try:
                     request = spec_to_request(spec)
-                else:
-                    spec_error = SPEC_HASH_MISMATCH
-            except SpecError as exc:
-                spec_error = str(exc)
+                except SpecError as exc:
+                    spec_error = str(exc)
         step = m.dispatch_step(
             spec_error=spec_error,
             rechecking=job.recheck_until is not None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.engine.worker import SPEC_HASH_MISMATCH
 from bridge.remote.emulator import EmulatorConfig
-from bridge.store.models import Job, OutputFile, RemoteCall
+from bridge.store.models import Job, OutputFile, RemoteCall, RemoteCancel
 from tests.faults.harness import bridge_round, wait_for
 from tests.integration.test_hostile_jobs import _reason, _status, _submit
 
@@ -97,7 +98,9 @@ def test_a_stored_spec_that_no_longer_hashes_to_its_spechash_is_failed_not_sent(
 ) -> None:
     # The spec sent to CE must be the one the requester paid for. A stored spec changed after
     # the scan (a decoder or storage fault, here an edit of its row) fails its job on-chain,
-    # refunded, with no job-create; the job beside it runs as usual.
+    # refunded, with no job-create; the job beside it runs as usual. The row also says that a
+    # job-create was sent and its answer lost: the cancel outbox, which would look for that
+    # remote job by sending the stored request again under its key, must not send this one.
     with LocalStack(tmp_path, block_time=None, confirmations=0, start_bridge=False) as stack:
         bridge = Bridge.from_settings(stack.settings)
         try:
@@ -108,6 +111,7 @@ def test_a_stored_spec_that_no_longer_hashes_to_its_spechash_is_failed_not_sent(
                 job = session.get(Job, changed)
                 assert job is not None and "paid-for" in job.spec_json
                 job.spec_json = job.spec_json.replace("paid-for", "something-else")
+                job.create_sent_at = time.time()
                 session.add(job)
                 session.commit()
 
@@ -126,6 +130,12 @@ def test_a_stored_spec_that_no_longer_hashes_to_its_spechash_is_failed_not_sent(
             assert stack.emulator is not None
             stats = httpx.get(stack.emulator.url + "_emulator/stats").json()
             assert stats["jobs"] == 1  # the kept job's only
+            assert not [k for k in stats["by_key"] if k.endswith(f":{changed}")]
+            with Session(bridge.db) as session:
+                rows = session.exec(
+                    select(RemoteCancel).where(col(RemoteCancel.job_id) == changed)
+                ).all()
+            assert [(r.request_json, r.done_at is not None) for r in rows] == [("", True)]
         finally:
             bridge.stop()
 

@@ -10,6 +10,7 @@ values or raises ``LogDecodingError`` where eth_abi raises too; the one document
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from eth_abi import decode, encode
 from eth_utils.crypto import keccak
 
-from bridge.chain.spec import InputFile
+from bridge.chain.spec import InputFile, JobSpec, Resources, spec_hash
 from bridge.chain.submitted import (
     SUBMITTED_DATA_TYPES,
     LogDecodingError,
@@ -29,6 +30,7 @@ from bridge.chain.submitted import (
     spec_from_raw,
     spec_matches_hash,
 )
+from bridge.engine.codec import spec_to_json, verified_spec
 
 TYPES = list(SUBMITTED_DATA_TYPES)
 SPEC_TYPE = SUBMITTED_DATA_TYPES[3]
@@ -280,3 +282,42 @@ def test_a_read_spec_matches_its_hash_and_any_change_to_it_does_not(seed: int) -
     spec, _ = spec_from_raw(random_spec(rng))
     assert not spec_matches_hash(replace(spec, max_hours=2**16), bytes(32))  # not a uint16
     assert not spec_matches_hash(replace(spec, app="\ud800"), bytes(32))  # a lone surrogate
+
+
+def _utf8_text(rng: random.Random) -> str:
+    """Text of every UTF-8 width: ASCII, accents, CJK, astral, combining marks, controls."""
+    pool = 'az /:.-"\\\n\x00é€中\U0001f600\u0301\u2028\ufeff'
+    return "".join(rng.choice(pool) for _ in range(rng.choice([0, 1, 31, 32, 33, 70])))
+
+
+def test_the_stored_spec_is_verified_through_its_json_and_nothing_else_passes() -> None:
+    # ``verified_spec`` is what the worker sends and what the cancel outbox re-sends: the
+    # spec read back from its stored JSON must hash to the event's specHash (eth_abi's
+    # encoding), and a row changed in any way, of the wrong types or unreadable gives None.
+    rng = random.Random(3000)
+    for _ in range(200):
+        spec = JobSpec(
+            app=_utf8_text(rng),
+            command_line=_utf8_text(rng),
+            specs=Resources(*(_uint(rng, b) for b in (16, 32, 32, 32, 32))),
+            max_hours=_uint(rng, 16),
+            input_files=tuple(
+                InputFile(_utf8_text(rng), _utf8_text(rng)) for _ in range(rng.choice([0, 1, 3]))
+            ),
+        )
+        stored, hashed = spec_to_json(spec), "0x" + spec_hash(spec).hex()
+        assert verified_spec(stored, hashed) == spec
+        assert verified_spec(stored, "0x" + bytes(32).hex()) is None
+    body = json.loads(spec_to_json(spec))
+    wrong: list[Any] = [
+        {**body, "hours": True},  # a bool is no uint16, though it encodes as 1
+        {**body, "hours": float(spec.max_hours)},
+        {**body, "app": 5},
+        {**body, "app": None},
+        {**body, "specs": None},
+        {**body, "inputFiles": [{"filename": "a"}]},
+    ]
+    for row in wrong:
+        assert verified_spec(json.dumps(row), hashed) is None, row
+    assert verified_spec("not json", hashed) is None
+    assert verified_spec(stored, "0xnot-hex") is None
