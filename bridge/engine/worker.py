@@ -17,7 +17,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from sqlalchemy import Engine, delete
@@ -71,6 +71,15 @@ ROUND_WAIT = 2.0
 
 #: A step left running by a round: ``("job", job id)`` or ``("cancel", remote_cancel id)``.
 _Step = tuple[str, int]
+
+
+def _by_kind(steps: Iterable[_Step]) -> tuple[list[int], list[int]]:
+    """The job ids and the remote_cancel ids of ``steps``, as ``WorkClaims`` takes them."""
+    jobs: list[int] = []
+    cancels: list[int] = []
+    for kind, i in steps:
+        (jobs if kind == "job" else cancels).append(i)
+    return jobs, cancels
 
 
 def _mark(uow: UnitOfWork, job: Job, now: float) -> bool:
@@ -232,11 +241,11 @@ class Worker:
         states = [s for s in _WORK_STATES if not (s is JobState.NEW and self._pause.event.is_set())]
         claims = self._core.claims
         with self._background_lock:
-            busy = list(self._background.values())
-        due = claims.claim_jobs(states, now, exclude=[i for kind, i in busy if kind == "job"])
-        cancels = self._core.cancels.due(exclude=[i for kind, i in busy if kind == "cancel"])
+            busy_jobs, busy_cancels = _by_kind(self._background.values())
+        due = claims.claim_jobs(states, now, exclude=busy_jobs)
+        cancels = self._core.cancels.due(exclude=busy_cancels)
         steps: dict[Future[None], _Step] = {}
-        running: set[Future[None]] = set()
+        running: set[Future[None]] | None = None  # what the wait left running, once it returns
         try:
             loaded = self._load(due)
             planned = self._plan_dispatches(loaded, chain_now)
@@ -245,17 +254,15 @@ class Worker:
                     break  # stopping: the rest stay due
                 work = self._pool.submit(self._work_job, job, chain_now, planned.get(job.job_id))
                 steps[work] = ("job", job.job_id)
-                running.add(work)
             for row in cancels:
                 if self._closed.is_set():
                     break
                 send = self._pool.submit(self._core.cancels.send, row)
                 steps[send] = ("cancel", row.id or 0)
-                running.add(send)
             running = self._wait(steps)
         finally:
             # (If the wait raised, the steps still running go to the background all the same.)
-            running = {f for f in running if not f.done()}
+            running = {f for f in (steps if running is None else running) if not f.done()}
             left = {steps[f] for f in running}
             with self._background_lock:
                 self._background.update((f, steps[f]) for f in running)
@@ -305,10 +312,7 @@ class Worker:
         if not ended:
             return
         try:
-            self._core.claims.release(
-                [i for kind, i in ended.values() if kind == "job"],
-                [i for kind, i in ended.values() if kind == "cancel"],
-            )
+            self._core.claims.release(*_by_kind(ended.values()))
         finally:
             for future in ended:
                 _report(future, background=True)
@@ -326,10 +330,7 @@ class Worker:
     def _renew(self, steps: list[_Step]) -> None:
         """Extends the claims of ``steps`` by a lease from now."""
         if steps:
-            self._core.claims.renew(
-                [i for kind, i in steps if kind == "job"],
-                [i for kind, i in steps if kind == "cancel"],
-            )
+            self._core.claims.renew(*_by_kind(steps))
 
     def _load(self, job_ids: list[int]) -> list[Job]:
         """The jobs ``job_ids`` in one query (detached), in that order; gone ones left out.
