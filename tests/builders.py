@@ -1,8 +1,9 @@
 """Builders for job specs and jobs, and small helpers for driving the escrow in tests.
 
 Everything a test needs to make a spec, put a job on-chain, send a transaction and check its
-events or its custom error lives here, so the tests read as the scenario they check. The typical
-spec (``spec()``) is also the benchmark's workload (``bench/gas.py``).
+events or its custom error (or to move a clock by hand) lives here, so the tests read as the
+scenario they check. The typical spec (``spec()``) is also the benchmark's workload
+(``bench/gas.py``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ def stored_job(job_id: int, **overrides: Any) -> Job:
     if isinstance(columns.get("onchain_status"), Status):
         columns["onchain_status"] = int(columns["onchain_status"])
     return Job(**columns)
+
+
+class Clock:
+    """A settable clock (seconds, monotonic or epoch alike) that tests move by hand."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 # ------------------------------------------------------------------ accounts

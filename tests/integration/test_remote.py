@@ -25,6 +25,7 @@ from bridge.remote.server import EmulatorServer
 from bridge.results import hash_directory, result_hash
 from bridge.retry import Backoff
 from bridge.waiting import wait_until
+from tests.builders import Clock
 
 T = TypeVar("T")
 
@@ -142,16 +143,6 @@ def wait_terminal(client: CEClient, job_id: str) -> RemoteJobStatus:
 
 def download_all(client: CEClient, status: RemoteJobStatus) -> dict[str, bytes]:
     return {f.filename: client.download(f.url) for f in status.output_files}
-
-
-class Clock:
-    """Monotonic seconds moved by hand, so a test sees every state whatever the machine's load."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_job_runs_through_every_state_and_its_outputs_hash_like_the_source() -> None:

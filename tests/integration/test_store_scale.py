@@ -30,23 +30,13 @@ from bridge.store.locks import (
     operator_key,
 )
 from bridge.store.models import Job, RemoteCancel
-from tests.builders import stored_job
+from tests.builders import Clock, stored_job
 from tests.faults.harness import wait_for
 from tests.pg import pg_admin, postgres_database
 
 A = "0x" + "a1" * 20
 B = "0x" + "b2" * 20
 OPEN = [JobState.NEW, JobState.DISPATCHED]
-
-
-class Clock:
-    """A settable epoch clock."""
-
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")

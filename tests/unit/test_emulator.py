@@ -30,6 +30,7 @@ from bridge.remote.emulator import (
     generated_sha256,
     parse_directives,
 )
+from tests.builders import Clock
 
 AUTH = "emulator-unit-secret-6f1d"
 BASE = "/remotejobs/v2/"
@@ -41,14 +42,6 @@ BODY: dict[str, Any] = {
     "hours": 1,
     "inputFiles": [{"filename": "in.txt", "url": "http://work.charityengine.com/m.m"}],
 }
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
