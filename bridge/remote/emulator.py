@@ -281,6 +281,15 @@ class GeneratedFile:
     size: int
 
 
+@dataclass(frozen=True)
+class OutputAnswer:
+    """What a download of an output file answers: its content (or the recipe of a generated
+    one, to be streamed) and the seconds the answer is spread over (``slow-outputs``)."""
+
+    content: bytes | GeneratedFile
+    seconds: float = 0.0
+
+
 @dataclass
 class _KeyRecord:
     fingerprint: str | None = None  # of the request that created the key's job
@@ -429,9 +438,9 @@ class Emulator:
                 log.info("emulator aborted job %s", job.remote_id)
             return {F_JOB_ID: job.remote_id, F_STATUS: status.value}
 
-    def output_file(self, remote_id: str, path: str) -> bytes | GeneratedFile:
-        """The content of a Completed job's output file ``path`` (relative to ``output/``), or
-        the recipe of a generated one (to be streamed)."""
+    def output_file(self, remote_id: str, path: str) -> OutputAnswer:
+        """The answer to a download of a Completed job's output file ``path`` (relative to
+        ``output/``)."""
         try:
             safe_relative_path(path)
         except SpecError as exc:
@@ -445,17 +454,14 @@ class Emulator:
                 raise _ApiError(404, "no such output file")
             if job.outputs_unavailable:
                 raise _ApiError(503, "output storage unavailable (emulated)")
+            content: bytes | GeneratedFile
             if path in job.generated:
-                return GeneratedFile(generated_seed(job.remote_id, path), job.generated[path])
-            if path in job.held:
-                return job.held[path]
-            return (self._output_dir(job) / path).read_bytes()
-
-    def output_seconds(self, remote_id: str) -> float:
-        """Seconds each output file answer of the job is spread over (``slow-outputs``)."""
-        with self._lock:
-            job = self._jobs.get(remote_id)
-            return job.slow_outputs if job is not None else 0.0
+                content = GeneratedFile(generated_seed(job.remote_id, path), job.generated[path])
+            elif path in job.held:
+                content = job.held[path]
+            else:
+                content = (self._output_dir(job) / path).read_bytes()
+            return OutputAnswer(content, job.slow_outputs)
 
     def stats(self) -> dict[str, Any]:
         """The ``GET /_emulator/stats`` document (see the module docstring)."""
@@ -672,8 +678,8 @@ def create_emulator_app(
 
     @app.get(API_PREFIX + FILES_PATH + "/{remote_id}/{path:path}")
     async def output_file(remote_id: str, path: str) -> Response:
-        content = emulator.output_file(remote_id, path)
-        seconds = emulator.output_seconds(remote_id)
+        answer = emulator.output_file(remote_id, path)
+        content, seconds = answer.content, answer.seconds
         if seconds > 0:
             return StreamingResponse(
                 _paced(_file_chunks(content), _file_size(content), seconds),
@@ -753,9 +759,8 @@ class LeanEmulatorApp:
                 answer = handler(_parse_json(await _read_body(receive)), scope)
             elif method == "GET":
                 answer = self._get(path, scope)
-                if isinstance(answer, bytes | GeneratedFile):
-                    remote_id = path[len(_FILES_PREFIX) :].partition("/")[0]
-                    await _send_file(send, answer, self.emulator.output_seconds(remote_id))
+                if isinstance(answer, OutputAnswer):
+                    await _send_file(send, answer.content, answer.seconds)
                     return
             else:
                 raise _ApiError(404, "no such endpoint")
