@@ -281,6 +281,13 @@ class GeneratedFile:
     size: int
 
 
+@dataclass
+class _KeyRecord:
+    fingerprint: str | None = None  # of the request that created the key's job
+    calls: int = 0
+    remote_ids: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class OutputAnswer:
     """What a download of an output file answers: its content (or the recipe of a generated
@@ -288,13 +295,6 @@ class OutputAnswer:
 
     content: bytes | GeneratedFile
     seconds: float = 0.0
-
-
-@dataclass
-class _KeyRecord:
-    fingerprint: str | None = None  # of the request that created the key's job
-    calls: int = 0
-    remote_ids: list[str] = field(default_factory=list)
 
 
 class Emulator:
