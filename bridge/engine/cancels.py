@@ -23,8 +23,8 @@ from bridge.errors import RemoteAuthError, RemoteError, RemoteRejected, SpecErro
 from bridge.remote.client import CEClient
 from bridge.retry import Backoff
 from bridge.store.claims import WorkClaims
-from bridge.store.models import RemoteCall, RemoteCancel, utcnow
-from bridge.store.uow import Store
+from bridge.store.models import RemoteCancel, utcnow
+from bridge.store.uow import CallRecord, Store
 
 log = logging.getLogger("bridge.engine")
 
@@ -78,7 +78,7 @@ class CancelOutbox:
             if job is not None and job.remote_job_id == remote_id:
                 return  # it did take it after all
             reason = "remote job created after its job had ended"
-            uow.session.add(RemoteCancel(job_id=job_id, remote_job_id=remote_id, reason=reason))
+            uow.insert(RemoteCancel, job_id=job_id, remote_job_id=remote_id, reason=reason)
             uow.commit()
         log.warning("job %d: %s: cancelling remote job %s", job_id, reason, remote_id)
         self.send_all(self.due([job_id]))
@@ -102,9 +102,9 @@ class CancelOutbox:
             done, error = False, str(exc)
         if done:
             detail = row.remote_job_id if error is None else f"{row.remote_job_id}: {error}"
-            call = RemoteCall(job_id=row.job_id, kind="cancel", ok=error is None, detail=detail)
+            call: CallRecord = ("cancel", error is None, detail)
         else:
-            call = RemoteCall(job_id=row.job_id, kind="cancel", ok=False, detail=error)
+            call = ("cancel", False, error)
             log.warning(
                 "job %d: remote cancel failed, will retry: %s",
                 row.job_id,
@@ -113,7 +113,7 @@ class CancelOutbox:
             )
         with self.store.begin() as uow:
             session = uow.session
-            session.add(call)  # recorded with the outcome: one commit
+            uow.record_calls(row.job_id, [call])  # recorded with the outcome: one commit
             fresh = session.get(RemoteCancel, row.id)
             if fresh is None or fresh.done_at is not None:
                 uow.commit()

@@ -68,8 +68,8 @@ class JobLedger:
         self._chain_id, self._contract = chain_id, settings.contract_address
         self._poll_interval = settings.poll_interval
 
-    def apply(self, session: Session, job: Job, event: m.Event) -> m.Decision | None:
-        """Applies ``event`` to ``job`` inside ``session`` (the caller commits); None when the
+    def apply(self, uow: UnitOfWork, job: Job, event: m.Event) -> m.Decision | None:
+        """Applies ``event`` to ``job`` inside ``uow`` (the caller commits); None when the
         machine refuses it (nothing changes)."""
         outcome = m.transition(job_view(job), event)
         if isinstance(outcome, m.Rejection):
@@ -100,14 +100,13 @@ class JobLedger:
             if update.status is Status.COMPLETED:
                 job.result_hash = "0x" + update.result_hash.hex()
                 job.result_uri = update.data
-            session.add(
-                Update(
-                    job_id=job.job_id,
-                    status=int(update.status),
-                    result_hash="0x" + update.result_hash.hex(),
-                    data=data,
-                    held=job.recheck_until is not None,  # its submission is being re-checked
-                )
+            uow.insert(
+                Update,
+                job_id=job.job_id,
+                status=int(update.status),
+                result_hash="0x" + update.result_hash.hex(),
+                data=data,
+                held=job.recheck_until is not None,  # its submission is being re-checked
             )
         if (
             previous == JobState.NEW
@@ -120,25 +119,25 @@ class JobLedger:
             # request sent again), cancel it. A stored spec that is no longer the one paid for
             # is never sent: that remote job, if any, cannot be found.
             sent = verified_spec(job.spec_json, job.spec_hash) is not None
-            session.add(
-                RemoteCancel(
-                    job_id=job.job_id,
-                    remote_job_id="",
-                    reason=f"job-create may have reached CE before the job became {job.state}",
-                    idempotency_key=idempotency_key(
-                        self._chain_id, self._contract, job.job_id, job.generation
-                    ),
-                    request_json=job.spec_json if sent else "",
-                )
+            uow.insert(
+                RemoteCancel,
+                job_id=job.job_id,
+                remote_job_id="",
+                reason=f"job-create may have reached CE before the job became {job.state}",
+                idempotency_key=idempotency_key(
+                    self._chain_id, self._contract, job.job_id, job.generation
+                ),
+                request_json=job.spec_json if sent else "",
             )
         if m.RemoteAction.CANCEL_REMOTE in outcome.actions and job.remote_job_id:
             # Queued with the state change: a crash before the call cannot lose it.
-            session.add(
-                RemoteCancel(
-                    job_id=job.job_id, remote_job_id=job.remote_job_id, reason=outcome.reason
-                )
+            uow.insert(
+                RemoteCancel,
+                job_id=job.job_id,
+                remote_job_id=job.remote_job_id,
+                reason=outcome.reason,
             )
-        session.add(job)
+        uow.session.add(job)
         if previous != job.state:
             log.info(
                 "job %d: %s -> %s (%s)",
@@ -206,23 +205,23 @@ class JobLedger:
             or (generation is not None and job.generation != generation)
         ):
             return None
-        decision = self.apply(uow.session, job, event)
+        decision = self.apply(uow, job, event)
         if repoll and job.state == expect:
             job.next_attempt_at = self._clock() + self._poll_interval
             uow.session.add(job)
         return decision
 
-    def orphan(self, session: Session, job: Job) -> m.Decision | None:
+    def orphan(self, uow: UnitOfWork, job: Job) -> m.Decision | None:
         """Records that ``job``'s submission is gone (a reorg deeper than the confirmations).
 
         The machine moves it to ``orphaned`` (queueing the cancellation of a live remote job)
         and every write of it not yet known to be on-chain is dropped, so that none can land
         on a job that gets its id on the new chain. The caller commits.
         """
-        decision = self.apply(session, job, m.SubmissionReorged())
+        decision = self.apply(uow, job, m.SubmissionReorged())
         job.recheck_until = None
-        session.add(job)
-        session.exec(
+        uow.session.add(job)
+        uow.session.exec(
             sql_update(Update)
             .where(col(Update.job_id) == job.job_id, col(Update.applied).is_(None))
             .values(applied=False, held=False, skip_reason=DROPPED)

@@ -44,6 +44,7 @@ from bridge.engine.states import JobState
 from bridge.errors import RpcUnavailable, SpecError
 from bridge.store.locks import Leadership, SoleLeader
 from bridge.store.models import Job, OutputFile, ScanCursor, SeenBlock, Update, utcnow
+from bridge.store.uow import UnitOfWork
 
 log = logging.getLogger("bridge.engine")
 
@@ -301,7 +302,7 @@ class Scanner:
                     raised[entry.job_id] = max(raised.get(entry.job_id, 0), status)
                     continue
                 if isinstance(entry, SubmittedLog):
-                    stored = self._store_submission(session, entry, known)
+                    stored = self._store_submission(uow, entry, known)
                     if stored is not None and stored[1].actions:
                         actions.append(stored)
                     continue
@@ -316,7 +317,7 @@ class Scanner:
                     if not entry.status.is_terminal:
                         continue
                     event = m.SettledOnChain(entry.status)
-                decision = self._core.ledger.apply(session, job, event)
+                decision = self._core.ledger.apply(uow, job, event)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
             self._raise_statuses(session, raised, known)
@@ -326,7 +327,7 @@ class Scanner:
                     col(Job.recheck_until).is_not(None), col(Job.recheck_until) <= to_block
                 )
             ).all():
-                decision = self._core.ledger.orphan(session, job)
+                decision = self._core.ledger.orphan(uow, job)
                 if decision is not None and decision.actions:
                     actions.append((job.job_id, decision))
             cursor = cursor or ScanCursor(contract=self._contract, block=to_block)
@@ -370,12 +371,13 @@ class Scanner:
             )
 
     def _store_submission(
-        self, session: Session, entry: SubmittedLog, known: dict[int, Job]
+        self, uow: UnitOfWork, entry: SubmittedLog, known: dict[int, Job]
     ) -> tuple[int, m.Decision] | None:
         """Stores a new job, or matches a known one; returns a decision whose actions to run.
 
         ``known``: the stored jobs of the range's ids (and those added since); a new job is
         added to it."""
+        session = uow.session
         existing = known.get(entry.job_id)
         at = entry.at
         generation = 0
@@ -400,7 +402,7 @@ class Scanner:
             # A different submission got this job id after a reorg: the old one is orphaned
             # (its remote job cancelled, its writes dropped) and the new one starts afresh
             # under the next generation of the id, so it gets its own remote job.
-            decision = self._core.ledger.orphan(session, existing)
+            decision = self._core.ledger.orphan(uow, existing)
             generation = existing.generation + 1
             session.exec(delete(OutputFile).where(col(OutputFile.job_id) == existing.job_id))
             session.delete(existing)

@@ -45,7 +45,7 @@ from bridge.results import manifest_from_digests, safe_relative_path
 from bridge.retry import Backoff
 from bridge.store import control
 from bridge.store.db import describe_db_error
-from bridge.store.models import Job, OutputFile, RemoteCall
+from bridge.store.models import Job, OutputFile
 from bridge.store.uow import CallRecord, UnitOfWork
 
 log = logging.getLogger("bridge.engine")
@@ -670,18 +670,12 @@ class Worker:
                 # one commit; a reused job id's old rows go with its old row): replaced.
                 session.exec(delete(OutputFile).where(col(OutputFile.job_id) == job.job_id))
             for path, obj in stored.items():
-                session.add(
-                    OutputFile(job_id=job.job_id, path=path, sha256=obj.sha256, size=obj.size)
+                uow.insert(
+                    OutputFile, job_id=job.job_id, path=path, sha256=obj.sha256, size=obj.size
                 )
-            self._core.ledger.apply(session, fresh, m.OutputsHashed(digest, uri))
-            session.add(
-                RemoteCall(
-                    job_id=job.job_id,
-                    kind="download",
-                    ok=True,
-                    detail=f"{len(stored)} files, {sum(o.size for o in stored.values())} bytes",
-                )
-            )
+            self._core.ledger.apply(uow, fresh, m.OutputsHashed(digest, uri))
+            detail = f"{len(stored)} files, {sum(o.size for o in stored.values())} bytes"
+            uow.record_calls(job.job_id, [("download", True, detail)])
 
         self._core.store.batch(change, job.job_id)
 

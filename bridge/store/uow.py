@@ -8,6 +8,12 @@ without a commit rolls back). Every role of the engine (scanner, CE worker, canc
 admin actions) changes jobs through it, so one process never interleaves two changes of a job,
 and no change is ever half stored.
 
+Rows that nothing reads back as objects (CE calls, queued on-chain updates, output files,
+remote jobs to cancel) are added with ``UnitOfWork.insert``: no ORM object is built for them
+(a SQLModel object costs ~100 times a dict) and a table's rows are written with one
+``executemany`` when the unit commits, or earlier, before any statement it runs next, so a
+query in the same transaction sees them as if they had been flushed.
+
 ``Store.batch(change, job_id)`` is the CE worker's way in: a group commit. Changes handed in by
 several threads at once are applied in one transaction and committed together (one commit, one
 fsync, one wait for the lock, one query loading and locking the group's jobs, one flush, instead
@@ -24,10 +30,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Generic, TypeVar
+from functools import cache
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from pydantic_core import PydanticUndefined
+from sqlalchemy import Engine, Table, event, insert
+from sqlalchemy.orm import ORMExecuteState
+from sqlmodel import Session, SQLModel, col, select
 
 from bridge.store.claims import is_shared
 from bridge.store.models import Job, RemoteCall
@@ -38,12 +47,60 @@ CallRecord = tuple[str, bool, str | None]
 T = TypeVar("T")
 
 
+@cache
+def _defaults(model: type[SQLModel]) -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
+    """The model's field defaults as an INSERT needs them: fixed values, and factories called
+    per row (a generated primary key left out, for the database to fill)."""
+    fixed: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
+    table = _table(model)
+    for name, info in model.model_fields.items():
+        column = table.columns[name]
+        if column.primary_key and column.autoincrement in (True, "auto") and info.default is None:
+            continue
+        if info.default_factory is not None:
+            factories[name] = info.default_factory  # type: ignore[assignment]
+        elif info.default is not PydanticUndefined:
+            fixed[name] = info.default
+    return fixed, factories
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
 class UnitOfWork:
     """One open database transaction (``session``) and what it records."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self._locked: dict[int, Job | None] = {}  # by ``lock_jobs``: None if no such job
+        self._rows: dict[Table, list[dict[str, Any]]] = {}  # by ``insert``, not yet written
+        event.listen(session, "do_orm_execute", self._before_statement)
+
+    def insert(self, model: type[SQLModel], **values: Any) -> None:
+        """Adds a row of ``model``'s table to this transaction, its defaults filled in as the
+        model's constructor would, without building the object (see the module). For rows
+        the transaction never changes again: no object is returned."""
+        fixed, factories = _defaults(model)
+        row = {**fixed, **{name: make() for name, make in factories.items()}, **values}
+        self._rows.setdefault(_table(model), []).append(row)
+
+    def write_rows(self) -> None:
+        """Writes the rows ``insert`` added so far: one statement a table."""
+        rows, self._rows = self._rows, {}
+        for table, batch in rows.items():
+            self.session.connection().execute(insert(table), batch)
+
+    def drop_rows(self) -> None:
+        """Forgets the rows ``insert`` added and not yet written (their change failed)."""
+        self._rows = {}
+
+    def _before_statement(self, _state: ORMExecuteState) -> None:
+        if self._rows:
+            self.write_rows()
 
     def job(self, job_id: int) -> Job | None:
         """The job's row, locked until this unit of work ends (``FOR UPDATE`` on PostgreSQL,
@@ -69,10 +126,11 @@ class UnitOfWork:
     def record_calls(self, job_id: int, calls: Iterable[CallRecord]) -> None:
         """Adds a ``RemoteCall`` row per CE call to this transaction."""
         for kind, ok, detail in calls:
-            self.session.add(RemoteCall(job_id=job_id, kind=kind, ok=ok, detail=detail))
+            self.insert(RemoteCall, job_id=job_id, kind=kind, ok=ok, detail=detail)
 
     def commit(self) -> None:
         """Commits everything added since the unit of work began."""
+        self.write_rows()
         self.session.commit()
 
 
@@ -129,9 +187,12 @@ class Store:
 
 
 class _Pending(Generic[T]):
-    """One change waiting in a group commit, and its outcome once the group committed."""
+    """One change waiting in a group commit, and its outcome once the group committed.
 
-    __slots__ = ("change", "done", "error", "job_id", "value")
+    ``wake`` is held from the start and released once, to wake the thread waiting on it: when
+    the change is done, or when that thread is to lead the next group."""
+
+    __slots__ = ("change", "done", "error", "job_id", "value", "wake")
 
     def __init__(self, change: Callable[[UnitOfWork], T], job_id: int | None) -> None:
         self.change = change
@@ -139,6 +200,8 @@ class _Pending(Generic[T]):
         self.done = False
         self.value: T | None = None
         self.error: BaseException | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
     def outcome(self) -> T:
         if self.error is not None:
@@ -147,32 +210,43 @@ class _Pending(Generic[T]):
 
 
 class _GroupCommit:
-    """Leader-based group commit: the first thread to arrive commits what is queued (its own
-    change and those of the threads that came while the previous group was committing); the
-    others wait for their change's outcome, and one of them leads the next group."""
+    """Leader-based group commit: a thread arriving while no group commits leads at once; one
+    arriving meanwhile queues its change. When a group is committed its threads are woken (each
+    its own, never all waiters: the others sleep on), and the first queued change's thread
+    leads the next group, which is everything queued by then."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._cond = threading.Condition()
-        self._queue: list[_Pending[object]] = []
+        self._lock = threading.Lock()
+        self._queue: list[_Pending[object]] = []  # non-empty only while a group commits
         self._leading = False
 
     def run(self, change: Callable[[UnitOfWork], T], job_id: int | None) -> T:
         item: _Pending[T] = _Pending(change, job_id)
-        with self._cond:
-            self._queue.append(item)  # type: ignore[arg-type]
-            while self._leading and not item.done:
-                self._cond.wait()
+        with self._lock:
+            queued = self._leading
+            if queued:
+                self._queue.append(item)  # type: ignore[arg-type]
+            self._leading = True
+        if queued:
+            item.wake.acquire()  # done by another group, or handed the lead
             if item.done:
                 return item.outcome()
-            self._leading = True
-            group, self._queue = self._queue, []
+            with self._lock:
+                group, self._queue = self._queue, []  # this item first among them
+        else:
+            group = [item]  # type: ignore[list-item]
         try:
             self._commit(group)
         finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
+            for other in group:
+                if other is not item:
+                    other.wake.release()
+            with self._lock:
+                if self._queue:
+                    self._queue[0].wake.release()  # it leads next; ``_leading`` stays set
+                else:
+                    self._leading = False
         return item.outcome()
 
     def _commit(self, group: list[_Pending[object]]) -> None:
@@ -209,15 +283,18 @@ class _GroupCommit:
                     if contained:
                         with session.begin_nested():
                             item.value = item.change(uow)
+                            uow.write_rows()
                     else:
                         item.value = item.change(uow)
                 except Exception as exc:
+                    uow.drop_rows()  # its rows only: the others' were written in theirs
                     item.error = exc
                     if not contained:
                         return False  # rolled back when the block ends
             if not contained:
                 try:
                     session.flush()
+                    uow.write_rows()
                 except Exception:
                     return False
             uow.commit()

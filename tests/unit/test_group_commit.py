@@ -13,6 +13,7 @@ from bridge.engine.states import JobState
 from bridge.store.db import open_database
 from bridge.store.models import Job, OutputFile, RemoteCall
 from bridge.store.uow import Store, UnitOfWork
+from bridge.waiting import wait_until
 from tests.unit.test_due_jobs import _job
 
 THREADS = 24
@@ -77,9 +78,44 @@ def test_changes_of_many_threads_share_commits_and_all_land(tmp_path: Path) -> N
         assert len(session.exec(select(RemoteCall)).all()) == THREADS
 
 
+def test_changes_queued_behind_a_group_commit_together_as_the_next_group(
+    tmp_path: Path,
+) -> None:
+    """While a group commits, arriving changes wait (their threads woken only for their own
+    outcome or to lead); the first of them then leads one group of everything queued."""
+    store = _store(tmp_path)
+    commits = _commits(store.db)
+    holding, release = threading.Event(), threading.Event()
+
+    def slow(uow: UnitOfWork) -> str:
+        holding.set()
+        assert release.wait(30)
+        return "first"
+
+    results: dict[int, object] = {}
+
+    def run(job_id: int, change: object) -> None:
+        results[job_id] = store.batch(change, job_id)  # type: ignore[arg-type]
+
+    first = threading.Thread(target=run, args=(1, slow))
+    first.start()
+    assert holding.wait(30)
+    queued = [threading.Thread(target=run, args=(j, _running(j))) for j in range(2, THREADS + 1)]
+    for thread in queued:
+        thread.start()
+    wait_until(lambda: len(store._group._queue) == THREADS - 1, 30, 0.01, "all queued")
+    before = commits[0]
+    release.set()
+    for thread in [first, *queued]:
+        thread.join(30)
+    assert results == {1: "first", **{j: f"ok {j}" for j in range(2, THREADS + 1)}}
+    assert commits[0] - before == 2  # the held group, then one group of every queued change
+    assert not store._group._leading and not store._group._queue
+
+
 def test_a_change_that_raises_loses_only_its_own_work(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    bad_python, bad_flush = 5, 9
+    bad_python, bad_flush, bad_rows = 5, 9, 13
 
     def raises(uow: UnitOfWork) -> None:
         _running(bad_python)(uow)  # type: ignore[operator]
@@ -90,17 +126,24 @@ def test_a_change_that_raises_loses_only_its_own_work(tmp_path: Path) -> None:
         for _ in range(2):  # the same path twice: the unique constraint fails at the flush
             uow.session.add(OutputFile(job_id=bad_flush, path="out.txt", sha256="a" * 64, size=1))
 
+    def fails_writing_rows(uow: UnitOfWork) -> None:
+        _running(bad_rows)(uow)  # type: ignore[operator]
+        for _ in range(2):  # rows without objects (``insert``): fail when written
+            uow.insert(OutputFile, job_id=bad_rows, path="out.txt", sha256="a" * 64, size=1)
+
     changes: dict[int, object] = {j: _running(j) for j in range(1, THREADS + 1)}
     changes[bad_python], changes[bad_flush] = raises, fails_at_flush
+    changes[bad_rows] = fails_writing_rows
     results = _run_together(store, changes)
     assert isinstance(results.pop(bad_python), RuntimeError)
     assert isinstance(results.pop(bad_flush), Exception)
-    assert results == {j: f"ok {j}" for j in changes if j not in (bad_python, bad_flush)}
+    assert isinstance(results.pop(bad_rows), Exception)
+    assert results == {j: f"ok {j}" for j in changes if j not in (bad_python, bad_flush, bad_rows)}
     with Session(store.db) as session:
         states = {j.job_id: j.state for j in session.exec(select(Job)).all()}
         calls = {c.job_id for c in session.exec(select(RemoteCall)).all()}
         files = session.exec(select(OutputFile)).all()
-    assert states[bad_python] == states[bad_flush] == JobState.NEW
+    assert states[bad_python] == states[bad_flush] == states[bad_rows] == JobState.NEW
     assert {j for j, s in states.items() if s == JobState.RUNNING} == set(results)
     assert calls == set(results) and files == []
 
