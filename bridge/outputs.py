@@ -7,9 +7,11 @@ Layout under the store's root (``BRIDGE_OUTPUT_DIR``; default beside the SQLite 
 
 Guarantees:
 
-- A file is streamed to ``tmp/`` in chunks and hashed as it arrives; nothing holds a whole file
-  in memory, whatever its size. Only a complete file is moved (an atomic rename) to its
-  content address, so ``objects/`` never holds a partial or mislabelled file.
+- A file is streamed to ``tmp/`` in chunks and hashed as it arrives; nothing holds more than
+  ``SPOOL_BYTES`` (64 KiB) of a file in memory, whatever its size: a smaller file is kept
+  there until it is complete, and needs no temporary file if its content is stored already.
+  Only a complete file is moved (an atomic rename) to its content address, so ``objects/``
+  never holds a partial or mislabelled file.
 - What the store holds is named by the database: an ``output_file`` row names its content by
   ``sha256``. A crash mid-download leaves only a ``tmp/`` file, and a crash between the rename
   and the commit an object no row names: :meth:`OutputStore.sweep`, run at start, removes both,
@@ -40,30 +42,53 @@ class StoredObject:
     size: int
 
 
+#: Bytes of a download held in memory before its temporary file is made. Most outputs are
+#: small: one under this makes no file when its content is stored already (every job of a kind
+#: writing the same file), and otherwise one file, written once, at the commit.
+SPOOL_BYTES = 64 * 1024
+
+
 class PartialFile:
-    """A download in progress: written to ``tmp/`` and hashed chunk by chunk.
+    """A download in progress: hashed chunk by chunk, held in memory up to the store's spool
+    size, then written to ``tmp/`` (``path``, None until then).
 
     ``restart()`` empties it (a retried download starts over); ``commit()`` moves it to its
-    content address; ``discard()`` (also on leaving a ``with`` block uncommitted) removes it.
+    content address; ``discard()`` (also on leaving a ``with`` block uncommitted) drops it.
     """
 
     def __init__(self, store: OutputStore) -> None:
         self._store = store
-        self.path = store.root / "tmp" / f"{secrets.token_hex(16)}.part"
-        self._file: BinaryIO = self.path.open("wb")
+        self.path: Path | None = None
+        self._file: BinaryIO | None = None
+        self._spool = bytearray()
         self._digest = hashlib.sha256()
         self.size = 0
+        self._ended = False
 
     def write(self, chunk: bytes) -> None:
         """Appends ``chunk`` and hashes it."""
-        self._file.write(chunk)
+        if self._file is None and len(self._spool) + len(chunk) <= self._store.spool_bytes:
+            self._spool += chunk
+        else:
+            self._open().write(chunk)
         self._digest.update(chunk)
         self.size += len(chunk)
 
+    def _open(self) -> BinaryIO:
+        """The temporary file, made on first need with what the spool held."""
+        if self._file is None:
+            self.path = self._store.root / "tmp" / f"{secrets.token_hex(16)}.part"
+            self._file = self.path.open("wb")
+            self._file.write(self._spool)
+            self._spool = bytearray()
+        return self._file
+
     def restart(self) -> None:
         """Empties the file (a new attempt at the same download)."""
-        self._file.seek(0)
-        self._file.truncate()
+        if self._file is not None:
+            self._file.seek(0)
+            self._file.truncate()
+        self._spool = bytearray()
         self._digest = hashlib.sha256()
         self.size = 0
 
@@ -77,15 +102,22 @@ class PartialFile:
         if target.is_file():
             self.discard()
             return StoredObject(digest, self.size)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        file = self._open()
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
+        self._ended = True
         target.parent.mkdir(parents=True, exist_ok=True)
+        assert self.path is not None
         os.replace(self.path, target)  # atomic; a concurrent copy of the same content is alike
         return StoredObject(digest, self.size)
 
     def discard(self) -> None:
-        """Closes and removes the partial file."""
+        """Drops what was downloaded (closes and removes the file, if one was made)."""
+        self._ended = True
+        self._spool = bytearray()
+        if self._file is None or self.path is None:
+            return
         with contextlib.suppress(OSError):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
@@ -95,15 +127,17 @@ class PartialFile:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self._file.closed:
+        if not self._ended:
             self.discard()
 
 
 class OutputStore:
-    """Content-addressed result files under ``root`` (created if missing)."""
+    """Content-addressed result files under ``root`` (created if missing); ``spool_bytes``:
+    how much of a download is held in memory before its temporary file is made."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, spool_bytes: int = SPOOL_BYTES) -> None:
         self.root = root
+        self.spool_bytes = spool_bytes
         (root / "objects").mkdir(parents=True, exist_ok=True)
         (root / "tmp").mkdir(parents=True, exist_ok=True)
 

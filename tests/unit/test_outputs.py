@@ -67,3 +67,27 @@ def test_the_sweep_removes_partial_and_unreferenced_files_only(tmp_path: Path) -
 def test_only_a_sha256_names_a_file(tmp_path: Path, digest: str) -> None:
     with pytest.raises(ValueError):
         OutputStore(tmp_path).path_of(digest)
+
+
+def test_a_small_download_is_held_in_memory_until_its_commit(tmp_path: Path) -> None:
+    """Under the spool size no temporary file is made before the commit, and none at all
+    when the content is stored already; past it the file is made and the rest streams in."""
+    store = OutputStore(tmp_path, spool_bytes=16)
+    stored = store.put([b"0123456789"])
+    with store.partial() as again:
+        again.write(b"01234")
+        again.write(b"56789")
+        assert again.path is None and not list((tmp_path / "tmp").iterdir())
+        assert again.commit() == stored
+    assert again.path is None  # never written to disk: the object was there
+    with store.partial() as big:
+        big.write(b"x" * 10)
+        assert big.path is None
+        big.write(b"y" * 10)  # 20 bytes: over the spool
+        assert big.path is not None and big.path.exists()
+        big.restart()
+        big.write(b"z" * 3)
+        kept = big.commit()
+    assert kept.sha256 == hashlib.sha256(b"zzz").hexdigest() and kept.size == 3
+    assert b"".join(store.read_chunks(kept.sha256)) == b"zzz"
+    assert not list((tmp_path / "tmp").iterdir())
