@@ -10,6 +10,7 @@ by its custom error). Secrets are never printed.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import signal
@@ -221,6 +222,9 @@ def run(
     except BaseException:
         bridge.stop()
         raise
+    # What start-up built (modules, the contract's ABI, the apps) lives as long as the
+    # process: out of the collector's sight, so a full collection no longer walks it again.
+    gc.freeze()
     bridge.start()
     logging.getLogger("bridge").info(
         "bridge running for %s as operator %s; API at %s",
