@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from bridge.tx.policy import BatchItem, batch_gas
+from bridge.tx.policy import BatchItem, GasSizer
 
 
 class TxAction(StrEnum):
@@ -143,9 +143,11 @@ def within_gas(batch: Sequence[_U], limits: Mapping[int, int], max_batch_gas: in
     """The longest prefix of ``batch`` whose sized gas (``batch_gas``) fits ``max_batch_gas``
     (at least one update: one alone always goes)."""
     kept: list[_U] = []
+    sizer = GasSizer(limits)
     for u in batch:
-        if kept and batch_gas([*kept, u], limits) > max_batch_gas:
+        if kept and sizer.gas_with(u) > max_batch_gas:
             break
+        sizer.add(u)
         kept.append(u)
     return kept
 

@@ -186,17 +186,46 @@ def batch_gas(items: Sequence[_Item], callback_limits: Mapping[int, int], callda
         callback_limits: each job's callback gas limit (missing or 0: no callback).
         calldata: the encoded transaction data's length in bytes, if known.
     """
-    total = BATCH_BASE_GAS
-    data_bytes = 0
+    sizer = GasSizer(callback_limits)
     for item in items:
+        sizer.add(item)
+    return sizer.gas(calldata)
+
+
+class GasSizer:
+    """``batch_gas`` of a batch built one update at a time: ``gas_with`` says what the batch
+    would need with one more, without going over the batch again."""
+
+    def __init__(self, callback_limits: Mapping[int, int]) -> None:
+        self._limits = callback_limits
+        self._total = BATCH_BASE_GAS
+        self._data_bytes = 0
+
+    def _cost(self, item: _Item) -> tuple[int, int]:
+        """The item's gas (all but its calldata) and its ABI-encoded bytes."""
         size = len(item.data.encode("utf-8", "replace"))
-        data_bytes += size + 160  # the item's head and offsets, ABI-encoded
-        total += ITEM_GAS + GAS_PER_BYTE * size
-        limit = callback_limits.get(item.job_id, 0)
+        gas = ITEM_GAS + GAS_PER_BYTE * size
+        limit = self._limits.get(item.job_id, 0)
         if limit > 0 and item.status in CALLBACK_STATUSES:
-            total += limit + limit // 63 + CALLBACK_CALL_GAS
-    total += GAS_PER_BYTE * (calldata or data_bytes)
-    return -(-total * (100 + BATCH_GAS_MARGIN_PERCENT) // 100)
+            gas += limit + limit // 63 + CALLBACK_CALL_GAS
+        return gas, size + 160  # the item's head and offsets, ABI-encoded
+
+    def add(self, item: _Item) -> None:
+        """Counts ``item`` in the batch."""
+        gas, data_bytes = self._cost(item)
+        self._total += gas
+        self._data_bytes += data_bytes
+
+    def gas(self, calldata: int = 0) -> int:
+        """The batch's gas limit (``calldata``: the encoded data's length, if known)."""
+        total = self._total + GAS_PER_BYTE * (calldata or self._data_bytes)
+        return -(-total * (100 + BATCH_GAS_MARGIN_PERCENT) // 100)
+
+    def gas_with(self, item: _Item) -> int:
+        """The batch's gas limit with ``item`` added (estimated calldata)."""
+        gas, data_bytes = self._cost(item)
+        total = self._total + gas + GAS_PER_BYTE * (self._data_bytes + data_bytes)
+        return -(-total * (100 + BATCH_GAS_MARGIN_PERCENT) // 100)
 
 
 #: ``applyUpdates((uint256,uint8,bytes32,string)[])``'s selector (checked against the ABI in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import pytest
@@ -108,6 +109,25 @@ def test_within_gas_keeps_the_longest_prefix_and_always_one() -> None:
     from bridge.tx.policy import batch_gas
 
     assert plan.within_gas(items, limits, batch_gas(two_gas, limits)) == items[:2]
+
+
+def test_within_gas_is_the_longest_prefix_batch_gas_allows() -> None:
+    """The running sizer agrees with ``batch_gas`` of each prefix (as it was computed before:
+    the whole prefix again for every update), for data of any width and every status."""
+    from bridge.tx.policy import batch_gas
+
+    rng = random.Random(7)
+    for _ in range(300):
+        items = [
+            Item(rng.randrange(1, 6), rng.randrange(0, 9), "é☃x" * rng.randrange(0, 40))
+            for _ in range(rng.randrange(1, 30))
+        ]
+        limits = {j: rng.choice([0, 50_000, 2_000_000]) for j in range(1, 6)}
+        cap = rng.randrange(0, batch_gas(items, limits) + 100_000)
+        longest = 1
+        while longest < len(items) and batch_gas(items[: longest + 1], limits) <= cap:
+            longest += 1
+        assert plan.within_gas(items, limits, cap) == items[:longest]
 
 
 @pytest.mark.parametrize(
