@@ -56,6 +56,7 @@ from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from bridge.chain.submitted import json_has_float
+from bridge.http_pool import ConnectionPool
 from bridge.logs import redact, redact_url, url_secrets
 
 log = logging.getLogger("bridge.chain.rpc")
@@ -202,16 +203,6 @@ class HttpStatusError(OSError):
         self.status = status
 
 
-#: Errors of a kept-alive connection the server closed while it was idle: the request is sent
-#: again once, on a new connection (what urllib3 does for ``requests``).
-_STALE: Final = (
-    http.client.RemoteDisconnected,
-    http.client.BadStatusLine,
-    ConnectionResetError,
-    BrokenPipeError,
-)
-
-
 class JsonRpcHttp:
     """JSON-RPC over HTTP(S) to one URL, with ``http.client`` connections kept alive.
 
@@ -228,18 +219,15 @@ class JsonRpcHttp:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an RPC URL must be http:// or https:// with a host")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._timeout = timeout
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if parts.username is not None or parts.password is not None:
             userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
             token = base64.b64encode(userinfo.encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
+        self._pool = ConnectionPool(
+            parts.hostname, parts.port, https=parts.scheme == "https", timeout=timeout
+        )
         self._ids = itertools.count(1)
 
     def call(self, method: str, params: Any) -> RPCResponse:
@@ -268,56 +256,15 @@ class JsonRpcHttp:
         return [cast(RPCResponse, by_id.get(i, missing)) for i in ids]
 
     def close(self) -> None:
-        """Closes the idle connections (one in use is closed by the next ``close`` after it
-        is put back)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection (True: reused) or a new one (False)."""
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        return self._new(), False
+        """Closes the connections (one in use once its answer is read)."""
+        self._pool.close()
 
     def _post(self, body: bytes) -> Any:
-        conn, reused = self._connection()
-        try:
-            try:
-                raw, status, reason, closing = self._exchange(conn, body)
-            except _STALE:
-                conn.close()
-                if not reused:
-                    raise
-                conn = self._new()
-                raw, status, reason, closing = self._exchange(conn, body)
-        except BaseException:
-            conn.close()
-            raise
-        if closing:
-            conn.close()
-        else:
-            with self._lock:
-                self._idle.append(conn)
-        if not 200 <= status < 300:
-            raise HttpStatusError(status, reason)
+        with self._pool.exchange("POST", self._target, body, self._headers) as response:
+            raw = response.read()  # the whole body at once (Content-Length or chunked)
+        if not 200 <= response.status < 300:
+            raise HttpStatusError(response.status, response.reason)
         return _decode(raw)
-
-    def _new(self) -> http.client.HTTPConnection:
-        """A new connection (opened by its first request)."""
-        if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout)
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-
-    def _exchange(
-        self, conn: http.client.HTTPConnection, body: bytes
-    ) -> tuple[bytes, int, str, bool]:
-        conn.request("POST", self._target, body, self._headers)
-        response = conn.getresponse()
-        raw = response.read()  # the whole body at once (Content-Length or chunked)
-        return raw, response.status, response.reason, response.will_close
 
 
 def _encode(payload: object) -> bytes:

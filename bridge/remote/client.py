@@ -23,11 +23,13 @@ What it guarantees:
   (:data:`_ANSWER_CAP`).
 
 Every assumption about CE's paths and bodies comes from :mod:`bridge.remote.convention`.
-One :class:`CEClient` may be shared by several threads: it sends through one urllib3 connection
-pool to the CE origin, its connections kept alive, with urllib3's own retries, redirects and
-decompression all off (the client does its own retries; it follows no redirect and inflates no
-body). urllib3 rather than httpx for the CPU: a call costs about half as much (docs/BENCHMARKS.md,
-"The CE client on urllib3").
+One :class:`CEClient` may be shared by several threads: it sends through one pool of kept-alive
+``http.client`` connections to the CE origin (``bridge.http_pool``, the JSON-RPC endpoints'
+transport too), which follows no redirect, inflates no body and retries nothing but a request
+on a connection the server closed while idle (the client does its own retries). Plain
+``http.client`` rather than urllib3's pool, and urllib3 rather than httpx before it, for the
+CPU: the bridge makes ~4 calls a job (docs/BENCHMARKS.md, "The CE client on urllib3", "The
+ninth session"). URLs are parsed by urllib3's RFC 3986 parser.
 
 **Observable.** :meth:`CEClient.add_observer` registers a :data:`CallObserver`, called after each
 API call (its retries included) with the call's name, its wall time and the error it raised; the
@@ -37,27 +39,23 @@ logged and ignored: metrics never break a call.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import quote
 
 import certifi
-from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPSConnectionPool, Timeout
-from urllib3.exceptions import (
-    ClosedPoolError,
-    HTTPError,
-    LocationParseError,
-    NewConnectionError,
-)
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.exceptions import LocationParseError
 from urllib3.util import Url, parse_url
 
 from bridge.errors import (
@@ -69,6 +67,7 @@ from bridge.errors import (
     RemoteRejected,
     RemoteTransient,
 )
+from bridge.http_pool import ConnectionPool, PoolClosed
 from bridge.lifecycle import Closing
 from bridge.remote.convention import (
     IDEMPOTENCY_HEADER,
@@ -303,7 +302,7 @@ class CEClient(Closing):
         return b"".join(sink.chunks)
 
     @contextmanager
-    def _open_download(self, target: Url, cap: int) -> Iterator[BaseHTTPResponse]:
+    def _open_download(self, target: Url, cap: int) -> Iterator[http.client.HTTPResponse]:
         """One GET of an output file, streamed as sent (no decompression, no redirects),
         transport errors translated, the answer checked against ``cap`` before its body."""
         with self._exchange("download", "GET", target.request_uri, None, _ACCEPT) as resp:
@@ -318,30 +317,24 @@ class CEClient(Closing):
         path: str,
         body: bytes | None,
         headers: Mapping[str, str],
-    ) -> Iterator[BaseHTTPResponse]:
+    ) -> Iterator[http.client.HTTPResponse]:
         """One request to the CE origin; yields the answer with its body unread.
 
-        Transport failures, while sending or while the block reads the body, become
-        RemoteTransient (quoting no request data). On leaving, a connection whose body was
-        read to its end is back in the pool; one left mid-body (refused, over a cap) is closed,
-        never reused with unread bytes in it.
+        Transport failures while sending become RemoteTransient (quoting no request data); the
+        block reads the body through ``_reading``, which translates them the same way. On
+        leaving, a connection whose body was read to its end is back in the pool; one left
+        mid-body (refused, over a cap) is closed, never reused with unread bytes in it.
         """
-        with _transport_errors(op, self._timeout, self._redact):
-            resp = self._pool.urlopen(
-                method,
-                path,
-                body=body,
-                headers=headers,
-                retries=False,
-                redirect=False,
-                preload_content=False,
-                decode_content=False,
-            )
-            try:
-                yield resp
-            finally:
-                resp.close()  # closes the connection only if the body was not read to its end
-                resp.release_conn()
+        with self._reading(op):
+            answer = self._pool.send(method, path, body, headers)
+        try:
+            yield answer.response
+        finally:
+            self._pool.finish(answer)
+
+    def _reading(self, op: str) -> AbstractContextManager[None]:
+        """Translates the transport's failures in the block into RemoteTransient."""
+        return _transport_errors(op, self._timeout, self._redact)
 
     def download_into(self, url: str, sink: DownloadSink, max_bytes: int | None = None) -> int:
         """Stream one output file from the CE host into ``sink``, never holding it in memory.
@@ -374,9 +367,10 @@ class CEClient(Closing):
             started = True
             with self._open_download(target, cap) as resp:
                 total = 0
-                # read1: each piece as it arrives (stream() would wait for a whole chunk), so
-                # a slow download sees the interrupt between pieces.
-                while chunk := resp.read1(_STREAM_CHUNK, decode_content=False):
+                # read1: each piece as it arrives (read() would wait for a whole chunk), so a
+                # slow download sees the interrupt between pieces. The sink's own errors (a
+                # full disk) pass through as they are: only the reads are the transport's.
+                while chunk := self._read_piece(resp):
                     if self._interrupted.is_set():
                         # A shutdown does not wait for a long download: the next start
                         # fetches the file again from its start.
@@ -391,6 +385,19 @@ class CEClient(Closing):
         log.debug("streamed %d bytes from %s", size, _origin_text(target))
         return size
 
+    def _read_piece(self, resp: http.client.HTTPResponse) -> bytes:
+        """The next piece of a download's body as it arrives (b"" at its end).
+
+        Raises:
+            RemoteTransient: the transport failed, or the connection ended before the
+                declared length (``read1`` itself says nothing of it).
+        """
+        with self._reading("download"):
+            piece = resp.read1(_STREAM_CHUNK)
+            if not piece and resp.length:
+                raise http.client.IncompleteRead(b"", resp.length)
+            return piece
+
     def _download_target(self, url: str) -> Url:
         try:
             target = parse_url(url)
@@ -403,11 +410,12 @@ class CEClient(Closing):
             )
         return target
 
-    def _check_download(self, resp: BaseHTTPResponse, cap: int) -> None:
+    def _check_download(self, resp: http.client.HTTPResponse, cap: int) -> None:
         """Refuses an error answer, a redirect, an encoded body or a declared size over cap."""
         code = resp.status
         if not 200 <= code < 300:
-            body = _read_capped(resp, _ERROR_BODY_CAP)
+            with self._reading("download"):
+                body = _read_capped(resp, _ERROR_BODY_CAP)
             if 300 <= code < 400 and "Location" in resp.headers:
                 raise DownloadRefused(f"download: refusing to follow a redirect (HTTP {code})")
             self._raise_for_status("download", code, resp.headers, body)
@@ -473,7 +481,7 @@ class CEClient(Closing):
         path: str,
         body: Mapping[str, Any],
         headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes | None]:
+    ) -> tuple[int, http.client.HTTPMessage, bytes | None]:
         """Send one POST; return the status, the headers and the body (None if over its cap:
         :data:`_ANSWER_CAP`, or :data:`_ERROR_BODY_CAP` for an error).
 
@@ -491,12 +499,13 @@ class CEClient(Closing):
                     raise RemoteTransient(f"{op}: refusing a compressed body (HTTP {code})")
                 content = None
             else:
-                content = _read_capped(resp, _ANSWER_CAP if success else _ERROR_BODY_CAP)
+                with self._reading(op):
+                    content = _read_capped(resp, _ANSWER_CAP if success else _ERROR_BODY_CAP)
         log.debug("%s: HTTP %d", op, code)
         return code, resp.headers, content
 
     def _raise_for_status(
-        self, op: str, code: int, headers: Mapping[str, str], body: bytes | None
+        self, op: str, code: int, headers: http.client.HTTPMessage, body: bytes | None
     ) -> None:
         """Return on 2xx; otherwise raise the error the status means."""
         if 200 <= code < 300:
@@ -618,21 +627,19 @@ class _MemorySink:
 
 @contextmanager
 def _transport_errors(op: str, timeout: float, redact: Callable[[str], str]) -> Iterator[None]:
-    """Translate urllib3's transport failures into RemoteTransient, quoting no request data.
-
-    urllib3 wraps every socket, TLS and http.client error of a request or a body read in its
-    own ``HTTPError``; other errors (a sink's ``OSError``, say) pass through untouched.
-    """
+    """Translate the transport's failures in the block (a request sent, or a body read) into
+    RemoteTransient, quoting no request data: the socket's, TLS's and http.client's errors.
+    Only reads and sends run in such a block, so no other error is mistaken for one."""
     try:
         yield
-    except ClosedPoolError as exc:
+    except PoolClosed as exc:
         raise RemoteTransient(f"{op}: the client is closed") from exc
-    except NewConnectionError as exc:  # a subclass of its ConnectTimeoutError: not a timeout
+    except TimeoutError as exc:
+        raise RemoteTransient(f"{op}: timed out after {timeout:g}s") from exc
+    except (ConnectionRefusedError, socket.gaierror) as exc:
         detail = redact(str(exc))[:_MESSAGE_CAP]
         raise RemoteTransient(f"{op}: cannot connect: {detail}") from exc
-    except Urllib3Timeout as exc:
-        raise RemoteTransient(f"{op}: timed out after {timeout:g}s") from exc
-    except HTTPError as exc:
+    except (OSError, http.client.HTTPException) as exc:  # ssl.SSLError is an OSError
         detail = redact(str(exc))[:_MESSAGE_CAP]
         raise RemoteTransient(f"{op}: {type(exc).__name__}: {detail}") from exc
 
@@ -653,20 +660,16 @@ def _parse_base_url(base_url: str) -> Url:
     return url._replace(path=path if path.endswith("/") else path + "/")
 
 
-def _connection_pool(base: Url, timeout: float, size: int) -> HTTPConnectionPool:
-    """Up to ``size`` kept-alive connections to the base URL's origin, urllib3's retries off."""
+def _connection_pool(base: Url, timeout: float, size: int) -> ConnectionPool:
+    """Up to ``size`` kept-alive connections to the base URL's origin."""
     assert base.host is not None  # checked by _parse_base_url
-    options: dict[str, Any] = {
-        "port": base.port,
-        "timeout": Timeout(connect=timeout, read=timeout),
-        "maxsize": size,
-        "block": False,
-        "retries": False,
-    }
-    if base.scheme == "https":
-        # certifi's CA bundle, as httpx used: the same trust whatever the host's CA store.
-        return HTTPSConnectionPool(base.host, ca_certs=certifi.where(), **options)
-    return HTTPConnectionPool(base.host, **options)
+    https = base.scheme == "https"
+    # certifi's CA bundle, as httpx and urllib3 used here: the same trust whatever the host's
+    # CA store; certificate and host name verified (the default context's rules).
+    context = ssl.create_default_context(cafile=certifi.where()) if https else None
+    return ConnectionPool(
+        base.host, base.port, https=https, timeout=timeout, context=context, max_idle=size
+    )
 
 
 def _origin(url: Url) -> tuple[str, str, int | None]:
@@ -681,25 +684,25 @@ def _origin_text(url: Url) -> str:
     return f"{scheme}://{host}:{port}" if port is not None else f"{scheme}://{host}"
 
 
-def _encoded(resp: BaseHTTPResponse) -> bool:
+def _encoded(resp: http.client.HTTPResponse) -> bool:
     """Whether the body is sent encoded (compressed): never inflated here, so refused."""
     encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
     return encoding not in ("", "identity")
 
 
-def _read_capped(resp: BaseHTTPResponse, cap: int) -> bytes | None:
+def _read_capped(resp: http.client.HTTPResponse, cap: int) -> bytes | None:
     """Read a body as sent (never decompressed); None if it is over ``cap``.
 
     A declared length over ``cap`` is refused before any read; a body of no declared length
     (chunked, or ended by the close) is read in pieces and refused as soon as it exceeds
     ``cap``. Callers refuse encoded bodies where they use them, so nothing is inflated.
     """
-    declared = resp.length_remaining
+    declared = resp.length
     if declared is not None:
-        return resp.read(decode_content=False) if declared <= cap else None
+        return resp.read() if declared <= cap else None
     chunks: list[bytes] = []
     total = 0
-    for chunk in resp.stream(_STREAM_CHUNK, decode_content=False):
+    while chunk := resp.read1(_STREAM_CHUNK):
         total += len(chunk)
         if total > cap:
             return None

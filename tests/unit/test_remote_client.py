@@ -353,6 +353,26 @@ def test_download_refuses_a_declared_oversize_without_reading(
     assert sink.chunks == [] and delays == []
 
 
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_a_retry(
+    server: FakeServer, make_client: MakeClient
+) -> None:
+    """The server drops each kept-alive connection after its answer, unannounced: the next
+    call finds it gone and is sent again at once on a new one, not counted as a failed
+    attempt (no backoff), and reaches the server once."""
+
+    def handler(seen: Seen) -> Answer:
+        if seen.method == "POST":
+            body = ok_status().body
+            return Answer(200, body, headers={"Content-Type": "application/json"}, length=len(body))
+        return Answer(200, b"data", length=4)
+
+    client, delays = make_client(handler)
+    for _ in range(3):
+        assert client.job_status("r1").status == CEStatus.RUNNING
+        assert client.download(server.base_url + "files/r1/out.txt") == b"data"
+    assert delays == [] and len(server.requests) == 6 and server.connections == 6
+
+
 def test_download_into_streams_and_restarts_a_retried_attempt(
     server: FakeServer, make_client: MakeClient
 ) -> None:

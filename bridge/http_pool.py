@@ -1,0 +1,159 @@
+"""Kept-alive ``http.client`` connections to one origin, shared by threads: the one HTTP
+transport of the JSON-RPC endpoints (``bridge.chain.rpc.JsonRpcHttp``) and of the CE client
+(``bridge.remote.client.CEClient``).
+
+What it guarantees:
+
+- **One caller a connection.** ``send`` takes an idle connection (or opens one); ``finish``
+  puts it back only once its answer was read to the end and the server keeps it open, so no
+  connection is ever reused with unread bytes in it; any other is closed.
+- **A connection the server closed while idle is replaced once**: if a reused connection fails
+  before any answer (``STALE``), the request is sent again on a new one (what urllib3 does for
+  ``requests``). A new connection's failure is the caller's.
+- **Bounded**: at most ``max_idle`` idle connections are kept; more callers at once each open
+  their own, closed after use. After ``close`` no request is sent (``PoolClosed``).
+- **Nothing more**: no redirects, no decompression, no proxy from the environment, no retries
+  beyond the stale one. Errors are ``http.client``'s and the socket's (``OSError``, ``TimeoutError``,
+  ``http.client.HTTPException``), for the caller to translate; none quotes a request body.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Final
+
+#: Errors of a kept-alive connection the server closed while it was idle.
+STALE: Final = (
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+
+
+class PoolClosed(ConnectionError):
+    """The pool was closed: no request is sent."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer whose body the caller reads, and the connection it came on."""
+
+    response: http.client.HTTPResponse
+    connection: http.client.HTTPConnection
+
+
+class ConnectionPool:
+    """Connections to ``host``:``port`` over HTTPS (``context``: its TLS settings, by default
+    Python's, which verify the certificate and the host name) or HTTP; ``timeout``: seconds to
+    connect and for each read or write."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        *,
+        https: bool,
+        timeout: float,
+        context: ssl.SSLContext | None = None,
+        max_idle: int = 64,
+    ) -> None:
+        self._host, self._port, self._https = host, port, https
+        self._timeout = timeout
+        self._context = context
+        self._max_idle = max_idle
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def send(
+        self, method: str, target: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> Answer:
+        """Sends one request and reads its status and headers; the body is the caller's to
+        read, then to hand back with ``finish`` (or use ``exchange``).
+
+        Raises:
+            PoolClosed: the pool was closed.
+            OSError, http.client.HTTPException: the transport failed (the connection closed).
+        """
+        conn, reused = self._connection()
+        try:
+            try:
+                return Answer(self._request(conn, method, target, body, headers), conn)
+            except STALE:
+                conn.close()
+                if not reused:
+                    raise
+                conn = self._new()
+                return Answer(self._request(conn, method, target, body, headers), conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    def finish(self, answer: Answer) -> None:
+        """Puts the answer's connection back if its body was read to the end and the server
+        keeps it open (and the pool has room and is open); closes it otherwise."""
+        conn, response = answer.connection, answer.response
+        if not response.isclosed() and response.length == 0:
+            # Read to its declared end by ``read1``, which leaves the count at 0 without
+            # marking the answer done: done now (the socket stays open for the next request).
+            response.close()
+        if response.isclosed() and not response.will_close:
+            with self._lock:
+                if not self._closed and len(self._idle) < self._max_idle:
+                    self._idle.append(conn)
+                    return
+        conn.close()
+
+    @contextmanager
+    def exchange(
+        self, method: str, target: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> Iterator[http.client.HTTPResponse]:
+        """``send``, the answer yielded to the block, ``finish`` when it ends."""
+        answer = self.send(method, target, body, headers)
+        try:
+            yield answer.response
+        finally:
+            self.finish(answer)
+
+    def close(self) -> None:
+        """Closes the idle connections and refuses new requests; one in use is closed when its
+        caller finishes."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection (True: reused) or a new one (False)."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("the connection pool is closed")
+            if self._idle:
+                return self._idle.pop(), True
+        return self._new(), False
+
+    def _new(self) -> http.client.HTTPConnection:
+        """A new connection (opened by its first request)."""
+        if self._https:
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=self._context
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+    @staticmethod
+    def _request(
+        conn: http.client.HTTPConnection,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+    ) -> http.client.HTTPResponse:
+        conn.request(method, target, body, dict(headers))
+        return conn.getresponse()
