@@ -13,8 +13,9 @@ What it guarantees:
 - **Bounded**: at most ``max_idle`` idle connections are kept; more callers at once each open
   their own, closed after use. After ``close`` no request is sent (``PoolClosed``).
 - **Nothing more**: no redirects, no decompression, no proxy from the environment, no retries
-  beyond the stale one. Errors are ``http.client``'s and the socket's (``OSError``, ``TimeoutError``,
-  ``http.client.HTTPException``), for the caller to translate; none quotes a request body.
+  beyond the stale one. Errors are ``http.client``'s and the socket's (``OSError``,
+  ``TimeoutError``, ``http.client.HTTPException``), for the caller to translate; none quotes a
+  request body.
 """
 
 from __future__ import annotations
