@@ -50,6 +50,12 @@ def _submit(stack: LocalStack, command: str, app: str = "charityengine:wolframen
     return int(event["args"]["jobId"])
 
 
+#: Two generated output files of 4 MB, downloaded first (``big/`` sorts before the job's own
+#: files): over the output store's 64 KiB held in memory, so a download of them has a partial
+#: file (``outputs/tmp/*.part``) from its first pieces on, the tests' sign that it is running.
+_LARGE_FILES = "ce-emulator:outputs=2x4000000"
+
+
 def _instant_stack(tmp_path: Path, *, answer_delay: float = 0.0, **options: Any) -> LocalStack:
     """A ``LocalStack`` on an automining Anvil at 0 confirmations whose emulator completes a job
     as soon as it is created (answering each call after ``answer_delay`` s); ``options`` go to
@@ -189,14 +195,16 @@ def test_hostile_outputs_and_messages_end_on_chain(stack: LocalStack) -> None:
 
 
 def test_a_slow_download_holds_neither_the_other_jobs_nor_a_stop(tmp_path: Path) -> None:
-    # One job's two output files are each answered over 120 s (what a huge output served at a
-    # real CE's bandwidth takes; the requester chooses the size). Before the worker's rounds
-    # stopped waiting for every step, the jobs submitted after it completed only once its
-    # download had ended (~240 s), and a stop waited for the download too.
+    # One job's two large output files are each answered over 120 s (what a huge output served
+    # at a real CE's bandwidth takes; the requester chooses the size). Before the worker's
+    # rounds stopped waiting for every step, the jobs submitted after it completed only once
+    # its download had ended (~240 s), and a stop waited for the download too.
     with _instant_stack(tmp_path) as stack:
         assert stack.bridge is not None
         bridge = stack.bridge
-        slow = _submit(stack, "echo slow > output/out.txt # ce-emulator:slow-outputs=120")
+        slow = _submit(
+            stack, f"echo slow > output/out.txt # {_LARGE_FILES} ce-emulator:slow-outputs=120"
+        )
         partial = tmp_path / "outputs" / "tmp"
         wait_for(lambda: any(partial.glob("*.part")), 60, "the slow download to start")
         others = [_submit(stack, f"echo {i} > output/out.txt") for i in range(3)]
@@ -217,16 +225,20 @@ def test_a_slow_download_holds_neither_the_other_jobs_nor_a_stop(tmp_path: Path)
 
 
 def test_a_round_without_room_goes_on_once_a_background_step_ends(tmp_path: Path) -> None:
-    # Two threads, so room for one step in the background: A's download (2 x 6 s) takes it, B's
-    # (2 x 60 s) then holds its round. When A ends, B must move to the background at once and
-    # the next round work C; a round waking only every third of the lease (200 s here) would
-    # have held C until B's download ended.
+    # Two threads, so room for one step in the background: A's download (two large files of 6 s
+    # each, then two small ones) takes it, B's (2 x 60 s) then holds its round. When A ends, B
+    # must move to the background at once and the next round work C; a round waking only every
+    # third of the lease (200 s here) would have held C until B's download ended.
     settings = {"ce_concurrency": 2, "claim_lease": 600.0}
     with _instant_stack(tmp_path, settings=settings) as stack:
         partial = tmp_path / "outputs" / "tmp"
-        first = _submit(stack, "echo a > output/out.txt # ce-emulator:slow-outputs=6")
+        first = _submit(
+            stack, f"echo a > output/out.txt # {_LARGE_FILES} ce-emulator:slow-outputs=6"
+        )
         wait_for(lambda: len(list(partial.glob("*.part"))) == 1, 60, "A's download to start")
-        second = _submit(stack, "echo b > output/out.txt # ce-emulator:slow-outputs=60")
+        second = _submit(
+            stack, f"echo b > output/out.txt # {_LARGE_FILES} ce-emulator:slow-outputs=60"
+        )
         wait_for(lambda: len(list(partial.glob("*.part"))) == 2, 60, "B's download to start")
         third = _submit(stack, "echo c > output/out.txt")
         wait_for(lambda: _status(stack, third) is Status.COMPLETED, 100, "C to complete")
@@ -237,16 +249,19 @@ def test_a_round_without_room_goes_on_once_a_background_step_ends(tmp_path: Path
 def test_a_background_download_keeps_its_lease_on_postgresql_then_gives_it_back(
     tmp_path: Path,
 ) -> None:
-    # Leases of 3 s (renewed every 1 s) and a download of 2 x 6 s left to the background after
-    # 2 s: without its renewals, the lease would lapse and another process could start the same
-    # download. (A lease of 1.5 s left a renewal 1 s of slack on a loaded machine.)
+    # Leases of 3 s (renewed every 1 s) and a download of two large files of 6 s each (a partial
+    # file on disk while they last) left to the background after 2 s: without its renewals, the
+    # lease would lapse and another process could start the same download. (A lease of 1.5 s
+    # left a renewal 1 s of slack on a loaded machine.)
     with (
         postgres_database("ce_bridge_lease") as url,
         _instant_stack(tmp_path, database_url=url, settings={"claim_lease": 3.0}) as stack,
     ):
         assert stack.bridge is not None
         bridge = stack.bridge
-        slow = _submit(stack, "echo slow > output/out.txt # ce-emulator:slow-outputs=6")
+        slow = _submit(
+            stack, f"echo slow > output/out.txt # {_LARGE_FILES} ce-emulator:slow-outputs=6"
+        )
         partial = tmp_path / "outputs" / "tmp"
         seen: list[tuple[float, str | None, float | None]] = []
 
