@@ -7,9 +7,12 @@ What it guarantees:
 - **One caller a connection.** ``send`` takes an idle connection (or opens one); ``finish``
   puts it back only once its answer was read to the end and the server keeps it open, so no
   connection is ever reused with unread bytes in it; any other is closed.
-- **A connection the server closed while idle is replaced once**: if a reused connection fails
-  before any answer (``STALE``), the request is sent again on a new one (what urllib3 does for
-  ``requests``). A new connection's failure is the caller's.
+- **A connection the server closed while idle is not used**: before an idle connection is
+  reused, its socket is checked (as urllib3 does): one the server closed, or that has bytes
+  nobody asked for, is closed instead. A pool made with ``resend=True`` (for requests that are
+  safe to repeat) also sends a request once more on a new connection if a reused one fails
+  before any answer (``STALE``: the server closed it between the check and the request, or
+  after reading the request without answering). A new connection's failure is the caller's.
 - **Bounded**: at most ``max_idle`` idle connections are kept; more callers at once each open
   their own, closed after use. After ``close`` no request is sent (``PoolClosed``).
 - **Nothing more**: no redirects, no decompression, no proxy from the environment, no retries
@@ -21,6 +24,7 @@ What it guarantees:
 from __future__ import annotations
 
 import http.client
+import select
 import ssl
 import threading
 from collections.abc import Iterator, Mapping
@@ -33,7 +37,9 @@ STALE: Final = (
     http.client.RemoteDisconnected,
     http.client.BadStatusLine,
     ConnectionResetError,
+    ConnectionAbortedError,
     BrokenPipeError,
+    ssl.SSLEOFError,
 )
 
 
@@ -52,7 +58,9 @@ class Answer:
 class ConnectionPool:
     """Connections to ``host``:``port`` over HTTPS (``context``: its TLS settings, by default
     Python's, which verify the certificate and the host name) or HTTP; ``timeout``: seconds to
-    connect and for each read or write."""
+    connect and for each read or write; ``resend``: send a request once more on a new
+    connection when a reused one fails before its answer (only for requests safe to repeat:
+    the server may have acted on the first)."""
 
     def __init__(
         self,
@@ -63,8 +71,10 @@ class ConnectionPool:
         timeout: float,
         context: ssl.SSLContext | None = None,
         max_idle: int = 64,
+        resend: bool = False,
     ) -> None:
         self._host, self._port, self._https = host, port, https
+        self._resend = resend
         self._timeout = timeout
         self._context = context
         self._max_idle = max_idle
@@ -88,7 +98,7 @@ class ConnectionPool:
                 return Answer(self._request(conn, method, target, body, headers), conn)
             except STALE:
                 conn.close()
-                if not reused:
+                if not (reused and self._resend):
                     raise
                 conn = self._new()
                 return Answer(self._request(conn, method, target, body, headers), conn)
@@ -98,13 +108,16 @@ class ConnectionPool:
 
     def finish(self, answer: Answer) -> None:
         """Puts the answer's connection back if its body was read to the end and the server
-        keeps it open (and the pool has room and is open); closes it otherwise."""
+        keeps it open (and the pool has room and is open); closes it otherwise (an answer cut
+        short included: ``http.client`` marks it closed too, with bytes still owed)."""
         conn, response = answer.connection, answer.response
         if not response.isclosed() and response.length == 0:
             # Read to its declared end by ``read1``, which leaves the count at 0 without
             # marking the answer done: done now (the socket stays open for the next request).
             response.close()
-        if response.isclosed() and not response.will_close:
+        # ``length`` is 0 once a body of declared length was read whole, and None only for a
+        # chunked body read to its last chunk (one without either is ``will_close``).
+        if response.isclosed() and not response.will_close and not response.length:
             with self._lock:
                 if not self._closed and len(self._idle) < self._max_idle:
                     self._idle.append(conn)
@@ -122,6 +135,12 @@ class ConnectionPool:
         finally:
             self.finish(answer)
 
+    @property
+    def idle(self) -> int:
+        """How many connections wait for a request."""
+        with self._lock:
+            return len(self._idle)
+
     def close(self) -> None:
         """Closes the idle connections and refuses new requests; one in use is closed when its
         caller finishes."""
@@ -132,12 +151,17 @@ class ConnectionPool:
             conn.close()
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection (True: reused) or a new one (False)."""
-        with self._lock:
-            if self._closed:
-                raise PoolClosed("the connection pool is closed")
-            if self._idle:
-                return self._idle.pop(), True
+        """An idle connection still open (True: reused) or a new one (False)."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise PoolClosed("the connection pool is closed")
+                if not self._idle:
+                    break
+                conn = self._idle.pop()
+            if _open(conn):
+                return conn, True
+            conn.close()
         return self._new(), False
 
     def _new(self) -> http.client.HTTPConnection:
@@ -158,3 +182,18 @@ class ConnectionPool:
     ) -> http.client.HTTPResponse:
         conn.request(method, target, body, dict(headers))
         return conn.getresponse()
+
+
+def _open(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle connection can carry a request: its socket is there and has nothing to
+    read (a server that closed it has sent its end of file; any other bytes were never asked
+    for)."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()  # not select(): no limit on the descriptor's number
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
+    except (OSError, ValueError):  # closed under us
+        return False

@@ -92,6 +92,16 @@ def refuse(_seen: Seen) -> Answer:
     raise AssertionError("no request may be sent")
 
 
+class _CountingServer(ThreadingHTTPServer):
+    """Counts the connections it has closed (``closed``), once each socket is shut."""
+
+    closed = 0
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.closed += 1  # one thread a connection; a test only waits for it to grow
+
+
 class FakeServer:
     """The server, in a background thread, from ``with FakeServer(handler) as server``.
 
@@ -111,7 +121,7 @@ class FakeServer:
         self.connections = 0
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _CountingServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._server.block_on_close = False  # kept-alive connections idle in their threads
         self.port = self._server.server_address[1]
@@ -130,6 +140,11 @@ class FakeServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+
+    @property
+    def closed(self) -> int:
+        """Connections the server has closed so far (after their sockets were shut)."""
+        return self._server.closed
 
     def wait_streamed(self, count: int = 1, timeout: float = 30.0) -> list[int]:
         """Waits until ``count`` streamed answers have ended; returns their byte counts."""

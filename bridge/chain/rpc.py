@@ -225,8 +225,10 @@ class JsonRpcHttp:
             userinfo = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
             token = base64.b64encode(userinfo.encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
+        # resend: every call the bridge makes is safe to repeat (reads, and signed
+        # transactions, which the node knows by their hash: "already known" is a success).
         self._pool = ConnectionPool(
-            parts.hostname, parts.port, https=parts.scheme == "https", timeout=timeout
+            parts.hostname, parts.port, https=parts.scheme == "https", timeout=timeout, resend=True
         )
         self._ids = itertools.count(1)
 

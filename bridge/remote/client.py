@@ -667,6 +667,8 @@ def _connection_pool(base: Url, timeout: float, size: int) -> ConnectionPool:
     # certifi's CA bundle, as httpx and urllib3 used here: the same trust whatever the host's
     # CA store; certificate and host name verified (the default context's rules).
     context = ssl.create_default_context(cafile=certifi.where()) if https else None
+    # No silent resend (resend=False): a job-create CE may have acted on must go through the
+    # client's own counted retries (the same Idempotency-Key), which know what was sent.
     return ConnectionPool(
         base.host, base.port, https=https, timeout=timeout, context=context, max_idle=size
     )

@@ -1,0 +1,149 @@
+"""``bridge.http_pool.ConnectionPool`` against a raw socket server on 127.0.0.1 that answers,
+cuts answers short and drops connections exactly when a test says so."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from bridge.http_pool import ConnectionPool
+from bridge.waiting import wait_until
+
+#: What the server does with each request it reads, in order over all connections.
+ANSWER = "answer"  # a whole answer; the connection stays open
+ANSWER_THEN_CLOSE = "answer-then-close"  # a whole answer, then the connection closed unannounced
+CUT_SHORT = "cut-short"  # 10 of the 100 bytes declared, then the connection closed
+READ_THEN_CLOSE = "read-then-close"  # the request read (and acted on), no answer, closed
+
+
+class RawServer:
+    """Answers each request with the next of ``actions``; records requests and connections."""
+
+    def __init__(self, actions: list[str]) -> None:
+        self.actions = actions
+        self.requests: list[str] = []
+        self.connections = 0
+        self.closed = 0  # connections the server has closed
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            reader = conn.makefile("rb")
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                while reader.readline() not in (b"\r\n", b""):
+                    pass  # headers (the tests send no body)
+                self.requests.append(line.decode().split()[1])
+                action = self.actions.pop(0)
+                if action == READ_THEN_CLOSE:
+                    break
+                if action == CUT_SHORT:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                    break
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                if action == ANSWER_THEN_CLOSE:
+                    break
+            reader.close()
+        self.closed += 1
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+Serve = Callable[[list[str]], RawServer]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    servers: list[RawServer] = []
+
+    def make(actions: list[str]) -> RawServer:
+        server = RawServer(actions)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def _get(pool: ConnectionPool, target: str) -> bytes:
+    with pool.exchange("GET", target, None, {}) as response:
+        return response.read()
+
+
+@pytest.mark.parametrize("reading", ["read", "read1"])
+def test_an_answer_cut_short_closes_its_connection(serve: Serve, reading: str) -> None:
+    # http.client marks a body that ended early as closed, as it does one read to its end:
+    # only the bytes still owed tell them apart. Pooled, the dead connection would be the
+    # next caller's (and, half-closed by the server, could take a request it never answers).
+    server = serve([CUT_SHORT, ANSWER])
+    pool = ConnectionPool("127.0.0.1", server.port, https=False, timeout=5)
+    answer = pool.send("GET", "/a", None, {})
+    with pytest.raises(http.client.IncompleteRead):
+        if reading == "read":
+            answer.response.read()
+        else:
+            while answer.response.read1(65536):
+                pass
+            raise http.client.IncompleteRead(b"", answer.response.length)
+    pool.finish(answer)
+    assert pool.idle == 0
+    assert _get(pool, "/b") == b"ok"
+    assert server.requests == ["/a", "/b"] and server.connections == 2
+
+
+def test_a_connection_read_to_its_end_is_reused(serve: Serve) -> None:
+    server = serve([ANSWER, ANSWER, ANSWER])
+    pool = ConnectionPool("127.0.0.1", server.port, https=False, timeout=5)
+    assert [_get(pool, f"/{i}") for i in range(3)] == [b"ok"] * 3
+    assert server.connections == 1 and pool.idle == 1
+
+
+@pytest.mark.parametrize("resend", [False, True])
+def test_an_idle_connection_the_server_closed_is_not_used(serve: Serve, resend: bool) -> None:
+    # The server drops the kept-alive connection after its answer, unannounced: the next
+    # request goes on a new connection at once, sent once, whatever ``resend`` says.
+    server = serve([ANSWER_THEN_CLOSE, ANSWER])
+    pool = ConnectionPool("127.0.0.1", server.port, https=False, timeout=5, resend=resend)
+    assert _get(pool, "/a") == b"ok"
+    wait_until(lambda: server.closed == 1, 5, what="the server to close the connection")
+    assert _get(pool, "/b") == b"ok"
+    assert server.requests == ["/a", "/b"] and server.connections == 2
+
+
+def test_a_request_read_and_left_unanswered_is_sent_again_only_with_resend(
+    serve: Serve,
+) -> None:
+    # The server reads a request on a kept-alive connection and closes it without an answer:
+    # it may have acted on it. Without ``resend`` the caller gets the error (and decides);
+    # with it the request is sent once more on a new connection.
+    server = serve([ANSWER, READ_THEN_CLOSE])
+    pool = ConnectionPool("127.0.0.1", server.port, https=False, timeout=5)
+    assert _get(pool, "/a") == b"ok"
+    with pytest.raises(http.client.RemoteDisconnected):
+        _get(pool, "/b")
+    assert server.requests == ["/a", "/b"]
+
+    server = serve([ANSWER, READ_THEN_CLOSE, ANSWER])
+    pool = ConnectionPool("127.0.0.1", server.port, https=False, timeout=5, resend=True)
+    assert _get(pool, "/a") == b"ok"
+    assert _get(pool, "/b") == b"ok"
+    assert server.requests == ["/a", "/b", "/b"] and server.connections == 2
