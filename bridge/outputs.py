@@ -96,10 +96,14 @@ class PartialFile:
         """Flushes the file to disk and moves it to ``objects/``; returns what it holds.
 
         When ``objects/`` already holds the same content (its digest), the partial file is
-        dropped instead: no second fsync for a file every job of a kind outputs alike."""
+        dropped instead: no second fsync for a file every job of a kind outputs alike. The
+        object's time is renewed then, so that a sweep with ``min_age`` in another process
+        (one shared store) does not take an old unreferenced object this one is about to
+        reference."""
         digest = self._digest.hexdigest()
         target = self._store.path_of(digest)
-        if target.is_file():
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(target)  # there: renewed (the one call that also tells it is there)
             self.discard()
             return StoredObject(digest, self.size)
         file = self._open()

@@ -89,7 +89,10 @@ class UnitOfWork:
         self._rows.setdefault(_table(model), []).append(row)
 
     def write_rows(self) -> None:
-        """Writes the rows ``insert`` added so far: one statement a table."""
+        """Writes the rows ``insert`` added so far: one statement a table. Before a statement
+        of the unit's, they go before the session's pending objects (which the statement's
+        autoflush writes next): a table written with ``insert`` has no foreign key to a row
+        added as an object (a test checks the tables). At a commit the objects go first."""
         rows, self._rows = self._rows, {}
         for table, batch in rows.items():
             self.session.connection().execute(insert(table), batch)
@@ -130,6 +133,7 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Commits everything added since the unit of work began."""
+        self.session.flush()
         self.write_rows()
         self.session.commit()
 
@@ -283,6 +287,7 @@ class _GroupCommit:
                     if contained:
                         with session.begin_nested():
                             item.value = item.change(uow)
+                            session.flush()
                             uow.write_rows()
                     else:
                         item.value = item.change(uow)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -39,11 +41,24 @@ def test_the_same_content_stored_twice_is_one_object_and_leaves_no_partial(
     second = store.put([b"alike ", b"in every job"])
     assert second == first
     after = store.path_of(first.sha256).stat()
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert after.st_ino == before.st_ino  # the object was not written again
     assert not list((tmp_path / "tmp").iterdir())
     assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == [
         store.path_of(first.sha256)
     ]
+
+
+def test_a_content_stored_again_is_new_to_a_sweep_of_old_objects(tmp_path: Path) -> None:
+    # Another process's start sweeps unreferenced objects older than min_age. An old one
+    # that a download has just matched (and whose row is about to be written) is kept.
+    store = OutputStore(tmp_path)
+    old = store.put([b"alike in every job"])
+    path = store.path_of(old.sha256)
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    assert store.put([b"alike in every job"]) == old
+    assert store.sweep(set(), min_age=600) == (0, 0) and path.is_file()
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    assert store.sweep(set(), min_age=600) == (0, 1) and not path.exists()
 
 
 def test_an_uncommitted_download_leaves_nothing(tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlmodel import Session, col, select
 
 from bridge.store.db import open_database
-from bridge.store.models import RemoteCall, RemoteCancel, Update
+from bridge.store.models import OutputFile, RemoteCall, RemoteCancel, Update
 from bridge.store.uow import Store
+from tests.builders import stored_job
 
 
 def _store(tmp_path: Path) -> Store:
@@ -68,3 +69,36 @@ def test_inserted_rows_are_lost_with_their_transaction(tmp_path: Path) -> None:
         uow.commit()
     with Session(store.db) as session:
         assert session.exec(select(Update)).all() == []
+
+
+def test_the_inserted_tables_point_at_no_row_added_as_an_object() -> None:
+    # Rows written by ``insert`` before a statement of their unit go ahead of the session's
+    # pending objects (the statement's autoflush writes those next): a foreign key from them
+    # to a row added as an object in the same unit (a new job) would fail on PostgreSQL.
+    # ``update_outbox.tx_id`` points at a ``chain_tx`` row, written by the writer alone, and
+    # is None when a row is inserted.
+    tables = [RemoteCall, Update, OutputFile, RemoteCancel]
+    targets = {
+        fk.target_fullname
+        for model in tables
+        for fk in model.__table__.foreign_keys  # type: ignore[attr-defined]
+    }
+    assert targets <= {"chain_tx.id"}
+
+
+def test_at_a_commit_the_new_objects_are_written_before_the_inserted_rows(
+    tmp_path: Path,
+) -> None:
+    store = _store(tmp_path)
+    written: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("INSERT"):
+            written.append(statement.split()[2])
+
+    event.listen(store.db, "before_cursor_execute", record)
+    with store.begin() as uow:
+        uow.session.add(stored_job(41))
+        uow.insert(Update, job_id=41, status=2, data="r-41")
+        uow.commit()
+    assert written == ["job", "update_outbox"]
