@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -71,17 +71,15 @@ Serve = Callable[[list[str]], RawServer]
 
 
 @pytest.fixture
-def serve() -> Iterator[Serve]:
-    servers: list[RawServer] = []
+def serve(request: pytest.FixtureRequest) -> Serve:
+    """Starts a ``RawServer``, closed when the test ends."""
 
-    def make(actions: list[str]) -> RawServer:
+    def start(actions: list[str]) -> RawServer:
         server = RawServer(actions)
-        servers.append(server)
+        request.addfinalizer(server.close)
         return server
 
-    yield make
-    for server in servers:
-        server.close()
+    return start
 
 
 def _get(pool: ConnectionPool, target: str) -> bytes:
