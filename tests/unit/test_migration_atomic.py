@@ -8,12 +8,14 @@ their ``alembic_version`` row, and every later start failed with "table ... alre
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bridge.errors import StoreError
-from bridge.store.db import open_database
+from bridge.store.db import MIGRATIONS, SCHEMA_HEAD, open_database
 
 
 def _tables(path: Path) -> set[str]:
@@ -36,3 +38,33 @@ def test_a_migration_that_fails_half_way_leaves_no_table_and_the_next_start_migr
         conn.execute("DROP TABLE update_outbox")
     open_database(f"sqlite:///{path}").dispose()
     assert {"job", "chain_tx", "update_outbox", "alembic_version"} <= _tables(path)
+
+
+def test_the_schema_head_is_alembics() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+
+
+def test_a_database_at_head_is_opened_without_loading_alembic(tmp_path: Path) -> None:
+    # A fresh interpreter for each start, as ``ce-bridge run`` is: the first migrates (and
+    # loads Alembic), the next finds the schema at head and never imports it.
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    start = (
+        "import sys; from bridge.store.db import open_database; "
+        f"open_database({url!r}).dispose(); print('alembic' in sys.modules)"
+    )
+
+    def alembic_loaded() -> bool:
+        out = subprocess.run(
+            [sys.executable, "-c", start], capture_output=True, text=True, check=True
+        ).stdout
+        return out.strip() == "True"
+
+    assert alembic_loaded()
+    assert {"job", "alembic_version"} <= _tables(tmp_path / "bridge.db")
+    assert not alembic_loaded()
+    assert not alembic_loaded()
