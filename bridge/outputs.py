@@ -102,8 +102,14 @@ class PartialFile:
         reference."""
         digest = self._digest.hexdigest()
         target = self._store.path_of(digest)
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(target)  # there: renewed (the one call that also tells it is there)
+        try:
+            os.utime(target)  # renewed if there (the one call that also tells it is there)
+            stored = True
+        except FileNotFoundError:
+            stored = False
+        except PermissionError:  # another user's object in a shared store: there all the same
+            stored = True
+        if stored:
             self.discard()
             return StoredObject(digest, self.size)
         file = self._open()

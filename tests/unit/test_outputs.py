@@ -61,6 +61,24 @@ def test_a_content_stored_again_is_new_to_a_sweep_of_old_objects(tmp_path: Path)
     assert store.sweep(set(), min_age=600) == (0, 1) and not path.exists()
 
 
+def test_a_stored_object_whose_time_cannot_be_renewed_is_still_stored_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another user's object in a shared store (this runs as root here, which may renew any
+    # file's time: the refusal is simulated).
+    store = OutputStore(tmp_path)
+    first = store.put([b"alike in every job"])
+    inode = store.path_of(first.sha256).stat().st_ino
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError("not the owner")
+
+    monkeypatch.setattr(os, "utime", refuse)
+    assert store.put([b"alike in every job"]) == first
+    assert store.path_of(first.sha256).stat().st_ino == inode
+    assert not list((tmp_path / "tmp").iterdir())
+
+
 def test_an_uncommitted_download_leaves_nothing(tmp_path: Path) -> None:
     store = OutputStore(tmp_path)
     with pytest.raises(RuntimeError), store.partial() as part:
