@@ -103,13 +103,13 @@ class PartialFile:
         digest = self._digest.hexdigest()
         target = self._store.path_of(digest)
         try:
-            os.utime(target)  # renewed if there (the one call that also tells it is there)
-            stored = True
+            # Renewed if there (the one call that also tells it is there); another user's
+            # object in a shared store cannot be renewed, and is there all the same.
+            with contextlib.suppress(PermissionError):
+                os.utime(target)
         except FileNotFoundError:
-            stored = False
-        except PermissionError:  # another user's object in a shared store: there all the same
-            stored = True
-        if stored:
+            pass  # not stored yet: this download becomes the object
+        else:
             self.discard()
             return StoredObject(digest, self.size)
         file = self._open()

@@ -92,10 +92,16 @@ class UnitOfWork:
         """Writes the rows ``insert`` added so far: one statement a table. Before a statement
         of the unit's, they go before the session's pending objects (which the statement's
         autoflush writes next): a table written with ``insert`` has no foreign key to a row
-        added as an object (a test checks the tables). At a commit the objects go first."""
+        added as an object (a test checks the tables). ``flush`` writes the objects first."""
         rows, self._rows = self._rows, {}
         for table, batch in rows.items():
             self.session.connection().execute(insert(table), batch)
+
+    def flush(self) -> None:
+        """Writes everything added so far, in the transaction: the session's new and changed
+        objects, then the rows ``insert`` added (which may name a new job)."""
+        self.session.flush()
+        self.write_rows()
 
     def drop_rows(self) -> None:
         """Forgets the rows ``insert`` added and not yet written (their change failed)."""
@@ -133,8 +139,7 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Commits everything added since the unit of work began."""
-        self.session.flush()
-        self.write_rows()
+        self.flush()
         self.session.commit()
 
 
@@ -287,8 +292,7 @@ class _GroupCommit:
                     if contained:
                         with session.begin_nested():
                             item.value = item.change(uow)
-                            session.flush()
-                            uow.write_rows()
+                            uow.flush()
                     else:
                         item.value = item.change(uow)
                 except Exception as exc:
@@ -298,8 +302,7 @@ class _GroupCommit:
                         return False  # rolled back when the block ends
             if not contained:
                 try:
-                    session.flush()
-                    uow.write_rows()
+                    uow.flush()
                 except Exception:
                     return False
             uow.commit()
