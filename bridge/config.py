@@ -175,6 +175,13 @@ class Settings(BaseSettings):
     max_output_files: int = Field(
         default=1000, ge=0, description="most output files one job may have"
     )
+    output_inline_bytes: int = Field(
+        default=4096,
+        ge=0,
+        le=65536,
+        description="output files up to this size are kept in the database, not in output_dir "
+        "(0: every file in output_dir)",
+    )
     output_dir: Path | None = Field(
         default=None,
         description="where result files are stored (default: beside the SQLite file, or "

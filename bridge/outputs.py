@@ -5,6 +5,12 @@ Layout under the store's root (``BRIDGE_OUTPUT_DIR``; default beside the SQLite 
     objects/<first two hex digits>/<sha256>   one file per distinct content, never rewritten
     tmp/<random>.part                         a download in progress
 
+A small file (up to the store's ``inline_bytes``, ``BRIDGE_OUTPUT_INLINE_BYTES``, 4 KiB by
+default) need not be stored here at all: ``PartialFile.commit`` can hand its bytes back instead
+(``StoredObject.content``), and the caller keeps them in the file's database row. Such a file
+makes no inode, no fsync and no rename; it is committed atomically with its row and readable by
+every process on the database.
+
 Guarantees:
 
 - A file is streamed to ``tmp/`` in chunks and hashed as it arrives; nothing holds more than
@@ -36,10 +42,12 @@ _HEX = frozenset("0123456789abcdef")
 
 @dataclass(frozen=True)
 class StoredObject:
-    """A file in the store: its content's sha256 (lowercase hex) and size in bytes."""
+    """A downloaded file: its content's sha256 (lowercase hex) and size in bytes, and the
+    content itself when it was kept inline (not written to the store; see the module)."""
 
     sha256: str
     size: int
+    content: bytes | None = None
 
 
 #: Bytes of a download held in memory before its temporary file is made. Most outputs are
@@ -92,8 +100,12 @@ class PartialFile:
         self._digest = hashlib.sha256()
         self.size = 0
 
-    def commit(self) -> StoredObject:
+    def commit(self, *, inline_budget: int = 0) -> StoredObject:
         """Flushes the file to disk and moves it to ``objects/``; returns what it holds.
+
+        A file still held in memory and no larger than the store's ``inline_bytes`` nor
+        ``inline_budget`` is not written at all: its bytes come back in ``content``, for the
+        caller to keep in the file's row (a budget bounds what one caller holds of several).
 
         When ``objects/`` already holds the same content (its digest), the partial file is
         dropped instead: no second fsync for a file every job of a kind outputs alike. The
@@ -101,6 +113,10 @@ class PartialFile:
         (one shared store) does not take an old unreferenced object this one is about to
         reference."""
         digest = self._digest.hexdigest()
+        if self._file is None and self.size <= min(self._store.inline_bytes, inline_budget):
+            content = bytes(self._spool)
+            self.discard()
+            return StoredObject(digest, self.size, content)
         target = self._store.path_of(digest)
         try:
             # Renewed if there (the one call that also tells it is there); another user's
@@ -143,11 +159,14 @@ class PartialFile:
 
 class OutputStore:
     """Content-addressed result files under ``root`` (created if missing); ``spool_bytes``:
-    how much of a download is held in memory before its temporary file is made."""
+    how much of a download is held in memory before its temporary file is made;
+    ``inline_bytes``: the largest file ``PartialFile.commit`` may hand back instead of storing
+    (at most ``spool_bytes``; 0, the default: every file is stored)."""
 
-    def __init__(self, root: Path, spool_bytes: int = SPOOL_BYTES) -> None:
+    def __init__(self, root: Path, spool_bytes: int = SPOOL_BYTES, inline_bytes: int = 0) -> None:
         self.root = root
         self.spool_bytes = spool_bytes
+        self.inline_bytes = min(inline_bytes, spool_bytes)
         (root / "objects").mkdir(parents=True, exist_ok=True)
         (root / "tmp").mkdir(parents=True, exist_ok=True)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from web3 import Web3
 from web3.contract import Contract
 
@@ -138,7 +138,7 @@ class Bridge:
         self.claims = core.claims
         self.store, self.cancels, self.ledger = core.store, core.cancels, core.ledger
         self._stop = core.stopping
-        self.outputs = OutputStore(settings.output_root)
+        self.outputs = OutputStore(settings.output_root, inline_bytes=settings.output_inline_bytes)
         self.pause = DispatchPause(db)
         #: Mirror of the stored pause (``control.dispatch_paused``), read each worker round.
         self.dispatch_paused = self.pause.event
@@ -313,7 +313,11 @@ class Bridge:
         """Removes partial downloads and unreferenced files from the output store (only while
         no download runs: at start). Returns how many of each were removed."""
         with Session(self.db) as session:
-            referenced = set(session.exec(select(OutputFile.sha256)).all())
+            referenced = set(
+                session.exec(
+                    select(OutputFile.sha256).where(col(OutputFile.content).is_(None))
+                ).all()
+            )
         # A store shared with other processes (PostgreSQL) keeps what is younger than an hour:
         # another process may be writing it, or about to commit the row that names it.
         partial, unreferenced = self.outputs.sweep(

@@ -69,6 +69,10 @@ SPEC_HASH_MISMATCH = "the event's spec does not match its specHash"
 #: until it ends, so that one job's step never holds every other job's next step.
 ROUND_WAIT = 2.0
 
+#: Bytes of one job's small output files kept in memory for their rows (``output_file.content``,
+#: each file up to ``BRIDGE_OUTPUT_INLINE_BYTES``); the job's other files go to the file store.
+INLINE_JOB_BYTES = 64 * 1024
+
 #: A step left running by a round: ``("job", job id)`` or ``("cancel", remote_cancel id)``.
 _Step = tuple[str, int]
 
@@ -671,7 +675,12 @@ class Worker:
                 session.exec(delete(OutputFile).where(col(OutputFile.job_id) == job.job_id))
             for path, obj in stored.items():
                 uow.insert(
-                    OutputFile, job_id=job.job_id, path=path, sha256=obj.sha256, size=obj.size
+                    OutputFile,
+                    job_id=job.job_id,
+                    path=path,
+                    sha256=obj.sha256,
+                    size=obj.size,
+                    content=obj.content,
                 )
             self._core.ledger.apply(uow, fresh, m.OutputsHashed(digest, uri))
             detail = f"{len(stored)} files, {sum(o.size for o in stored.values())} bytes"
@@ -715,7 +724,9 @@ class Worker:
         )
 
     def _download(self, status: RemoteJobStatus) -> dict[str, StoredObject]:
-        """Streams every output file into the file store within the job's limits.
+        """Streams every output file into the file store within the job's limits; a small
+        one is kept for its row instead (``StoredObject.content``), up to ``INLINE_JOB_BYTES``
+        a job.
 
         Raises:
             OutputTooLarge: too many files, a file or the total over its limit.
@@ -728,6 +739,7 @@ class Worker:
                 f"{len(status.output_files)} files, over the limit of {settings.max_output_files}"
             )
         total = 0
+        inline_left = INLINE_JOB_BYTES
         for output in status.output_files:
             path = safe_relative_path(output.filename)
             if path in stored:
@@ -743,8 +755,10 @@ class Worker:
                             f"over the job's limit of {settings.max_job_output_bytes} bytes"
                         ) from exc
                     raise
-                stored[path] = part.commit()
+                stored[path] = part.commit(inline_budget=inline_left)
             total += stored[path].size
+            if stored[path].content is not None:
+                inline_left -= stored[path].size
         return stored
 
     def _public_url(self) -> str:

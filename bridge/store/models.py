@@ -160,7 +160,8 @@ class OutputFile(SQLModel, table=True):
     sha256: str
     size: int
     # None: the content is in the output file store (``bridge.outputs``) under ``sha256``;
-    # bytes: a row written before the store existed (served as it is).
+    # bytes: a small file kept in its row (``BRIDGE_OUTPUT_INLINE_BYTES``), or a row written
+    # before the store existed; served as it is.
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 

@@ -11,6 +11,7 @@ that breaks the schema).
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import Session, col, select
 from web3 import Web3
 from web3.types import TxReceipt
 
@@ -28,8 +30,11 @@ from bridge.chain.spec import Status
 from bridge.devchain import free_port
 from bridge.devstack import LocalStack
 from bridge.engine.service import Bridge
+from bridge.engine.worker import INLINE_JOB_BYTES
 from bridge.remote.emulator import EmulatorConfig
 from bridge.results import result_hash
+from bridge.store.db import open_database
+from bridge.store.models import OutputFile
 from bridge.waiting import wait_until
 from tests.builders import get_job, spec, submit_job, submit_via_consumer
 
@@ -159,6 +164,45 @@ def test_a_completed_job_has_its_timeline_and_its_files_hash_on_chain(
 
     page = api.get("/jobs", params={"requester": stack.roles.user.lower(), "state": "settled"})
     assert job_id in [j["job_id"] for j in page.json()["items"]]
+
+
+def test_small_files_are_served_from_their_rows_and_large_ones_from_the_file_store(
+    stack: LocalStack, api: httpx.Client
+) -> None:
+    # 20 generated files big/NNNNNN.bin of 4,000 bytes, meta/spec.json and out.txt (under
+    # 1 KiB each), downloaded in that order: small files are kept in their rows up to 64 KiB a
+    # job (16 big ones, then the two), the other 4 go to the file store; every one is served
+    # and hashes on-chain alike.
+    command = "echo x > output/out.txt # ce-emulator:outputs=20x4000"
+    job_id, _ = submit_job(stack.w3, stack.escrow, stack.roles.user, spec(command_line=command))
+    wait_for(job_in_state(api, job_id, "settled"), 60, f"job {job_id} settled")
+    onchain = get_job(stack.escrow, job_id)
+    assert onchain["status"] is Status.COMPLETED
+
+    with Session(open_database(stack.settings.database_url)) as session:
+        rows = session.exec(select(OutputFile).where(col(OutputFile.job_id) == job_id)).all()
+    inline = {r.path: r for r in rows if r.content is not None}
+    stored = {r.path: r for r in rows if r.content is None}
+    assert {"out.txt", "meta/spec.json"} <= set(inline)
+    assert len(rows) == 22 and (len(inline), len(stored)) == (18, 4)
+    assert INLINE_JOB_BYTES - 4000 < sum(r.size for r in inline.values()) <= INLINE_JOB_BYTES
+    objects = stack.settings.output_root / "objects"
+    for row in stored.values():
+        assert (objects / row.sha256[:2] / row.sha256).stat().st_size == row.size == 4000
+    for row in inline.values():
+        assert not (objects / row.sha256[:2] / row.sha256).exists()
+        assert hashlib.sha256(row.content or b"").hexdigest() == row.sha256
+
+    files = {}
+    for item in api.get(f"/jobs/{job_id}/outputs/").json()["files"]:
+        answer = httpx.get(item["url"])
+        assert answer.status_code == 200 and answer.headers["etag"] == f'"{item["sha256"]}"'
+        files[item["path"]] = answer.content
+    assert set(files) == {r.path for r in rows}
+    assert result_hash(files) == bytes(onchain["resultHash"])
+    # The start-up sweep keeps every object a row names and takes nothing a row holds.
+    assert stack.bridge is not None
+    assert stack.bridge.sweep_outputs() == (0, 0)
 
 
 # ---------------------------------------------------------------------------- health

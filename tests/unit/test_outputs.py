@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.outputs import OutputStore
+from bridge.outputs import SPOOL_BYTES, OutputStore
 
 
 def test_a_file_is_stored_under_its_sha256_and_read_back_in_chunks(tmp_path: Path) -> None:
@@ -124,3 +124,39 @@ def test_a_small_download_is_held_in_memory_until_its_commit(tmp_path: Path) -> 
     assert kept.sha256 == hashlib.sha256(b"zzz").hexdigest() and kept.size == 3
     assert b"".join(store.read_chunks(kept.sha256)) == b"zzz"
     assert not list((tmp_path / "tmp").iterdir())
+
+
+def _stored_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_a_small_file_comes_back_inline_and_is_never_written(tmp_path: Path) -> None:
+    store = OutputStore(tmp_path, inline_bytes=4096)
+    for content in (b"", b"4", b"x" * 4096):
+        with store.partial() as part:
+            part.write(content)
+            stored = part.commit(inline_budget=4096)
+        assert stored.content == content and stored.size == len(content)
+        assert stored.sha256 == hashlib.sha256(content).hexdigest()
+    assert _stored_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("spool", "inline_bytes", "budget", "size"),
+    [
+        (SPOOL_BYTES, 4096, 1 << 20, 4097),  # over the store's limit
+        (SPOOL_BYTES, 4096, 100, 101),  # over what the caller has left
+        (SPOOL_BYTES, 0, 1 << 20, 1),  # inline files off (the default)
+        (16, 4096, 1 << 20, 20),  # over the spool: already in a file (the limit is cut to 16)
+    ],
+)
+def test_a_file_over_a_limit_is_stored_as_an_object(
+    tmp_path: Path, spool: int, inline_bytes: int, budget: int, size: int
+) -> None:
+    store = OutputStore(tmp_path, spool_bytes=spool, inline_bytes=inline_bytes)
+    with store.partial() as part:
+        part.write(b"y" * size)
+        stored = part.commit(inline_budget=budget)
+    assert stored.content is None and stored.size == size
+    assert store.path_of(stored.sha256).read_bytes() == b"y" * size
+    assert store.inline_bytes <= store.spool_bytes
