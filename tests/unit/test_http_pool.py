@@ -4,13 +4,14 @@ cuts answers short and drops connections exactly when a test says so."""
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import threading
 from collections.abc import Callable
 
 import pytest
 
-from bridge.http_pool import ConnectionPool
+from bridge.http_pool import ConnectionPool, parse_header_lines
 from bridge.waiting import wait_until
 
 #: What the server does with each request it reads, in order over all connections.
@@ -21,9 +22,10 @@ READ_THEN_CLOSE = "read-then-close"  # the request read (and acted on), no answe
 
 
 class RawServer:
-    """Answers each request with the next of ``actions``; records requests and connections."""
+    """Answers each request with the next of ``actions`` (one of the above, or the bytes of an
+    answer, sent as they are: the connection stays open); records requests and connections."""
 
-    def __init__(self, actions: list[str]) -> None:
+    def __init__(self, actions: list[str | bytes]) -> None:
         self.actions = actions
         self.requests: list[str] = []
         self.connections = 0
@@ -52,6 +54,9 @@ class RawServer:
                     pass  # headers (the tests send no body)
                 self.requests.append(line.decode().split()[1])
                 action = self.actions.pop(0)
+                if isinstance(action, bytes):
+                    conn.sendall(action)
+                    continue
                 if action == READ_THEN_CLOSE:
                     break
                 if action == CUT_SHORT:
@@ -67,14 +72,14 @@ class RawServer:
         self._listener.close()
 
 
-Serve = Callable[[list[str]], RawServer]
+Serve = Callable[[list[str | bytes]], RawServer]
 
 
 @pytest.fixture
 def serve(request: pytest.FixtureRequest) -> Serve:
     """Starts a ``RawServer``, closed when the test ends."""
 
-    def start(actions: list[str]) -> RawServer:
+    def start(actions: list[str | bytes]) -> RawServer:
         server = RawServer(actions)
         request.addfinalizer(server.close)
         return server
@@ -145,3 +150,74 @@ def test_a_request_read_and_left_unanswered_is_sent_again_only_with_resend(
     assert _get(pool, "/a") == b"ok"
     assert _get(pool, "/b") == b"ok"
     assert server.requests == ["/a", "/b", "/b"] and server.connections == 2
+
+
+# ---------------------------------------------------------------------------- header blocks
+
+WELL_FORMED = [
+    b"Content-Length: 2\r\n\r\n",
+    b"content-type:application/json\r\nX-A: 1\r\nx-a: 2\r\nServer:   uvicorn  \r\n\r\n",
+    b"Date: Wed, 02 Dec 2026 14:00:00 GMT\r\nRetry-After: 3\r\nEmpty:\r\n\r\n",
+    b"Set-Cookie: a=b; Path=/\r\nSet-Cookie: c=d\r\nX-Latin: caf\xe9\n\n",
+    b"\r\n",
+]
+
+
+def _lines(block: bytes) -> list[bytes]:
+    return io.BytesIO(block).readlines()
+
+
+@pytest.mark.parametrize("block", WELL_FORMED)
+def test_a_header_block_reads_as_http_client_reads_it(block: bytes) -> None:
+    ours = parse_header_lines(_lines(block))
+    theirs = http.client.parse_headers(io.BytesIO(block))
+    assert [(k, v.strip()) for k, v in ours.items()] == [(k, v.strip()) for k, v in theirs.items()]
+    for name in {k.lower() for k in theirs}:  # first of repeated fields, any case
+        assert ours.get(name) == (theirs.get(name) or "").strip()
+        assert ours.get_all(name.upper()) == [v.strip() for v in theirs.get_all(name) or []]
+
+
+def test_a_folded_field_joins_its_line_with_one_space() -> None:
+    message = parse_header_lines(_lines(b"X-Long: one\r\n  two\r\n\tthree\r\nB: 1\r\n\r\n"))
+    assert message.items() == [("X-Long", "one two three"), ("B", "1")]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"no colon here\r\n\r\n",  # the e-mail parser would end the block here
+        b"Content-Length : 5\r\n\r\n",  # space before the colon
+        b": empty name\r\n\r\n",
+        b"Bad(Name): 1\r\n\r\n",
+        b" folded first\r\n\r\n",
+        b"Content-Length: 2\r\nno colon\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ],
+)
+def test_a_malformed_header_line_fails_the_answer(block: bytes) -> None:
+    with pytest.raises(http.client.HTTPException):
+        parse_header_lines(_lines(block))
+
+
+def test_answers_are_framed_by_their_headers_and_a_malformed_one_is_refused(
+    serve: Serve,
+) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"2\r\nok\r\n1\r\n!\r\n0\r\n\r\n"
+    )
+    empty = b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n"
+    both = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"3\r\nabc\r\n0\r\n\r\n"
+    )
+    malformed = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nbroken\r\n\r\nok"
+    server = serve([chunked, empty, both, ANSWER, malformed, ANSWER])
+    pool = ConnectionPool("127.0.0.1", server.port, https=False, timeout=5)
+    assert _get(pool, "/chunked") == b"ok!"
+    assert _get(pool, "/empty") == b""  # 204: no body, whatever Content-Length says
+    assert _get(pool, "/both") == b"abc"  # chunked wins over Content-Length
+    assert _get(pool, "/plain") == b"ok"
+    assert server.connections == 1 and pool.idle == 1  # each framed exactly: one connection
+    with pytest.raises(http.client.HTTPException):
+        _get(pool, "/malformed")
+    assert pool.idle == 0  # its connection closed, never reused
+    assert _get(pool, "/after") == b"ok" and server.connections == 2
