@@ -205,13 +205,16 @@ def parse_header_lines(lines: list[bytes]) -> http.client.HTTPMessage:
 
     Raises:
         http.client.HTTPException: a line that is not ``name: value`` (no colon, a name that
-            is not a token, space before the colon) or a continuation with no field before it.
+            is not a token, space before the colon, a bare CR or a NUL in it) or a
+            continuation with no field before it.
     """
     fields: list[tuple[str, str]] = []
     for raw in lines:
         line = raw.decode("iso-8859-1").rstrip("\r\n")
         if not line:
             break
+        if "\r" in line or "\0" in line:  # a bare CR ends a line for the e-mail parser only
+            raise http.client.HTTPException(f"malformed header line: {line[:80]!r}")
         if line[0] in " \t":
             if not fields:
                 raise http.client.HTTPException("malformed header block: starts with a fold")

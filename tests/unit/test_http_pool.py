@@ -190,6 +190,8 @@ def test_a_folded_field_joins_its_line_with_one_space() -> None:
         b": empty name\r\n\r\n",
         b"Bad(Name): 1\r\n\r\n",
         b" folded first\r\n\r\n",
+        b"X-A: 1\rContent-Length: 5\r\n\r\n",  # the e-mail parser would see two fields
+        b"X-A: \x00\r\n\r\n",
         b"Content-Length: 2\r\nno colon\r\nTransfer-Encoding: chunked\r\n\r\n",
     ],
 )
