@@ -178,7 +178,7 @@ class Settings(BaseSettings):
     output_inline_bytes: int = Field(
         default=4096,
         ge=0,
-        le=65536,
+        le=65536,  # the download spool (bridge.outputs.SPOOL_BYTES): what is held in memory
         description="output files up to this size are kept in the database, not in output_dir "
         "(0: every file in output_dir)",
     )
