@@ -19,9 +19,11 @@ What it guarantees:
   block with the general e-mail parser, a quarter of the transport's CPU for the bridge's small
   answers. Here the lines are split by hand into the same ``http.client.HTTPMessage`` (its
   ``get`` still answers with the first of repeated fields), and the rest of
-  ``HTTPResponse.begin`` is unchanged. Stricter than the e-mail parser, not looser: a line that
-  is not ``name: value`` (where the e-mail parser would quietly end the header block, dropping
-  the fields after it) fails the answer as ``http.client.HTTPException``.
+  ``HTTPResponse.begin`` is unchanged but for interim answers (every 1xx but 101 is skipped,
+  not 100 alone). A line that is not ``name: value``, or holds a bare CR or a NUL (where the
+  e-mail parser would quietly end the block, or split the line in two), fails the answer as
+  ``http.client.HTTPException``. As RFC 9112 reads a field, a value loses its trailing spaces
+  and a folded line joins it with one space (the e-mail parser keeps both as they came).
 - **Nothing more**: no redirects, no decompression, no proxy from the environment, no retries
   beyond the stale one. Errors are ``http.client``'s and the socket's (``OSError``,
   ``TimeoutError``, ``http.client.HTTPException``), for the caller to translate; none quotes a
@@ -125,7 +127,12 @@ class ConnectionPool:
             response.close()
         # ``length`` is 0 once a body of declared length was read whole, and None only for a
         # chunked body read to its last chunk (one without either is ``will_close``).
-        if response.isclosed() and not response.will_close and not response.length:
+        if (
+            response.isclosed()
+            and not response.will_close
+            and not response.length
+            and response.status >= 200  # a 101 switched the connection to another protocol
+        ):
             with self._lock:
                 if not self._closed and len(self._idle) < self._max_idle:
                     self._idle.append(conn)
@@ -208,39 +215,42 @@ def parse_header_lines(lines: list[bytes]) -> http.client.HTTPMessage:
             is not a token, space before the colon, a bare CR or a NUL in it) or a
             continuation with no field before it.
     """
-    fields: list[tuple[str, str]] = []
+    fields: list[tuple[str, list[str]]] = []  # a field's pieces: its line and its folds
     for raw in lines:
-        line = raw.decode("iso-8859-1").rstrip("\r\n")
+        text = raw.decode("iso-8859-1")
+        line = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")  # one ending
         if not line:
             break
         if "\r" in line or "\0" in line:  # a bare CR ends a line for the e-mail parser only
             raise http.client.HTTPException(f"malformed header line: {line[:80]!r}")
-        if line[0] in " \t":
+        if line[0] in _BLANK:
             if not fields:
                 raise http.client.HTTPException("malformed header block: starts with a fold")
-            name, value = fields[-1]
-            fields[-1] = (name, (value + " " + line.strip(_BLANK)).strip(_BLANK))
+            fields[-1][1].append(line.strip(_BLANK))
             continue
         name, colon, value = line.partition(":")
         if not colon or not _FIELD_NAME.fullmatch(name):
             raise http.client.HTTPException(f"malformed header line: {line[:80]!r}")
-        fields.append((name, value.strip(_BLANK)))
+        fields.append((name, [value.strip(_BLANK)]))
     message = http.client.HTTPMessage()
-    message._headers = fields  # type: ignore[attr-defined]  # email.message.Message's list
+    message._headers = [  # type: ignore[attr-defined]  # email.message.Message's list
+        (name, " ".join(piece for piece in pieces if piece)) for name, pieces in fields
+    ]
     return message
 
 
 class _Response(http.client.HTTPResponse):
     """``http.client.HTTPResponse`` with ``begin`` reading the header block through
-    ``parse_header_lines`` (see the module); otherwise CPython 3.11's ``begin``, line for
-    line."""
+    ``parse_header_lines`` (see the module) and skipping every interim answer (CPython skips
+    100 Continue alone, and takes a 103 Early Hints for the answer, leaving the real one to be
+    read as the next request's); otherwise CPython 3.11's ``begin``, line for line."""
 
     def begin(self) -> None:
         if self.headers is not None:
             return
-        while True:  # until an answer other than 100 Continue
+        while True:  # past every interim answer (1xx, but 101: the last this connection has)
             version, status, reason = self._read_status()
-            if status != http.client.CONTINUE:
+            if not 100 <= status < 200 or status == http.client.SWITCHING_PROTOCOLS:
                 break
             http.client._read_headers(self.fp)
         self.code = self.status = status

@@ -92,7 +92,8 @@ def _utc(moment: datetime) -> datetime:
 @dataclass(frozen=True)
 class StoredFile:
     """One output file, as the bridge downloaded and hashed it: on disk in the output file
-    store (``location``), or, for a row from before the store, its bytes (``content``)."""
+    store (``location``), or its bytes kept in its row (``content``: a small file, up to
+    ``BRIDGE_OUTPUT_INLINE_BYTES``, or a row from before the store)."""
 
     path: str
     content: bytes | None

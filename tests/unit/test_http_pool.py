@@ -177,9 +177,15 @@ def test_a_header_block_reads_as_http_client_reads_it(block: bytes) -> None:
         assert ours.get_all(name.upper()) == [v.strip() for v in theirs.get_all(name) or []]
 
 
-def test_a_folded_field_joins_its_line_with_one_space() -> None:
-    message = parse_header_lines(_lines(b"X-Long: one\r\n  two\r\n\tthree\r\nB: 1\r\n\r\n"))
-    assert message.items() == [("X-Long", "one two three"), ("B", "1")]
+def test_a_folded_field_joins_its_lines_with_one_space() -> None:
+    message = parse_header_lines(
+        _lines(b"X-Long: one\r\n  two\r\n\tthree\r\nX-Empty:\r\n more\r\nB: 1\r\n\r\n")
+    )
+    assert message.items() == [("X-Long", "one two three"), ("X-Empty", "more"), ("B", "1")]
+    # Many long folds are joined once, not copied again at each (a hostile server's block).
+    fold = b" " + b"x" * 60_000 + b"\r\n"
+    many = parse_header_lines(_lines(b"X: a\r\n" + fold * 90 + b"\r\n"))
+    assert len(many["X"]) == 1 + 90 * 60_001
 
 
 @pytest.mark.parametrize(
@@ -192,6 +198,8 @@ def test_a_folded_field_joins_its_line_with_one_space() -> None:
         b" folded first\r\n\r\n",
         b"X-A: 1\rContent-Length: 5\r\n\r\n",  # the e-mail parser would see two fields
         b"X-A: \x00\r\n\r\n",
+        b"X-A: 1\r\r\n\r\n",  # one line ending is taken off, not every CR
+        b"Content-Length: 0\r\r\nTransfer-Encoding: chunked\r\n\r\n",  # not an empty line
         b"Content-Length: 2\r\nno colon\r\nTransfer-Encoding: chunked\r\n\r\n",
     ],
 )
@@ -223,3 +231,21 @@ def test_answers_are_framed_by_their_headers_and_a_malformed_one_is_refused(
         _get(pool, "/malformed")
     assert pool.idle == 0  # its connection closed, never reused
     assert _get(pool, "/after") == b"ok" and server.connections == 2
+
+
+def test_interim_answers_are_skipped_and_a_switched_connection_is_not_reused(
+    serve: Serve,
+) -> None:
+    # A 103 Early Hints (any 1xx) comes before the answer to the same request: taken for the
+    # answer, it would leave the real one to be read as the next request's.
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+    switched = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\n\r\n"
+    server = serve([hints + hints + answer, ANSWER, switched, ANSWER])
+    pool = ConnectionPool("127.0.0.1", server.port, https=False, timeout=5)
+    assert _get(pool, "/a") == b"first"
+    assert _get(pool, "/b") == b"ok" and server.connections == 1
+    with pool.exchange("GET", "/c", None, {}) as response:
+        assert response.status == 101
+    assert pool.idle == 0  # the connection speaks another protocol now: closed
+    assert _get(pool, "/d") == b"ok" and server.connections == 2
