@@ -199,8 +199,9 @@ class ConnectionPool:
         return conn.getresponse()
 
 
-#: A field name as RFC 9110 defines it (a token).
+#: The blanks around a field's value and before a folded line (RFC 9110's OWS).
 _BLANK = " \t"
+#: A field name as RFC 9110 defines it (a token).
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 

@@ -755,10 +755,10 @@ class Worker:
                             f"over the job's limit of {settings.max_job_output_bytes} bytes"
                         ) from exc
                     raise
-                stored[path] = part.commit(inline_budget=inline_left)
-            total += stored[path].size
-            if stored[path].content is not None:
-                inline_left -= stored[path].size
+                obj = stored[path] = part.commit(inline_budget=inline_left)
+            total += obj.size
+            if obj.content is not None:
+                inline_left -= obj.size
         return stored
 
     def _public_url(self) -> str:

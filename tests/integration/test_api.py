@@ -33,7 +33,6 @@ from bridge.engine.service import Bridge
 from bridge.engine.worker import INLINE_JOB_BYTES
 from bridge.remote.emulator import EmulatorConfig
 from bridge.results import result_hash
-from bridge.store.db import open_database
 from bridge.store.models import OutputFile
 from bridge.waiting import wait_until
 from tests.builders import get_job, spec, submit_job, submit_via_consumer
@@ -179,7 +178,8 @@ def test_small_files_are_served_from_their_rows_and_large_ones_from_the_file_sto
     onchain = get_job(stack.escrow, job_id)
     assert onchain["status"] is Status.COMPLETED
 
-    with Session(open_database(stack.settings.database_url)) as session:
+    assert stack.bridge is not None
+    with Session(stack.bridge.db) as session:
         rows = session.exec(select(OutputFile).where(col(OutputFile.job_id) == job_id)).all()
     inline = {r.path: r for r in rows if r.content is not None}
     stored = {r.path: r for r in rows if r.content is None}
@@ -201,7 +201,6 @@ def test_small_files_are_served_from_their_rows_and_large_ones_from_the_file_sto
     assert set(files) == {r.path for r in rows}
     assert result_hash(files) == bytes(onchain["resultHash"])
     # The start-up sweep keeps every object a row names and takes nothing a row holds.
-    assert stack.bridge is not None
     assert stack.bridge.sweep_outputs() == (0, 0)
 
 

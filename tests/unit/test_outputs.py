@@ -12,6 +12,10 @@ import pytest
 from bridge.outputs import SPOOL_BYTES, OutputStore
 
 
+def _stored_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
 def test_a_file_is_stored_under_its_sha256_and_read_back_in_chunks(tmp_path: Path) -> None:
     store = OutputStore(tmp_path)
     content = b"x" * 3_000_000
@@ -43,9 +47,7 @@ def test_the_same_content_stored_twice_is_one_object_and_leaves_no_partial(
     after = store.path_of(first.sha256).stat()
     assert after.st_ino == before.st_ino  # the object was not written again
     assert not list((tmp_path / "tmp").iterdir())
-    assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == [
-        store.path_of(first.sha256)
-    ]
+    assert _stored_files(tmp_path / "objects") == [store.path_of(first.sha256)]
 
 
 def test_a_content_stored_again_is_new_to_a_sweep_of_old_objects(tmp_path: Path) -> None:
@@ -124,10 +126,6 @@ def test_a_small_download_is_held_in_memory_until_its_commit(tmp_path: Path) -> 
     assert kept.sha256 == hashlib.sha256(b"zzz").hexdigest() and kept.size == 3
     assert b"".join(store.read_chunks(kept.sha256)) == b"zzz"
     assert not list((tmp_path / "tmp").iterdir())
-
-
-def _stored_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()]
 
 
 def test_a_small_file_comes_back_inline_and_is_never_written(tmp_path: Path) -> None:
