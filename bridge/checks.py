@@ -85,10 +85,14 @@ def run_checks(config_file: Path | None = None) -> list[str]:
     return [*unknown, *(problem.line for problem in find_problems(settings))]
 
 
-def find_problems(settings: Settings) -> list[Problem]:
-    """Checks the node and the contract, the database (and what it is bound to), and CE."""
+def find_problems(settings: Settings, *, migrate_apart: bool = False) -> list[Problem]:
+    """Checks the node and the contract, the database (and what it is bound to), and CE.
+
+    ``migrate_apart``: a migration that is due runs in a child process
+    (``bridge.store.db.open_database``), as ``run``'s start-up wants it."""
     rpc, chain_id = _check_rpc(settings)
-    return [*rpc, *_check_database(settings, chain_id), *_check_ce(settings)]
+    database = _check_database(settings, chain_id, migrate_apart=migrate_apart)
+    return [*rpc, *database, *_check_ce(settings)]
 
 
 def _check_rpc(settings: Settings) -> tuple[list[Problem], int | None]:
@@ -186,10 +190,12 @@ def describe_settings(settings: Settings) -> list[str]:
     return lines
 
 
-def _check_database(settings: Settings, chain_id: int | None) -> list[Problem]:
+def _check_database(
+    settings: Settings, chain_id: int | None, *, migrate_apart: bool = False
+) -> list[Problem]:
     """Opens (and migrates) the database and checks what it is bound to, without binding it."""
     try:
-        db = open_database(settings.database_url)
+        db = open_database(settings.database_url, migrate_apart=migrate_apart)
     except StoreUnavailable as exc:
         return [Problem(f"BRIDGE_DATABASE_URL: {exc}", True)]
     except BridgeError as exc:
@@ -251,7 +257,9 @@ def start_bridge(
             try:
                 if lock is None:
                     lock = acquire_process_lock(settings.database_url, settings.operator_address)
-                problems = find_problems(settings)
+                # A due migration runs in a child: this long-running process never loads
+                # Alembic (``open_database``).
+                problems = find_problems(settings, migrate_apart=True)
                 permanent = [p.line for p in problems if not (p.transient or p.warning)]
                 if permanent:
                     raise ConfigError("; ".join(permanent))
@@ -259,7 +267,7 @@ def start_bridge(
                 if not waiting:
                     for problem in problems:
                         log.warning("%s", problem.line)
-                    bridge = Bridge.from_settings(settings, process_lock=lock)
+                    bridge = Bridge.from_settings(settings, process_lock=lock, migrate_apart=True)
                     lock = None  # the bridge owns it now
                     return bridge
                 reason = "; ".join(waiting)

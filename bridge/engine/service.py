@@ -170,7 +170,11 @@ class Bridge:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, process_lock: ProcessLock | None = None
+        cls,
+        settings: Settings,
+        *,
+        process_lock: ProcessLock | None = None,
+        migrate_apart: bool = False,
     ) -> Bridge:
         """Builds a bridge from its settings: opens (and migrates) the database, connects, and
         binds the database to the node's chain id and the contract (``control.bind``).
@@ -178,6 +182,7 @@ class Bridge:
         Args:
             process_lock: held for this process (``acquire_process_lock``); the bridge owns it
                 from here, checks it in its loops and releases it in ``stop()``.
+            migrate_apart: a due migration runs in a child process (``open_database``).
 
         Raises:
             DatabaseBound: the database belongs to another chain or contract (nothing written).
@@ -186,7 +191,7 @@ class Bridge:
         """
         install_redaction(*settings.rpc_endpoints)  # provider keys in URLs never reach a log
         writer_active = process_lock is None or process_lock.held()  # before anything opens
-        db = open_database(settings.database_url)
+        db = open_database(settings.database_url, migrate_apart=migrate_apart)
         w3 = connect(settings.rpc_endpoints, max_lag=settings.rpc_max_lag)
         try:
             chain_id = int(w3.eth.chain_id)

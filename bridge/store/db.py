@@ -11,7 +11,10 @@ a wrong password or an unknown driver are not.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -159,22 +162,85 @@ def _begin_immediate(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, *, migrate_apart: bool = False) -> Engine:
     """Opens and migrates the database at ``url``.
+
+    ``migrate_apart``: a migration that is due runs in a child interpreter
+    (``migrate_in_child``), so that this process never loads Alembic (``ce-bridge run``: a
+    long-running process keeps every module it imports, and Alembic with Mako and Pygments is
+    ~10 MiB of its memory). An in-memory SQLite database, which no other process can open,
+    is migrated here.
 
     Raises:
         StoreUnavailable: the database server cannot be reached right now (worth retrying).
         StoreError: the database cannot be opened or migrated for a reason no retry fixes.
             Either message names the URL without its password and the driver's reason.
     """
+    engine: Engine | None = None
     try:
         engine = make_engine(url)
-        migrate(engine)
+        if migrate_apart and not _in_memory(url) and _revision(engine) != SCHEMA_HEAD:
+            migrate_in_child(url)
+        else:
+            migrate(engine)
     except (SQLAlchemyError, OSError) as exc:
+        if engine is not None:
+            engine.dispose()
         _, transient = describe_db_error(exc)
         error = StoreUnavailable if transient else StoreError
         raise error(describe_database_error(exc, url)) from exc
+    except StoreError:
+        if engine is not None:
+            engine.dispose()
+        raise
     return engine
+
+
+def _in_memory(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+#: Exit status of ``python -m bridge.store.migrate`` when the database cannot be reached now.
+MIGRATE_UNAVAILABLE = 75  # EX_TEMPFAIL
+#: Characters of the child's message kept (its one line, see ``bridge.store.migrate``).
+_CHILD_MESSAGE_MAX = 500
+
+
+def migrate_in_child(url: str) -> None:
+    """Applies the migrations to ``url`` in a child interpreter (``python -m
+    bridge.store.migrate``), waiting for it; on PostgreSQL under the same advisory lock as
+    ``migrate``. The URL reaches the child in its environment, never on its command line.
+
+    Raises:
+        StoreUnavailable: the child could not reach the database.
+        StoreError: the migration failed; its one line, without the URL's password.
+    """
+    env = {**os.environ, MIGRATE_URL_VARIABLE: url}
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge.store.migrate"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    if done.returncode == 0:
+        return
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    message = lines[-1] if lines else f"the migration process exited with {done.returncode}"
+    password = make_url(url).password
+    if password:
+        message = message.replace(str(password), "***")
+    message = message[:_CHILD_MESSAGE_MAX]
+    if done.returncode == MIGRATE_UNAVAILABLE:
+        raise StoreUnavailable(message)
+    raise StoreError(message)
+
+
+#: The environment variable that hands ``migrate_in_child``'s URL to the child.
+MIGRATE_URL_VARIABLE = "BRIDGE_MIGRATE_DATABASE_URL"
 
 
 def describe_database_error(exc: BaseException, url: str) -> str:

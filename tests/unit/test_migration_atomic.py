@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.errors import StoreError
-from bridge.store.db import MIGRATIONS, SCHEMA_HEAD, open_database
+from bridge.devchain import free_port
+from bridge.errors import StoreError, StoreUnavailable
+from bridge.store.db import MIGRATIONS, SCHEMA_HEAD, migrate_in_child, open_database
+from tests.pg import postgres_available
 
 
 def _tables(path: Path) -> set[str]:
@@ -68,3 +70,51 @@ def test_a_database_at_head_is_opened_without_loading_alembic(tmp_path: Path) ->
     assert {"job", "alembic_version"} <= _tables(tmp_path / "bridge.db")
     assert not alembic_loaded()
     assert not alembic_loaded()
+
+
+def test_run_migrates_in_a_child_and_never_loads_alembic(tmp_path: Path) -> None:
+    # ``ce-bridge run`` opens its database with ``migrate_apart``: the first start's migration
+    # runs in a child interpreter, and the long-running process never imports Alembic.
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    start = (
+        "import sys; from bridge.store.db import open_database; "
+        f"open_database({url!r}, migrate_apart=True).dispose(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    with sqlite3.connect(tmp_path / "bridge.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            (SCHEMA_HEAD,)
+        ]
+
+
+def test_a_migration_failing_in_the_child_is_one_line_and_leaves_no_table(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bridge.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE update_outbox (x INTEGER)")
+    with pytest.raises(StoreError, match="update_outbox") as failed:
+        open_database(f"sqlite:///{path}", migrate_apart=True)
+    assert "\n" not in str(failed.value)
+    assert "Traceback" not in str(failed.value)
+    assert _tables(path) == {"update_outbox"}
+
+
+@pytest.mark.skipif(not postgres_available(), reason="no PostgreSQL server on 127.0.0.1:5432")
+def test_the_childs_failure_names_the_database_without_its_password() -> None:
+    secret = "s3cret-Pw-9f2"
+    with pytest.raises(StoreError) as failed:
+        migrate_in_child(f"postgresql+psycopg://postgres:{secret}@127.0.0.1:5432/ce_no_such_db_x")
+    assert not isinstance(failed.value, StoreUnavailable)  # no retry creates the database
+    assert 'database "ce_no_such_db_x" does not exist' in str(failed.value)
+    assert secret not in str(failed.value)
+
+
+def test_a_database_the_child_cannot_reach_is_worth_retrying() -> None:
+    port = free_port()  # nothing listens there
+    secret = "s3cret-Pw-77a"
+    with pytest.raises(StoreUnavailable) as failed:
+        migrate_in_child(f"postgresql+psycopg://postgres:{secret}@127.0.0.1:{port}/x")
+    assert "cannot connect to PostgreSQL" in str(failed.value)
+    assert secret not in str(failed.value)
