@@ -201,6 +201,8 @@ def _in_memory(url: str) -> bool:
     return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
+#: The environment variable that hands ``migrate_in_child``'s URL to the child.
+MIGRATE_URL_VARIABLE = "BRIDGE_MIGRATE_DATABASE_URL"
 #: Exit status of ``python -m bridge.store.migrate`` when the database cannot be reached now.
 MIGRATE_UNAVAILABLE = 75  # EX_TEMPFAIL
 #: Characters of the child's message kept (its one line, see ``bridge.store.migrate``).
@@ -238,9 +240,6 @@ def migrate_in_child(url: str) -> None:
         raise StoreUnavailable(message)
     raise StoreError(message)
 
-
-#: The environment variable that hands ``migrate_in_child``'s URL to the child.
-MIGRATE_URL_VARIABLE = "BRIDGE_MIGRATE_DATABASE_URL"
 
 
 def describe_database_error(exc: BaseException, url: str) -> str:
