@@ -241,7 +241,6 @@ def migrate_in_child(url: str) -> None:
     raise StoreError(message)
 
 
-
 def describe_database_error(exc: BaseException, url: str) -> str:
     """What went wrong opening ``url``, in one line and without its password.
 
