@@ -179,19 +179,17 @@ def open_database(url: str, *, migrate_apart: bool = False) -> Engine:
     engine: Engine | None = None
     try:
         engine = make_engine(url)
-        if migrate_apart and not _in_memory(url) and _revision(engine) != SCHEMA_HEAD:
-            migrate_in_child(url)
-        else:
+        if not migrate_apart or _in_memory(url):
             migrate(engine)
-    except (SQLAlchemyError, OSError) as exc:
+        elif _revision(engine) != SCHEMA_HEAD:
+            migrate_in_child(url)
+    except BaseException as exc:
         if engine is not None:
             engine.dispose()
-        _, transient = describe_db_error(exc)
-        error = StoreUnavailable if transient else StoreError
-        raise error(describe_database_error(exc, url)) from exc
-    except StoreError:
-        if engine is not None:
-            engine.dispose()
+        if isinstance(exc, (SQLAlchemyError, OSError)):
+            _, transient = describe_db_error(exc)
+            error = StoreUnavailable if transient else StoreError
+            raise error(describe_database_error(exc, url)) from exc
         raise
     return engine
 
