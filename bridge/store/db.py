@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -86,8 +86,8 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; creates the parent directory of a SQLite file."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not in_memory_sqlite(parsed):
+            Path(str(parsed.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -179,7 +179,7 @@ def open_database(url: str, *, migrate_apart: bool = False) -> Engine:
     engine: Engine | None = None
     try:
         engine = make_engine(url)
-        if not migrate_apart or _in_memory(url):
+        if not migrate_apart or in_memory_sqlite(make_url(url)):
             migrate(engine)
         elif _revision(engine) != SCHEMA_HEAD:
             migrate_in_child(url)
@@ -194,8 +194,9 @@ def open_database(url: str, *, migrate_apart: bool = False) -> Engine:
     return engine
 
 
-def _in_memory(url: str) -> bool:
-    parsed = make_url(url)
+def in_memory_sqlite(parsed: URL) -> bool:
+    """Whether ``parsed`` names an in-memory SQLite database (no file: nothing another process
+    can open, nothing to lock or create a directory for)."""
     return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 

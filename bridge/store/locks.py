@@ -53,7 +53,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from bridge.errors import AlreadyRunning, StoreError, StoreUnavailable
-from bridge.store.db import describe_db_error, shown_url
+from bridge.store.db import describe_db_error, in_memory_sqlite, shown_url
 
 log = logging.getLogger("bridge.store")
 
@@ -342,9 +342,9 @@ def acquire_process_lock(database_url: str, operator: str) -> ProcessLock:
         raise StoreError("BRIDGE_DATABASE_URL is not a database URL") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
+        if in_memory_sqlite(parsed):
             return NoLock()
-        database = Path(parsed.database).expanduser().resolve()
+        database = Path(str(parsed.database)).expanduser().resolve()
         return FileLock(database.with_name(database.name + ".lock"), database)
     if backend == "postgresql":
         return AdvisoryLock(database_url, operator)
