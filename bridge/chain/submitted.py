@@ -86,6 +86,8 @@ def _uint(value: int, limit: int, pos: int) -> int:
 _HIGH_ZEROS: Final = bytes(_WORD - 8)
 #: The low 8 bytes of each of the 12 words at bytes 64..448, as unsigned integers.
 _HEAD_LOW: Final = struct.Struct(">" + "24xQ" * 12)
+#: Zero bytes by count: the padding a string of each length modulo 32 needs, never allocated.
+_PADS: Final = tuple(bytes(k) for k in range(_WORD))
 _W64: Final = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
 
 
@@ -169,7 +171,7 @@ def _padded(data: bytes, at: int, limit: int) -> tuple[int, int]:
     length = _from_bytes(data[at : at + _WORD], "big")
     stop = at + _WORD + length
     end = at + _WORD + (length + 31) // 32 * 32
-    if end > limit or data[stop:end] != _ZEROS[: end - stop]:
+    if end > limit or data[stop:end] != _PADS[end - stop]:
         return -1, -1
     return stop, end
 
