@@ -122,7 +122,11 @@ class Settings(BaseSettings):
         default=50, ge=0, description="blocks the scanner may trail head - confirmations (readyz)"
     )
 
-    scan_interval: float = Field(default=1.0, gt=0, description="seconds between log scans")
+    scan_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds between log scans once caught up (behind: the next range at once)",
+    )
     poll_interval: float = Field(default=1.0, gt=0, description="seconds between CE polls")
     tx_interval: float = Field(default=0.5, gt=0, description="seconds between tx manager ticks")
     max_block_range: int = Field(default=2000, ge=1, description="largest eth_getLogs range")

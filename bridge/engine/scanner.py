@@ -6,7 +6,10 @@ checks the stored block hash under the cursor (a mismatch rewinds to the last bl
 still matches, reopens the writes confirmed above the fork and re-checks the jobs submitted
 there), and stores new jobs, cancellation requests and on-chain settlements together with the
 new cursor in ONE unit of work. A range's last block hash is read before and after its logs,
-so both come from one chain.
+so both come from one chain. A round reads one range; when confirmed blocks remain above it
+(``ScanReport.behind``: a start far behind the head, a node that was down, a dense stretch read
+in small ranges), the bridge's scan loop runs the next round at once instead of waiting its
+``BRIDGE_SCAN_INTERVAL``, so catching up takes the time of the reads and stores alone.
 
 With several processes on one PostgreSQL database, one scans: the one that holds the scanner's
 leadership (``bridge.store.locks``: an advisory lock; the others stand by and take over within
@@ -84,6 +87,8 @@ class ScanReport:
     to_block: int
     logs: int
     rewound_to: int | None = None
+    #: Confirmed blocks remain above ``to_block``: the next round can start at once.
+    behind: bool = False
 
 
 class Scanner:
@@ -183,7 +188,7 @@ class Scanner:
             return None
         actions = self._store_scan(last, to_block, to_hash, logs)
         self._core.cancels.run_actions(actions)
-        return ScanReport(last + 1, to_block, len(logs), rewound)
+        return ScanReport(last + 1, to_block, len(logs), rewound, behind=to_block < safe)
 
     def _check_reorg(self, cursor_block: int) -> int | None:
         """Returns the block to rewind the cursor to, or None when the chain under it is intact."""

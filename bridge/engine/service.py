@@ -88,6 +88,11 @@ def claim_holder(operator: str, *, standby: bool) -> str:
     return f"{operator} pid {os.getpid()}" if standby else operator
 
 
+def _scan_behind(report: object) -> bool:
+    """Whether a scan round left confirmed blocks unread (``ScanReport.behind``)."""
+    return isinstance(report, ScanReport) and report.behind
+
+
 def _db_outage(exc: BaseException) -> str | None:
     """Why the database is unreachable, if that is what ``exc`` (or its cause) says; else None."""
     for error in (exc, exc.__cause__):
@@ -285,13 +290,15 @@ class Bridge:
         """Starts the scanner, worker and transaction threads (after sweeping the output store
         of what a crash left: partial downloads, files no row names)."""
         self.sweep_outputs()
-        loops: list[tuple[str, Callable[[], object], float]] = [
-            ("ce-scan", self.scan_once, self.settings.scan_interval),
-            ("ce-work", self.work_once, self.settings.poll_interval / 4),
-            ("ce-tx", self.tx_once, self.settings.tx_interval),
+        loops: list[tuple[str, Callable[[], object], float, Callable[[object], bool] | None]] = [
+            ("ce-scan", self.scan_once, self.settings.scan_interval, _scan_behind),
+            ("ce-work", self.work_once, self.settings.poll_interval / 4, None),
+            ("ce-tx", self.tx_once, self.settings.tx_interval, None),
         ]
-        for name, step, interval in loops:
-            thread = threading.Thread(target=self._loop, args=(name, step, interval), name=name)
+        for name, step, interval, again in loops:
+            thread = threading.Thread(
+                target=self._loop, args=(name, step, interval, again), name=name
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -336,8 +343,15 @@ class Bridge:
             )
         return partial, unreferenced
 
-    def _loop(self, name: str, step: Callable[[], object], interval: float) -> None:
-        """Runs ``step`` every ``interval`` s until stopped; a failed step backs off.
+    def _loop(
+        self,
+        name: str,
+        step: Callable[[], object],
+        interval: float,
+        again: Callable[[object], bool] | None = None,
+    ) -> None:
+        """Runs ``step`` every ``interval`` s until stopped; a failed step backs off; a step
+        whose result ``again`` accepts (the scanner still behind the chain) runs again at once.
 
         A database that cannot be reached costs one log line per back-off (1 s doubling to
         30 s), not a traceback per round; the loop goes on by itself when it is back and says
@@ -351,11 +365,13 @@ class Bridge:
             try:
                 if self._process_lock is not None:
                     self._process_lock.verify()
-                step()
+                result = step()
                 if failures:
                     log.info("%s: working again after %d failed rounds", name, failures)
                 backoff.reset()
                 delay, failures, last_unexpected = interval, 0, ""
+                if again is not None and again(result):
+                    delay = 0.0
             except AlreadyRunning as exc:
                 self.fatal = str(exc)
                 log.error("ALERT %s: %s; this process stops", name, exc)
