@@ -118,6 +118,12 @@ def _fmt(value: float) -> str:
     return f"{value:,.2f}"
 
 
+def _spread(reading: dict[str, Any]) -> str:
+    """The range of an ingest run's per-round ratios, for beside their median ("" if absent)."""
+    rounds = reading.get("ratio_rounds") or []
+    return f", rounds {min(rounds)}-{max(rounds)}" if rounds else ""
+
+
 def _emulator_row(name: str, run: dict[str, Any]) -> list[tuple[str, str]]:
     """The CE emulator's capacity beside a throughput figure (none if it was not measured)."""
     cap = (run.get("emulator") or {}).get("capacity")
@@ -206,7 +212,7 @@ def render(results: dict[str, Any]) -> str:
                 f"({i.get('decoder', '?')} decoder)",
                 f"{_fmt(i['events_per_second'])} events/s in the scanner's {i['ranges']} ranges; "
                 f"reader {i['reader_seconds']} s, raw eth_getLogs {i['raw_seconds']} s "
-                f"(x{i['ratio']}), web3 get_logs {i['web3_get_logs_seconds']} s",
+                f"(x{i['ratio']}{_spread(i)}), web3 get_logs {i['web3_get_logs_seconds']} s",
             )
         )
         w = i.get("widest")
@@ -224,7 +230,9 @@ def render(results: dict[str, Any]) -> str:
             (
                 f"memory: ce-bridge run tracking {m['jobs']:,} jobs",
                 f"peak RSS {m['peak_rss_mb']} MiB ({m['stored']:,} stored, {m['dispatched']:,} "
-                f"dispatched after {m['seconds']} s)",
+                f"dispatched after {m['seconds']} s; every job stored after "
+                f"{m.get('all_stored_after_s')} s, dispatched after "
+                f"{m.get('all_dispatched_after_s')} s)",
             )
         )
     lines = ["| benchmark | figure |", "|---|---|"]
