@@ -1,6 +1,6 @@
 """The scanner catches up back to back: a backlog of confirmed blocks is read round after round,
 each round starting as soon as the one before it ends, not one range per
-``BRIDGE_SCAN_INTERVAL``. Once it has caught up, it waits the interval again.
+``BRIDGE_SCAN_INTERVAL``.
 
 The bridge starts with a scan interval of ten minutes, ranges of at most two blocks, and twelve
 blocks of submissions to read: one range per interval would need an hour.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from bridge.devstack import LocalStack
 from bridge.store.models import Job
@@ -36,11 +36,6 @@ def test_a_backlog_is_read_without_waiting_the_scan_interval(tmp_path: Path) -> 
         head = int(stack.w3.eth.block_number)
         bridge = stack.start_bridge()
 
-        def stored() -> int:
-            with Session(bridge.db) as session:
-                return int(session.exec(select(func.count()).select_from(Job)).one())
-
         wait_until(lambda: bridge.scanner.cursor() >= head, 120, what="the scan to reach the head")
-        assert stored() == JOBS
         with Session(bridge.db) as session:
             assert sorted(j.job_id for j in session.exec(select(Job)).all()) == ids
