@@ -145,8 +145,23 @@ def gas_limit_for(estimate: int) -> int:
 #: Gas of an ``applyUpdates`` transaction besides its items: the intrinsic 21,000, the loop, the
 #: role check and the batch's events, with room to spare.
 BATCH_BASE_GAS = 60_000
-#: Gas of one item besides its callback: status and payment writes, credits, events (the
-#: contract's own reserve for a settlement is 40,000).
+#: Gas of one item besides its data and callback, by the status it writes: what its costliest
+#: case uses mined (cold reads of the job's slots, its status and terms writes, its event; a
+#: settlement's refund credited to a requester whose credit slot is still empty), with room to
+#: spare. ``tests/integration/test_batch_gas.py`` runs each case on Anvil with a batch sized so
+#: and requires it to fit before ``BATCH_GAS_MARGIN_PERCENT`` (measured there, 12-item batches
+#: with long data, all in: ~14,500 an accept, ~15,700 a running mark, ~25,600 a completion,
+#: ~39,800 a cancel and ~42,200 a failure). A tighter limit lets a batch into a fuller block
+#: (a node packs a transaction only if its whole limit fits what the block has left) and asks
+#: less of the key's balance.
+ITEM_GAS_BY_STATUS: Mapping[int, int] = {
+    2: 25_000,  # Accepted
+    3: 25_000,  # Running
+    4: 35_000,  # Completed
+    5: 50_000,  # Failed
+    6: 50_000,  # Cancelled
+}
+#: An item of any other status (the contract skips it with ``UpdateSkipped``; never queued).
 ITEM_GAS = 60_000
 #: Gas per byte of calldata (a non-zero byte's price) and per byte of an item's ``data``.
 GAS_PER_BYTE = 16
@@ -175,9 +190,10 @@ def batch_gas(items: Sequence[_Item], callback_limits: Mapping[int, int], callda
     """The gas limit for an ``applyUpdates`` of ``items``, from what they may spend mined, not
     from a simulation (where a consumer can behave differently).
 
-    Each item gets ``ITEM_GAS`` plus ``GAS_PER_BYTE`` per byte of its data; an item whose
-    status calls the consumer back also gets the job's whole callback limit, its 1/64 and
-    ``CALLBACK_CALL_GAS`` (what the contract checks before it runs the item). On top:
+    Each item gets its status's ``ITEM_GAS_BY_STATUS`` (``ITEM_GAS`` for another) plus
+    ``GAS_PER_BYTE`` per byte of its data. An item whose status calls the consumer back gets
+    ``ITEM_GAS`` in place of its status's figure, plus the job's whole callback limit, its 1/64
+    and ``CALLBACK_CALL_GAS`` (what the contract checks before it runs the item). On top:
     ``BATCH_BASE_GAS``, the calldata (``calldata`` bytes, or an estimate from the items) and
     ``BATCH_GAS_MARGIN_PERCENT``.
 
@@ -204,11 +220,14 @@ class GasSizer:
     def _cost(self, item: _Item) -> tuple[int, int]:
         """The item's gas (all but its calldata) and its ABI-encoded bytes."""
         size = len(item.data.encode("utf-8", "replace"))
-        gas = ITEM_GAS + GAS_PER_BYTE * size
         limit = self._limits.get(item.job_id, 0)
         if limit > 0 and item.status in CALLBACK_STATUSES:
-            gas += limit + limit // 63 + CALLBACK_CALL_GAS
-        return gas, size + 160  # the item's head and offsets, ABI-encoded
+            # Before a callback item the contract checks for its settlement's reserve (40,000)
+            # on top of the callback's gas, and skips the item without it: the full ITEM_GAS.
+            gas = ITEM_GAS + limit + limit // 63 + CALLBACK_CALL_GAS
+        else:
+            gas = ITEM_GAS_BY_STATUS.get(item.status, ITEM_GAS)
+        return gas + GAS_PER_BYTE * size, size + 160  # the item's head and offsets, ABI-encoded
 
     def add(self, item: _Item) -> None:
         """Counts ``item`` in the batch."""
