@@ -1045,10 +1045,15 @@ class TxManager:
         self, data: HexBytes, jobs: list[int], counts: _Counts, sized: int, fees: Fees
     ) -> int | None:
         """Runs the batch as it will be sent: ``eth_call`` from the operator with the real fee
-        fields and the gas limit ``sized`` from the items' callback limits (a consumer cannot
-        tell it from the mined run by ``tx.gasprice``). ``eth_estimateGas`` (same fields) only
-        raises the limit, never lowers it: an estimate finds the least gas that does not
-        revert, which for a batch is the gas at which callback items are skipped.
+        fields (a consumer cannot tell it from the mined run by ``tx.gasprice``) and the gas
+        limit it will carry: ``sized`` (``batch_gas``: the items' statuses, data and callback
+        limits), raised to ``eth_estimateGas`` (same fields) + 25% when that is more. The
+        estimate never lowers it: an estimate finds the least gas that does not revert, which
+        for a batch is the gas at which callback items are skipped. The estimate comes first,
+        so a batch that needs more than its sizing is simulated and sent with more, never
+        left queued for running out of gas. An estimate that fails without revert data (a node
+        that caps the estimate at what the key's balance pays for, or a node fault) leaves
+        ``sized``, and the call at it says what is wrong.
 
         Returns:
             The gas limit, or None when the batch must not be sent now.
@@ -1059,10 +1064,15 @@ class TxManager:
             "data": data,
             **{k: v for k, v in self._fee_fields(fees).items() if k != "type"},  # type: ignore[typeddict-item]  # fee fields only
         }
-        params: TxParams = {**unsized, "gas": sized}
         try:
+            try:
+                limit = max(sized, gas_limit_for(int(self._w3.eth.estimate_gas(unsized))))
+            except Web3RPCError as exc:
+                if revert_data(exc):
+                    raise
+                limit = sized
+            params: TxParams = {**unsized, "gas": limit}
             self._w3.eth.call(params)
-            estimate = max(sized, gas_limit_for(int(self._w3.eth.estimate_gas(unsized))))
         except ContractLogicError as exc:
             self._simulation_reverted(decode_revert(revert_data(exc) or b"", self._abi), jobs)
             counts.failed += 1
@@ -1082,7 +1092,7 @@ class TxManager:
                 message,
             )
             return None
-        return estimate
+        return limit
 
     def _simulation_reverted(self, revert: ContractRevert, jobs: list[int]) -> None:
         self._simulate_after = self._clock() + self._revert_backoff

@@ -2,9 +2,10 @@
 
 Every test queues ``applyUpdates`` items in ``update_outbox`` as the engine does, drives
 ``TxManager.tick`` until a condition holds (polling with a deadline, never a fixed sleep), and
-checks both the database and the chain: batching and nonces, a crash between the commit and the
-broadcast, a stuck transaction replaced with higher fees, items the contract skips, a nonce taken
-by another transaction, an account that cannot pay, a key without OPERATOR_ROLE, and a reorg.
+checks both the database and the chain: batching and nonces, a batch whose sizing falls short of
+its use (raised by the estimate), a crash between the commit and the broadcast, a stuck
+transaction replaced with higher fees, items the contract skips, a nonce taken by another
+transaction, an account that cannot pay, a key without OPERATOR_ROLE, and a reorg.
 """
 
 from __future__ import annotations
@@ -265,6 +266,39 @@ def test_batches_updates_into_consecutive_nonces(
         assert t.gas_used == receipt["gasUsed"]
         assert t.gas_used is not None and t.gas_used <= t.gas_limit
     assert chain.eth.get_transaction_count(operator.address) == first + 3
+    assert all(status_of(escrow, j) == Status.ACCEPTED for j in jobs)
+
+
+def test_a_batch_sized_short_of_its_use_is_sent_with_the_estimate(
+    chain: Web3,
+    escrow: Contract,
+    accounts: Accounts,
+    operator: LocalAccount,
+    db: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``batch_gas`` sizes each update from its status's costliest case; should a batch ever
+    need more, ``eth_estimateGas`` (asked first) raises the limit, and the batch is mined
+    instead of being simulated out of gas and left queued round after round."""
+    import bridge.tx.policy as policy
+
+    monkeypatch.setattr(policy, "ITEM_GAS_BY_STATUS", {int(Status.ACCEPTED): 1_000})
+    jobs = submit_jobs(chain, escrow, accounts.user, 40)
+    queue(db, accepts(jobs))
+    sized = policy.batch_gas(updates(db), {})
+    tx_manager = manager(chain, db, operator, escrow)
+
+    tick_until(
+        tx_manager,
+        chain,
+        lambda: all(t.state == TxState.CONFIRMED for t in txs(db)) and all_applied(db),
+        mine_blocks=True,
+    )
+
+    (stored,) = txs(db)
+    assert stored.gas_used is not None and stored.gas_used > sized, "the sizing fell short"
+    assert stored.gas_limit >= stored.gas_used
+    assert all(u.applied is True for u in updates(db))
     assert all(status_of(escrow, j) == Status.ACCEPTED for j in jobs)
 
 
