@@ -1051,9 +1051,10 @@ class TxManager:
         estimate never lowers it: an estimate finds the least gas that does not revert, which
         for a batch is the gas at which callback items are skipped. The estimate comes first,
         so a batch that needs more than its sizing is simulated and sent with more, never
-        left queued for running out of gas. An estimate that fails without revert data (a node
-        that caps the estimate at what the key's balance pays for, or a node fault) leaves
-        ``sized``, and the call at it says what is wrong.
+        left queued for running out of gas. No batch is sent without an estimate: when the
+        estimate fails without revert data (a node fault, or a node that caps the estimate at
+        what the key's balance pays for), the call at ``sized`` tells a revert or a key that
+        cannot pay from a fault, and the batch waits for the next round.
 
         Returns:
             The gas limit, or None when the batch must not be sent now.
@@ -1068,9 +1069,9 @@ class TxManager:
             try:
                 limit = max(sized, gas_limit_for(int(self._w3.eth.estimate_gas(unsized))))
             except Web3RPCError as exc:
-                if revert_data(exc):
-                    raise
-                limit = sized
+                if not revert_data(exc):
+                    self._w3.eth.call({**unsized, "gas": sized})  # raises what is wrong, if it can
+                raise
             params: TxParams = {**unsized, "gas": limit}
             self._w3.eth.call(params)
         except ContractLogicError as exc:

@@ -147,21 +147,22 @@ def gas_limit_for(estimate: int) -> int:
 BATCH_BASE_GAS = 60_000
 #: Gas of one item besides its data and callback, by the status it writes: what its costliest
 #: case uses mined (cold reads of the job's slots, its status and terms writes, its event; a
-#: settlement's refund credited to a requester whose credit slot is still empty), with room to
-#: spare. ``tests/integration/test_batch_gas.py`` runs each case on Anvil with a batch sized so
-#: and requires it to fit before ``BATCH_GAS_MARGIN_PERCENT`` (measured there, 12-item batches
-#: with long data, all in: ~14,500 an accept, ~15,700 a running mark, ~25,600 a completion,
-#: ~39,800 a cancel and ~42,200 a failure). A tighter limit lets a batch into a fuller block
-#: (a node packs a transaction only if its whole limit fits what the block has left) and asks
-#: less of the key's balance.
+#: refund credited to a requester whose credit slot is still empty; a free job's empty terms
+#: slot written by its running mark), with room to spare. ``tests/integration/test_batch_gas.py``
+#: runs each case on Anvil and sends it with the sized limit less ``BATCH_GAS_MARGIN_PERCENT``
+#: (measured there, 12-item batches with long data, all in: ~14,500 an accept, ~32,800 a free
+#: job's running mark, ~25,600 a completion, ~42,700 a cancel after an hour of five, ~42,200 a
+#: failure). A tighter limit lets a batch into a fuller block (a node packs a transaction only
+#: if its whole limit fits what the block has left) and asks less of the key's balance.
 ITEM_GAS_BY_STATUS: Mapping[int, int] = {
     2: 25_000,  # Accepted
-    3: 25_000,  # Running
+    3: 40_000,  # Running
     4: 35_000,  # Completed
     5: 50_000,  # Failed
     6: 50_000,  # Cancelled
 }
-#: An item of any other status (the contract skips it with ``UpdateSkipped``; never queued).
+#: An item that calls a consumer back (besides its callback's gas; the contract checks for its
+#: settlement's 40,000 before the callback), or of any other status.
 ITEM_GAS = 60_000
 #: Gas per byte of calldata (a non-zero byte's price) and per byte of an item's ``data``.
 GAS_PER_BYTE = 16
