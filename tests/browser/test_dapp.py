@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from playwright.sync_api import expect
+from web3.types import TxParams
 
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.devchain import free_port
@@ -346,7 +347,8 @@ def test_a_revert_is_shown_by_its_custom_error_and_arguments(
     page = open_dapp()
     connect(page)
     expect(page.get_by_test_id("quote")).to_have_attribute("data-wei", re.compile(r"^\d+$"))
-    escrow, admin = site.stack.escrow, {"from": site.stack.roles.admin}
+    escrow = site.stack.escrow
+    admin: TxParams = {"from": site.stack.roles.admin}
     limits = escrow.functions.limits().call()
     grace = escrow.functions.deadlineGrace().call()
     lowered = list(limits)

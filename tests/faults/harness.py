@@ -24,15 +24,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from eth_typing import Hash32, HexStr
 from pydantic import SecretStr
 from sqlalchemy import create_engine
 from sqlmodel import Session, col, select
 from web3 import Web3
 from web3.contract import Contract
-from web3.types import TxParams, Wei
+from web3.types import TxData, TxParams, Wei
 
 from bridge.chain.revert import error_name
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
@@ -308,11 +309,13 @@ class Workload:
             self._count += 1
             price = int(escrow.functions.quote(spec.to_abi(), 0).call())
             params: TxParams = {"from": user, "value": Wei(price), "gas": 400_000}
-            tx_hash = escrow.functions.submitJob(spec.to_abi(), 0).transact(params)
+            tx_hash: bytes = escrow.functions.submitJob(spec.to_abi(), 0).transact(params)
             sent.append((kind, price, bytes(tx_hash)))
         new: list[Submitted] = []
         for kind, price, tx_hash in sent:
-            receipt = self.stack.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
+            receipt = self.stack.w3.eth.wait_for_transaction_receipt(
+                Hash32(tx_hash), timeout=timeout
+            )
             assert receipt["status"] == 1, f"submitJob reverted: 0x{tx_hash.hex()}"
             (event,) = escrow.events.JobSubmitted().process_receipt(receipt)
             new.append(
@@ -657,13 +660,13 @@ def audit(
             assert entry and entry["jobs"] == 1, f"job {j.job_id} ({j.kind}) never ran on CE"
     remote_ids = {r: key for key, entry in keys.items() for r in entry["remoteJobIds"]}
     assert stats["jobs"] == len(remote_ids), "a remote job was created without an Idempotency-Key"
-    running = [
+    unfinished = [
         (key, r)
         for r, key in remote_ids.items()
         if not is_terminal(emulator_job(stack, r)["status"])
     ]
     kinds = {job_key(stack, j.job_id): j.kind for j in jobs}
-    running = [(key, kinds.get(key), r) for key, r in running]
+    running = [(key, kinds.get(key), r) for key, r in unfinished]
     assert not running, f"remote jobs left running after their job ended: {running}"
 
     # 5. UpdateSkipped: counted, the ones for a transition already applied told apart.
@@ -674,11 +677,11 @@ def audit(
     skips: Counter[str] = Counter()
     already = 0
     for entry in _events(escrow, "UpdateSkipped", from_block):
-        job_id, status = int(entry["args"]["jobId"]), int(entry["args"]["status"])
+        job_id, skipped_status = int(entry["args"]["jobId"]), int(entry["args"]["status"])
         reason = bytes(entry["args"]["reason"])
         skips[error_name(reason, list(escrow.abi))] += 1
         before = [s for at, s in reached.get(job_id, []) if at < _order(entry)]
-        if reason == _INVALID_TRANSITION and int(status) in {int(s) for s in before}:
+        if reason == _INVALID_TRANSITION and int(skipped_status) in {int(s) for s in before}:
             already += 1
 
     # 6. The outbox: each (job, status) queued once.
@@ -697,8 +700,9 @@ def audit(
     mined_by: Counter[str] = Counter()
     for number in range(from_block, int(w3.eth.block_number) + 1):
         block = w3.eth.get_block(number, full_transactions=True)
-        for tx in block["transactions"]:
-            sender = tx["from"]  # type: ignore[index]
+        # full_transactions=True: the block holds TxData (the stub's union cannot say so)
+        for tx in cast(Sequence[TxData], block["transactions"]):
+            sender = tx["from"]
             if sender in start.nonces:
                 mined_by[sender] += 1
     mined = fatal_count = replaced = 0
@@ -753,8 +757,8 @@ def _check_nonces(
     assert len(gaps) <= foreign_nonces, f"{operator}: nonces with no tx stored: {sorted(gaps)}"
     for t in ours:
         if t.state == TxState.CONFIRMED:
-            receipt = w3.eth.get_transaction_receipt(t.tx_hash or "")
+            receipt = w3.eth.get_transaction_receipt(HexStr(t.tx_hash or ""))
             assert int(receipt["status"]) == 1 and t.nonce == int(
-                w3.eth.get_transaction(t.tx_hash or "")["nonce"]
+                w3.eth.get_transaction(HexStr(t.tx_hash or ""))["nonce"]
             )
     return len(fatal), sum(1 for t in ours if t.attempt > 0)

@@ -31,6 +31,7 @@ from eth_account import Account
 from hexbytes import HexBytes
 from sqlmodel import Session, col, select
 from web3 import Web3
+from web3.types import Nonce, Wei
 
 from bridge.chain.spec import JobSpec, Status
 from bridge.devchain import rpc
@@ -106,11 +107,11 @@ class Driver:
         tx = self.escrow.functions.submitJob(spec.to_abi(), 0).build_transaction(
             {
                 "from": self.user.address,
-                "value": price,
-                "nonce": nonce,
+                "value": Wei(price),
+                "nonce": Nonce(nonce),
                 "gas": 500_000,
-                "maxFeePerGas": 50 * 10**9,
-                "maxPriorityFeePerGas": 10**9,
+                "maxFeePerGas": Wei(50 * 10**9),
+                "maxPriorityFeePerGas": Wei(10**9),
                 "chainId": int(self.w3.eth.chain_id),
             }
         )

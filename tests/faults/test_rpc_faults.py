@@ -20,6 +20,7 @@ from bridge.devstack import LocalStack
 from bridge.store.models import Job
 from tests.faults.harness import (
     RunStart,
+    Submitted,
     Workload,
     audit,
     fault_seed,
@@ -59,10 +60,12 @@ def test_jobs_converge_through_a_faulty_rpc_node(tmp_path: Path, fault_db_url: s
             pickup: list[float] = []
             for wave in (kinds[:25], kinds[25:50], kinds[50:75], kinds[75:]):
                 submitted = work.submit(wave)
+
+                def picked_up(batch: list[Submitted] = submitted) -> bool:
+                    return all(work.status(j.job_id) != Status.SUBMITTED for j in batch)
+
                 took = wait_for(
-                    lambda batch=submitted: all(
-                        work.status(j.job_id) != Status.SUBMITTED for j in batch
-                    ),
+                    picked_up,
                     120,
                     "the wave to be picked up",
                     interval=0.25,

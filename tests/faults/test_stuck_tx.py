@@ -25,7 +25,7 @@ import pytest
 from eth_typing import ChecksumAddress
 from sqlmodel import Session, col, select
 from web3 import Web3
-from web3.types import Wei
+from web3.types import Nonce, Wei
 
 from bridge.devchain import rpc
 from bridge.devstack import LocalStack
@@ -197,7 +197,7 @@ def test_transactions_sent_by_someone_else_with_the_operator_key(stack: LocalSta
             "from": operator,
             "to": other,
             "value": Wei(1),
-            "nonce": pending.nonce,
+            "nonce": Nonce(pending.nonce),
             "gas": 21_000,
             "maxFeePerGas": Wei(pending.max_fee_per_gas * 3),
             "maxPriorityFeePerGas": Wei(pending.max_priority_fee_per_gas * 3),

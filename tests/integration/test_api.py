@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_typing import ChecksumAddress
 from sqlmodel import Session, col, select
 from web3 import Web3
 from web3.types import TxReceipt
@@ -67,6 +68,11 @@ def api(stack: LocalStack) -> Iterator[httpx.Client]:
         yield client
 
 
+def user_of(stack: LocalStack) -> ChecksumAddress:
+    """The stack's user account (an account's address: checksummed already)."""
+    return Web3.to_checksum_address(stack.roles.user)
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     """Polls ``condition`` until it returns something truthy; returns that."""
     return wait_until(condition, timeout, 0.1, what, error=AssertionError)
@@ -98,7 +104,7 @@ def completed_uri(stack: LocalStack, job_id: int) -> str:
 @pytest.fixture(scope="module")
 def completed_job(stack: LocalStack) -> tuple[int, TxReceipt]:
     """A typical job, submitted and settled as Completed: its id and submission receipt."""
-    job_id, receipt = submit_job(stack.w3, stack.escrow, stack.roles.user)
+    job_id, receipt = submit_job(stack.w3, stack.escrow, user_of(stack))
     with httpx.Client(base_url=stack.api_url, timeout=10.0) as api:
         wait_for(job_in_state(api, job_id, "settled"), 60, f"job {job_id} settled")
         # The scanner may read JobCompleted before the writer has confirmed the transaction
@@ -173,7 +179,7 @@ def test_small_files_are_served_from_their_rows_and_large_ones_from_the_file_sto
     # job (16 big ones, then the two), the other 4 go to the file store; every one is served
     # and hashes on-chain alike.
     command = "echo x > output/out.txt # ce-emulator:outputs=20x4000"
-    job_id, _ = submit_job(stack.w3, stack.escrow, stack.roles.user, spec(command_line=command))
+    job_id, _ = submit_job(stack.w3, stack.escrow, user_of(stack), spec(command_line=command))
     wait_for(job_in_state(api, job_id, "settled"), 60, f"job {job_id} settled")
     onchain = get_job(stack.escrow, job_id)
     assert onchain["status"] is Status.COMPLETED
@@ -251,7 +257,7 @@ def test_pause_holds_new_jobs_and_resume_dispatches_them(
 ) -> None:
     assert api.post("/admin/pause", headers=ADMIN).json() == {"dispatch_paused": True}
     try:
-        job_id, receipt = submit_job(stack.w3, stack.escrow, stack.roles.user)
+        job_id, receipt = submit_job(stack.w3, stack.escrow, user_of(stack))
         wait_for(lambda: api_job(api, job_id), 30, f"job {job_id} scanned")
         # Let the worker run many rounds (every 62 ms) while the chain moves on 3 blocks.
         target = receipt["blockNumber"] + 4
@@ -269,7 +275,7 @@ def test_pause_holds_new_jobs_and_resume_dispatches_them(
 
 
 def test_admin_fail_refunds_the_requester_on_chain(stack: LocalStack, api: httpx.Client) -> None:
-    user = stack.roles.user
+    user = user_of(stack)
     job_id, _ = submit_job(stack.w3, stack.escrow, user, spec(app=NEVER_FINISHES))
     payment = get_job(stack.escrow, job_id)["payment"]
     wait_for(job_in_state(api, job_id, "dispatched", "running"), 30, f"job {job_id} on CE")
@@ -329,7 +335,7 @@ def test_metrics_name_everything_and_count_a_failed_callback(
 ) -> None:
     # 1000 gas cannot pay for the consumer's storage write: the callback fails, the job does not.
     job_id, _ = submit_via_consumer(
-        stack.w3, stack.escrow, stack.consumer, stack.roles.user, callback_gas_limit=1000
+        stack.w3, stack.escrow, stack.consumer, user_of(stack), callback_gas_limit=1000
     )
     wait_for(job_in_state(api, job_id, "settled"), 60, f"job {job_id} settled")
     assert get_job(stack.escrow, job_id)["status"] is Status.COMPLETED

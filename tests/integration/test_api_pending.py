@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from web3.types import TxParams, Wei
 
 from bridge.chain.spec import JobSpec, Resources
 from bridge.devstack import LocalStack
@@ -24,9 +25,11 @@ def test_a_submission_not_yet_confirmed_is_pending_then_known(tmp_path: Path) ->
         max_hours=1,
     )
     with LocalStack(tmp_path, block_time=None, confirmations=4) as stack:
-        user = {"from": stack.roles.user}
+        user: TxParams = {"from": stack.roles.user}
         price = stack.escrow.functions.quote(spec.to_abi(), 0).call()
-        tx = stack.escrow.functions.submitJob(spec.to_abi(), 0).transact({**user, "value": price})
+        tx = stack.escrow.functions.submitJob(spec.to_abi(), 0).transact(
+            {**user, "value": Wei(price)}
+        )
         receipt = stack.w3.eth.wait_for_transaction_receipt(tx)
         with httpx.Client(base_url=stack.api_url, timeout=10) as api:
             assert api.get("/jobs/2").status_code == 404  # never submitted

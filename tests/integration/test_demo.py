@@ -156,9 +156,9 @@ def test_demo_serve_keeps_the_stack_up_for_a_browser_until_ctrl_c() -> None:
         # stop that hangs, here and in `ce-bridge run`).
         os.kill(process.pid, signal.SIGUSR1)
         os.kill(process.pid, signal.SIGINT)
-        code, printed = _stopped(process)
-        assert code == 0, printed
-        assert "(most recent call first)" in printed, printed[-2000:]
+        code, output = _stopped(process)
+        assert code == 0, output
+        assert "(most recent call first)" in output, output[-2000:]
     finally:
         if process.poll() is None:
             process.kill()

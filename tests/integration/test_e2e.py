@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
+from web3.types import TxParams, Wei
 
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.devstack import LocalStack
@@ -83,14 +84,14 @@ def _wait(condition: object, timeout: float, what: str) -> None:
 
 
 def _submit(stack: LocalStack, spec: JobSpec, *, callback_gas: int = 0) -> tuple[int, int]:
-    user = {"from": stack.roles.user}
+    user: TxParams = {"from": stack.roles.user}
     price = int(stack.escrow.functions.quote(spec.to_abi(), callback_gas).call())
     if callback_gas:
         fn = stack.consumer.functions.submit(spec.to_abi(), callback_gas)
     else:
         fn = stack.escrow.functions.submitJob(spec.to_abi(), 0)
-    job_id = int(fn.call({**user, "value": price}))
-    receipt = stack.w3.eth.wait_for_transaction_receipt(fn.transact({**user, "value": price}))
+    job_id = int(fn.call({**user, "value": Wei(price)}))
+    receipt = stack.w3.eth.wait_for_transaction_receipt(fn.transact({**user, "value": Wei(price)}))
     assert receipt["status"] == 1
     return job_id, price
 

@@ -66,6 +66,8 @@ class Node:
 
     def url(self, userinfo: str = "") -> str:
         host, port = self.server.server_address[:2]
+        if isinstance(host, bytes | bytearray):  # typeshed allows bytes; the socket names text
+            host = host.decode()
         return f"http://{userinfo}{host}:{port}/v3/path?key=k"
 
 

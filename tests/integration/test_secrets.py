@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
+from web3.types import TxData, TxParams, Wei
 
 from bridge.chain.spec import InputFile, JobSpec, Resources, Status
 from bridge.cli import app
@@ -57,7 +60,7 @@ def test_no_secret_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     with LocalStack(tmp_path, block_time=None, confirmations=0, emulator_config=config) as stack:
         operator_key = stack.roles.keys[1]
         needles = _needles(operator_key, stack.settings.ce_authenticator.get_secret_value())
-        user = {"from": stack.roles.user}
+        user: TxParams = {"from": stack.roles.user}
         job_ids = []
         for spec in (
             _spec("echo ok > output/out.txt"),
@@ -67,7 +70,7 @@ def test_no_secret_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
             price = stack.escrow.functions.quote(spec.to_abi(), 0).call()
             job_ids.append(stack.escrow.functions.nextJobId().call())
             tx = stack.escrow.functions.submitJob(spec.to_abi(), 0).transact(
-                {**user, "value": price}
+                {**user, "value": Wei(price)}
             )
             stack.w3.eth.wait_for_transaction_receipt(tx)
         deadline = time.monotonic() + 90
@@ -149,8 +152,9 @@ def test_no_secret_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
         head = stack.w3.eth.block_number
         for number in range(head + 1):
             block = stack.w3.eth.get_block(number, full_transactions=True)
-            for tx in block["transactions"]:
-                chain.append(bytes(tx["input"]).hex())
+            # full_transactions=True: the block holds TxData (the stub's union cannot say so)
+            for sent in cast(Sequence[TxData], block["transactions"]):
+                chain.append(bytes(sent["input"]).hex())
         for entry in stack.w3.eth.get_logs(
             {"address": stack.escrow.address, "fromBlock": 0, "toBlock": head}
         ):

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import TransactionNotFound
-from web3.types import RPCEndpoint, TxParams, Wei
+from web3.types import Nonce, RPCEndpoint, TxParams, Wei
 
 from bridge.chain.deploy import OPERATOR_ROLE
 from bridge.chain.spec import Status
@@ -401,7 +401,7 @@ def test_underpriced_send_is_bumped_until_the_node_takes_it(
             "from": operator.address,
             "to": accounts.other,
             "value": Wei(1),
-            "nonce": stored.nonce,
+            "nonce": Nonce(stored.nonce),
             "gas": 21_000,
             "maxFeePerGas": Wei(stored.max_fee_per_gas * 3 // 2),
             "maxPriorityFeePerGas": Wei(stored.max_priority_fee_per_gas * 3 // 2),

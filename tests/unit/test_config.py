@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from eth_account import Account
+from eth_typing import HexStr
 
 from bridge.config import load_settings
 from bridge.errors import ConfigError
 
-KEY = "0x" + "42" * 32
+
+class _Base(TypedDict):
+    """The settings every test passes. Typed by key, ``**BASE`` fills ``load_settings``'s
+    ``**overrides``; for mypy, a merged plain dict could fill its ``config_file`` too, so those
+    calls pass ``config_file=None`` (its default) by name."""
+
+    rpc_url: str
+    contract_address: str
+    ce_authenticator: str
+
+
+KEY = HexStr("0x" + "42" * 32)
 ADDRESS = Account.from_key(KEY).address
-BASE = {
+BASE: _Base = {
     "rpc_url": "http://127.0.0.1:8545",
     "contract_address": "0x" + "11" * 20,
     "ce_authenticator": "auth-secret-123",
@@ -104,7 +117,7 @@ def test_problems_name_their_variables_and_hide_secrets() -> None:
 
 def problem(**changes: object) -> str:
     with pytest.raises(ConfigError) as err:
-        load_settings(**{**BASE, "operator_key": KEY, **changes})
+        load_settings(config_file=None, **{**BASE, "operator_key": KEY, **changes})
     return str(err.value)
 
 
@@ -135,7 +148,9 @@ def test_an_empty_authenticator_is_named_as_such() -> None:
 
 def test_addresses_with_a_wrong_checksum_are_refused_lowercase_is_accepted() -> None:
     address = "0x52908400098527886E0F7030069857D2E4169EE7"
-    assert load_settings(**{**BASE, "contract_address": address.lower()}, operator_key=KEY)
+    assert load_settings(
+        config_file=None, **{**BASE, "contract_address": address.lower()}, operator_key=KEY
+    )
     i = next(i for i, c in enumerate(address) if i > 1 and c.isalpha())
     wrong = address[:i] + address[i].swapcase() + address[i + 1 :]  # one letter's case flipped
     assert wrong != address and wrong.lower() == address.lower()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from eth_abi.abi import encode
+from eth_typing import ABIEvent
 from eth_utils.abi import collapse_if_tuple, event_abi_to_log_topic
 from eth_utils.crypto import keccak
 from web3 import Web3
@@ -107,7 +108,7 @@ def _submitted_log(spec: tuple[Any, ...], index: int, data: bytes | None = None)
         raw_spec = RAW_SPEC_ABI_TYPE
         spec_hash = keccak(encode([raw_spec], [spec]))
         data = encode(raw_types, [spec_hash, 10, 99, spec, 0])
-    topic = "0x" + bytes(event_abi_to_log_topic(event)).hex()
+    topic = "0x" + bytes(event_abi_to_log_topic(cast(ABIEvent, event))).hex()
     return {
         "topics": [topic, "0x" + index.to_bytes(32, "big").hex(), "0x" + "00" * 12 + "11" * 20],
         "data": "0x" + data.hex(),

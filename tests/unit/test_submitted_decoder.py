@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from eth_abi import decode, encode
+from eth_abi.abi import decode, encode
 from eth_utils.crypto import keccak
 
 from bridge.chain.spec import InputFile, JobSpec, Resources, spec_hash
@@ -50,7 +50,8 @@ def _text(rng: random.Random) -> bytes:
 
 
 def _uint(rng: random.Random, bits: int) -> int:
-    return rng.choice([0, 1, 2**bits - 1, rng.randrange(2**bits)])
+    top: int = 2**bits  # typeshed types int ** int as Any (a negative exponent gives a float)
+    return rng.choice([0, 1, top - 1, rng.randrange(top)])
 
 
 def random_spec(rng: random.Random) -> RawSpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 
@@ -137,7 +138,8 @@ def test_batch_gas_gives_each_callback_item_its_whole_limit() -> None:
 
 def _abi_calldata(items: list[tuple[int, int, bytes, str]]) -> bytes:
     """``applyUpdates(items)`` as web3 encodes it from the committed ABI."""
-    from eth_utils import function_abi_to_4byte_selector
+    from eth_typing import ABIFunction
+    from eth_utils.abi import function_abi_to_4byte_selector
     from web3 import Web3
 
     from bridge.chain.artifacts import load_artifact
@@ -145,7 +147,7 @@ def _abi_calldata(items: list[tuple[int, int, bytes, str]]) -> bytes:
     abi = load_artifact("JobEscrow").abi
     escrow = Web3().eth.contract(abi=abi)
     fn = next(e for e in abi if e.get("name") == "applyUpdates")
-    assert function_abi_to_4byte_selector(fn) == policy.APPLY_UPDATES_SELECTOR
+    assert function_abi_to_4byte_selector(cast(ABIFunction, fn)) == policy.APPLY_UPDATES_SELECTOR
     return bytes.fromhex(escrow.encode_abi("applyUpdates", args=[items])[2:])
 
 

@@ -33,7 +33,7 @@ def _log(topic: str | None, index: int) -> dict[str, Any]:
     }
 
 
-def _raw(logs: list[dict[str, Any]]) -> dict[str, Any]:
+def _raw(logs: list[Any]) -> dict[str, Any]:  # Any: malformed logs too
     return {
         "blockHash": _word(5),
         "blockNumber": "0x10",

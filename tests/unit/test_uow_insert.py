@@ -49,9 +49,7 @@ def test_a_later_statement_of_the_transaction_sees_the_inserted_rows(tmp_path: P
         uow.insert(Update, job_id=3, status=2, data="remote-1")
         seen = uow.session.exec(select(Update).where(col(Update.job_id) == 3)).all()
         assert [u.data for u in seen] == ["remote-1"]
-        uow.session.exec(  # type: ignore[call-overload]
-            update(Update).where(col(Update.job_id) == 3).values(applied=False)
-        )
+        uow.session.exec(update(Update).where(col(Update.job_id) == 3).values(applied=False))
         uow.commit()
     with Session(store.db) as session:
         assert session.exec(select(Update)).one().applied is False
