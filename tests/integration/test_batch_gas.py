@@ -20,8 +20,6 @@ of gas), so the margin stays spare. The costliest cases:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from eth_typing import ChecksumAddress
 from web3 import Web3
@@ -29,6 +27,7 @@ from web3.contract import Contract
 from web3.types import RPCEndpoint
 
 from bridge.chain.spec import Status
+from bridge.store.models import Update
 from bridge.tx.policy import BATCH_GAS_MARGIN_PERCENT, MAX_REASON_BYTES, batch_gas
 from tests.builders import (
     Accounts,
@@ -48,15 +47,6 @@ from tests.contracts import deploy_test_contract
 ITEMS = 12
 LONG_REMOTE_ID = "ce-" + "7" * 125  # 128 bytes
 LONG_URI = "https://bridge.example.org/jobs/" + "9" * 200 + "/outputs/"
-
-
-@dataclass
-class _Item:
-    """An update as ``batch_gas`` reads it."""
-
-    job_id: int
-    status: int
-    data: str
 
 
 def _fresh_requesters(chain: Web3, count: int, seed: int) -> list[ChecksumAddress]:
@@ -102,28 +92,43 @@ def _jobs_in(
 @pytest.mark.parametrize(
     ("start", "target", "data", "cancel", "free"),
     [
-        (Status.SUBMITTED, Status.ACCEPTED, LONG_REMOTE_ID, False, False),
-        (Status.ACCEPTED, Status.RUNNING, "", False, False),
-        (Status.ACCEPTED, Status.RUNNING, "", False, True),
-        (Status.RUNNING, Status.COMPLETED, LONG_URI, False, False),
-        (Status.SUBMITTED, Status.COMPLETED, LONG_URI, False, False),
-        (Status.RUNNING, Status.COMPLETED, LONG_URI, False, True),
-        (Status.RUNNING, Status.FAILED, "x" * MAX_REASON_BYTES, False, False),
-        (Status.SUBMITTED, Status.FAILED, "x" * MAX_REASON_BYTES, False, False),
-        (Status.RUNNING, Status.CANCELLED, "y" * MAX_REASON_BYTES, True, False),
-        (Status.ACCEPTED, Status.CANCELLED, "y" * MAX_REASON_BYTES, True, False),
-    ],
-    ids=[
-        "accept",
-        "running",
-        "running-free",
-        "complete-running",
-        "complete-submitted",
-        "complete-free",
-        "fail-running",
-        "fail-submitted",
-        "cancel-running",
-        "cancel-accepted",
+        pytest.param(Status.SUBMITTED, Status.ACCEPTED, LONG_REMOTE_ID, False, False, id="accept"),
+        pytest.param(Status.ACCEPTED, Status.RUNNING, "", False, False, id="running"),
+        pytest.param(Status.ACCEPTED, Status.RUNNING, "", False, True, id="running-free"),
+        pytest.param(
+            Status.RUNNING, Status.COMPLETED, LONG_URI, False, False, id="complete-running"
+        ),
+        pytest.param(
+            Status.SUBMITTED, Status.COMPLETED, LONG_URI, False, False, id="complete-submitted"
+        ),
+        pytest.param(Status.RUNNING, Status.COMPLETED, LONG_URI, False, True, id="complete-free"),
+        pytest.param(
+            Status.RUNNING, Status.FAILED, "x" * MAX_REASON_BYTES, False, False, id="fail-running"
+        ),
+        pytest.param(
+            Status.SUBMITTED,
+            Status.FAILED,
+            "x" * MAX_REASON_BYTES,
+            False,
+            False,
+            id="fail-submitted",
+        ),
+        pytest.param(
+            Status.RUNNING,
+            Status.CANCELLED,
+            "y" * MAX_REASON_BYTES,
+            True,
+            False,
+            id="cancel-running",
+        ),
+        pytest.param(
+            Status.ACCEPTED,
+            Status.CANCELLED,
+            "y" * MAX_REASON_BYTES,
+            True,
+            False,
+            id="cancel-accepted",
+        ),
     ],
 )
 def test_a_batch_of_the_costliest_items_fits_its_sized_gas_before_the_margin(
@@ -156,7 +161,8 @@ def _assert_fits(
         update(job_id, target, result_hash(str(job_id)) if completed else bytes(32), data)
         for job_id in job_ids
     ]
-    limit = batch_gas([_Item(j, s, d) for j, s, _, d in items], callback_limits)
+    queued = [Update(job_id=j, status=s, data=d) for j, s, _, d in items]  # as the writer sizes
+    limit = batch_gas(queued, callback_limits)
     before_margin = limit * 100 // (100 + BATCH_GAS_MARGIN_PERCENT)
 
     receipt = send(

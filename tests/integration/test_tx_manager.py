@@ -34,7 +34,7 @@ from bridge.devchain import Anvil, rpc
 from bridge.errors import InsufficientFunds
 from bridge.store.db import open_database
 from bridge.store.models import ChainTx, TxState, Update
-from bridge.tx import NONCE_TAKEN, REVERTED, TickReport, TxManager
+from bridge.tx import NONCE_TAKEN, REVERTED, TickReport, TxManager, policy
 from bridge.tx.manager import REVERTED_ALONE
 from tests.builders import Accounts, send, spec, status_of, stored_job, submit_via_consumer
 from tests.contracts import deploy_test_contract
@@ -280,8 +280,6 @@ def test_a_batch_sized_short_of_its_use_is_sent_with_the_estimate(
     """``batch_gas`` sizes each update from its status's costliest case; should a batch ever
     need more, ``eth_estimateGas`` (asked first) raises the limit, and the batch is mined
     instead of being simulated out of gas and left queued round after round."""
-    import bridge.tx.policy as policy
-
     monkeypatch.setattr(policy, "ITEM_GAS_BY_STATUS", {int(Status.ACCEPTED): 1_000})
     jobs = submit_jobs(chain, escrow, accounts.user, 40)
     queue(db, accepts(jobs))
