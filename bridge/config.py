@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     batch_wait: float = Field(
         default=0.25, ge=0, description="seconds a partial batch waits to fill (a full one: none)"
     )
-    max_inflight: int = Field(default=4, ge=1, le=64, description="a key's unmined applyUpdates")
+    max_inflight: int = Field(default=16, ge=1, le=64, description="a key's unmined applyUpdates")
     tx_stuck_after: float = Field(default=30.0, gt=0, description="seconds before a fee bump")
     fee_bump_percent: int = Field(default=25, ge=10, description="fee increase per bump")
     max_fee_gwei: float = Field(

@@ -273,8 +273,10 @@ class TxManager:
             replaced with higher fees.
         fee_bump_percent: fee raise of a replacement (at least the 10% nodes require).
         max_fee_wei: cap of ``maxFeePerGas`` for any attempt.
-        max_inflight: most transactions sent and not yet mined at once; new batches wait
-            beyond that (mined ones waiting for their confirmations do not count).
+        max_inflight: most transactions sent and not yet mined at once (16, as Chainlink's
+            txmgr and geth's per-account pool slots); new batches wait beyond that (mined ones
+            waiting for their confirmations do not count), and beyond what the key's balance
+            pays for at their worst case (``plan.may_fund``).
         clock: epoch seconds (injectable for tests).
         on_skipped: called as ``on_skipped(job_id, status, error_name)`` for each update the
             contract skipped, after the confirmation is committed.
@@ -301,7 +303,7 @@ class TxManager:
         stuck_after: float = 30.0,
         fee_bump_percent: int = 25,
         max_fee_wei: int = 500 * 10**9,
-        max_inflight: int = 4,
+        max_inflight: int = 16,
         clock: Callable[[], float] = time.time,
         on_skipped: Callable[[int, int, str], None] | None = None,
         revert_backoff: float = 10.0,
@@ -344,6 +346,7 @@ class TxManager:
         self._bump_now: set[int] = set()  # tx ids a node called underpriced
         self._capped: set[int] = set()  # tx ids stuck at the fee cap (warned once)
         self._simulate_after = 0.0  # clock time before which a reverting batch is not retried
+        self._short_of_funds = False  # new batches wait for funds (warned once)
         # Other keys whose process is gone (``_finish_orphaned``): monotonic time each was
         # first seen without its lock; the ones whose transactions this writer finishes.
         self._adopt_after = adopt_after
@@ -1013,6 +1016,8 @@ class TxManager:
             return None
         nonce = self._next_nonce()
         raw, tx_hash = self._sign(nonce, data, gas, fees)
+        if not self._fundable(write_cost(gas, fees.max_fee_per_gas, self._fees.l1_fee(raw))):
+            return None  # nothing stored: the nonce and the updates wait for the next round
         row = ChainTx(
             sender=self._sender,
             nonce=nonce,
@@ -1094,6 +1099,38 @@ class TxManager:
             )
             return None
         return limit
+
+    def _fundable(self, cost: int) -> bool:
+        """Whether the key can pay a new transaction costing up to ``cost`` wei beside its
+        unmined ones (``plan.may_fund``). When it cannot, one warning names the key, what it
+        holds and what is committed, and batches wait for mined ones to free the funds;
+        the warning is logged again only after a batch has gone since."""
+        unmined = [t for t in self._store.unconfirmed() if t.mined_block is None]
+        if not unmined:
+            self._short_of_funds = False
+            return True
+        committed = sum(
+            write_cost(t.gas_limit, t.max_fee_per_gas, self._l1_fee(t)) for t in unmined
+        )
+        balance = int(rpc.read(self._w3, "eth_getBalance", [self._sender, "latest"]), 16)
+        if plan.may_fund(balance=balance, committed=committed, cost=cost, unmined=len(unmined)):
+            self._short_of_funds = False
+            return True
+        if not self._short_of_funds:
+            self._short_of_funds = True
+            log.warning(
+                "operator %s can pay for %d transactions in flight, not %d: balance %d wei, "
+                "%d wei committed at their gas limits and max fees, the next batch up to %d; "
+                "new batches wait for those to be mined (fund the key for BRIDGE_MAX_INFLIGHT "
+                "batches to keep that many in flight)",
+                self._sender,
+                len(unmined),
+                len(unmined) + 1,
+                balance,
+                committed,
+                cost,
+            )
+        return False
 
     def _simulation_reverted(self, revert: ContractRevert, jobs: list[int]) -> None:
         self._simulate_after = self._clock() + self._revert_backoff

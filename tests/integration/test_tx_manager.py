@@ -753,3 +753,57 @@ def test_a_mined_batch_waiting_for_its_confirmations_does_not_hold_the_next_one(
 def all_applied_and_confirmed(db: Engine) -> Callable[[], bool]:
     """Every update applied and every transaction confirmed."""
     return lambda: all_applied(db) and all(t.state == TxState.CONFIRMED for t in txs(db))
+
+
+def test_a_key_funded_for_a_few_batches_keeps_only_those_in_flight(
+    chain: Web3,
+    escrow: Contract,
+    accounts: Accounts,
+    db: Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A node takes a key's transaction only while the key can pay every one it holds (geth's
+    pool refuses an overdraft), so the writer opens a batch beside unmined ones only when the
+    balance covers all of them at their worst case: a key funded for three batches keeps
+    three in flight, however large ``max_inflight``, quietly (no error, no exception), and
+    sends the rest as they are mined."""
+    poor: LocalAccount = Account.create()
+    send(chain, escrow.functions.grantRole(OPERATOR_ROLE, poor.address), accounts.admin)
+    jobs = submit_jobs(chain, escrow, accounts.user, 7)
+    tx_manager = manager(chain, db, poor, escrow, batch_size=1, max_inflight=16)
+
+    def set_balance(wei: int) -> None:
+        chain.provider.make_request(RPCEndpoint("anvil_setBalance"), [poor.address, hex(wei)])
+
+    def unmined() -> list[ChainTx]:
+        return [t for t in txs(db) if t.mined_block is None]
+
+    chain.provider.make_request(RPCEndpoint("evm_setAutomine"), [False])
+    try:
+        set_balance(10**18)
+        queue(db, accepts(jobs[:1]))
+        tick_until(tx_manager, chain, lambda: len(txs(db)) == 1)
+        (first,) = txs(db)
+        worst = policy.write_cost(first.gas_limit, first.max_fee_per_gas)
+        # The key pays the one in flight and two more at their worst case, not a fourth.
+        set_balance(worst * 7 // 2)
+        queue(db, accepts(jobs[1:]))
+        with caplog.at_level(logging.INFO, logger="bridge.tx"):
+            for _ in range(8):
+                tx_manager.tick()
+        assert len(unmined()) == 3
+        committed = sum(policy.write_cost(t.gas_limit, t.max_fee_per_gas) for t in unmined())
+        assert committed <= worst * 7 // 2
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        waits = [
+            r for r in caplog.records if "in flight" in r.getMessage() and "pay" in r.getMessage()
+        ]
+        assert len(waits) == 1, "one line when the writer starts waiting for funds, not one a round"
+        assert poor.address in waits[0].getMessage()
+    finally:
+        chain.provider.make_request(RPCEndpoint("evm_setAutomine"), [True])
+    set_balance(10**18)
+    tick_until(tx_manager, chain, all_applied_and_confirmed(db), mine_blocks=True)
+    assert all(status_of(escrow, j) == Status.ACCEPTED for j in jobs)
+    nonces = sorted(t.nonce for t in txs(db))
+    assert nonces == list(range(nonces[0], nonces[0] + len(nonces)))

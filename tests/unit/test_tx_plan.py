@@ -146,3 +146,10 @@ def test_batch_ready(size: int, age: float, split: bool, ready: bool) -> None:
         is ready
     )
     assert plan.batch_ready(size=size, batch_size=4, batch_wait=0.0, oldest_age=age, split=split)
+
+
+def test_may_fund_counts_every_unmined_transaction_at_its_worst_case() -> None:
+    # Nothing in flight: the node's answer decides (a key that cannot pay one is an error).
+    assert plan.may_fund(balance=0, committed=0, cost=10, unmined=0)
+    assert plan.may_fund(balance=30, committed=20, cost=10, unmined=2)
+    assert not plan.may_fund(balance=29, committed=20, cost=10, unmined=2)
