@@ -31,6 +31,9 @@ Guarantees:
 - An update is in at most one non-fatal transaction. After a crash, restart or reorg the *same*
   stored bytes are re-sent; a new nonce is used for an update only once its old transaction is
   ``fatal_error`` (its nonce used by another transaction, or reverted with N confirmations).
+- At most ``max_inflight`` transactions are sent and not mined, and no more than the key's
+  balance pays for at their gas limits and max fees with a fee bump of each
+  (``plan.may_fund``): a key short of funds waits for mined ones instead of being refused.
 - Nonces come from the database (highest stored + 1), raised to the chain's count at ``latest``
   when someone else used the key, so there are no gaps and no reuse of a live nonce.
 - Before signing, the batch is simulated with ``eth_call`` and ``eth_estimateGas``; a revert is
@@ -169,6 +172,16 @@ class _Sent(Enum):
     OK = "ok"  # the node has the transaction (or it is already mined)
     FATAL = "fatal"  # its nonce was taken: marked fatal, updates released
     KEPT = "kept"  # not accepted now; the stored transaction is tried again later
+
+
+@dataclass
+class _Budget:
+    """The key's funds in one round of ``_send_new``: its transactions sent and not mined,
+    the most they may cost together, and its balance (read when first needed)."""
+
+    unmined: int
+    committed: int
+    balance: int | None = None
 
 
 @dataclass
@@ -346,7 +359,9 @@ class TxManager:
         self._bump_now: set[int] = set()  # tx ids a node called underpriced
         self._capped: set[int] = set()  # tx ids stuck at the fee cap (warned once)
         self._simulate_after = 0.0  # clock time before which a reverting batch is not retried
-        self._short_of_funds = False  # new batches wait for funds (warned once)
+        self._short_of_funds = False  # new batches wait for funds (warned once a backlog)
+        self._budget: _Budget | None = None  # this round's funds (``_fundable``)
+        self._l1_fees: dict[int, int] = {}  # tx id -> L1 fee of its bytes (OP-stack chains)
         # Other keys whose process is gone (``_finish_orphaned``): monotonic time each was
         # first seen without its lock; the ones whose transactions this writer finishes.
         self._adopt_after = adopt_after
@@ -958,6 +973,7 @@ class TxManager:
     # ------------------------------------------------------------------ step 2: new batches
 
     def _send_new(self, counts: _Counts) -> None:
+        self._budget = None  # the key's funds, read again this round when first needed
         for _ in range(self._max_inflight):
             if not plan.may_open_batch(
                 # Mined ones waiting for their confirmations do not count: with N
@@ -975,7 +991,10 @@ class TxManager:
             with self._store.claim() as claim:
                 batch, limits = self._next_batch(claim)
                 tx = self._create(batch, limits, counts, claim) if batch else None
-            if not batch or tx is None:
+            if not batch:
+                self._short_of_funds = False  # the queue has drained: a new wait warns again
+                return
+            if tx is None:
                 return
             sent = self._broadcast(tx, counts)
             if sent is _Sent.OK:
@@ -1011,12 +1030,17 @@ class TxManager:
         data = _calldata(batch)
         jobs = _job_ids(batch)
         fees = self._market_fees()
-        gas = self._simulate(data, jobs, counts, batch_gas(batch, limits, len(data)), fees)
+        sized = batch_gas(batch, limits, len(data))
+        if not self._fundable(write_cost(sized, fees.max_fee_per_gas)):
+            return None  # the limit is never below ``sized``: no need to simulate to know
+        gas = self._simulate(data, jobs, counts, sized, fees)
         if gas is None:
             return None
         nonce = self._next_nonce()
         raw, tx_hash = self._sign(nonce, data, gas, fees)
-        if not self._fundable(write_cost(gas, fees.max_fee_per_gas, self._fees.l1_fee(raw))):
+        l1_fee = self._fees.l1_fee(raw)
+        cost = write_cost(gas, fees.max_fee_per_gas, l1_fee)
+        if not self._fundable(cost):
             return None  # nothing stored: the nonce and the updates wait for the next round
         row = ChainTx(
             sender=self._sender,
@@ -1032,6 +1056,11 @@ class TxManager:
         )
         if not self._store.insert(claim, row, [cast(int, u.id) for u in batch]):
             return None
+        if self._budget is not None:
+            self._budget.unmined += 1
+            self._budget.committed += cost
+        if l1_fee and row.id is not None:
+            self._l1_fees[row.id] = l1_fee
         log.info(
             "stored tx %s nonce %d: applyUpdates of %d updates, gas limit %d, max fee %d wei, "
             "tip %d wei; jobs %s",
@@ -1102,35 +1131,54 @@ class TxManager:
 
     def _fundable(self, cost: int) -> bool:
         """Whether the key can pay a new transaction costing up to ``cost`` wei beside its
-        unmined ones (``plan.may_fund``). When it cannot, one warning names the key, what it
-        holds and what is committed, and batches wait for mined ones to free the funds;
-        the warning is logged again only after a batch has gone since."""
-        unmined = [t for t in self._store.unconfirmed() if t.mined_block is None]
-        if not unmined:
-            self._short_of_funds = False
-            return True
-        committed = sum(
-            write_cost(t.gas_limit, t.max_fee_per_gas, self._l1_fee(t)) for t in unmined
-        )
-        balance = int(rpc.read(self._w3, "eth_getBalance", [self._sender, "latest"]), 16)
-        if plan.may_fund(balance=balance, committed=committed, cost=cost, unmined=len(unmined)):
-            self._short_of_funds = False
+        unmined ones, with room for a fee bump of each (``plan.may_fund``). The round's
+        figures (``_Budget``) are read once, when first needed: the unmined transactions'
+        worst cases from the store, and the balance from the node only when some are unmined.
+        When the key cannot pay, one warning names it, what it holds and what is committed,
+        and new batches wait for mined ones to free the funds; it is not repeated until the
+        queue has drained (``_send_new``)."""
+        budget = self._budget
+        if budget is None:
+            budget = self._budget = _Budget(*self._committed())
+        if budget.unmined and budget.balance is None:
+            budget.balance = int(rpc.read(self._w3, "eth_getBalance", [self._sender, "latest"]), 16)
+        if plan.may_fund(
+            balance=budget.balance or 0,
+            committed=budget.committed,
+            cost=cost,
+            unmined=budget.unmined,
+            bump_percent=self._bump_percent,
+        ):
             return True
         if not self._short_of_funds:
             self._short_of_funds = True
             log.warning(
                 "operator %s can pay for %d transactions in flight, not %d: balance %d wei, "
-                "%d wei committed at their gas limits and max fees, the next batch up to %d; "
-                "new batches wait for those to be mined (fund the key for BRIDGE_MAX_INFLIGHT "
-                "batches to keep that many in flight)",
+                "%d wei committed at their gas limits and max fees (and room for a %d%% fee "
+                "bump), the next batch up to %d; new batches wait for those to be mined "
+                "(fund the key for BRIDGE_MAX_INFLIGHT batches to keep that many in flight)",
                 self._sender,
-                len(unmined),
-                len(unmined) + 1,
-                balance,
-                committed,
+                budget.unmined,
+                budget.unmined + 1,
+                budget.balance,
+                budget.committed,
+                self._bump_percent,
                 cost,
             )
         return False
+
+    def _committed(self) -> tuple[int, int]:
+        """How many of the key's transactions are sent and not mined, and the most they may
+        cost together (gas limit x max fee of their current bytes, plus the L1 fee on an
+        OP-stack chain, remembered from when they were signed)."""
+        committed = 0
+        rows = self._store.unmined_costs()
+        for tx_id, gas_limit, max_fee in rows:
+            l1_fee = self._l1_fees.get(tx_id)
+            if l1_fee is None and self._fees.op_stack:
+                l1_fee = self._l1_fees[tx_id] = self._fees.l1_fee(self._store.raw_of(tx_id))
+            committed += write_cost(gas_limit, max_fee, l1_fee or 0)
+        return len(rows), committed
 
     def _simulation_reverted(self, revert: ContractRevert, jobs: list[int]) -> None:
         self._simulate_after = self._clock() + self._revert_backoff

@@ -136,14 +136,17 @@ def may_open_batch(
     return unconfirmed < max_inflight and now >= simulate_after
 
 
-def may_fund(*, balance: int, committed: int, cost: int, unmined: int) -> bool:
+def may_fund(*, balance: int, committed: int, cost: int, unmined: int, bump_percent: int) -> bool:
     """Whether a new transaction whose worst case is ``cost`` wei may join ``unmined`` ones
-    sent and not mined, whose worst cases sum to ``committed``: when ``balance`` pays them all.
-    A node's pool holds a key's transactions only while the key can pay every one at its gas
-    limit and max fee (geth refuses an overdraft), so a batch beyond that would be refused or
-    dropped. With none in flight it may always go: the node's answer then tells a key that
+    sent and not mined, whose worst cases sum to ``committed``: when ``balance`` pays them all
+    and one fee bump of each (``bump_percent``). A node's pool holds a key's transactions only
+    while the key can pay every one at its gas limit and max fee (geth refuses an overdraft),
+    so a batch beyond that would be refused, and a replacement of a stuck one with higher
+    fees too. With none in flight it may always go: the node's answer then tells a key that
     cannot pay even one (``InsufficientFunds``)."""
-    return unmined == 0 or committed + cost <= balance
+    if unmined == 0:
+        return True
+    return (committed + cost) * (100 + bump_percent) <= balance * 100
 
 
 _U = TypeVar("_U", bound=BatchItem)

@@ -99,6 +99,25 @@ class TxStore:
         with self.session() as session:
             return int(session.exec(query).one())
 
+    def unmined_costs(self) -> list[tuple[int, int, int]]:
+        """``(id, gas limit, max fee per gas)`` of this key's unconfirmed transactions not
+        seen in a block yet: what the node holds against the key's balance."""
+        with self.session() as session:
+            rows = session.exec(
+                select(ChainTx.id, ChainTx.gas_limit, ChainTx.max_fee_per_gas).where(
+                    col(ChainTx.sender) == self._sender,
+                    col(ChainTx.state) == TxState.UNCONFIRMED,
+                    col(ChainTx.mined_block).is_(None),
+                )
+            ).all()
+        return [(int(cast(int, i)), int(g), int(f)) for i, g, f in rows]
+
+    def raw_of(self, tx_id: int) -> str:
+        """The stored signed bytes of transaction ``tx_id`` (0x-hex; empty if it has none)."""
+        with self.session() as session:
+            raw = session.exec(select(ChainTx.raw_tx).where(col(ChainTx.id) == tx_id)).first()
+        return raw or ""
+
     def backlog(self) -> tuple[int, int]:
         """Updates waiting for a transaction, and this key's unconfirmed transactions."""
         with self.session() as session:

@@ -150,6 +150,7 @@ def test_batch_ready(size: int, age: float, split: bool, ready: bool) -> None:
 
 def test_may_fund_counts_every_unmined_transaction_at_its_worst_case() -> None:
     # Nothing in flight: the node's answer decides (a key that cannot pay one is an error).
-    assert plan.may_fund(balance=0, committed=0, cost=10, unmined=0)
-    assert plan.may_fund(balance=30, committed=20, cost=10, unmined=2)
-    assert not plan.may_fund(balance=29, committed=20, cost=10, unmined=2)
+    assert plan.may_fund(balance=0, committed=0, cost=10, unmined=0, bump_percent=25)
+    # All of them, and a 25% fee bump of each: 30 * 1.25 = 37.5.
+    assert plan.may_fund(balance=38, committed=20, cost=10, unmined=2, bump_percent=25)
+    assert not plan.may_fund(balance=37, committed=20, cost=10, unmined=2, bump_percent=25)
