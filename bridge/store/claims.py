@@ -23,12 +23,19 @@ Guarantees:
   started as the standby of its key's writer holds as ``<address> pid <pid>``: two live
   processes never share a holder.)
 
+- Within one process, a queued cancellation is handed to one claimant at a time: the
+  scanner's thread (sending what its decisions queued), a worker step's thread (the same) and
+  the worker's round (the due rows) share the process's ``WorkClaims``, which remembers the
+  rows it handed out until they are released. (Their lease holder is the same key, so the
+  lease alone would let each of them send the row.)
+
 On SQLite (one process per database) a claim is the plain "due jobs" query and leases are
-neither written nor read: nothing to share, nothing to coordinate.
+neither written nor read: nothing to share between processes.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 
@@ -69,6 +76,9 @@ class WorkClaims:
         self.lease = lease
         self.shared = is_shared(db)
         self._clock = clock
+        # The cancellations this process has handed out and not released (see the module).
+        self._cancels_held: set[int] = set()
+        self._cancels_lock = threading.Lock()
 
     def claim_jobs(
         self, states: Iterable[str], now: float, limit: int = 256, exclude: Collection[int] = ()
@@ -119,7 +129,16 @@ class WorkClaims:
     ) -> list[RemoteCancel]:
         """The queued remote cancellations not yet answered and due (of ``job_ids``, if given;
         none of the rows ``exclude``) that this process sends now, oldest first; on PostgreSQL
-        leased as ``claim_jobs``."""
+        leased as ``claim_jobs``. None of them is handed out again, in this process, until it
+        is released (``release``)."""
+        with self._cancels_lock:
+            rows = self._claim_cancels(now, job_ids, limit, {*exclude, *self._cancels_held})
+            self._cancels_held.update(r.id for r in rows if r.id is not None)
+        return rows
+
+    def _claim_cancels(
+        self, now: float, job_ids: Sequence[int] | None, limit: int, exclude: Collection[int]
+    ) -> list[RemoteCancel]:
         query = select(RemoteCancel).where(
             col(RemoteCancel.done_at).is_(None), col(RemoteCancel.next_attempt_at) <= now
         )
@@ -153,9 +172,12 @@ class WorkClaims:
     def _set(
         self, job_ids: Iterable[int], cancel_ids: Iterable[int], expires: float | None
     ) -> None:
+        jobs, cancels = list(job_ids), list(cancel_ids)
+        if expires is None and cancels:
+            with self._cancels_lock:
+                self._cancels_held.difference_update(cancels)
         if not self.shared:
             return
-        jobs, cancels = list(job_ids), list(cancel_ids)
         if not jobs and not cancels:
             return
         holder = None if expires is None else self.holder

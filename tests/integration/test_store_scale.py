@@ -137,14 +137,58 @@ def test_remote_cancels_are_claimed_like_jobs(pg: Engine) -> None:
         session.commit()
     a = WorkClaims(pg, A, lease=10, clock=clock)
     b = WorkClaims(pg, B, lease=10, clock=clock)
-    assert [r.remote_job_id for r in a.claim_cancels(clock.now)] == ["r1", "r2"]
+    mine = a.claim_cancels(clock.now)
+    assert [r.remote_job_id for r in mine] == ["r1", "r2"]
     assert b.claim_cancels(clock.now) == []
     clock.now += 11  # a's lease ran out
     taken = b.claim_cancels(clock.now)
     assert [r.remote_job_id for r in taken] == ["r1", "r2"]
+    # a's round ends late: it releases its claims (no row changes: b holds them now).
+    a.release(cancel_ids=[r.id for r in mine if r.id is not None])
     assert a.claim_cancels(clock.now, job_ids=[2]) == []  # b holds it now
     b.release(cancel_ids=[r.id for r in taken if r.id is not None])
     assert [r.remote_job_id for r in a.claim_cancels(clock.now, job_ids=[2])] == ["r2"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_cancel_claimed_in_this_process_is_not_claimed_again_until_released(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The scanner's thread sends the cancels its decisions queued while the worker's round
+    claims the due ones, with the process's one ``WorkClaims``: a row one of them holds is
+    not handed to the other (its lease holder is the same key, so the lease alone would let
+    both send it) until it is released."""
+    db: Engine = (
+        open_database(f"sqlite:///{tmp_path / 'bridge.db'}")
+        if backend == "sqlite"
+        else request.getfixturevalue("pg")
+    )
+    try:
+        with Session(db) as session:
+            for job_id in range(1, 41):
+                session.add(RemoteCancel(job_id=job_id, remote_job_id=f"r{job_id}", reason="t"))
+            session.commit()
+        claims = WorkClaims(db, A, lease=10)
+        now = time.time()
+        got: list[list[int]] = []
+
+        def claim() -> None:
+            for _ in range(5):
+                got.append([r.id or 0 for r in claims.claim_cancels(now, limit=8)])
+
+        threads = [threading.Thread(target=claim) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        claimed = [i for batch in got for i in batch]
+        assert len(claimed) == len(set(claimed)) == 40, "a row was handed out twice"
+        assert claims.claim_cancels(now) == []
+        claims.release(cancel_ids=claimed[:3])
+        assert sorted(r.id or 0 for r in claims.claim_cancels(now)) == sorted(claimed[:3])
+    finally:
+        if backend == "sqlite":
+            db.dispose()
 
 
 def test_on_sqlite_a_claim_is_the_due_query_and_writes_no_lease(tmp_path: Path) -> None:
