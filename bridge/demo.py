@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -133,10 +134,15 @@ def _remote_ids(stack: LocalStack) -> dict[int, str]:
 
 
 def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
-    table = Table(title="ce-bridge demo: jobs on-chain" + (" (final)" if final else ""))
-    columns = ("job", "kind", "on-chain", "bridge", "result hash", "hash matches files", "callback")
-    for column in columns:
-        table.add_column(column, no_wrap=column != "bridge")
+    # Fits an 80-column terminal whole (tests/integration/test_demo.py): no vertical rules,
+    # short headers, a failure's reason under the final table (``run_demo``), not in a cell.
+    table = Table(
+        title="ce-bridge demo: jobs on-chain" + (" (final)" if final else ""),
+        caption="verified: the result hash recomputed from the files CE wrote" if final else None,
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("job", "kind", "on-chain", "bridge", "result hash", "verified", "callback"):
+        table.add_column(column, no_wrap=True)
     rows = _bridge_rows(stack)
     remote = _remote_ids(stack) if final else {}
     for job in jobs:
@@ -150,16 +156,13 @@ def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
         if job.via_consumer:
             got = bytes(stack.consumer.functions.results(job.job_id).call())
             callback = "received" if got != b"\x00" * 32 else "-"
-        _, bridge_state, reason = rows.get(job.job_id, (None, "not seen yet", None))
-        if reason:
-            short = reason if len(reason) <= 28 else reason[:27] + "…"
-            bridge_state = f"{bridge_state}: {short}"
+        _, bridge_state, _ = rows.get(job.job_id, (None, "not seen yet", None))
         table.add_row(
             str(job.job_id),
             job.kind,
             f"[{style}]{status.name.lower()}[/]",
             bridge_state,
-            "0x" + digest.hex()[:16] + "…" if digest != b"\x00" * 32 else "-",
+            "0x" + digest.hex()[:10] + "…" if digest != b"\x00" * 32 else "-",
             matches,
             callback,
         )
@@ -256,6 +259,9 @@ def run_demo(
                 )
             final = _table(stack, jobs, True)
             console.print(final)
+            for job_id, (_, _, reason) in sorted(_bridge_rows(stack).items()):
+                if reason:
+                    console.print(f"  job {job_id}: {reason}", highlight=False, markup=False)
             ok = _verdict(stack, jobs, console)
             if keep_running:
                 _until_interrupted(console, "Running until Ctrl-C…")

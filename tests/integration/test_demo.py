@@ -74,18 +74,37 @@ def _stopped(process: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int
 
 
 def test_demo_finishes_every_job() -> None:
+    """In an 80-column terminal (many terminals' default) the final table is whole: every
+    column and word in full, no line wider, and the failed job's reason under it."""
     result = subprocess.run(
         [CE_BRIDGE, "demo"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "80"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every job ended as expected and every result hash matches" in result.stdout
-    for kind in ("plain", "callback", "CE fails", "cancelled"):
-        assert kind in result.stdout
+    final = result.stdout[result.stdout.rindex("jobs on-chain (final)") :]
+    header = ("job", "kind", "on-chain", "bridge", "result hash", "verified", "callback")
+    assert re.search(r"\s+".join(header), final), final
+    rows = {
+        kind: re.search(rf"^\s*\d+\s+{kind}\s+(\w+)\s+(\w+)", final, re.MULTILINE)
+        for kind in ("plain", "callback", "CE fails", "cancelled")
+    }
+    found = {kind: row.groups() if row else None for kind, row in rows.items()}
+    assert found == {
+        "plain": ("completed", "settled"),
+        "callback": ("completed", "settled"),
+        "CE fails": ("failed", "settled"),
+        "cancelled": ("cancelled", "settled"),
+    }, final
+    assert "received" in final
+    assert re.search(r"job \d+: remote job failed: ", final), final
+    # Nothing cut short but the result hashes.
+    assert "…" not in re.sub(r"0x[0-9a-f]+…", "", final), final
+    assert max(len(line) for line in final.splitlines()) <= 80, final
 
 
 def test_ctrl_c_leaves_no_process_behind() -> None:
