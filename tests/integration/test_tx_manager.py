@@ -572,15 +572,22 @@ def test_an_update_that_reverts_alone_is_isolated_and_held_with_an_alert(
     assert len(alerts) == 1 and f"job {jobs[3]}" in alerts[0].getMessage()
 
 
+@pytest.fixture
+def poor(escrow: Contract, accounts: Accounts) -> LocalAccount:
+    """A new operator key, granted OPERATOR_ROLE, holding no ETH."""
+    account: LocalAccount = Account.create()
+    send(escrow.w3, escrow.functions.grantRole(OPERATOR_ROLE, account.address), accounts.admin)
+    return account
+
+
 def test_insufficient_funds_raises_one_clear_error(
     chain: Web3,
     escrow: Contract,
     accounts: Accounts,
+    poor: LocalAccount,
     db: Engine,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    poor: LocalAccount = Account.create()
-    send(chain, escrow.functions.grantRole(OPERATOR_ROLE, poor.address), accounts.admin)
     chain.eth.wait_for_transaction_receipt(
         chain.eth.send_transaction({"from": accounts.admin, "to": poor.address, "value": Wei(7)})
     )
@@ -759,6 +766,7 @@ def test_a_key_funded_for_a_few_batches_keeps_only_those_in_flight(
     chain: Web3,
     escrow: Contract,
     accounts: Accounts,
+    poor: LocalAccount,
     db: Engine,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -768,8 +776,6 @@ def test_a_key_funded_for_a_few_batches_keeps_only_those_in_flight(
     a fee bump of each: a key funded for three batches keeps three in flight, however large
     ``max_inflight``, with one warning for the whole backlog (no error, no exception), and
     sends the rest as they are mined."""
-    poor: LocalAccount = Account.create()
-    send(chain, escrow.functions.grantRole(OPERATOR_ROLE, poor.address), accounts.admin)
     jobs = submit_jobs(chain, escrow, accounts.user, 9)
     bump = 25
     tx_manager = manager(
