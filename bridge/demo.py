@@ -156,7 +156,7 @@ def _table(stack: LocalStack, jobs: list[DemoJob], final: bool) -> Table:
         if job.via_consumer:
             got = bytes(stack.consumer.functions.results(job.job_id).call())
             callback = "received" if got != b"\x00" * 32 else "-"
-        _, bridge_state, _ = rows.get(job.job_id, (None, "not seen yet", None))
+        _, bridge_state, _ = rows.get(job.job_id, (None, "unseen", None))
         table.add_row(
             str(job.job_id),
             job.kind,
