@@ -182,6 +182,7 @@ class _Budget:
     unmined: int
     committed: int
     balance: int | None = None
+    refused: bool = False  # a batch waited for funds this round
 
 
 @dataclass
@@ -974,6 +975,15 @@ class TxManager:
 
     def _send_new(self, counts: _Counts) -> None:
         self._budget = None  # the key's funds, read again this round when first needed
+        try:
+            self._open_batches(counts)
+        finally:
+            if not self._budget or not self._budget.refused:
+                # Funds did not stop this round (the queue drained, or the cap was reached):
+                # a new wait for funds warns again.
+                self._short_of_funds = False
+
+    def _open_batches(self, counts: _Counts) -> None:
         for _ in range(self._max_inflight):
             if not plan.may_open_batch(
                 # Mined ones waiting for their confirmations do not count: with N
@@ -991,10 +1001,7 @@ class TxManager:
             with self._store.claim() as claim:
                 batch, limits = self._next_batch(claim)
                 tx = self._create(batch, limits, counts, claim) if batch else None
-            if not batch:
-                self._short_of_funds = False  # the queue has drained: a new wait warns again
-                return
-            if tx is None:
+            if not batch or tx is None:
                 return
             sent = self._broadcast(tx, counts)
             if sent is _Sent.OK:
@@ -1135,8 +1142,8 @@ class TxManager:
         figures (``_Budget``) are read once, when first needed: the unmined transactions'
         worst cases from the store, and the balance from the node only when some are unmined.
         When the key cannot pay, one warning names it, what it holds and what is committed,
-        and new batches wait for mined ones to free the funds; it is not repeated until the
-        queue has drained (``_send_new``)."""
+        and new batches wait for mined ones to free the funds; it is not repeated until a
+        round ends for another reason (``_send_new``)."""
         budget = self._budget
         if budget is None:
             budget = self._budget = _Budget(*self._committed())
@@ -1150,6 +1157,7 @@ class TxManager:
             bump_percent=self._bump_percent,
         ):
             return True
+        budget.refused = True
         if not self._short_of_funds:
             self._short_of_funds = True
             log.warning(
