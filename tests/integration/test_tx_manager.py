@@ -776,7 +776,10 @@ def test_a_key_funded_for_a_few_batches_keeps_only_those_in_flight(
     a fee bump of each: a key funded for three batches keeps three in flight, however large
     ``max_inflight``, with one warning for the whole backlog (no error, no exception), and
     sends the rest as they are mined."""
-    jobs = submit_jobs(chain, escrow, accounts.user, 9)
+    jobs, later = (
+        submit_jobs(chain, escrow, accounts.user, 9),
+        submit_jobs(chain, escrow, accounts.user, 5),
+    )
     bump = 25
     tx_manager = manager(
         chain, db, poor, escrow, batch_size=1, max_inflight=16, fee_bump_percent=bump
@@ -826,5 +829,19 @@ def test_a_key_funded_for_a_few_batches_keeps_only_those_in_flight(
     set_balance(10**18)
     tick_until(tx_manager, chain, all_applied_and_confirmed(db), mine_blocks=True)
     assert all(status_of(escrow, j) == Status.ACCEPTED for j in jobs)
+    # Funded, the backlog drained: the next time the key runs short it warns again.
+    chain.provider.make_request(RPCEndpoint("evm_setAutomine"), [False])
+    try:
+        with caplog.at_level(logging.INFO, logger="bridge.tx"):
+            set_balance(worst * 44 // 10)
+            queue(db, accepts(later))
+            for _ in range(4):
+                tx_manager.tick()
+            assert len(funds_warnings()) == 2
+    finally:
+        chain.provider.make_request(RPCEndpoint("evm_setAutomine"), [True])
+    set_balance(10**18)
+    tick_until(tx_manager, chain, all_applied_and_confirmed(db), mine_blocks=True)
+    assert all(status_of(escrow, j) == Status.ACCEPTED for j in jobs + later)
     nonces = sorted(t.nonce for t in txs(db))
     assert nonces == list(range(nonces[0], nonces[0] + len(nonces)))
