@@ -361,7 +361,7 @@ class TxManager:
         self._capped: set[int] = set()  # tx ids stuck at the fee cap (warned once)
         self._simulate_after = 0.0  # clock time before which a reverting batch is not retried
         self._short_of_funds = False  # new batches wait for funds (warned once a backlog)
-        self._budget: _Budget | None = None  # this round's funds (``_fundable``)
+        self._budget: _Budget | None = None  # this round's funds (``_send_new``)
         self._l1_fees: dict[int, int] = {}  # tx id -> L1 fee of its bytes (OP-stack chains)
         # Other keys whose process is gone (``_finish_orphaned``): monotonic time each was
         # first seen without its lock; the ones whose transactions this writer finishes.
@@ -974,21 +974,22 @@ class TxManager:
     # ------------------------------------------------------------------ step 2: new batches
 
     def _send_new(self, counts: _Counts) -> None:
-        self._budget = None  # the key's funds, read again this round when first needed
+        # The round's unmined transactions, read once and kept up to date as batches go.
+        budget = self._budget = _Budget(*self._committed())
         try:
-            self._open_batches(counts)
+            self._open_batches(counts, budget)
         finally:
-            if not self._budget or not self._budget.refused:
+            if not budget.refused:
                 # Funds did not stop this round (the queue drained, or the cap was reached):
                 # a new wait for funds warns again.
                 self._short_of_funds = False
 
-    def _open_batches(self, counts: _Counts) -> None:
+    def _open_batches(self, counts: _Counts, budget: _Budget) -> None:
         for _ in range(self._max_inflight):
             if not plan.may_open_batch(
                 # Mined ones waiting for their confirmations do not count: with N
                 # confirmations they would cap the writer at max_inflight batches per N blocks.
-                unconfirmed=self._store.count_unconfirmed(unmined_only=True),
+                unconfirmed=budget.unmined,
                 max_inflight=self._max_inflight,
                 now=self._clock(),
                 simulate_after=self._simulate_after,
@@ -1008,6 +1009,8 @@ class TxManager:
                 counts.sent += 1
             elif sent is _Sent.KEPT:
                 return  # the node refuses for now: no more new transactions this round
+            else:  # its nonce was taken: it is no longer in flight
+                budget.unmined, budget.committed = self._committed()
 
     def _next_batch(self, claim: Session) -> tuple[list[Update], Mapping[int, int]]:
         """The oldest queued updates that may go together: of the oldest one's split group
@@ -1063,9 +1066,10 @@ class TxManager:
         )
         if not self._store.insert(claim, row, [cast(int, u.id) for u in batch]):
             return None
-        if self._budget is not None:
-            self._budget.unmined += 1
-            self._budget.committed += cost
+        budget = self._budget
+        assert budget is not None, "set by _send_new for its round"
+        budget.unmined += 1
+        budget.committed += cost
         if l1_fee and row.id is not None:
             self._l1_fees[row.id] = l1_fee
         log.info(
@@ -1139,14 +1143,14 @@ class TxManager:
     def _fundable(self, cost: int) -> bool:
         """Whether the key can pay a new transaction costing up to ``cost`` wei beside its
         unmined ones, with room for a fee bump of each (``plan.may_fund``). The round's
-        figures (``_Budget``) are read once, when first needed: the unmined transactions'
-        worst cases from the store, and the balance from the node only when some are unmined.
+        figures (``_Budget``): the unmined transactions' worst cases, read from the store at
+        the round's start, and the balance, read from the node when first needed here and
+        only when some are unmined.
         When the key cannot pay, one warning names it, what it holds and what is committed,
         and new batches wait for mined ones to free the funds; it is not repeated until a
         round ends for another reason (``_send_new``)."""
         budget = self._budget
-        if budget is None:
-            budget = self._budget = _Budget(*self._committed())
+        assert budget is not None, "set by _send_new for its round"
         if budget.unmined and budget.balance is None:
             budget.balance = int(rpc.read(self._w3, "eth_getBalance", [self._sender, "latest"]), 16)
         if plan.may_fund(
@@ -1181,10 +1185,13 @@ class TxManager:
         OP-stack chain, remembered from when they were signed)."""
         committed = 0
         rows = self._store.unmined_costs()
+        known, self._l1_fees = self._l1_fees, {}  # only the unmined ones' are kept
         for tx_id, gas_limit, max_fee in rows:
-            l1_fee = self._l1_fees.get(tx_id)
+            l1_fee = known.get(tx_id)
             if l1_fee is None and self._fees.op_stack:
-                l1_fee = self._l1_fees[tx_id] = self._fees.l1_fee(self._store.raw_of(tx_id))
+                l1_fee = self._fees.l1_fee(self._store.raw_of(tx_id))
+            if l1_fee is not None:
+                self._l1_fees[tx_id] = l1_fee
             committed += write_cost(gas_limit, max_fee, l1_fee or 0)
         return len(rows), committed
 

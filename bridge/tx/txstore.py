@@ -86,16 +86,13 @@ class TxStore:
                 ).all()
             )
 
-    def count_unconfirmed(self, *, unmined_only: bool = False) -> int:
-        """How many of this key's transactions are unconfirmed (``unmined_only``: of them,
-        those not seen in a block yet)."""
+    def count_unconfirmed(self) -> int:
+        """How many of this key's transactions are unconfirmed."""
         query = (
             select(func.count())
             .select_from(ChainTx)
             .where(col(ChainTx.sender) == self._sender, col(ChainTx.state) == TxState.UNCONFIRMED)
         )
-        if unmined_only:
-            query = query.where(col(ChainTx.mined_block).is_(None))
         with self.session() as session:
             return int(session.exec(query).one())
 
