@@ -78,13 +78,13 @@ def stored_job(job_id: int, **overrides: Any) -> Job:
     """A ``Job`` row as the scanner stores it for a ``JobSubmitted`` of the typical spec (state
     ``new``, on-chain ``Submitted``), with any column replaced, e.g. ``stored_job(3,
     state="settled", onchain_status=Status.COMPLETED)``."""
-    from bridge.engine.codec import spec_to_json
+    from bridge.chain.submitted import spec_encoding
 
     typical = spec()
     columns: dict[str, Any] = {
         "job_id": job_id,
         "requester": Web3.to_checksum_address("0x" + "ab" * 20),
-        "spec_json": spec_to_json(typical),
+        "spec_abi": spec_encoding(typical),
         "spec_hash": "0x" + spec_hash(typical).hex(),
         "payment_wei": str(10**15),
         "deadline": 2_000_000_000,

@@ -170,7 +170,11 @@ class TimelineEntry(SQLModel):
 class JobPublic(JobSummary):
     """``GET /jobs/{id}``: the job and its timeline."""
 
-    spec: SpecPublic
+    spec: SpecPublic | None = Field(
+        default=None,
+        description="the spec the requester paid for (its encoding hashes to spec_hash; a string"
+        " that is not UTF-8 holds U+FFFD); null if the stored encoding does not",
+    )
     spec_hash: str
     spec_error: str | None = Field(default=None, description="why the bridge cannot run it")
     block_number: int = Field(description="block of the JobSubmitted event")

@@ -55,7 +55,8 @@ from bridge.api.schemas import (
 from bridge.chain.finality import tagged_block
 from bridge.chain.reader import find_deployment_block
 from bridge.chain.rpc import FailoverProvider
-from bridge.engine.codec import spec_from_json
+from bridge.chain.spec import JobSpec
+from bridge.engine.codec import stored_spec
 from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.errors import (
@@ -153,24 +154,10 @@ class JobQueries:
             JobNotFound: no such job.
         """
         job = self._get(job_id)
-        spec = spec_from_json(job.spec_json)
+        spec, _ = stored_spec(job.spec_abi, job.spec_hash)
         return JobPublic(
             **_summary(job).model_dump(),
-            spec=SpecPublic(
-                app=spec.app,
-                command_line=spec.command_line,
-                specs=ResourcesPublic(
-                    vcpus=spec.specs.vcpus,
-                    ram=spec.specs.ram,
-                    disk=spec.specs.disk,
-                    network_download=spec.specs.network_download,
-                    network_upload=spec.specs.network_upload,
-                ),
-                max_hours=spec.max_hours,
-                input_files=[
-                    InputFilePublic(filename=f.filename, url=f.url) for f in spec.input_files
-                ],
-            ),
+            spec=None if spec is None else _spec_public(spec),
             spec_hash=job.spec_hash,
             spec_error=job.spec_error,
             block_number=job.block_number,
@@ -816,3 +803,20 @@ class MetricsSampler:
             updates_waiting=int(waiting),
             updates_skipped=int(skipped),
         )
+
+
+def _spec_public(spec: JobSpec) -> SpecPublic:
+    """A job's spec as ``GET /jobs/{id}`` shows it."""
+    return SpecPublic(
+        app=spec.app,
+        command_line=spec.command_line,
+        specs=ResourcesPublic(
+            vcpus=spec.specs.vcpus,
+            ram=spec.specs.ram,
+            disk=spec.specs.disk,
+            network_download=spec.specs.network_download,
+            network_upload=spec.specs.network_upload,
+        ),
+        max_hours=spec.max_hours,
+        input_files=[InputFilePublic(filename=f.filename, url=f.url) for f in spec.input_files],
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from eth_typing import ChecksumAddress
 
-from bridge.chain.spec import JobSpec, Status
+from bridge.chain.spec import Status
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,10 @@ class SubmittedLog:
     spec_hash: bytes
     payment: int
     deadline: int
-    spec: JobSpec
+    #: ``abi.encode(spec)`` as the contract hashed it into ``spec_hash``: stored as it is and
+    #: decoded where the spec is acted on (``bridge.chain.submitted.read_spec``).
+    spec_abi: bytes
     callback_gas_limit: int = 0  # gas the job's callback gets (the event's last field); 0 = none
-    #: Why the bridge cannot read the spec (a string that is not UTF-8), else None. The spec's
-    #: unreadable strings then hold U+FFFD in place of each bad byte; the job is failed on-chain.
-    unreadable: str | None = None
 
 
 @dataclass(frozen=True)

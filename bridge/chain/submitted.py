@@ -3,9 +3,17 @@
 ``JobSubmitted(uint256 indexed jobId, address indexed requester, bytes32 specHash,
 uint256 payment, uint64 deadline, JobSpec spec, uint32 callbackGasLimit)`` carries most of what
 the scanner reads, and eth_abi's general decoder spends ~100 µs an event on it (streams, frames,
-pointer validation, a generator per tuple). ``decode_submitted_data`` reads the same layout by
-offsets, ~10 times faster, and returns exactly what ``eth_abi.decode(SUBMITTED_DATA_TYPES, data)``
-returns (``tests/unit/test_submitted_decoder.py`` fuzzes the two against each other):
+pointer validation, a generator per tuple). Two steps, each by offsets:
+
+- the scanner's, ``submitted_log``: the event's head and the spec's encoding
+  (``abi.encode(spec)``, the bytes the contract hashed into ``specHash``) as a slice of the
+  data, which the scanner stores as it is (``Job.spec_abi``);
+- the worker's, ``decode_spec`` / ``read_spec``: that encoding decoded where the spec is acted
+  on, once its keccak is checked against ``specHash``.
+
+``decode_submitted_data`` (the whole event) and ``decode_spec`` return exactly what eth_abi's
+``decode`` of ``SUBMITTED_DATA_TYPES`` (and of the spec's type) returns
+(``tests/unit/test_submitted_decoder.py`` fuzzes them against each other):
 
 - every string as raw ``bytes`` (the scanner decides what to do with text that is not UTF-8);
 - the same strictness: every word read is inside ``data``; each pointer lands at or past its
@@ -83,17 +91,45 @@ def _uint(value: int, limit: int, pos: int) -> int:
 
 #: The top 24 bytes of a word whose value fits in 64 bits.
 _HIGH_ZEROS: Final = bytes(_WORD - 8)
-#: The low 8 bytes of each of the 12 words at bytes 64..448, as unsigned integers.
-_HEAD_LOW: Final = struct.Struct(">" + "24xQ" * 12)
+#: The low 8 bytes of each of the spec's 9 head words, as unsigned integers.
+_SPEC_LOW: Final = struct.Struct(">" + "24xQ" * 9)
+#: The low 8 bytes of the event's words 2-4 (deadline, the spec's pointer, callbackGasLimit).
+_EVENT_LOW: Final = struct.Struct(">" + "24xQ" * 3)
 #: Zero bytes by count: the padding a string of each length modulo 32 needs, never allocated.
 _PADS: Final = tuple(bytes(k) for k in range(_WORD))
 _W64: Final = (2 * _WORD).to_bytes(_WORD, "big")  # an input file's name pointer, canonical
+_SPEC_AT: Final = 5 * _WORD  # where the spec starts in the event's data, canonically
+
+
+def _canonical_head(data: bytes) -> tuple[int, int] | None:
+    """(deadline, callbackGasLimit) when the event's head is laid out as Solidity's ``emit``
+    writes it (the spec's pointer at byte 160, every integer within its type), else None."""
+    if len(data) < _SPEC_AT:
+        return None
+    if data[64:88] != _HIGH_ZEROS or data[96:120] != _HIGH_ZEROS or data[128:152] != _HIGH_ZEROS:
+        return None
+    deadline, spec_at, callback_gas = _EVENT_LOW.unpack_from(data, 64)
+    if spec_at != _SPEC_AT or callback_gas >= _U32:
+        return None
+    return deadline, callback_gas
 
 
 def _canonical(data: bytes) -> SubmittedData | None:
     """``decode_submitted_data(data)`` when ``data`` is laid out exactly as Solidity's ``emit``
     writes it (every pointer where the encoder puts it, nothing after the last string), else
-    None (the general path then decides, and raises for what is invalid).
+    None (the general path then decides, and raises for what is invalid)."""
+    head = _canonical_head(data)
+    if head is None:
+        return None
+    raw_spec = _canonical_spec(data, _SPEC_AT)
+    if raw_spec is None:
+        return None
+    return (data[0:32], _from_bytes(data[32:64], "big"), head[0], raw_spec, head[1])
+
+
+def _canonical_spec(data: bytes, base: int) -> RawSpec | None:
+    """The spec encoded at ``base`` in ``data``, running to the end of ``data``, when it is laid
+    out exactly as the canonical encoder writes it, else None (the general path then decides).
 
     The same checks as the general path, fewer steps: with every pointer equal to the position
     the canonical encoder gives it, each lands inside the data once the lengths before it fit,
@@ -101,38 +137,38 @@ def _canonical(data: bytes) -> SubmittedData | None:
     the typical spec (``bench/ingest.py``).
     """
     size = len(data)
-    # Words 2-13 (bytes 64..448): each word's top 24 bytes zero, then each word's low 8 bytes;
-    # a value of 2^64 or more is never canonical (the general path decides). Twelve 24-byte
-    # compares cost half of one test on the 384 bytes as an integer (0.28 against 0.50 µs).
-    if size < 15 * _WORD:
+    # The spec's 9 head words: each word's top 24 bytes zero, then each word's low 8 bytes;
+    # a value of 2^64 or more is never canonical (the general path decides). Nine 24-byte
+    # compares cost half of one test on the bytes as an integer.
+    if size < base + 10 * _WORD:
         return None
-    for high in range(64, 448, _WORD):
+    for high in range(base, base + 9 * _WORD, _WORD):
         if data[high : high + 24] != _HIGH_ZEROS:
             return None
-    head = _HEAD_LOW.unpack_from(data, 64)
-    deadline: int = head[0]
-    callback_gas: int = head[2]
-    command_off: int = head[4]
-    vcpus: int = head[5]
-    ram: int = head[6]
-    disk: int = head[7]
-    download: int = head[8]
-    upload: int = head[9]
-    hours: int = head[10]
-    files_off: int = head[11]
-    if head[1] != 5 * _WORD or head[3] != 9 * _WORD:  # the spec's and the app's pointers
+    head = _SPEC_LOW.unpack_from(data, base)
+    command_off: int = head[1]
+    vcpus: int = head[2]
+    ram: int = head[3]
+    disk: int = head[4]
+    download: int = head[5]
+    upload: int = head[6]
+    hours: int = head[7]
+    files_off: int = head[8]
+    if head[0] != 9 * _WORD:  # the app's pointer
         return None
-    if callback_gas >= _U32 or vcpus >= _U16 or hours >= _U16:
+    if vcpus >= _U16 or hours >= _U16:
         return None
     if ram >= _U32 or disk >= _U32 or download >= _U32 or upload >= _U32:
         return None
     fb = _from_bytes
-    # app at 448, then commandLine, then the files' array: each right after the one before.
-    app_stop, app_end = _padded(data, 448, size - _WORD)
-    if app_end < 0 or command_off != app_end - 160:
+    # app right after the head, then commandLine, then the files' array: each right after the
+    # one before.
+    app_at = base + 9 * _WORD
+    app_stop, app_end = _padded(data, app_at, size - _WORD)
+    if app_end < 0 or command_off != app_end - base:
         return None
     command_stop, end = _padded(data, app_end, size - _WORD)
-    if end < 0 or files_off != end - 160:
+    if end < 0 or files_off != end - base:
         return None
     count = fb(data[end : end + _WORD], "big")
     items = end + _WORD
@@ -154,10 +190,9 @@ def _canonical(data: bytes) -> SubmittedData | None:
     if at != size:
         return None
     resources = (vcpus, ram, disk, download, upload)
-    app = data[448 + _WORD : app_stop]
+    app = data[app_at + _WORD : app_stop]
     command = data[app_end + _WORD : command_stop]
-    raw_spec: RawSpec = (app, command, resources, hours, tuple(files))
-    return (data[0:32], fb(data[32:64], "big"), deadline, raw_spec, callback_gas)
+    return (app, command, resources, hours, tuple(files))
 
 
 def _padded(data: bytes, at: int, limit: int) -> tuple[int, int]:
@@ -224,7 +259,21 @@ def _decode_general(data: bytes) -> tuple[SubmittedData, int, bool]:
     if spec < 5 * _WORD or spec >= size:
         raise LogDecodingError("the spec's pointer points outside the data")
     callback_gas = _uint(_from_bytes(data[128:160], "big"), _U32, 128)
+    raw_spec, canonical = _general_spec(data, spec)
+    decoded: SubmittedData = (spec_hash, payment, deadline, raw_spec, callback_gas)
+    return decoded, spec, canonical and spec == _SPEC_AT
 
+
+def _general_spec(data: bytes, spec: int) -> tuple[RawSpec, bool]:
+    """The spec whose tuple starts at byte ``spec`` of ``data`` (its pointer already checked to
+    land inside ``data``), read by eth_abi's rules, and whether it is laid out canonically up
+    to the end of ``data``.
+
+    Raises:
+        LogDecodingError: an offset, length or padding out of bounds, or strings adding up to
+            more bytes than ``data`` holds.
+    """
+    size = len(data)
     # The spec tuple's head: 9 words. eth_abi counts it as 5 slots (the static Resources tuple
     # counts as one), so its pointers must land at or after spec + 160 (not + 288).
     if spec + 9 * _WORD > size:
@@ -263,7 +312,7 @@ def _decode_general(data: bytes) -> tuple[SubmittedData, int, bool]:
     # encoding is a slice of the data; else it is re-encoded).
     strings: list[bytes] = []
     budget = size
-    canonical = spec == 5 * _WORD and app_at == spec + 9 * _WORD
+    canonical = app_at == spec + 9 * _WORD
     expected = app_at
     for i, at in enumerate(where):
         if i >= 2 and i % 3 == 2:  # an input file's start: its two pointers come first
@@ -293,8 +342,31 @@ def _decode_general(data: bytes) -> tuple[SubmittedData, int, bool]:
     app, command = strings[0], strings[1]
     files = tuple(zip(strings[2::2], strings[3::2], strict=True))
     raw_spec: RawSpec = (app, command, resources, w[7], files)
-    decoded: SubmittedData = (spec_hash, payment, deadline, raw_spec, callback_gas)
-    return decoded, spec, canonical and expected == size
+    return raw_spec, canonical and expected == size
+
+
+def decode_spec(encoding: bytes) -> RawSpec:
+    """``abi.encode(spec)`` decoded: the same values as eth_abi's ``decode`` of
+    ``(SUBMITTED_DATA_TYPES[3],)`` (strings as bytes, arrays and structs as tuples), with the
+    same strictness as ``decode_submitted_data``. The inverse of ``encode_raw_spec``; what the
+    worker reads a job's stored encoding (``Job.spec_abi``) with.
+
+    Raises:
+        LogDecodingError: ``encoding`` is not a valid encoding of a spec, or its strings add up
+            to more bytes than it holds.
+    """
+    if encoding[:_WORD] == _ONE_OFFSET:
+        fast = _canonical_spec(encoding, _WORD)
+        if fast is not None:
+            return fast
+    size = len(encoding)
+    if size < _WORD:
+        raise LogDecodingError(f"{size} bytes: a spec's encoding starts with its 32-byte pointer")
+    # One head slot: the pointer must land at or after byte 32.
+    spec = _from_bytes(encoding[0:_WORD], "big")
+    if spec < _WORD or spec >= size:
+        raise LogDecodingError("the spec's pointer points outside the data")
+    return _general_spec(encoding, spec)[0]
 
 
 def _encode_bytes(value: bytes) -> bytes:
@@ -380,8 +452,7 @@ def spec_matches_hash(spec: JobSpec, spec_hash: bytes) -> bool:
         encoding = spec_encoding(spec)
     except (LogDecodingError, UnicodeEncodeError, TypeError, AttributeError, ValueError):
         return False
-    digest: bytes = keccak_256(encoding).digest()
-    return digest == spec_hash
+    return encoding_matches_hash(encoding, spec_hash)
 
 
 def _text(raw: bytes, what: str, problems: list[str]) -> str:
@@ -483,12 +554,20 @@ def _requester(topic: str) -> ChecksumAddress:
 def submitted_log(entry: dict[str, Any]) -> SubmittedLog:
     """The ``JobSubmitted`` log of one raw ``eth_getLogs`` entry (hex strings, as the node sends
     it) whose first topic is the event's: its position, the indexed job id and requester, the
-    data by ``decode_submitted_data``, and the spec read as ``spec_from_raw`` reads it. The
-    spec is checked against the event's ``specHash`` where it is acted on
-    (``spec_matches_hash``, before its job-create), not here.
+    event's head (specHash, payment, deadline, callbackGasLimit) and the spec's encoding,
+    ``abi.encode(spec)``, as bytes.
+
+    The spec itself is not decoded here: the scanner stores its encoding, and the worker decodes
+    it where it acts on it (``bridge.engine.codec.stored_spec``: only an encoding that hashes to
+    the event's ``specHash`` is read, and one that does not decode or holds text that is not
+    UTF-8 fails its job on-chain with the reason, refunded). With the head laid out as
+    Solidity's ``emit`` writes it, the encoding is the data's bytes from the spec on behind one
+    offset word, so reading a log costs its hex text and five words; any other layout is decoded
+    whole (``decode_submitted``) and its spec re-encoded.
 
     Raises:
-        LogDecodingError: the topics or the data do not decode as ``JobSubmitted``.
+        LogDecodingError: the topics or the head do not decode as ``JobSubmitted`` (or, for a
+            head not laid out canonically, the data as a whole does not).
         ValueError, KeyError, TypeError, IndexError: a field is missing or not hex text.
     """
     topics = entry["topics"]
@@ -499,8 +578,12 @@ def submitted_log(entry: dict[str, Any]) -> SubmittedLog:
         raise LogDecodingError("JobSubmitted: the job id topic is not 32 bytes")
     requester = _requester(topics[2])
     data = _hex_bytes(entry["data"][2:])
-    event_hash, payment, deadline, raw_spec, gas_limit = decode_submitted_data(data)
-    spec, unreadable = _read_spec(raw_spec)
+    head = _canonical_head(data)
+    if head is not None:
+        deadline, gas_limit = head
+        encoding = _ONE_OFFSET + data[_SPEC_AT:]
+    else:
+        (_, _, deadline, _, gas_limit), encoding = decode_submitted(data)
     at = _new(LogPosition)
     fields = at.__dict__
     fields["block_number"] = int(entry["blockNumber"], 16)
@@ -512,13 +595,30 @@ def submitted_log(entry: dict[str, Any]) -> SubmittedLog:
     fields["at"] = at
     fields["job_id"] = _from_bytes(job_topic, "big")
     fields["requester"] = requester
-    fields["spec_hash"] = event_hash
-    fields["payment"] = payment
+    fields["spec_hash"] = data[0:32]
+    fields["payment"] = _from_bytes(data[32:64], "big")
     fields["deadline"] = deadline
-    fields["spec"] = spec
+    fields["spec_abi"] = encoding
     fields["callback_gas_limit"] = gas_limit
-    fields["unreadable"] = unreadable
     return log
+
+
+def read_spec(encoding: bytes) -> tuple[JobSpec, str | None]:
+    """The spec of its encoding (``decode_spec``) as ``spec_from_raw`` reads it: the spec, and
+    why it cannot be read (the first field that is not valid UTF-8; that field then holds
+    U+FFFD in place of each bad byte), or None.
+
+    Raises:
+        LogDecodingError: as ``decode_spec``.
+    """
+    return _read_spec(decode_spec(encoding))
+
+
+def encoding_matches_hash(encoding: bytes, spec_hash: bytes) -> bool:
+    """Whether ``keccak256(encoding)`` is ``spec_hash``: these bytes are exactly what the
+    contract hashed when the requester submitted and paid (``abi.encode(spec)``)."""
+    digest: bytes = keccak_256(encoding).digest()
+    return digest == spec_hash
 
 
 def json_has_float(tree: Any) -> bool:

@@ -1,9 +1,11 @@
 """The on-chain spec as the bridge stores it and as it asks CE to run it (pure).
 
-``spec_to_json`` / ``spec_from_json`` are the stored form of a job's spec (``Job.spec_json``,
-CE's field names); ``verified_spec`` reads it back only if it is still the spec the requester
-paid for (its ``specHash``); ``spec_to_request`` is the CE job-create request, refusing a spec
-CE must not run (an unsafe filename, a malformed URL).
+A job's spec is stored as the event carried it, ``abi.encode(spec)`` (``Job.spec_abi``);
+``stored_spec`` reads it back only if it is still the spec the requester paid for (its keccak
+is the event's ``specHash``) and says why it cannot run if so; ``spec_to_request`` is the CE
+job-create request, refusing a spec CE must not run (an unsafe filename, a malformed URL).
+``spec_to_json`` / ``spec_from_json`` are CE's job document (CE's field names), the form a
+queued re-create (``RemoteCancel.request_json``) keeps.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 
 from bridge.chain.spec import JobSpec
-from bridge.chain.submitted import spec_matches_hash
+from bridge.chain.submitted import LogDecodingError, encoding_matches_hash, read_spec
 from bridge.jobdoc import body_of, spec_of
 from bridge.remote.convention import CEJobRequest
 from bridge.results import safe_input_url, safe_relative_path
@@ -51,18 +53,29 @@ def spec_from_json(text: str) -> JobSpec:
     return spec_of(json.loads(text))
 
 
-def verified_spec(spec_json: str, spec_hash: str) -> JobSpec | None:
-    """The stored spec (``Job.spec_json``) if, re-encoded, it hashes to the event's
-    ``specHash`` (``Job.spec_hash``, 0x-hex): field for field what the requester submitted and
-    paid for. None for any other, and for a row that does not read as a spec at all (a decoder
-    or storage fault): such a spec is never sent to CE. Never raises."""
+#: Why a job whose stored spec is not the one its requester paid for is failed.
+SPEC_HASH_MISMATCH = "the event's spec does not match its specHash"
+
+
+def stored_spec(spec_abi: bytes, spec_hash: str) -> tuple[JobSpec | None, str | None]:
+    """A job's spec from its stored encoding (``Job.spec_abi``), and why it cannot run.
+
+    - ``(spec, None)``: the encoding hashes to the event's ``specHash`` (``Job.spec_hash``,
+      0x-hex), so it is byte for byte what the requester submitted and paid for, and it reads
+      as a spec with every string UTF-8.
+    - ``(spec, reason)``: it hashes and decodes, but a string is not UTF-8 (the first such
+      field is named; it holds U+FFFD in place of each bad byte): shown, never run.
+    - ``(None, reason)``: it does not hash to ``specHash`` (``SPEC_HASH_MISMATCH``: a storage
+      fault) or does not decode. Such a spec is never sent to CE.
+
+    Never raises."""
     try:
-        spec = spec_from_json(spec_json)
         expected = bytes.fromhex(spec_hash.removeprefix("0x"))
-        r = spec.specs
-        numbers = (r.vcpus, r.ram, r.disk, r.network_download, r.network_upload, spec.max_hours)
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-        return None
-    if not all(type(n) is int for n in numbers):  # JSON's true or 1.0 encodes as 1: no uint
-        return None
-    return spec if spec_matches_hash(spec, expected) else None
+    except ValueError:
+        return None, SPEC_HASH_MISMATCH
+    if not encoding_matches_hash(bytes(spec_abi), expected):
+        return None, SPEC_HASH_MISMATCH
+    try:
+        return read_spec(bytes(spec_abi))
+    except LogDecodingError as exc:
+        return None, f"the spec does not decode: {exc}"

@@ -41,10 +41,9 @@ from bridge.chain.reader import (
     is_range_error,
 )
 from bridge.engine import machine as m
-from bridge.engine.codec import spec_to_json, spec_to_request
 from bridge.engine.core import Core
 from bridge.engine.states import JobState
-from bridge.errors import RpcUnavailable, SpecError
+from bridge.errors import RpcUnavailable
 from bridge.store.locks import Leadership, SoleLeader
 from bridge.store.models import Job, OutputFile, ScanCursor, SeenBlock, Update, utcnow
 from bridge.store.uow import UnitOfWork
@@ -296,7 +295,7 @@ class Scanner:
                 query = (
                     select(Job)
                     .where(col(Job.job_id).in_(chunk))
-                    .options(defer(Job.spec_json))  # type: ignore[arg-type]
+                    .options(defer(Job.spec_abi))  # type: ignore[arg-type]
                     .with_for_update()
                 )
                 for row in session.exec(query).all():
@@ -419,20 +418,11 @@ class Scanner:
                 generation,
                 extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
             )
-        spec_error: str | None = None
-        if entry.unreadable is not None:
-            spec_error = entry.unreadable  # failed on-chain with this reason, and refunded
-        else:
-            try:
-                spec_to_request(entry.spec)
-            except SpecError as exc:
-                spec_error = str(exc)
         job = Job(
             job_id=entry.job_id,
             requester=entry.requester,
-            spec_json=spec_to_json(entry.spec),
+            spec_abi=entry.spec_abi,
             spec_hash="0x" + entry.spec_hash.hex(),
-            spec_error=spec_error,
             payment_wei=str(entry.payment),
             deadline=entry.deadline,
             block_number=at.block_number,
@@ -445,12 +435,11 @@ class Scanner:
         session.add(job)
         known[entry.job_id] = job
         log.info(
-            "job %d: submitted by %s in block %d, tx %s%s",
+            "job %d: submitted by %s in block %d, tx %s",
             entry.job_id,
             entry.requester,
             at.block_number,
             at.tx_hash,
-            f" (cannot run: {spec_error})" if spec_error else "",
             extra={"job_id": entry.job_id, "tx_hash": at.tx_hash},
         )
         return None if decision is None else (entry.job_id, decision)

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
 from bridge.engine import machine as m
-from bridge.engine.codec import spec_to_request, verified_spec
+from bridge.engine.codec import spec_to_request, stored_spec
 from bridge.engine.core import Core
 from bridge.engine.ledger import job_view
 from bridge.engine.states import JobState
@@ -60,9 +60,6 @@ _WORK_STATES = (
 
 #: Delay before a job's failed step is tried again: 1 s doubling to 60 s (per job).
 ATTEMPT_BACKOFF = Backoff(initial=0.5, cap=60.0)
-
-#: The reason on-chain of a job whose stored spec does not hash to its event's ``specHash``.
-SPEC_HASH_MISMATCH = "the event's spec does not match its specHash"
 
 #: Seconds a round waits for its steps. A step still running then (a long download: a huge
 #: output, or one served slowly) goes on in the background, its job skipped by the next rounds
@@ -479,12 +476,11 @@ class Worker:
         spec_error = job.spec_error
         if not spec_error:
             # What goes to CE is, field for field, what the requester paid for: the stored
-            # spec re-encoded hashes to the event's specHash (a decoder or storage fault fails
-            # the job on-chain, and refunds it, instead of running another).
-            spec = verified_spec(job.spec_json, job.spec_hash)
-            if spec is None:
-                spec_error = SPEC_HASH_MISMATCH
-            else:
+            # encoding hashes to the event's specHash, and is decoded only then (a spec that
+            # does not decode, holds text that is not UTF-8, or a storage fault fails the job
+            # on-chain with the reason, and refunds it, instead of running another).
+            spec, spec_error = stored_spec(job.spec_abi, job.spec_hash)
+            if spec is not None and spec_error is None:
                 try:
                     request = spec_to_request(spec)
                 except SpecError as exc:

@@ -28,7 +28,7 @@ from bridge.errors import StoreError, StoreUnavailable
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: The newest migration in ``migrations/versions`` (a test checks it against Alembic's head): a
 #: database at it is opened without loading Alembic.
-SCHEMA_HEAD = "0008_networks"
+SCHEMA_HEAD = "0009_spec_abi"
 
 #: Driver messages that no retry will fix (PostgreSQL answers these while connecting).
 _PERMANENT = (

@@ -73,9 +73,11 @@ class Job(SQLModel, table=True):
 
     job_id: int = Field(sa_column=Column(BigInteger, primary_key=True))
     requester: str = Field(index=True)
-    spec_json: str = Field(sa_column=Column(Text, nullable=False))
+    #: ``abi.encode(spec)`` as the event carried it (its keccak is ``spec_hash``), decoded where
+    #: the spec is used (``bridge.engine.codec.stored_spec``).
+    spec_abi: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     spec_hash: str
-    spec_error: str | None = None  # why the bridge cannot run this spec, if so
+    spec_error: str | None = None  # why the bridge cannot run this spec, once the worker knows
     payment_wei: str
     deadline: int = Field(sa_column=Column(BigInteger, nullable=False))
     callback_gas_limit: int = 0

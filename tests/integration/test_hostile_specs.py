@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from web3.types import TxParams, Wei
 
@@ -79,6 +80,13 @@ def test_unreadable_and_unsafe_specs_are_failed_with_a_reason_and_refunded(
     for what, (job_id, _, words) in hostile.items():
         assert _job(stack, job_id)[0] is Status.FAILED, what
         assert words in failed[job_id], f"{what}: reason {failed[job_id]!r}"
+    # The API shows why, and the spec as read (U+FFFD in place of each byte that is not UTF-8).
+    with httpx.Client(base_url=stack.api_url, timeout=10.0) as api:
+        for what, (job_id, _, words) in hostile.items():
+            shown = api.get(f"/jobs/{job_id}").json()
+            assert words in shown["spec_error"], f"{what}: {shown['spec_error']!r}"
+        shown = api.get(f"/jobs/{hostile['app not UTF-8'][0]}").json()
+        assert shown["spec"]["app"] == "\ufffd\ufffd"
     # Each failure refunded its payment to the requester (credited, pulled with withdraw()).
     refunds = sum(
         int(e["args"]["amount"])

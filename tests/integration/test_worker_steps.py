@@ -12,9 +12,9 @@ from sqlmodel import Session, col, select
 
 from bridge.chain.spec import Status
 from bridge.devstack import LocalStack
+from bridge.engine.codec import SPEC_HASH_MISMATCH
 from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
-from bridge.engine.worker import SPEC_HASH_MISMATCH
 from bridge.remote.emulator import EmulatorConfig
 from bridge.store.models import Job, OutputFile, RemoteCall, RemoteCancel
 from tests.faults.harness import bridge_round, wait_for
@@ -109,8 +109,9 @@ def test_a_stored_spec_that_no_longer_hashes_to_its_spechash_is_failed_not_sent(
             wait_for(lambda: bool(bridge.scan_once()) and _stored(bridge, changed), 60, "scan")
             with Session(bridge.db) as session:
                 job = session.get(Job, changed)
-                assert job is not None and "paid-for" in job.spec_json
-                job.spec_json = job.spec_json.replace("paid-for", "something-else")
+                assert job is not None and b"paid-for" in job.spec_abi
+                # The same length: still a well-formed encoding, of a spec nobody paid for.
+                job.spec_abi = job.spec_abi.replace(b"paid-for", b"paid-far")
                 job.create_sent_at = time.time()
                 session.add(job)
                 session.commit()

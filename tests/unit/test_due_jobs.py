@@ -16,7 +16,7 @@ def _job(job_id: int, state: JobState, next_attempt_at: float) -> Job:
     return Job(
         job_id=job_id,
         requester="0x" + "11" * 20,
-        spec_json="{}",
+        spec_abi=b"",
         spec_hash="0x" + "00" * 32,
         payment_wei="1",
         deadline=10**10,

@@ -26,6 +26,7 @@ from bridge.chain.reader import (
     spec_from_raw,
 )
 from bridge.chain.spec import InputFile, JobSpec, Resources
+from bridge.chain.submitted import read_spec
 from bridge.errors import RpcUnavailable
 from tests.hostile import RAW_SPEC_ABI_TYPE, raw_spec
 
@@ -119,7 +120,7 @@ def _submitted_log(spec: tuple[Any, ...], index: int, data: bytes | None = None)
     }
 
 
-def test_each_log_is_decoded_on_its_own_and_an_unreadable_spec_is_flagged(
+def test_each_log_is_decoded_on_its_own_and_keeps_its_spec_as_the_contract_hashed_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     good = raw_spec()
@@ -137,9 +138,12 @@ def test_each_log_is_decoded_on_its_own_and_an_unreadable_spec_is_flagged(
     assert [d.job_id for d in decoded] == [1, 3], "the undecodable log is skipped, not the range"
     first, third = decoded
     assert isinstance(first, SubmittedLog) and isinstance(third, SubmittedLog)
-    assert first.unreadable is None
-    assert third.unreadable == "app is not valid UTF-8"
-    assert third.spec.app == "\ufffd\ufffd"
+    # The spec's encoding, byte for byte what the contract hashed; read where it is used.
+    assert first.spec_abi == encode([RAW_SPEC_ABI_TYPE], [good])
+    assert keccak(first.spec_abi) == first.spec_hash
+    assert read_spec(first.spec_abi) == (spec_from_raw(good)[0], None)
+    spec, unreadable = read_spec(third.spec_abi)
+    assert unreadable == "app is not valid UTF-8" and spec.app == "\ufffd\ufffd"
     assert reader.undecodable == 1
     errors = [r.getMessage() for r in caplog.records]
     assert len(errors) == 1 and "undecodable log" in errors[0]
@@ -201,7 +205,6 @@ def test_decoded_logs_equal_the_same_dataclasses_built_by_their_constructors() -
     )
     (decoded,) = reader.fetch(5, 5)
     assert isinstance(decoded, SubmittedLog)
-    spec = decoded.spec
     built = SubmittedLog(
         at=LogPosition(*astuple_shallow(decoded.at)),
         job_id=decoded.job_id,
@@ -209,20 +212,26 @@ def test_decoded_logs_equal_the_same_dataclasses_built_by_their_constructors() -
         spec_hash=decoded.spec_hash,
         payment=decoded.payment,
         deadline=decoded.deadline,
-        spec=JobSpec(
-            spec.app,
-            spec.command_line,
-            Resources(*astuple_shallow(spec.specs)),
-            spec.max_hours,
-            tuple(InputFile(f.filename, f.url) for f in spec.input_files),
-        ),
+        spec_abi=decoded.spec_abi,
         callback_gas_limit=decoded.callback_gas_limit,
-        unreadable=decoded.unreadable,
     )
     assert decoded == built and hash(decoded) == hash(built) and repr(decoded) == repr(built)
     assert dataclasses.replace(decoded, job_id=8) == dataclasses.replace(built, job_id=8)
     with pytest.raises(dataclasses.FrozenInstanceError):
         decoded.job_id = 9  # type: ignore[misc]
+    # The spec read from it is built the same way.
+    spec, _ = read_spec(decoded.spec_abi)
+    spec_built = JobSpec(
+        spec.app,
+        spec.command_line,
+        Resources(*astuple_shallow(spec.specs)),
+        spec.max_hours,
+        tuple(InputFile(f.filename, f.url) for f in spec.input_files),
+    )
+    assert spec == spec_built and hash(spec) == hash(spec_built) and repr(spec) == repr(spec_built)
+    assert dataclasses.replace(spec, app="x") == dataclasses.replace(spec_built, app="x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.app = "y"  # type: ignore[misc]
 
 
 def astuple_shallow(obj: Any) -> tuple[Any, ...]:

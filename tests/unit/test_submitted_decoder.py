@@ -1,4 +1,6 @@
-"""The specialised JobSubmitted decoder (bridge/chain/submitted.py) against eth_abi's answers.
+"""The specialised JobSubmitted decoder (bridge/chain/submitted.py) against eth_abi's answers:
+the whole event's data (``decode_submitted``), the scanner's head-only read (``submitted_log``)
+and the spec's stored encoding (``decode_spec``, ``bridge.engine.codec.stored_spec``).
 
 Seeded random generators (reproducible; the seed is in each test's name): valid encodings of
 random specs (empty, long and non-UTF-8 strings, many input files, every integer at its
@@ -10,7 +12,6 @@ values or raises ``LogDecodingError`` where eth_abi raises too; the one document
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import replace
 from typing import Any
@@ -24,13 +25,16 @@ from bridge.chain.submitted import (
     SUBMITTED_DATA_TYPES,
     LogDecodingError,
     RawSpec,
+    decode_spec,
     decode_submitted,
     decode_submitted_data,
     encode_raw_spec,
+    spec_encoding,
     spec_from_raw,
     spec_matches_hash,
+    submitted_log,
 )
-from bridge.engine.codec import spec_to_json, verified_spec
+from bridge.engine.codec import SPEC_HASH_MISMATCH, stored_spec
 
 TYPES = list(SUBMITTED_DATA_TYPES)
 SPEC_TYPE = SUBMITTED_DATA_TYPES[3]
@@ -123,9 +127,65 @@ def string_bytes(values: tuple[Any, ...]) -> int:
     return len(app) + len(command) + sum(len(n) + len(u) for n, u in files)
 
 
+def _log_entry(data: bytes) -> dict[str, Any]:
+    """A raw ``eth_getLogs`` entry of JobSubmitted carrying ``data``."""
+    return {
+        "topics": ["0x" + "00" * 32, "0x" + "00" * 31 + "07", "0x" + "00" * 12 + "11" * 20],
+        "data": "0x" + data.hex(),
+        "blockNumber": "0x5",
+        "blockHash": "0x" + "ab" * 32,
+        "transactionHash": "0x" + "cd" * 32,
+        "logIndex": "0x0",
+    }
+
+
+def check_scan(data: bytes, expected: tuple[Any, ...] | None) -> None:
+    """The scanner's read of ``data`` (``submitted_log``: the head, and the spec's encoding
+    kept as bytes) against eth_abi's answer: what eth_abi decodes, the scanner reads with the
+    same head and a stored encoding that decodes to eth_abi's spec; what it refuses, the
+    scanner refuses, or keeps an encoding that is refused or shown not to be the one paid for
+    when the worker comes to read it."""
+    try:
+        entry = submitted_log(_log_entry(data))
+    except LogDecodingError:
+        assert expected is None or string_bytes(expected) > len(data), data.hex()
+        return
+    head = (entry.spec_hash, entry.payment, entry.deadline, entry.callback_gas_limit)
+    try:
+        spec = decode_spec(entry.spec_abi)
+    except LogDecodingError:
+        spec = None
+    if expected is not None:
+        assert head == (expected[0], expected[1], expected[2], expected[4])
+        assert spec == expected[3] or string_bytes(expected) > len(entry.spec_abi) - WORD
+    elif spec is not None:
+        # The head read, the spec decoded, eth_abi refused the whole: only bytes after the
+        # spec's own encoding; such an encoding is not what a contract hashes (it ends early).
+        assert entry.spec_abi != encode([SPEC_TYPE], [spec]), data.hex()
+
+
+def check_spec(encoding: bytes) -> str:
+    """``decode_spec`` against eth_abi's decoding of one spec; returns which case it was."""
+    try:
+        expected = decode([SPEC_TYPE], encoding)[0]
+    except Exception:  # eth_abi raises several types
+        expected = None
+    try:
+        got = decode_spec(encoding)
+    except LogDecodingError:
+        if expected is None:
+            return "both refuse"
+        assert string_bytes((0, 0, 0, expected)) > len(encoding), encoding.hex()
+        return "aliased strings refused"
+    assert expected is not None, f"decoded what eth_abi refuses: {encoding.hex()}"
+    assert got == expected
+    return "both decode"
+
+
 def check(data: bytes) -> str:
     """Compares the decoder with eth_abi on ``data``; returns which case it was."""
     expected = eth_abi_answer(data)
+    check_scan(data, expected)
     try:
         got, encoding = decode_submitted(data)
     except LogDecodingError:
@@ -138,6 +198,7 @@ def check(data: bytes) -> str:
     assert got == expected
     assert decode_submitted_data(data) == expected
     assert encoding == encode([SPEC_TYPE], [got[3]]), "the spec's encoding differs from eth_abi"
+    assert decode_spec(encoding) == got[3]
     return "both decode"
 
 
@@ -170,6 +231,24 @@ def test_garbage_is_refused_with_the_decoding_error(seed: int) -> None:
         size = rng.choice([0, 1, 31, 32, 159, 160, 161, rng.randrange(2000)])
         data = bytes(rng.randrange(256) for _ in range(size))
         assert check(data) == "both refuse"
+        assert check_spec(data) == "both refuse"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_stored_spec_encodings_decode_as_eth_abi_decodes_them(seed: int) -> None:
+    # ``decode_spec`` reads what the scanner stored (``abi.encode(spec)``): valid encodings
+    # decode to eth_abi's values, mutated ones are decoded or refused as eth_abi does.
+    rng = random.Random(4000 + seed)
+    cases: dict[str, int] = {}
+    for _ in range(1000):
+        spec = random_spec(rng)
+        encoding = encode([SPEC_TYPE], [spec])
+        assert encode_raw_spec(spec) == encoding
+        assert check_spec(encoding) == "both decode"
+        assert decode_spec(encoding) == spec
+        case = check_spec(mutate(rng, encoding))
+        cases[case] = cases.get(case, 0) + 1
+    assert cases.get("both decode", 0) > 50 and cases.get("both refuse", 0) > 50, cases
 
 
 def _word(value: int) -> bytes:
@@ -262,7 +341,7 @@ def test_a_read_spec_matches_its_hash_and_any_change_to_it_does_not(seed: int) -
         raw = random_spec(rng)
         spec, unreadable = spec_from_raw(raw)
         if unreadable is not None:
-            continue  # failed at the scan: never reaches the check
+            continue  # failed when the worker reads it: never reaches the check
         expected = keccak(encode([SPEC_TYPE], [raw]))
         assert spec_matches_hash(spec, expected)
         r = spec.specs
@@ -291,10 +370,10 @@ def _utf8_text(rng: random.Random) -> str:
     return "".join(rng.choice(pool) for _ in range(rng.choice([0, 1, 31, 32, 33, 70])))
 
 
-def test_the_stored_spec_is_verified_through_its_json_and_nothing_else_passes() -> None:
-    # ``verified_spec`` is what the worker sends and what the cancel outbox re-sends: the
-    # spec read back from its stored JSON must hash to the event's specHash (eth_abi's
-    # encoding), and a row changed in any way, of the wrong types or unreadable gives None.
+def test_the_stored_spec_is_read_only_when_its_bytes_hash_to_the_event_spec_hash() -> None:
+    # ``stored_spec`` is what the worker sends and what the cancel outbox re-sends: the
+    # stored encoding must hash to the event's specHash (eth_abi's encoding) before it is read;
+    # a row changed in any way, or bytes that hash but do not decode, give no spec.
     rng = random.Random(3000)
     for _ in range(200):
         spec = JobSpec(
@@ -306,19 +385,21 @@ def test_the_stored_spec_is_verified_through_its_json_and_nothing_else_passes() 
                 InputFile(_utf8_text(rng), _utf8_text(rng)) for _ in range(rng.choice([0, 1, 3]))
             ),
         )
-        stored, hashed = spec_to_json(spec), "0x" + spec_hash(spec).hex()
-        assert verified_spec(stored, hashed) == spec
-        assert verified_spec(stored, "0x" + bytes(32).hex()) is None
-    body = json.loads(spec_to_json(spec))
-    wrong: list[Any] = [
-        {**body, "hours": True},  # a bool is no uint16, though it encodes as 1
-        {**body, "hours": float(spec.max_hours)},
-        {**body, "app": 5},
-        {**body, "app": None},
-        {**body, "specs": None},
-        {**body, "inputFiles": [{"filename": "a"}]},
-    ]
-    for row in wrong:
-        assert verified_spec(json.dumps(row), hashed) is None, row
-    assert verified_spec("not json", hashed) is None
-    assert verified_spec(stored, "0xnot-hex") is None
+        stored, hashed = spec_encoding(spec), "0x" + spec_hash(spec).hex()
+        assert stored_spec(stored, hashed) == (spec, None)
+        assert stored_spec(stored, "0x" + bytes(32).hex()) == (None, SPEC_HASH_MISMATCH)
+        changed = bytearray(stored)
+        changed[rng.randrange(len(changed))] ^= 1 << rng.randrange(8)
+        assert stored_spec(bytes(changed), hashed) == (None, SPEC_HASH_MISMATCH)
+    assert stored_spec(stored, "0xnot-hex") == (None, SPEC_HASH_MISMATCH)
+    assert stored_spec(b"", hashed) == (None, SPEC_HASH_MISMATCH)
+    # Hashing but not decoding (never from a contract's event): refused with the reason.
+    garbage = b"\x01" * 40
+    spec_out, reason = stored_spec(garbage, "0x" + keccak(garbage).hex())
+    assert spec_out is None and reason is not None and reason.startswith("the spec does not")
+    # Text that is not UTF-8: the spec is read (U+FFFD for each bad byte), the reason named.
+    raw: RawSpec = (b"\xff", b"run", (1, 2, 3, 4, 5), 6, ())
+    encoding = encode([SPEC_TYPE], [raw])
+    spec_out, reason = stored_spec(encoding, "0x" + keccak(encoding).hex())
+    assert spec_out is not None and spec_out.app == "\ufffd"
+    assert reason == "app is not valid UTF-8"
