@@ -78,7 +78,9 @@ def test_every_stored_spec_becomes_the_bytes_its_hash_was_taken_of(
         _insert(engine, [{"job_id": 9000, "spec_json": "not json", "spec_hash": hashed}])
         _migrate(engine, "head")
         with engine.connect() as conn:
-            rows = dict(conn.execute(text("SELECT job_id, spec_abi FROM job")).all())
+            rows: dict[int, bytes] = dict(
+                conn.execute(text("SELECT job_id, spec_abi FROM job")).all()
+            )
         assert "spec_json" not in {c["name"] for c in inspect(engine).get_columns("job")}
         assert len(rows) == 2501
         assert all(bytes(rows[i]) == spec_encoding(spec) for i in range(2500))
@@ -88,7 +90,9 @@ def test_every_stored_spec_becomes_the_bytes_its_hash_was_taken_of(
 
         _migrate(engine, "0008_networks", down=True)
         with engine.connect() as conn:
-            back = dict(conn.execute(text("SELECT job_id, spec_json FROM job")).all())
+            back: dict[int, str] = dict(
+                conn.execute(text("SELECT job_id, spec_json FROM job")).all()
+            )
         assert back[0] == spec_to_json(spec) and back[2499] == spec_to_json(spec)
         assert back[9000] == "{}"
         _migrate(engine, "head")
