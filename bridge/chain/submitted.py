@@ -429,7 +429,7 @@ def spec_encoding(spec: JobSpec) -> bytes:
         LogDecodingError: an integer does not fit its type.
         UnicodeEncodeError: a string holds a lone surrogate (never one read from an event).
         TypeError, AttributeError: a field of another type (never in a spec read from an event;
-            a ``bool`` passes as an ``int``, see ``bridge.engine.codec.verified_spec``).
+            a ``bool`` passes as an ``int``).
     """
     r = spec.specs
     return encode_raw_spec(
