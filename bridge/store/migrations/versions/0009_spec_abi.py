@@ -61,19 +61,21 @@ def _json(spec_abi: bytes) -> str:
         return "{}"
 
 
+def _replace(
+    old: str, new: str, kind: sa.types.TypeEngine[Any], convert: Callable[[Any], Any]
+) -> None:
+    """Column ``new`` (of ``kind``, not null) in place of ``old``, filled from it."""
+    with op.batch_alter_table("job") as batch:
+        batch.add_column(sa.Column(new, kind, nullable=True))
+    _convert(old, new, convert)
+    with op.batch_alter_table("job") as batch:
+        batch.drop_column(old)
+        batch.alter_column(new, existing_type=kind, nullable=False)
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("job") as batch:
-        batch.add_column(sa.Column("spec_abi", sa.LargeBinary(), nullable=True))
-    _convert("spec_json", "spec_abi", _encoded)
-    with op.batch_alter_table("job") as batch:
-        batch.drop_column("spec_json")
-        batch.alter_column("spec_abi", existing_type=sa.LargeBinary(), nullable=False)
+    _replace("spec_json", "spec_abi", sa.LargeBinary(), _encoded)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("job") as batch:
-        batch.add_column(sa.Column("spec_json", sa.Text(), nullable=True))
-    _convert("spec_abi", "spec_json", _json)
-    with op.batch_alter_table("job") as batch:
-        batch.drop_column("spec_abi")
-        batch.alter_column("spec_json", existing_type=sa.Text(), nullable=False)
+    _replace("spec_abi", "spec_json", sa.Text(), _json)
