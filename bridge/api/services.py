@@ -56,7 +56,7 @@ from bridge.chain.finality import tagged_block
 from bridge.chain.reader import find_deployment_block
 from bridge.chain.rpc import FailoverProvider
 from bridge.chain.spec import JobSpec
-from bridge.engine.codec import stored_spec
+from bridge.engine.codec import request_for
 from bridge.engine.service import Bridge
 from bridge.engine.states import JobState
 from bridge.errors import (
@@ -154,12 +154,14 @@ class JobQueries:
             JobNotFound: no such job.
         """
         job = self._get(job_id)
-        spec, _ = stored_spec(job.spec_abi, job.spec_hash)
+        # Why it cannot run, as the worker will find (or found) it: also for a job that ended
+        # before the worker came to send it.
+        spec, _, problem = request_for(job.spec_abi, job.spec_hash)
         return JobPublic(
             **_summary(job).model_dump(),
             spec=None if spec is None else _spec_public(spec),
             spec_hash=job.spec_hash,
-            spec_error=job.spec_error,
+            spec_error=job.spec_error or problem,
             block_number=job.block_number,
             tx_hash=job.tx_hash,
             cancel_requested=job.cancel_requested,

@@ -13,7 +13,15 @@ from __future__ import annotations
 import json
 
 from bridge.chain.spec import JobSpec
-from bridge.chain.submitted import LogDecodingError, encoding_matches_hash, read_spec
+from bridge.chain.submitted import (
+    LogDecodingError,
+    decode_spec,
+    encode_raw_spec,
+    encoding_matches_hash,
+    read_spec,
+    spec_from_raw,
+)
+from bridge.errors import SpecError
 from bridge.jobdoc import body_of, spec_of
 from bridge.remote.convention import CEJobRequest
 from bridge.results import safe_input_url, safe_relative_path
@@ -62,7 +70,9 @@ def stored_spec(spec_abi: bytes, spec_hash: str) -> tuple[JobSpec | None, str | 
 
     - ``(spec, None)``: the encoding hashes to the event's ``specHash`` (``Job.spec_hash``,
       0x-hex), so it is byte for byte what the requester submitted and paid for, and it reads
-      as a spec with every string UTF-8.
+      as a spec with every string UTF-8. An encoding that decodes but is not laid out as the
+      contract's (only a node that rewrites the event's data sends one) passes when the spec
+      it decodes to, encoded again, hashes to ``specHash``.
     - ``(spec, reason)``: it hashes and decodes, but a string is not UTF-8 (the first such
       field is named; it holds U+FFFD in place of each bad byte): shown, never run.
     - ``(None, reason)``: it does not hash to ``specHash`` (``SPEC_HASH_MISMATCH``: a storage
@@ -73,9 +83,31 @@ def stored_spec(spec_abi: bytes, spec_hash: str) -> tuple[JobSpec | None, str | 
         expected = bytes.fromhex(spec_hash.removeprefix("0x"))
     except ValueError:
         return None, SPEC_HASH_MISMATCH
-    if not encoding_matches_hash(bytes(spec_abi), expected):
-        return None, SPEC_HASH_MISMATCH
+    encoding = bytes(spec_abi)
+    if encoding_matches_hash(encoding, expected):
+        try:
+            return read_spec(encoding)
+        except LogDecodingError as exc:
+            return None, f"the spec does not decode: {exc}"
     try:
-        return read_spec(bytes(spec_abi))
-    except LogDecodingError as exc:
-        return None, f"the spec does not decode: {exc}"
+        raw = decode_spec(encoding)  # another layout of the spec paid for?
+        if not encoding_matches_hash(encode_raw_spec(raw), expected):
+            return None, SPEC_HASH_MISMATCH
+    except LogDecodingError:
+        return None, SPEC_HASH_MISMATCH
+    return spec_from_raw(raw)
+
+
+def request_for(
+    spec_abi: bytes, spec_hash: str
+) -> tuple[JobSpec | None, CEJobRequest | None, str | None]:
+    """A job's stored spec (``stored_spec``), its CE job-create request when it can run, and
+    why it cannot otherwise (exactly one of the request and the reason is set): what the worker
+    sends, what the cancel outbox re-sends and what the API says of a job. Never raises."""
+    spec, problem = stored_spec(spec_abi, spec_hash)
+    if spec is None or problem is not None:
+        return spec, None, problem
+    try:
+        return spec, spec_to_request(spec), None
+    except SpecError as exc:
+        return spec, None, str(exc)

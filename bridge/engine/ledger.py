@@ -20,7 +20,7 @@ from bridge.chain.spec import Status
 from bridge.config import Settings
 from bridge.engine import machine as m
 from bridge.engine.cancels import CancelOutbox
-from bridge.engine.codec import spec_to_json, stored_spec
+from bridge.engine.codec import request_for, spec_to_json
 from bridge.engine.states import JobState
 from bridge.remote.convention import idempotency_key
 from bridge.store.models import Job, RemoteCancel, Update, utcnow
@@ -120,7 +120,7 @@ class JobLedger:
             # still in flight): CE may run a job nobody follows. Find it by its key (the same
             # request sent again), cancel it. A stored spec that is no longer the one paid for
             # is never sent: that remote job, if any, cannot be found.
-            spec, spec_error = stored_spec(job.spec_abi, job.spec_hash)
+            spec, request, _ = request_for(job.spec_abi, job.spec_hash)
             uow.insert(
                 RemoteCancel,
                 job_id=job.job_id,
@@ -129,7 +129,7 @@ class JobLedger:
                 idempotency_key=idempotency_key(
                     self._chain_id, self._contract, job.job_id, job.generation
                 ),
-                request_json=spec_to_json(spec) if spec and spec_error is None else "",
+                request_json=spec_to_json(spec) if spec is not None and request is not None else "",
             )
         if m.RemoteAction.CANCEL_REMOTE in outcome.actions and job.remote_job_id:
             # Queued with the state change: a crash before the call cannot lose it.

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from bridge.chain.reader import LogReader
 from bridge.engine import machine as m
-from bridge.engine.codec import spec_to_request, stored_spec
+from bridge.engine.codec import request_for
 from bridge.engine.core import Core
 from bridge.engine.ledger import job_view
 from bridge.engine.states import JobState
@@ -479,12 +479,7 @@ class Worker:
             # encoding hashes to the event's specHash, and is decoded only then (a spec that
             # does not decode, holds text that is not UTF-8, or a storage fault fails the job
             # on-chain with the reason, and refunds it, instead of running another).
-            spec, spec_error = stored_spec(job.spec_abi, job.spec_hash)
-            if spec is not None and spec_error is None:
-                try:
-                    request = spec_to_request(spec)
-                except SpecError as exc:
-                    spec_error = str(exc)
+            _, request, spec_error = request_for(job.spec_abi, job.spec_hash)
         step = m.dispatch_step(
             spec_error=spec_error,
             rechecking=job.recheck_until is not None,

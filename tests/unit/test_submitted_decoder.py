@@ -34,11 +34,12 @@ from bridge.chain.submitted import (
     spec_matches_hash,
     submitted_log,
 )
-from bridge.engine.codec import SPEC_HASH_MISMATCH, stored_spec
+from bridge.engine.codec import SPEC_HASH_MISMATCH, request_for, stored_spec
 
 TYPES = list(SUBMITTED_DATA_TYPES)
 SPEC_TYPE = SUBMITTED_DATA_TYPES[3]
 WORD = 32
+GOOD_URL = "https://example.org/in.txt"
 
 
 def _text(rng: random.Random) -> bytes:
@@ -391,6 +392,19 @@ def test_the_stored_spec_is_read_only_when_its_bytes_hash_to_the_event_spec_hash
         changed = bytearray(stored)
         changed[rng.randrange(len(changed))] ^= 1 << rng.randrange(8)
         assert stored_spec(bytes(changed), hashed) == (None, SPEC_HASH_MISMATCH)
+    # The same spec in another layout (32 zero bytes after it, which eth_abi reads the same),
+    # as a node that rewrites the event's data could send it: read, for it is the spec paid for.
+    assert stored_spec(stored + bytes(32), hashed) == (spec, None)
+    r = spec.specs
+    raw: RawSpec = (
+        spec.app.encode(),
+        spec.command_line.encode(),
+        (r.vcpus, r.ram, r.disk, r.network_download, r.network_upload),
+        spec.max_hours,
+        tuple((f.filename.encode(), f.url.encode()) for f in spec.input_files),
+    )
+    entry = submitted_log(_log_entry(encode(TYPES, [spec_hash(spec), 1, 2, raw, 3]) + bytes(32)))
+    assert entry.spec_abi != stored and stored_spec(entry.spec_abi, hashed) == (spec, None)
     assert stored_spec(stored, "0xnot-hex") == (None, SPEC_HASH_MISMATCH)
     assert stored_spec(b"", hashed) == (None, SPEC_HASH_MISMATCH)
     # Hashing but not decoding (never from a contract's event): refused with the reason.
@@ -398,8 +412,26 @@ def test_the_stored_spec_is_read_only_when_its_bytes_hash_to_the_event_spec_hash
     spec_out, reason = stored_spec(garbage, "0x" + keccak(garbage).hex())
     assert spec_out is None and reason is not None and reason.startswith("the spec does not")
     # Text that is not UTF-8: the spec is read (U+FFFD for each bad byte), the reason named.
-    raw: RawSpec = (b"\xff", b"run", (1, 2, 3, 4, 5), 6, ())
+    raw = (b"\xff", b"run", (1, 2, 3, 4, 5), 6, ())
     encoding = encode([SPEC_TYPE], [raw])
     spec_out, reason = stored_spec(encoding, "0x" + keccak(encoding).hex())
     assert spec_out is not None and spec_out.app == "\ufffd"
     assert reason == "app is not valid UTF-8"
+
+
+def test_request_for_says_why_a_stored_spec_cannot_run() -> None:
+    # What the worker sends and the API reports: the request when the spec can run, else the
+    # reason (exactly one of them), for each way a stored spec can fail.
+    spec = JobSpec("app", "run", Resources(1, 2, 3, 4, 5), 1, (InputFile("in.txt", GOOD_URL),))
+    hashed = "0x" + spec_hash(spec).hex()
+    got, request, problem = request_for(spec_encoding(spec), hashed)
+    assert got == spec and request is not None and problem is None
+    assert request.input_files == (("in.txt", GOOD_URL),)
+    unsafe = replace(spec, input_files=(InputFile("../up.txt", GOOD_URL),))
+    got, request, problem = request_for(spec_encoding(unsafe), "0x" + spec_hash(unsafe).hex())
+    assert got == unsafe and request is None and problem is not None and "unsafe" in problem
+    assert request_for(spec_encoding(spec), "0x" + bytes(32).hex()) == (
+        None,
+        None,
+        SPEC_HASH_MISMATCH,
+    )
