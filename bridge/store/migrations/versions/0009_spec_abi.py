@@ -14,6 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+# The bridge's own encoder and JSON form: the encoding is fixed by the contract (abi.encode of
+# JobSpec, whose keccak the contract stores) and the JSON form by the rows this converts, so
+# neither may change under this migration (tests/unit/test_migration_spec_abi.py).
 from bridge.chain.submitted import LogDecodingError, read_spec, spec_encoding
 from bridge.engine.codec import spec_from_json, spec_to_json
 
