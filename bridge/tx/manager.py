@@ -361,7 +361,6 @@ class TxManager:
         self._capped: set[int] = set()  # tx ids stuck at the fee cap (warned once)
         self._simulate_after = 0.0  # clock time before which a reverting batch is not retried
         self._short_of_funds = False  # new batches wait for funds (warned once a backlog)
-        self._budget: _Budget | None = None  # this round's funds (``_send_new``)
         self._l1_fees: dict[int, int] = {}  # tx id -> L1 fee of its bytes (OP-stack chains)
         # Other keys whose process is gone (``_finish_orphaned``): monotonic time each was
         # first seen without its lock; the ones whose transactions this writer finishes.
@@ -975,7 +974,7 @@ class TxManager:
 
     def _send_new(self, counts: _Counts) -> None:
         # The round's unmined transactions, read once and kept up to date as batches go.
-        budget = self._budget = _Budget(*self._committed())
+        budget = _Budget(*self._committed())
         try:
             self._open_batches(counts, budget)
         finally:
@@ -1001,7 +1000,7 @@ class TxManager:
             # dies meanwhile leaves them unclaimed (its connection's transaction is rolled back).
             with self._store.claim() as claim:
                 batch, limits = self._next_batch(claim)
-                tx = self._create(batch, limits, counts, claim) if batch else None
+                tx = self._create(batch, limits, counts, claim, budget) if batch else None
             if not batch or tx is None:
                 return
             sent = self._broadcast(tx, counts)
@@ -1032,16 +1031,22 @@ class TxManager:
         return (batch if ready else []), limits
 
     def _create(
-        self, batch: list[Update], limits: Mapping[int, int], counts: _Counts, claim: Session
+        self,
+        batch: list[Update],
+        limits: Mapping[int, int],
+        counts: _Counts,
+        claim: Session,
+        budget: _Budget,
     ) -> ChainTx | None:
         """Simulates, signs and stores (in ``claim``, the session that selected ``batch``) one
-        ``applyUpdates`` for ``batch`` (``limits``: its jobs' callback limits); None if it
+        ``applyUpdates`` for ``batch`` (``limits``: its jobs' callback limits) if the key pays
+        for it (``budget``: the round's funds, counted up when it is stored); None if it
         cannot."""
         data = _calldata(batch)
         jobs = _job_ids(batch)
         fees = self._market_fees()
         sized = batch_gas(batch, limits, len(data))
-        if not self._fundable(write_cost(sized, fees.max_fee_per_gas)):
+        if not self._fundable(write_cost(sized, fees.max_fee_per_gas), budget):
             return None  # the limit is never below ``sized``: no need to simulate to know
         gas = self._simulate(data, jobs, counts, sized, fees)
         if gas is None:
@@ -1050,7 +1055,7 @@ class TxManager:
         raw, tx_hash = self._sign(nonce, data, gas, fees)
         l1_fee = self._fees.l1_fee(raw)
         cost = write_cost(gas, fees.max_fee_per_gas, l1_fee)
-        if not self._fundable(cost):
+        if not self._fundable(cost, budget):
             return None  # nothing stored: the nonce and the updates wait for the next round
         row = ChainTx(
             sender=self._sender,
@@ -1066,8 +1071,6 @@ class TxManager:
         )
         if not self._store.insert(claim, row, [cast(int, u.id) for u in batch]):
             return None
-        budget = self._budget
-        assert budget is not None, "set by _send_new for its round"
         budget.unmined += 1
         budget.committed += cost
         if l1_fee and row.id is not None:
@@ -1140,7 +1143,7 @@ class TxManager:
             return None
         return limit
 
-    def _fundable(self, cost: int) -> bool:
+    def _fundable(self, cost: int, budget: _Budget) -> bool:
         """Whether the key can pay a new transaction costing up to ``cost`` wei beside its
         unmined ones, with room for a fee bump of each (``plan.may_fund``). The round's
         figures (``_Budget``): the unmined transactions' worst cases, read from the store at
@@ -1149,8 +1152,6 @@ class TxManager:
         When the key cannot pay, one warning names it, what it holds and what is committed,
         and new batches wait for mined ones to free the funds; it is not repeated until a
         round ends for another reason (``_send_new``)."""
-        budget = self._budget
-        assert budget is not None, "set by _send_new for its round"
         if budget.unmined and budget.balance is None:
             budget.balance = int(rpc.read(self._w3, "eth_getBalance", [self._sender, "latest"]), 16)
         if plan.may_fund(
