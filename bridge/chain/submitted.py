@@ -11,7 +11,7 @@ pointer validation, a generator per tuple). Two steps, each by offsets:
 - the worker's, ``decode_spec`` / ``read_spec``: that encoding decoded where the spec is acted
   on, once its keccak is checked against ``specHash``.
 
-``decode_submitted_data`` (the whole event) and ``decode_spec`` return exactly what eth_abi's
+``decode_submitted`` (the whole event) and ``decode_spec`` return exactly what eth_abi's
 ``decode`` of ``SUBMITTED_DATA_TYPES`` (and of the spec's type) returns
 (``tests/unit/test_submitted_decoder.py`` fuzzes them against each other):
 
@@ -41,7 +41,7 @@ from sha3 import keccak_256
 from bridge.chain.logs import LogPosition, SubmittedLog
 from bridge.chain.spec import InputFile, JobSpec, Resources
 
-#: The event's non-indexed types, strings read as bytes (the order of ``decode_submitted_data``).
+#: The event's non-indexed types, strings read as bytes (the order of ``decode_submitted``).
 SUBMITTED_DATA_TYPES = (
     "bytes32",
     "uint256",
@@ -115,9 +115,9 @@ def _canonical_head(data: bytes) -> tuple[int, int] | None:
 
 
 def _canonical(data: bytes) -> SubmittedData | None:
-    """``decode_submitted_data(data)`` when ``data`` is laid out exactly as Solidity's ``emit``
-    writes it (every pointer where the encoder puts it, nothing after the last string), else
-    None (the general path then decides, and raises for what is invalid)."""
+    """``decode_submitted(data)``'s values when ``data`` is laid out exactly as Solidity's
+    ``emit`` writes it (every pointer where the encoder puts it, nothing after the last
+    string), else None (the general path then decides, and raises for what is invalid)."""
     head = _canonical_head(data)
     if head is None:
         return None
@@ -210,30 +210,18 @@ def _padded(data: bytes, at: int, limit: int) -> tuple[int, int]:
     return stop, end
 
 
-def decode_submitted_data(data: bytes) -> SubmittedData:
-    """``JobSubmitted``'s data decoded: the same values as eth_abi's ``decode`` of
-    ``SUBMITTED_DATA_TYPES`` (strings as bytes, arrays and structs as tuples).
-
-    Raises:
-        LogDecodingError: ``data`` is not a valid encoding (any offset, length or padding out of
-            bounds), or its strings add up to more bytes than ``data`` holds.
-    """
-    fast = _canonical(data)
-    if fast is not None:
-        return fast
-    return _decode_general(data)[0]
-
-
 def decode_submitted(data: bytes) -> tuple[SubmittedData, bytes]:
-    """``decode_submitted_data(data)`` and ``encode_raw_spec`` of its spec (the bytes whose
-    keccak is the contract's ``specHash``).
+    """``JobSubmitted``'s data decoded, the same values as eth_abi's ``decode`` of
+    ``SUBMITTED_DATA_TYPES`` (strings as bytes, arrays and structs as tuples), and
+    ``encode_raw_spec`` of its spec (the bytes whose keccak is the contract's ``specHash``).
 
     When the spec is encoded canonically in ``data`` (as Solidity's ``emit`` writes it: every
     pointer where the encoder puts it, the spec last), its encoding is the spec's bytes of
     ``data`` behind one offset word, and nothing is re-encoded.
 
     Raises:
-        LogDecodingError: as ``decode_submitted_data``.
+        LogDecodingError: ``data`` is not a valid encoding (any offset, length or padding out of
+            bounds), or its strings add up to more bytes than ``data`` holds.
     """
     fast = _canonical(data)
     if fast is not None:
@@ -245,9 +233,9 @@ def decode_submitted(data: bytes) -> tuple[SubmittedData, bytes]:
 
 
 def _decode_general(data: bytes) -> tuple[SubmittedData, int, bool]:
-    """``decode_submitted_data(data)`` by the general path, where the spec starts in ``data``,
-    and whether it is laid out canonically up to the end of ``data`` (its encoding is then
-    the rest of ``data`` behind one offset word)."""
+    """``decode_submitted(data)``'s values by the general path, where the spec starts in
+    ``data``, and whether it is laid out canonically up to the end of ``data`` (its encoding
+    is then the rest of ``data`` behind one offset word)."""
     size = len(data)
     if size < 5 * _WORD:
         raise LogDecodingError(f"{size} bytes of data: the event's head alone is 160")
@@ -348,7 +336,7 @@ def _general_spec(data: bytes, spec: int) -> tuple[RawSpec, bool]:
 def decode_spec(encoding: bytes) -> RawSpec:
     """``abi.encode(spec)`` decoded: the same values as eth_abi's ``decode`` of
     ``(SUBMITTED_DATA_TYPES[3],)`` (strings as bytes, arrays and structs as tuples), with the
-    same strictness as ``decode_submitted_data``. The inverse of ``encode_raw_spec``; what the
+    same strictness as ``decode_submitted``. The inverse of ``encode_raw_spec``; what the
     worker reads a job's stored encoding (``Job.spec_abi``) with.
 
     Raises:
