@@ -473,6 +473,8 @@ class Worker:
         """Whether the new ``job`` may be sent to CE now (``machine.dispatch_step``), and its
         request if its spec converts."""
         request = None
+        # Known already for a row scanned before migration 0009 (the scanner then read the
+        # spec): its reason stands.
         spec_error = job.spec_error
         if not spec_error:
             # What goes to CE is, field for field, what the requester paid for: the stored
